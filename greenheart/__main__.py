@@ -1,0 +1,5 @@
+import sys
+
+from greenheart.cli import main
+
+sys.exit(main())

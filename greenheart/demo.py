@@ -1,0 +1,74 @@
+"""The demo: a monitor and a few hearts on loopback; one heart stops and the monitor notices."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+import gevent
+import gevent.event
+
+from greenheart.heart import Heart
+from greenheart.monitor import HeartMonitor
+from greenheart.wire import display_id
+
+
+def run_demo(*, hearts: int, period: float, max_misses: int, out: TextIO) -> int:
+    """Run the demo, narrating to ``out``; 0 if the stopped heart was detected within its bound."""
+    if hearts < 1:
+        raise ValueError("the demo needs at least one heart")
+    seconds = period / 1000
+    bound = (max_misses + 2) * seconds
+    registered = gevent.event.Event()
+    failed: dict[bytes, float] = {}
+    failure_seen = gevent.event.Event()
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    with HeartMonitor.bind(
+        "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=period, max_misses=max_misses
+    ) as monitor:
+        say(
+            f"monitor: pinging on {monitor.ping_addr} every {period:g} ms, pongs on"
+            f" {monitor.pong_addr}, a heart fails after {max_misses + 1} missed beats"
+        )
+        fleet = [Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"heart-{i}") for i in range(hearts)]
+
+        def on_new(heart: bytes) -> None:
+            say(f"  new heart: {display_id(heart)}")
+            if len(monitor.hearts) == hearts:
+                registered.set()
+
+        def on_failure(heart: bytes) -> None:
+            failed[heart] = time.monotonic()
+            say(f"  heart failed: {display_id(heart)}")
+            failure_seen.set()
+
+        monitor.add_new_heart_handler(on_new)
+        monitor.add_heart_failure_handler(on_failure)
+        try:
+            for heart in fleet:
+                heart.start()
+            if not registered.wait(timeout=5 + 10 * seconds):
+                say(f"FAILED: only {len(monitor.hearts)} of {hearts} hearts registered")
+                return 1
+            victim = fleet[len(fleet) // 2]
+            say(f"stopping {display_id(victim.id)}")
+            stopped_at = time.monotonic()
+            victim.stop()
+            if not failure_seen.wait(timeout=bound + 5):
+                say(f"FAILED: {display_id(victim.id)} was never declared failed")
+                return 1
+            detected_after = failed.get(victim.id, float("inf")) - stopped_at
+            survivors = sorted(display_id(heart) for heart in monitor.hearts)
+            say(
+                f"{display_id(victim.id)} detected after {detected_after * 1000:.0f} ms"
+                f" (bound {bound * 1000:.0f} ms); still beating: {', '.join(survivors)}"
+            )
+            ok = set(failed) == {victim.id} and detected_after <= bound
+            say("demo OK" if ok else "FAILED: the wrong heart failed, or too late")
+            return 0 if ok else 1
+        finally:
+            for heart in fleet:
+                heart.stop()

@@ -1,0 +1,377 @@
+"""HeartMonitor: the ledger, driven by gevent and ZeroMQ.
+
+Two greenlets share the work. The beat greenlet wakes on a fixed grid of
+``period`` milliseconds, drains the pongs already queued, closes the round in the
+ledger, publishes the next ping, and only then calls handlers. The pong greenlet
+waits on the ROUTER socket and feeds every message to the ledger, draining
+whatever is queued in bounded batches before it yields, so a burst of pongs costs
+few greenlet switches and cannot starve the beat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import gevent
+import gevent.pool
+import zmq
+import zmq.green
+
+from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong
+from greenheart.ratelimit import RateLimitedLog
+from greenheart.sockets import close_sockets, default_context, endpoint, require_green_socket
+from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
+
+HeartHandler = Callable[[bytes], Any]
+BeatHandler = Callable[[Beat], Any]
+
+#: pongs handled per turn of the pong greenlet before it lets other greenlets run
+PONG_BATCH = 256
+
+#: how many hearts a log line names before it only counts them
+NAMED_IN_LOG = 10
+
+
+def _require_callable(handler: object) -> None:
+    if not callable(handler):
+        raise TypeError(f"a handler must be callable, got {handler!r}")
+
+
+def _named(hearts: Sequence[bytes]) -> str:
+    names = ", ".join(display_id(heart) for heart in hearts[:NAMED_IN_LOG])
+    if len(hearts) > NAMED_IN_LOG:
+        names += f" and {len(hearts) - NAMED_IN_LOG} more"
+    return names
+
+
+@attrs.define(eq=False)
+class HeartMonitor:
+    """Pings hearts on a PUB socket every ``period`` ms and tracks who answers on a ROUTER.
+
+    ``pingstream`` and ``pongstream`` are ``zmq.green`` sockets, bound or connected by
+    the caller; :meth:`bind` makes and binds both. A heart that misses a beat goes on
+    probation; one whose consecutive misses exceed ``max_misses`` has failed.
+    """
+
+    pingstream: zmq.green.Socket = attrs.field()
+    pongstream: zmq.green.Socket = attrs.field()
+    #: milliseconds between pings
+    period: float = attrs.field(
+        default=3000.0, converter=float, validator=attrs.validators.gt(0)
+    )
+    max_misses: int = attrs.field(
+        default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
+    #: close both sockets on :meth:`stop` (set by :meth:`bind`, which made them)
+    owns_sockets: bool = False
+    log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
+    clock: Callable[[], float] = time.monotonic
+
+    _ledger: Ledger = attrs.field(init=False)
+    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
+    _new_heart_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
+    _failure_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
+    _beat_handlers: list[BeatHandler] = attrs.field(factory=list, init=False)
+    _limited: RateLimitedLog = attrs.field(init=False)
+    _running: bool = attrs.field(default=False, init=False)
+    _stopped: bool = attrs.field(default=False, init=False)
+    #: exceptions raised by handlers, logged and swallowed
+    handler_errors: int = attrs.field(default=0, init=False)
+
+    @pingstream.validator
+    def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
+        require_green_socket(value, zmq.PUB, "pingstream")
+
+    @pongstream.validator
+    def _check_pongstream(self, attribute: attrs.Attribute, value: object) -> None:
+        require_green_socket(value, zmq.ROUTER, "pongstream")
+
+    def __attrs_post_init__(self) -> None:
+        self._ledger = Ledger(tic=self.clock(), max_misses=self.max_misses)
+        self._limited = RateLimitedLog(self.log)
+        # Without handover a heart that reconnects under its old identity, before the
+        # ROUTER noticed the old connection died, would be silently ignored.
+        self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 1)
+
+    @classmethod
+    def bind(
+        cls,
+        ping_addr: str,
+        pong_addr: str,
+        *,
+        context: zmq.green.Context | None = None,
+        max_message_size: int = 1024,
+        **kwargs: Any,
+    ) -> HeartMonitor:
+        """Make the two sockets, bind them to ``ping_addr`` and ``pong_addr``, and own them.
+
+        A port of 0 (``tcp://127.0.0.1:0``) binds a free port; :attr:`ping_addr` and
+        :attr:`pong_addr` tell which. Messages larger than ``max_message_size`` bytes
+        make the ROUTER drop the connection that sent them.
+        """
+        if max_message_size < MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES:
+            raise ValueError(
+                f"max_message_size must be at least {MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES}"
+            )
+        context = context or default_context()
+        ping = pong = None
+        try:
+            ping = context.socket(zmq.PUB)
+            ping.linger = 0
+            pong = context.socket(zmq.ROUTER)
+            pong.linger = 0
+            pong.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+            ping.bind(ping_addr)
+            pong.bind(pong_addr)
+            return cls(ping, pong, owns_sockets=True, **kwargs)
+        except BaseException:
+            close_sockets(ping, pong)
+            raise
+
+    # -- the state, as snapshots ---------------------------------------------------------
+
+    @property
+    def hearts(self) -> frozenset[bytes]:
+        """The hearts known to be beating."""
+        return frozenset(self._ledger.hearts)
+
+    @property
+    def responses(self) -> frozenset[bytes]:
+        """The hearts that answered since the last beat."""
+        return frozenset(self._ledger.responses)
+
+    @property
+    def on_probation(self) -> dict[bytes, int]:
+        """Heart -> consecutive beats missed, for the hearts that missed the last beat."""
+        return dict(self._ledger.on_probation)
+
+    @property
+    def lifetime(self) -> float:
+        return self._ledger.lifetime
+
+    @property
+    def last_ping(self) -> float:
+        return self._ledger.last_ping
+
+    @property
+    def tic(self) -> float:
+        return self._ledger.tic
+
+    @property
+    def counters(self) -> Counters:
+        return attrs.evolve(self._ledger.counters)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def ping_addr(self) -> str:
+        return endpoint(self.pingstream)
+
+    @property
+    def pong_addr(self) -> str:
+        return endpoint(self.pongstream)
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def add_new_heart_handler(self, handler: HeartHandler) -> None:
+        """Call ``handler(heart)`` for each heart that starts beating."""
+        _require_callable(handler)
+        self._new_heart_handlers.append(handler)
+
+    def remove_new_heart_handler(self, handler: HeartHandler) -> None:
+        self._new_heart_handlers.remove(handler)
+
+    def add_heart_failure_handler(self, handler: HeartHandler) -> None:
+        """Call ``handler(heart)`` for each heart that has failed."""
+        _require_callable(handler)
+        self._failure_handlers.append(handler)
+
+    def remove_heart_failure_handler(self, handler: HeartHandler) -> None:
+        self._failure_handlers.remove(handler)
+
+    def add_beat_handler(self, handler: BeatHandler) -> None:
+        """Call ``handler(beat)`` after every beat, with the :class:`~greenheart.ledger.Beat`."""
+        _require_callable(handler)
+        self._beat_handlers.append(handler)
+
+    def remove_beat_handler(self, handler: BeatHandler) -> None:
+        self._beat_handlers.remove(handler)
+
+    def handle_new_heart(self, heart: bytes) -> None:
+        self._call_handlers(self._new_heart_handlers, "new heart", heart)
+
+    def handle_heart_failure(self, heart: bytes) -> None:
+        self._call_handlers(self._failure_handlers, "heart failure", heart)
+
+    def _call_handlers(self, handlers: list[Callable[[Any], Any]], event: str, arg: Any) -> None:
+        for handler in tuple(handlers):  # a handler may remove itself
+            try:
+                handler(arg)
+            except Exception:
+                self.handler_errors += 1
+                self._limited(
+                    logging.ERROR, "handler", "%s handler %r raised", event, handler, exc_info=True
+                )
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Publish the first ping and start beating; returns at once."""
+        if self._stopped:
+            raise RuntimeError("this HeartMonitor was stopped; make a new one")
+        if self._running:
+            raise RuntimeError("this HeartMonitor is already running")
+        self._running = True
+        self._ledger = Ledger(tic=self.clock(), max_misses=self.max_misses)
+        self._publish(self._ledger.ping)
+        self._group.spawn(self._drain_pongs)
+        self._group.spawn(self._beat_on_schedule)
+        self.log.info(
+            "beating every %g ms on %s, listening on %s", self.period, self.ping_addr, self.pong_addr
+        )
+
+    def stop(self) -> None:
+        """Stop beating, and close the sockets if this monitor owns them. Safe to call twice,
+        and from a handler."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running = False
+        current = gevent.getcurrent()
+        # A handler calling stop() runs in the beat greenlet: it ends by itself when the
+        # handler returns, and killing it here would cut the handler short.
+        gevent.killall([greenlet for greenlet in self._group if greenlet is not current])
+        if self.owns_sockets:
+            close_sockets(self.pingstream, self.pongstream)
+
+    def __enter__(self) -> HeartMonitor:
+        if not self._running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- beating ------------------------------------------------------------------------------
+
+    def beat(self) -> Beat:
+        """Close the round: judge the hearts, publish the next ping, call the handlers."""
+        if not self.pongstream.closed:
+            # Pongs already queued arrived in time; only the monitor was slow to read them.
+            self._drain_queued(len(self._ledger.hearts) + PONG_BATCH)
+        beat = self._ledger.beat(self.clock())
+        if not self.pingstream.closed:
+            self._publish(beat.ping)
+        self._log_beat(beat)
+        for heart in beat.new_hearts:
+            self.handle_new_heart(heart)
+        for heart in beat.failed_hearts:
+            self.handle_heart_failure(heart)
+        self._call_handlers(self._beat_handlers, "beat", beat)
+        return beat
+
+    def _publish(self, ping: bytes) -> None:
+        # A PUB socket never blocks: with no subscribers, or a full queue, it drops.
+        self.pingstream.send(ping, zmq.NOBLOCK)
+
+    def _beat_on_schedule(self) -> None:
+        period = self.period / 1000.0
+        due = self._ledger.tic + period
+        while self._running:
+            while (delay := due - self.clock()) > 0:
+                gevent.sleep(delay)
+            try:
+                self.beat()
+            except Exception:
+                self._limited(logging.ERROR, "beat", "beat failed", exc_info=True)
+            due += period
+            behind = self.clock() - due
+            if behind >= 0:
+                # Catching up with a burst of beats would only ping faster than anyone asked:
+                # skip the lost slots and stay on the grid.
+                skipped = int(behind // period) + 1
+                due += skipped * period
+                self._limited(
+                    logging.WARNING,
+                    "behind",
+                    "monitor fell %.0f ms behind its beat schedule; skipped %d beat(s)",
+                    behind * 1000,
+                    skipped,
+                )
+
+    def _log_beat(self, beat: Beat) -> None:
+        if beat.new_hearts:
+            self.log.info("%d new heart(s): %s", len(beat.new_hearts), _named(beat.new_hearts))
+        if beat.failed_hearts:
+            self.log.warning(
+                "%d heart(s) failed: %s", len(beat.failed_hearts), _named(beat.failed_hearts)
+            )
+        if beat.late_hearts:
+            slowest = max(beat.late_hearts, key=beat.late_hearts.__getitem__)
+            self._limited(
+                logging.WARNING,
+                "late",
+                "%d late pong(s) in beat %d; slowest %s, %.1f ms after its beat",
+                beat.late_pongs,
+                beat.number,
+                display_id(slowest),
+                beat.late_hearts[slowest] * 1000,
+            )
+
+    # -- pongs ----------------------------------------------------------------------------------
+
+    def handle_pong(self, msg: Sequence[bytes]) -> Pong:
+        """Account for one message received on the ROUTER: ``[identity, payload]``."""
+        parts = split_pong(msg)
+        if parts is None:
+            pong = self._ledger.malformed(msg[0][:MAX_IDENTITY_BYTES] if msg else b"")
+        else:
+            pong = self._ledger.pong(parts[0], parts[1], self.clock())
+        if pong.kind not in ANSWERS:
+            self._limited(
+                logging.WARNING,
+                pong.kind.value,
+                "%s pong from %s: %d frame(s), first bytes %r",
+                pong.kind.value,
+                display_id(pong.heart) if pong.heart else "(no identity)",
+                len(msg),
+                msg[-1][:32] if msg else b"",
+            )
+        return pong
+
+    def _drain_pongs(self) -> None:
+        recv = self.pongstream.recv_multipart
+        while self._running:
+            try:
+                frames = recv()  # waits without blocking the hub
+            except zmq.ZMQError as error:
+                self.log.error("pong socket failed, no longer listening: %s", error)
+                return
+            self._handle_guarded(frames)
+            if self._drain_queued(PONG_BATCH) == PONG_BATCH:
+                gevent.sleep(0)  # more is queued; let the beat and the rest of the program run
+
+    def _drain_queued(self, limit: int) -> int:
+        """Handle up to ``limit`` pongs that are already queued, without waiting."""
+        recv = self.pongstream.recv_multipart
+        handled = 0
+        while handled < limit:
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._handle_guarded(frames)
+            handled += 1
+        return handled
+
+    def _handle_guarded(self, frames: list[bytes]) -> None:
+        try:
+            self.handle_pong(frames)
+        except Exception:
+            self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)

@@ -1,0 +1,39 @@
+"""Small ZeroMQ helpers shared by the monitor and the hearts."""
+
+from __future__ import annotations
+
+import zmq
+import zmq.green
+
+SOCKET_TYPE_NAMES = {zmq.PUB: "PUB", zmq.SUB: "SUB", zmq.ROUTER: "ROUTER", zmq.DEALER: "DEALER"}
+
+
+def default_context() -> zmq.green.Context:
+    """The process-wide green context, made on first use."""
+    return zmq.green.Context.instance()
+
+
+def require_green_socket(socket: object, socket_type: int, role: str) -> None:
+    """Refuse sockets that would block the gevent hub, or that are of the wrong type."""
+    if not isinstance(socket, zmq.green.Socket):
+        raise TypeError(
+            f"{role} must be a zmq.green socket (one that yields to gevent), got {socket!r}"
+        )
+    if socket.closed:
+        raise ValueError(f"{role} is closed")
+    if socket.type != socket_type:
+        expected = SOCKET_TYPE_NAMES.get(socket_type, socket_type)
+        actual = SOCKET_TYPE_NAMES.get(socket.type, socket.type)
+        raise ValueError(f"{role} must be a {expected} socket, got {actual}")
+
+
+def close_sockets(*sockets: zmq.Socket | None) -> None:
+    """Close sockets at once, dropping unsent messages; safe to call twice."""
+    for socket in sockets:
+        if socket is not None and not socket.closed:
+            socket.close(linger=0)
+
+
+def endpoint(socket: zmq.Socket) -> str:
+    """The address a socket last bound to, with the real port when it bound to port 0."""
+    return socket.getsockopt_string(zmq.LAST_ENDPOINT)
