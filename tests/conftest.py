@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from greenheart import HeartMonitor
+
+
+@pytest.fixture
+def make_monitor() -> Iterator[Callable[..., HeartMonitor]]:
+    """Makes started monitors bound to free loopback ports, and stops them after the test."""
+    monitors: list[HeartMonitor] = []
+
+    def make(cls: type[HeartMonitor] = HeartMonitor, **kwargs: object) -> HeartMonitor:
+        monitor = cls.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", **kwargs)
+        monitors.append(monitor)
+        monitor.start()
+        return monitor
+
+    yield make
+    for monitor in monitors:
+        monitor.stop()

@@ -1,0 +1,69 @@
+"""Test helpers: waiting with a deadline, and hearts whose answers a test scripts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import gevent
+import zmq
+import zmq.green
+
+from greenheart.sockets import close_sockets, default_context
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:
+    """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {predicate}")
+        gevent.sleep(step)
+
+
+def dealer(pong_addr: str, identity: bytes) -> zmq.green.Socket:
+    """A bare DEALER with ``identity``, connected to a monitor's pong address."""
+    socket = default_context().socket(zmq.DEALER)
+    socket.linger = 0
+    socket.setsockopt(zmq.IDENTITY, identity)
+    socket.connect(pong_addr)
+    return socket
+
+
+class ScriptedHeart:
+    """A heart whose answer to the n-th ping (from 0) is ``script(n)``: None drops the
+    ping, a number of seconds delays the answer by that much."""
+
+    def __init__(
+        self, ping_addr: str, pong_addr: str, identity: bytes, script: Callable[[int], float | None]
+    ) -> None:
+        self.identity = identity
+        self.script = script
+        self.pings = 0
+        self.answered = 0
+        self._sub = default_context().socket(zmq.SUB)
+        self._sub.linger = 0
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.connect(ping_addr)
+        self._dealer = dealer(pong_addr, identity)
+        self._greenlets: list[gevent.Greenlet] = [gevent.spawn(self._run)]
+
+    def _answer(self, payload: bytes) -> None:
+        self._dealer.send(payload)
+        self.answered += 1
+
+    def _run(self) -> None:
+        while True:
+            payload = self._sub.recv()
+            delay = self.script(self.pings)
+            self.pings += 1
+            if delay is None:
+                continue
+            if delay <= 0:
+                self._answer(payload)
+            else:
+                self._greenlets.append(gevent.spawn_later(delay, self._answer, payload))
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets)
+        close_sockets(self._sub, self._dealer)

@@ -1,0 +1,301 @@
+"""HeartMonitor and Heart on real loopback sockets."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import attrs
+import gevent
+import gevent.event
+import pytest
+import zmq
+import zmq.green
+
+from greenheart import Heart, HeartMonitor
+from greenheart.sockets import close_sockets, default_context
+from tests.helpers import ScriptedHeart, dealer, wait_until
+
+
+@attrs.define(eq=False)
+class RecordingMonitor(HeartMonitor):
+    """Notes when each heart's first pong arrived, when it was registered, and when it failed."""
+
+    first_pong: dict[bytes, float] = attrs.field(factory=dict, init=False)
+    registered: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
+    failed: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
+
+    def handle_pong(self, msg):
+        pong = super().handle_pong(msg)
+        self.first_pong.setdefault(pong.heart, time.monotonic())
+        return pong
+
+    def handle_new_heart(self, heart):
+        self.registered.setdefault(heart, []).append(time.monotonic())
+        super().handle_new_heart(heart)
+
+    def handle_heart_failure(self, heart):
+        self.failed.setdefault(heart, []).append(time.monotonic())
+        super().handle_heart_failure(heart)
+
+
+def after_next_beat(monitor: HeartMonitor) -> None:
+    """Return just after the monitor's next beat."""
+    beaten = gevent.event.Event()
+    monitor.add_beat_handler(lambda beat: beaten.set())
+    assert beaten.wait(timeout=5)
+
+
+def test_a_heart_is_registered_within_one_period_of_its_first_pong(make_monitor):
+    period = 0.1
+    monitor = make_monitor(RecordingMonitor, period=period * 1000)
+    with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"quick"):
+        wait_until(lambda: b"quick" in monitor.hearts)
+        # the beat may run a few ms late on a busy machine; a quarter period covers that
+        assert monitor.registered[b"quick"][0] - monitor.first_pong[b"quick"] <= period * 1.25
+
+
+@pytest.mark.parametrize("max_misses", [1, 3])
+def test_a_stopped_heart_fails_within_max_misses_plus_two_periods(make_monitor, max_misses):
+    period = 0.05
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=max_misses)
+    heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"mortal")
+    heart.start()
+    wait_until(lambda: b"mortal" in monitor.hearts)
+    after_next_beat(monitor)
+    gevent.sleep(period / 2)  # stop mid-round, away from either beat
+    stopped_at = time.monotonic()
+    heart.stop()
+    wait_until(lambda: b"mortal" in monitor.failed, timeout=(max_misses + 2) * period + 5)
+    detected_after = monitor.failed[b"mortal"][0] - stopped_at
+    assert max_misses * period < detected_after <= (max_misses + 2) * period
+    assert b"mortal" not in monitor.hearts and b"mortal" not in monitor.on_probation
+
+
+def test_a_heart_missing_max_misses_beats_at_a_time_never_fails(make_monitor):
+    max_misses = 2
+    monitor = make_monitor(RecordingMonitor, period=50, max_misses=max_misses)
+    probation_seen = []
+    monitor.add_beat_handler(lambda beat: probation_seen.append(monitor.on_probation.get(b"flaky")))
+    # answer the first few pings to register, then drop max_misses of every max_misses + 1
+    heart = ScriptedHeart(
+        monitor.ping_addr,
+        monitor.pong_addr,
+        b"flaky",
+        lambda n: 0 if n < 5 or n % (max_misses + 1) == 0 else None,
+    )
+    try:
+        wait_until(lambda: heart.pings >= 30, timeout=10)
+    finally:
+        heart.stop()
+    assert b"flaky" in monitor.registered
+    assert max_misses in probation_seen  # it really did miss that many in a row
+    assert b"flaky" not in monitor.failed
+
+
+def test_a_late_answer_keeps_a_heart_alive_and_is_counted_late(make_monitor):
+    period = 0.05
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1)
+    late_seen = []
+    monitor.add_beat_handler(lambda beat: late_seen.append(beat.late_hearts.get(b"slow")))
+    heart = ScriptedHeart(monitor.ping_addr, monitor.pong_addr, b"slow", lambda n: 1.4 * period)
+    try:
+        wait_until(lambda: heart.answered >= 15, timeout=10)
+    finally:
+        heart.stop()
+    assert b"slow" in monitor.registered
+    assert b"slow" not in monitor.failed
+    assert monitor.counters.late_pongs >= 10
+    assert monitor.counters.on_time_pongs == 0
+    lateness = [late for late in late_seen if late is not None]
+    assert lateness and all(0 < late < period for late in lateness)
+
+
+def test_bad_input_is_counted_never_registered_and_the_monitor_keeps_beating(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=50)
+    good = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"good")
+    good.start()
+    garbage = dealer(monitor.pong_addr, b"garbage")
+    oversized = dealer(monitor.pong_addr, b"oversized")
+    try:
+        wait_until(lambda: b"good" in monitor.hearts)
+        before = monitor.counters
+        stale = str(monitor.last_ping - 1).encode()
+        garbage.send(stale)
+        garbage.send(b"\xff\x00 not a ping")
+        garbage.send_multipart([b"three", b"frames"])
+        oversized.send(b"1" * 1_000_000)
+        # and what a socket cannot deliver, handed to the monitor directly
+        monitor.handle_pong([b"one frame"])
+        monitor.handle_pong([])
+        monitor.handle_pong([b"", str(monitor.lifetime).encode()])
+        monitor.handle_pong([b"direct", b"2" * 1_000_000])
+        wait_until(
+            lambda: monitor.counters.stale_pongs - before.stale_pongs >= 2
+            and monitor.counters.malformed_pongs - before.malformed_pongs >= 5
+        )
+        beats = monitor.counters.beats
+        wait_until(lambda: monitor.counters.beats >= beats + 3)
+    finally:
+        good.stop()
+        close_sockets(garbage, oversized)
+    assert monitor.counters.stale_pongs - before.stale_pongs == 2
+    assert monitor.counters.malformed_pongs - before.malformed_pongs == 5
+    assert set(monitor.registered) == {b"good"}
+    assert not monitor.failed
+
+
+def test_beats_keep_a_fixed_schedule_despite_work_in_handlers(make_monitor):
+    period = 0.02
+    monitor = make_monitor(period=period * 1000)
+    times: list[float] = []
+    done = gevent.event.Event()
+
+    def on_beat(beat):
+        times.append(beat.at)
+        time.sleep(period / 10)  # work that a sleep-after-work loop would add to every period
+        if len(times) == 50:
+            done.set()
+
+    monitor.add_beat_handler(on_beat)
+    assert done.wait(timeout=10)
+    drift = [abs(at - (times[0] + i * period)) for i, at in enumerate(times[:50])]
+    assert max(drift) < period
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def live_greenlets() -> list[gevent.Greenlet]:
+    return [obj for obj in gc.get_objects() if isinstance(obj, gevent.Greenlet) and not obj.dead]
+
+
+def test_stop_leaves_no_greenlet_running_and_no_descriptor_open():
+    def cycle() -> None:
+        with (
+            HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=10) as monitor,
+            Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"cycler"),
+        ):
+            wait_until(lambda: b"cycler" in monitor.hearts)
+
+    cycle()  # the shared context and its I/O thread are made once, on first use
+    gc.collect()
+    fds, greenlets = open_fds(), len(live_greenlets())
+    for _ in range(50):
+        cycle()
+    # libzmq closes sockets on its own reaper thread, a moment after close() returns
+    wait_until(lambda: open_fds() <= fds, timeout=10)
+    gc.collect()
+    assert len(live_greenlets()) == greenlets
+
+
+def test_stop_is_idempotent_and_a_stopped_monitor_cannot_restart():
+    monitor = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=10)
+    monitor.start()
+    with pytest.raises(RuntimeError):
+        monitor.start()
+    monitor.stop()
+    monitor.stop()
+    assert monitor.pingstream.closed and monitor.pongstream.closed
+    with pytest.raises(RuntimeError):
+        monitor.start()
+
+
+def test_a_handler_that_raises_is_logged_and_stops_nothing(make_monitor, caplog):
+    monitor = make_monitor(period=20)
+    seen = []
+
+    def broken(heart):
+        raise RuntimeError("handler bug")
+
+    monitor.add_new_heart_handler(broken)
+    monitor.add_new_heart_handler(seen.append)
+    with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"h1"):
+        wait_until(lambda: seen == [b"h1"])
+        beats = monitor.counters.beats
+        wait_until(lambda: monitor.counters.beats >= beats + 3)
+    assert monitor.handler_errors == 1
+    assert "handler bug" in caplog.text
+    monitor.remove_new_heart_handler(broken)
+    with pytest.raises(ValueError):
+        monitor.remove_new_heart_handler(broken)
+    with pytest.raises(TypeError):
+        monitor.add_heart_failure_handler("not callable")
+
+
+def test_a_failure_handler_may_stop_the_monitor():
+    monitor = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=20)
+    stopped = gevent.event.Event()
+
+    def stop_on_failure(heart):
+        monitor.stop()
+        stopped.set()
+
+    monitor.add_heart_failure_handler(stop_on_failure)
+    with monitor:
+        heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"last")
+        heart.start()
+        wait_until(lambda: b"last" in monitor.hearts)
+        heart.stop()
+        assert stopped.wait(timeout=5)
+        wait_until(lambda: not any(True for _ in monitor._group))
+    assert not monitor.running and monitor.pongstream.closed
+
+
+def test_a_heart_restarted_with_its_identity_is_heard_again(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=20)
+    with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"phoenix") as heart:
+        wait_until(lambda: b"phoenix" in monitor.hearts)
+    wait_until(lambda: b"phoenix" in monitor.failed)
+    heart.start()
+    try:
+        wait_until(lambda: len(monitor.registered[b"phoenix"]) == 2)
+    finally:
+        heart.stop()
+
+
+def test_a_new_connection_takes_over_an_identity_from_a_stale_one(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=20, max_misses=1)
+    old = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"twin")
+    old.start()
+    wait_until(lambda: b"twin" in monitor.hearts)
+    # the old heart hangs with its connection still open, as a frozen process would
+    old.device.kill()
+    new = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"twin")
+    new.start()
+    try:
+        beats = monitor.counters.beats
+        wait_until(lambda: monitor.counters.beats >= beats + 10)
+    finally:
+        new.stop()
+        old.stop()
+    assert b"twin" not in monitor.failed
+
+
+def test_sockets_are_checked_where_they_enter():
+    context = default_context()
+    ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    plain = zmq.Context.instance().socket(zmq.PUB)
+    try:
+        with pytest.raises(ValueError, match="ROUTER"):
+            HeartMonitor(ping, ping)
+        with pytest.raises(TypeError, match="zmq.green"):
+            HeartMonitor(plain, pong)
+        with pytest.raises(ValueError):
+            HeartMonitor(ping, pong, period=0)
+        monitor = HeartMonitor(ping, pong, period="250")
+        assert monitor.period == 250.0
+        monitor.stop()
+        assert not ping.closed  # the caller's sockets stay the caller's
+    finally:
+        close_sockets(ping, pong, plain)
+
+
+def test_heart_identities():
+    assert len(Heart("inproc://a", "inproc://b").id) == 16  # a random uuid
+    assert Heart("inproc://a", "inproc://b", heart_id="engine-1").id == b"engine-1"
+    for bad in (b"", b"\x00reserved", b"x" * 256):
+        with pytest.raises(ValueError):
+            Heart("inproc://a", "inproc://b", heart_id=bad)
