@@ -14,6 +14,7 @@ from typing import TextIO
 import attrs
 import gevent
 import gevent.event
+import zmq
 
 from greenheart import __version__
 from greenheart.demo import run_demo
@@ -129,7 +130,8 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="greenheart", description="A gevent heartbeat monitor and hearts, ipyparallel-compatible."
+        prog="greenheart",
+        description="A gevent heartbeat monitor and hearts, ipyparallel-compatible.",
     )
     parser.add_argument("--version", action="version", version=f"greenheart {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeatable)")
@@ -166,4 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, zmq.ZMQError) as error:
+        print(f"greenheart {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -33,7 +33,10 @@ def run_demo(*, hearts: int, period: float, max_misses: int, out: TextIO) -> int
             f"monitor: pinging on {monitor.ping_addr} every {period:g} ms, pongs on"
             f" {monitor.pong_addr}, a heart fails after {max_misses + 1} missed beats"
         )
-        fleet = [Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"heart-{i}") for i in range(hearts)]
+        fleet = [
+            Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"heart-{i}")
+            for i in range(hearts)
+        ]
 
         def on_new(heart: bytes) -> None:
             say(f"  new heart: {display_id(heart)}")

@@ -59,7 +59,7 @@ class Pong(NamedTuple):
 
     kind: PongKind
     heart: bytes
-    #: seconds from sending the ping this pong answers to receiving the pong; None if it answers none
+    #: seconds from sending the ping this pong answers to receiving it; None if it answers none
     rtt: float | None
 
 

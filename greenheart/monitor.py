@@ -60,9 +60,7 @@ class HeartMonitor:
     pingstream: zmq.green.Socket = attrs.field()
     pongstream: zmq.green.Socket = attrs.field()
     #: milliseconds between pings
-    period: float = attrs.field(
-        default=3000.0, converter=float, validator=attrs.validators.gt(0)
-    )
+    period: float = attrs.field(default=3000.0, converter=float, validator=attrs.validators.gt(0))
     max_misses: int = attrs.field(
         default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
     )
@@ -233,7 +231,10 @@ class HeartMonitor:
         self._group.spawn(self._drain_pongs)
         self._group.spawn(self._beat_on_schedule)
         self.log.info(
-            "beating every %g ms on %s, listening on %s", self.period, self.ping_addr, self.pong_addr
+            "beating every %g ms on %s, listening on %s",
+            self.period,
+            self.ping_addr,
+            self.pong_addr,
         )
 
     def stop(self) -> None:

@@ -35,7 +35,7 @@ def split_pong(frames: Sequence[bytes]) -> tuple[bytes, bytes] | None:
 
 
 def display_id(identity: bytes) -> str:
-    """A heart identity as people read it: the text if it is printable ASCII, else ``0x`` and hex."""
+    """A heart identity as people read it: printable ASCII as it is, anything else as ``0x`` hex."""
     if identity and all(byte in _PRINTABLE for byte in identity):
         return identity.decode("ascii")
     return "0x" + identity.hex()

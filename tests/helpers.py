@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import attrs
 import gevent
 import zmq
 import zmq.green
 
+from greenheart import HeartMonitor
 from greenheart.sockets import close_sockets, default_context
 
 
@@ -67,3 +69,25 @@ class ScriptedHeart:
     def stop(self) -> None:
         gevent.killall(self._greenlets)
         close_sockets(self._sub, self._dealer)
+
+
+@attrs.define(eq=False)
+class RecordingMonitor(HeartMonitor):
+    """Notes when each heart's first pong arrived, when it was registered, and when it failed."""
+
+    first_pong: dict[bytes, float] = attrs.field(factory=dict, init=False)
+    registered: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
+    failed: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
+
+    def handle_pong(self, msg):
+        pong = super().handle_pong(msg)
+        self.first_pong.setdefault(pong.heart, time.monotonic())
+        return pong
+
+    def handle_new_heart(self, heart):
+        self.registered.setdefault(heart, []).append(time.monotonic())
+        super().handle_new_heart(heart)
+
+    def handle_heart_failure(self, heart):
+        self.failed.setdefault(heart, []).append(time.monotonic())
+        super().handle_heart_failure(heart)

@@ -1,0 +1,106 @@
+"""The greenheart command, run as a user would: in child processes, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sys
+
+import gevent
+from gevent import subprocess
+
+from greenheart.cli import main
+from greenheart.demo import run_demo
+
+
+def greenheart(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "greenheart", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_json_until(proc: subprocess.Popen, wanted: dict, timeout: float = 15) -> list[dict]:
+    """Read JSON lines from ``proc`` until one has every key/value of ``wanted``."""
+    seen = []
+    with gevent.Timeout(timeout, AssertionError(f"never printed {wanted}; printed {seen}")):
+        for line in proc.stdout:
+            event = json.loads(line)
+            seen.append(event)
+            if wanted.items() <= event.items():
+                return seen
+    raise AssertionError(f"exited before printing {wanted}; printed {seen}")
+
+
+def interrupt(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=10)
+
+
+def test_monitor_and_heart_commands(tmp_path):
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    monitor = greenheart(
+        "monitor", "--ping", ping, "--pong", pong, "--period", "50", "--max-misses", "1",
+        "--json", "--summary",
+    )  # fmt: skip
+    heart = greenheart("heart", "--ping", ping, "--pong", pong, "--id", "cli-heart")
+    try:
+        seen = read_json_until(monitor, {"event": "new_heart", "heart": "cli-heart"})
+        assert interrupt(heart) == 0
+        seen += read_json_until(monitor, {"event": "failed_heart", "heart": "cli-heart"})
+        assert interrupt(monitor) == 0
+    finally:
+        for proc in (monitor, heart):
+            proc.kill()
+            proc.wait()
+    summaries = [event for event in seen if event["event"] == "beat"]
+    assert (
+        summaries and {"hearts", "responded", "on_probation", "max_rtt_ms"} <= summaries[-1].keys()
+    )
+    assert any(event["hearts"] == 1 and event["responded"] == 1 for event in summaries)
+    assert "pinging on ipc://" in monitor.stderr.read()
+
+
+def test_monitor_prints_text_lines_by_default(tmp_path):
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    monitor = greenheart("monitor", "--ping", ping, "--pong", pong, "--period", "50")
+    heart = greenheart("heart", "--ping", ping, "--pong", pong, "--id", "0x01ff")
+    try:
+        with gevent.Timeout(15):
+            line = monitor.stdout.readline()
+        assert "new heart heart=0x01ff" in line
+    finally:
+        for proc in (monitor, heart):
+            interrupt(proc)
+
+
+def test_bad_arguments_are_refused(capsys):
+    for argv in (
+        ["monitor", "--ping", "x"],
+        ["monitor", "--ping", "a", "--pong", "b", "--period", "0"],
+    ):
+        try:
+            main(argv)
+        except SystemExit as exit:
+            assert exit.code == 2
+        else:
+            raise AssertionError(f"{argv} was accepted")
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path):
+    bad_id = greenheart("heart", "--ping", "ipc://x", "--pong", "ipc://y", "--id", "0x00ff")
+    assert bad_id.wait(timeout=30) == 2
+    assert bad_id.stderr.read().startswith("greenheart heart: error: heart_id must not start")
+    bad_addr = greenheart("monitor", "--ping", "nonsense://", "--pong", f"ipc://{tmp_path}/p")
+    assert bad_addr.wait(timeout=30) == 2
+    assert "greenheart monitor: error:" in bad_addr.stderr.read()
+
+
+def test_demo_detects_the_stopped_heart():
+    out = io.StringIO()
+    assert run_demo(hearts=3, period=50, max_misses=1, out=out) == 0
+    text = out.getvalue()
+    assert "heart failed: heart-1" in text and "demo OK" in text

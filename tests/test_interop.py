@@ -1,0 +1,104 @@
+"""Wire compatibility with the real ipyparallel, both ways.
+
+ipyparallel's Heart is a thread device with no way to stop it, and its HeartMonitor
+runs its own event loop, so each runs in a child process that the test kills.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import ipyparallel  # noqa: F401  (a dev dependency: missing, these tests must fail, not skip)
+import pytest
+import zmq
+import zmq.green
+
+from greenheart import Heart
+from greenheart.sockets import close_sockets, default_context
+from tests.helpers import RecordingMonitor, wait_until
+
+IPYPARALLEL_HEART = """
+import sys, time
+from ipyparallel.controller.heartmonitor import Heart
+Heart(sys.argv[1], sys.argv[2], heart_id=sys.argv[3].encode()).start()
+time.sleep(120)
+"""
+
+IPYPARALLEL_MONITOR = """
+import sys
+from ipyparallel.controller.heartmonitor import start_heartmonitor
+ping, pong, monitor, period, misses = sys.argv[1:]
+start_heartmonitor(ping, pong, monitor, period=int(period), max_heartmonitor_misses=int(misses))
+"""
+
+#: a child python with ipyparallel loaded takes a while to start
+STARTUP = 30
+
+
+def spawn(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen]]:
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_ipyparallel_heart_registers_with_our_monitor_and_fails_when_it_stops(
+    make_monitor, children
+):
+    period, max_misses = 0.1, 2
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=max_misses)
+    child = spawn(IPYPARALLEL_HEART, monitor.ping_addr, monitor.pong_addr, "ipp-engine-0")
+    children.append(child)
+    wait_until(lambda: b"ipp-engine-0" in monitor.hearts, timeout=STARTUP)
+    assert monitor.counters.bad_pongs == 0
+    killed_at = time.monotonic()
+    child.kill()
+    wait_until(lambda: b"ipp-engine-0" in monitor.failed, timeout=10)
+    # the bound, plus 50 ms for the beat itself to run late on a loaded machine
+    assert monitor.failed[b"ipp-engine-0"][0] - killed_at <= (max_misses + 2) * period + 0.05
+
+
+def heartmonitor_events(socket: zmq.green.Socket) -> Iterator[tuple[str, list[str]]]:
+    """``(msg_type, hearts)`` of each jupyter message ipyparallel's monitor sends."""
+    while True:
+        frames = socket.recv_multipart()
+        start = frames.index(b"<IDS|MSG>")
+        header, content = frames[start + 2], frames[start + 5]
+        yield json.loads(header)["msg_type"], json.loads(content)["hearts"]
+
+
+def test_our_heart_registers_with_ipyparallels_monitor_and_is_reported_stopped(tmp_path, children):
+    events = default_context().socket(zmq.SUB)
+    events.linger = 0
+    events.setsockopt(zmq.SUBSCRIBE, b"")
+    events.bind("tcp://127.0.0.1:0")
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    children.append(
+        spawn(
+            IPYPARALLEL_MONITOR, ping, pong, events.getsockopt_string(zmq.LAST_ENDPOINT), "100", "2"
+        )
+    )
+    heart = Heart(ping, pong, heart_id="greenheart-0")
+    heart.start()
+    received = heartmonitor_events(events)
+    try:
+        with_deadline = zmq.green.Poller()
+        with_deadline.register(events, zmq.POLLIN)
+        assert with_deadline.poll(STARTUP * 1000), "ipyparallel's monitor said nothing"
+        assert next(received) == ("new_heart", ["greenheart-0"])
+        heart.stop()
+        assert with_deadline.poll(10_000), "ipyparallel's monitor never noticed the heart stop"
+        assert next(received) == ("stopped_heart", ["greenheart-0"])
+    finally:
+        heart.stop()
+        close_sockets(events)
