@@ -278,3 +278,18 @@ def test_heart_identities():
     for bad in (b"", b"\x00reserved", b"x" * 256):
         with pytest.raises(ValueError):
             Heart("inproc://a", "inproc://b", heart_id=bad)
+
+
+def test_a_beat_first_reads_the_pongs_already_queued():
+    monitor = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=1000)
+    early = dealer(monitor.pong_addr, b"early")
+    try:
+        early.send(str(monitor.lifetime).encode())  # answers the first ping, never sent here
+        queued = zmq.green.Poller()
+        queued.register(monitor.pongstream, zmq.POLLIN)
+        assert queued.poll(5000), "the pong never reached the monitor's socket"
+        # nothing has read the socket: only the beat itself can count this pong
+        assert monitor.beat().new_hearts == (b"early",)
+    finally:
+        close_sockets(early)
+        monitor.stop()
