@@ -17,7 +17,9 @@ import gevent.event
 import zmq
 
 from greenheart import __version__
+from greenheart.behaviour import Behaviour, Delay, Event, parse_event
 from greenheart.demo import run_demo
+from greenheart.fleet import HeartFleet
 from greenheart.heart import Heart
 from greenheart.ledger import Beat
 from greenheart.monitor import HeartMonitor
@@ -108,6 +110,78 @@ def _heart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slow(text: str) -> tuple[float, Delay]:
+    fraction, _, delay = text.partition(":")
+    try:
+        return float(fraction), Delay.parse(delay)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--slow takes FRACTION:DELAY, as in 0.1:fixed:500, not {text!r}"
+        ) from None
+
+
+def _event(kind: str):
+    def parse(text: str) -> Event:
+        try:
+            return parse_event(kind, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _delay(text: str) -> Delay:
+    try:
+        return Delay.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    slow_fraction, slow_delay = args.slow or (0.0, None)
+    behaviour = Behaviour(
+        seed=args.seed,
+        delay=args.delay,
+        loss=args.loss,
+        slow_fraction=slow_fraction,
+        slow_delay=slow_delay,
+    )
+    scenario = [*args.die, *args.revive, *args.churn, *args.flap]
+    fleet = HeartFleet(
+        args.ping, args.pong, size=args.size, behaviour=behaviour, scenario=scenario,
+        **({"prefix": args.prefix} if args.prefix else {}),
+    )  # fmt: skip
+    with fleet:
+        print(
+            f"greenheart fleet {fleet.prefix}: {args.size} hearts answering {args.ping} on"
+            f" {args.pong}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        reporter = gevent.spawn(_report_fleet, fleet, args.status_every, args.json)
+        try:
+            _wait_for_signal()
+        finally:
+            reporter.kill()
+    return 0
+
+
+def _report_fleet(fleet: HeartFleet, every: float, as_json: bool) -> None:
+    while True:
+        gevent.sleep(every)
+        status = fleet.status()
+        if as_json:
+            line = json.dumps({"event": "status", "time": _now(), **attrs.asdict(status)})
+        else:
+            line = (
+                f"{_now()} {status.alive} alive ({status.silent} silent,"
+                f" {status.hearts - status.alive} dead), {status.fleet_pings} pings,"
+                f" {status.pongs} pongs, {status.dropped} dropped, {status.delayed} delayed,"
+                f" {status.unsent} unsent"
+            )
+        print(line, flush=True)
+
+
 def _demo(args: argparse.Namespace) -> int:
     return run_demo(
         hearts=args.hearts, period=args.period, max_misses=args.max_misses, out=sys.stdout
@@ -153,6 +227,38 @@ def build_parser() -> argparse.ArgumentParser:
     heart.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
     heart.add_argument("--id", metavar="NAME", help="identity (0x... for hex); random if omitted")
     heart.set_defaults(run=_heart)
+
+    fleet = commands.add_parser("fleet", help="run many simulated hearts against a monitor")
+    fleet.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
+    fleet.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
+    fleet.add_argument("--size", type=_count, required=True, metavar="N", help="hearts to run")
+    fleet.add_argument(
+        "--delay",
+        type=_delay,
+        metavar="SPEC",
+        help="reply delay: fixed:MS, uniform:LO:HI, exp:MEAN",
+    )
+    fleet.add_argument("--loss", type=float, default=0.0, metavar="P", help="pongs lost, 0 to 1")
+    fleet.add_argument(
+        "--slow",
+        type=_slow,
+        metavar="FRACTION:SPEC",
+        help="a fraction of slow hearts: 0.1:fixed:500",
+    )
+    for kind, syntax, text in [
+        ("die", "T:N", "at T seconds, N hearts die"),
+        ("revive", "T:N", "at T seconds, N dead hearts come back"),
+        ("churn", "EVERY:K", "every EVERY seconds, K hearts leave and K join"),
+        ("flap", "N:DOWN:UP", "N hearts answer for UP seconds, then go silent for DOWN"),
+    ]:
+        fleet.add_argument(
+            f"--{kind}", type=_event(kind), action="append", default=[], metavar=syntax, help=text
+        )
+    fleet.add_argument("--seed", type=int, default=0, help="same seed, same run")
+    fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
+    fleet.add_argument("--status-every", type=_positive_float, default=5.0, metavar="SECONDS")
+    fleet.add_argument("--json", action="store_true", help="print status as JSON lines")
+    fleet.set_defaults(run=_fleet)
 
     demo = commands.add_parser(
         "demo", help="on loopback: a monitor and a few hearts; stop one and watch it detected"

@@ -104,3 +104,36 @@ def test_demo_detects_the_stopped_heart():
     assert run_demo(hearts=3, period=50, max_misses=1, out=out) == 0
     text = out.getvalue()
     assert "heart failed: heart-1" in text and "demo OK" in text
+
+
+def test_fleet_command_reports_status_and_stops_cleanly(make_monitor):
+    monitor = make_monitor(period=50)
+    fleet = greenheart(
+        "fleet", "--ping", monitor.ping_addr, "--pong", monitor.pong_addr, "--size", "5",
+        "--prefix", "cli", "--loss", "0.1", "--delay", "exp:2", "--seed", "3",
+        "--status-every", "0.2", "--json",
+    )  # fmt: skip
+    try:
+        seen = read_json_until(fleet, {"event": "status", "alive": 5})
+        wait = read_json_until(fleet, {"event": "status"})[-1]
+        assert monitor.hearts == {b"cli-%d" % n for n in range(5)}
+        assert interrupt(fleet) == 0
+    finally:
+        fleet.kill()
+        fleet.wait()
+    assert {
+        "hearts",
+        "alive",
+        "fleet_pings",
+        "pongs",
+        "dropped",
+        "delayed",
+        "unsent",
+    } <= wait.keys()
+    assert seen[-1]["hearts"] == 5
+
+
+def test_fleet_command_refuses_an_impossible_size():
+    fleet = greenheart("fleet", "--ping", "ipc://x", "--pong", "ipc://y", "--size", "100000")
+    assert fleet.wait(timeout=30) == 2
+    assert "open-file limit at" in fleet.stderr.read()

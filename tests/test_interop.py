@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Iterator
 
+import gevent
 import ipyparallel  # noqa: F401  (a dev dependency: missing, these tests must fail, not skip)
 import pytest
 import zmq
 import zmq.green
 
-from greenheart import Heart
+from greenheart import Heart, HeartFleet
 from greenheart.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, wait_until
 
@@ -101,4 +102,32 @@ def test_our_heart_registers_with_ipyparallels_monitor_and_is_reported_stopped(t
         assert next(received) == ("stopped_heart", ["greenheart-0"])
     finally:
         heart.stop()
+        close_sockets(events)
+
+
+def test_a_fleet_registers_with_ipyparallels_monitor_and_its_dead_are_reported(tmp_path, children):
+    events = default_context().socket(zmq.SUB)
+    events.linger = 0
+    events.setsockopt(zmq.SUBSCRIBE, b"")
+    events.bind("tcp://127.0.0.1:0")
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    monitor_addr = events.getsockopt_string(zmq.LAST_ENDPOINT)
+    children.append(spawn(IPYPARALLEL_MONITOR, ping, pong, monitor_addr, "100", "2"))
+    received = heartmonitor_events(events)
+    reported: dict[str, set[str]] = {"new_heart": set(), "stopped_heart": set()}
+
+    def until(kind: str, hearts: set[str], timeout: float) -> None:
+        with gevent.Timeout(timeout, AssertionError(f"{kind} never covered {hearts}")):
+            while not hearts <= reported[kind]:
+                msg_type, named = next(received)
+                reported[msg_type].update(named)
+
+    try:
+        with HeartFleet(ping, pong, size=50, prefix="ipp-fleet") as fleet:
+            until("new_heart", {heart.decode() for heart in fleet.ids}, STARTUP)
+            victims = fleet.ids[:5]
+            fleet.kill(victims)
+            until("stopped_heart", {heart.decode() for heart in victims}, 10)
+            assert reported["stopped_heart"] == {heart.decode() for heart in victims}
+    finally:
         close_sockets(events)

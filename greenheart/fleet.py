@@ -1,0 +1,441 @@
+"""HeartFleet: many simulated hearts in one process, each a real ZeroMQ peer.
+
+Every heart has its own DEALER socket, identity and connection, so on the pong side
+it is indistinguishable from a :class:`~greenheart.heart.Heart`. What the hearts
+share is the ping side: one SUB socket receives each ping once and a greenlet fans
+it out to every heart. That halves the cost of a heart to 2 file descriptors (the
+DEALER's mailbox and its connection) instead of 4.
+
+The DEALERs are plain (not green) sockets that only ever send with ``NOBLOCK``, so
+they can never block the hub, and they skip the green wrapper's cost on the
+hottest loop. Delayed pongs wait in one :class:`~greenheart.delays.DelayQueue`, not
+a greenlet each.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+import attrs
+import gevent
+import gevent.pool
+import zmq
+import zmq.green
+
+from greenheart.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.delays import DelayQueue
+from greenheart.limits import check_room
+from greenheart.sockets import close_sockets
+
+log = logging.getLogger("greenheart.fleet")
+
+#: the DEALER's mailbox, and its connection to the monitor
+DESCRIPTORS_PER_HEART = 2
+
+#: hearts served per turn of the fan-out greenlet before it lets others run
+FANOUT_BATCH = 512
+
+#: sockets opened per turn when a fleet starts or grows
+OPEN_BATCH = 256
+
+
+@attrs.define(eq=False)
+class _SimHeart:
+    id: bytes
+    serial: int
+    socket: zmq.Socket | None = None
+    silent: bool = False
+    pings: int = 0
+    pongs: int = 0
+    dropped: int = 0
+    delayed: int = 0
+    unsent: int = 0
+
+
+@attrs.frozen
+class HeartCounters:
+    """What one simulated heart has done."""
+
+    id: bytes
+    alive: bool
+    #: pings that reached the heart while it was alive
+    pings: int
+    #: pongs sent
+    pongs: int
+    #: pings left unanswered on purpose (loss, or a flapping heart's silence)
+    dropped: int
+    #: pongs held back before sending
+    delayed: int
+    #: pongs that could not be sent: no live connection to the monitor, or its queue full
+    unsent: int
+
+
+_COUNTS = ("pings", "pongs", "dropped", "delayed", "unsent")
+
+
+@attrs.frozen
+class FleetStatus:
+    """The fleet as a whole. Counts include hearts that have since left it."""
+
+    hearts: int
+    alive: int
+    silent: int
+    #: pings received by the fleet (each fanned out to every live heart)
+    fleet_pings: int
+    pings: int
+    pongs: int
+    dropped: int
+    delayed: int
+    unsent: int
+    #: delayed pongs waiting to be sent
+    pending: int
+
+
+def _counts(hearts: Iterable[_SimHeart]) -> dict[str, int]:
+    totals = dict.fromkeys(_COUNTS, 0)
+    for heart in hearts:
+        for name in _COUNTS:
+            totals[name] += getattr(heart, name)
+    return totals
+
+
+@attrs.define(eq=False)
+class HeartFleet:
+    """``size`` simulated hearts answering the monitor at ``ping_addr``/``pong_addr``.
+
+    ``behaviour`` says how each heart answers (delay, loss, slow hearts) and ``scenario``
+    what happens to the fleet over time (:class:`~greenheart.behaviour.Die`,
+    :class:`~greenheart.behaviour.Revive`, :class:`~greenheart.behaviour.Churn`,
+    :class:`~greenheart.behaviour.Flap`), all seeded by ``behaviour.seed``. Identities are
+    ``<prefix>-<serial>``.
+    """
+
+    ping_addr: str
+    pong_addr: str
+    size: int = attrs.field(
+        default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
+    behaviour: Behaviour = attrs.field(
+        factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
+    )
+    scenario: tuple[Event, ...] = attrs.field(
+        factory=tuple,
+        converter=tuple,
+        validator=attrs.validators.deep_iterable(
+            attrs.validators.instance_of((Die, Revive, Churn, Flap))
+        ),
+    )
+    prefix: str = attrs.field(factory=lambda: f"fleet-{secrets.token_hex(3)}")
+    #: called as ``on_decision(heart_id, fleet_ping_number, delay)`` for every ping a heart gets
+    #: while the behaviour is not prompt: ``delay`` in seconds, None for a dropped ping. For
+    #: matching what was injected with what a monitor saw.
+    on_decision: Callable[[bytes, int, float | None], object] | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    _context: zmq.green.Context | None = attrs.field(default=None, init=False)
+    _sub: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    _hearts: dict[bytes, _SimHeart] = attrs.field(factory=dict, init=False)
+    #: the hearts alive now, replaced (never changed in place) so a loop over it may yield
+    _live: list[_SimHeart] = attrs.field(factory=list, init=False)
+    _dead: list[bytes] = attrs.field(factory=list, init=False)
+    _departed: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(_COUNTS, 0), init=False)
+    _serials: itertools.count = attrs.field(factory=itertools.count, init=False)
+    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
+    _delays: DelayQueue = attrs.field(init=False)
+    _fleet_pings: int = attrs.field(default=0, init=False)
+    _running: bool = attrs.field(default=False, init=False)
+    _stopped: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._delays = DelayQueue(self._send, self.clock)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every heart's socket and start answering; returns once the sockets are open."""
+        if self._stopped:
+            raise RuntimeError("this HeartFleet was stopped; make a new one")
+        if self._running:
+            raise RuntimeError("this HeartFleet is already running")
+        check_room(self.size, DESCRIPTORS_PER_HEART, "a fleet")
+        self._context = zmq.green.Context()
+        self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
+        self._running = True
+        try:
+            self._sub = self._context.socket(zmq.SUB)
+            self._sub.linger = 0
+            self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self._sub.connect(self.ping_addr)
+            self._add(self.size)
+        except BaseException:
+            self.stop()
+            raise
+        self._group.start(self._delays.start())
+        self._group.spawn(self._fan_out)
+        if self.scenario:
+            self._group.spawn(self._play, self.scenario)
+        log.info("fleet %s: %d hearts answering %s", self.prefix, self.size, self.ping_addr)
+
+    def stop(self) -> None:
+        """Close every socket and end every greenlet. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running = False
+        current = gevent.getcurrent()
+        gevent.killall([greenlet for greenlet in self._group if greenlet is not current])
+        self._delays.clear()
+        for heart in self._hearts.values():
+            close_sockets(heart.socket)
+            heart.socket = None
+        close_sockets(self._sub)
+        if self._context is not None:
+            self._context.term()
+        self._live = []
+
+    def __enter__(self) -> HeartFleet:
+        if not self._running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- membership ---------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> tuple[bytes, ...]:
+        """Every heart in the fleet, alive or killed, oldest first."""
+        return tuple(self._hearts)
+
+    @property
+    def alive(self) -> tuple[bytes, ...]:
+        return tuple(heart.id for heart in self._live)
+
+    @property
+    def dead(self) -> tuple[bytes, ...]:
+        """Killed hearts that may be revived, longest dead first."""
+        return tuple(self._dead)
+
+    def grow(self, count: int) -> list[bytes]:
+        """Add ``count`` new hearts; return their identities."""
+        self._require_running()
+        check_room(count, DESCRIPTORS_PER_HEART, f"growing a fleet of {len(self._live)} alive")
+        return self._add(count)
+
+    def shrink(self, count: int) -> list[bytes]:
+        """Remove the ``count`` newest hearts (alive or killed); return their identities."""
+        self._require_running()
+        return self._remove(list(self._hearts)[-count:] if count > 0 else [])
+
+    def kill(self, ids: Iterable[bytes]) -> None:
+        """Close these hearts' connections, as if their processes died."""
+        self._require_running()
+        hearts = self._lookup(ids)
+        for heart in hearts:
+            if heart.socket is not None:
+                close_sockets(heart.socket)
+                heart.socket = None
+                self._dead.append(heart.id)
+        self._refresh_live()
+
+    def revive(self, ids: Iterable[bytes]) -> None:
+        """Bring killed hearts back, under the same identities."""
+        self._require_running()
+        hearts = self._lookup(ids)
+        check_room(len(hearts), DESCRIPTORS_PER_HEART, "reviving hearts")
+        for heart in hearts:
+            if heart.socket is None:
+                self._open(heart)
+                self._dead.remove(heart.id)
+        self._refresh_live()
+
+    # -- counters -------------------------------------------------------------------------------
+
+    def counters(self, heart_id: bytes) -> HeartCounters:
+        (heart,) = self._lookup([heart_id])
+        return HeartCounters(
+            heart.id, heart.socket is not None, *(getattr(heart, name) for name in _COUNTS)
+        )
+
+    def status(self) -> FleetStatus:
+        totals = _counts(self._hearts.values())
+        for name, departed in self._departed.items():
+            totals[name] += departed
+        return FleetStatus(
+            hearts=len(self._hearts),
+            alive=len(self._live),
+            silent=sum(heart.silent for heart in self._live),
+            fleet_pings=self._fleet_pings,
+            pending=len(self._delays),
+            **totals,
+        )
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise RuntimeError("the fleet is not running")
+
+    def _lookup(self, ids: Iterable[bytes]) -> list[_SimHeart]:
+        ids = list(ids)
+        unknown = [heart_id for heart_id in ids if heart_id not in self._hearts]
+        if unknown:
+            raise KeyError(f"not hearts of this fleet: {unknown[:5]}")
+        return [self._hearts[heart_id] for heart_id in ids]
+
+    def _open(self, heart: _SimHeart) -> None:
+        socket = zmq.Socket(self._context, zmq.DEALER)
+        try:
+            socket.linger = 0
+            socket.setsockopt(zmq.IDENTITY, heart.id)
+            # as in Heart: a pong queued on a connection not yet up would arrive stale
+            socket.setsockopt(zmq.IMMEDIATE, 1)
+            # after a monitor restart, thousands of hearts must not all retry every 100 ms
+            socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            socket.connect(self.pong_addr)
+        except BaseException:
+            socket.close(linger=0)
+            raise
+        heart.socket = socket
+
+    def _add(self, count: int) -> list[bytes]:
+        added = []
+        for opened in range(1, count + 1):
+            serial = next(self._serials)
+            heart = _SimHeart(f"{self.prefix}-{serial}".encode(), serial)
+            self._open(heart)
+            self._hearts[heart.id] = heart
+            added.append(heart.id)
+            if opened % OPEN_BATCH == 0:
+                self._refresh_live()
+                gevent.sleep(0)
+        self._refresh_live()
+        return added
+
+    def _remove(self, ids: list[bytes]) -> list[bytes]:
+        for heart in self._lookup(ids):
+            close_sockets(heart.socket)
+            heart.socket = None
+            for name in _COUNTS:
+                self._departed[name] += getattr(heart, name)
+            del self._hearts[heart.id]
+            if heart.id in self._dead:
+                self._dead.remove(heart.id)
+        self._refresh_live()
+        return ids
+
+    def _refresh_live(self) -> None:
+        self._live = [heart for heart in self._hearts.values() if heart.socket is not None]
+
+    def _send(self, heart: _SimHeart, socket: zmq.Socket, payload: bytes) -> None:
+        if heart.socket is not socket:
+            return  # the heart died, or came back with a new connection, since it was pinged
+        try:
+            socket.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            heart.unsent += 1
+        else:
+            heart.pongs += 1
+
+    def _fan_out(self) -> None:
+        sub, behaviour, delays, send = self._sub, self.behaviour, self._delays, self._send
+        prompt = behaviour.prompt
+        while True:
+            payload = sub.recv()
+            self._fleet_pings += 1
+            ping = self._fleet_pings
+            now = self.clock()
+            for served, heart in enumerate(self._live, 1):
+                heart.pings += 1
+                if heart.silent:
+                    heart.dropped += 1
+                elif prompt:
+                    send(heart, heart.socket, payload)
+                else:
+                    wait = behaviour.decide(heart.serial, ping)
+                    if self.on_decision is not None:
+                        self.on_decision(heart.id, ping, wait)
+                    if wait is None:
+                        heart.dropped += 1
+                    elif wait <= 0:
+                        send(heart, heart.socket, payload)
+                    else:
+                        heart.delayed += 1
+                        delays.push(now + wait, heart, heart.socket, payload)
+                if served % FANOUT_BATCH == 0:
+                    gevent.sleep(0)
+
+    # -- the scenario ----------------------------------------------------------------------------
+
+    def _play(self, scenario: tuple[Event, ...]) -> None:
+        """Run the scenario's events on their schedule, from one greenlet."""
+        started = self.clock()
+        chooser = random.Random(self.behaviour.seed)
+        timeline: list[tuple[float, int, Callable[[], float | None]]] = []
+        order = itertools.count()
+
+        def at(when: float, action: Callable[[], float | None]) -> None:
+            heapq.heappush(timeline, (when, next(order), action))
+
+        def choose(count: int) -> list[bytes]:
+            alive = [heart.id for heart in self._live]
+            return chooser.sample(alive, min(count, len(alive)))
+
+        for event in scenario:
+            if isinstance(event, Die):
+                at(event.at, lambda event=event: self._scripted_death(choose(event.count)))
+            elif isinstance(event, Revive):
+                at(event.at, lambda event=event: self._scripted_revival(event.count))
+            elif isinstance(event, Churn):
+                at(event.every, lambda event=event: self._churn(choose(event.count), event.every))
+            else:
+                flappers = [self._hearts[heart_id] for heart_id in choose(event.count)]
+                at(event.up, _flapping(flappers, event))
+
+        while timeline:
+            when, _, action = heapq.heappop(timeline)
+            delay = started + when - self.clock()
+            if delay > 0:
+                gevent.sleep(delay)
+            again_after = action()
+            if again_after is not None:
+                at(when + again_after, action)
+
+    def _scripted_death(self, ids: list[bytes]) -> None:
+        log.info("scenario: %d hearts die", len(ids))
+        self.kill(ids)
+
+    def _scripted_revival(self, count: int) -> None:
+        ids = self._dead[:count]
+        log.info("scenario: %d hearts come back", len(ids))
+        self.revive(ids)
+
+    def _churn(self, leaving: list[bytes], every: float) -> float:
+        log.info("scenario: churn, %d hearts leave and as many join", len(leaving))
+        self._remove(leaving)
+        self._add(len(leaving))
+        return every
+
+
+def _flapping(flappers: list[_SimHeart], event: Flap) -> Callable[[], float]:
+    """A scenario action that silences ``flappers``, then lets them answer, and so on."""
+    silent = True
+
+    def toggle() -> float:
+        nonlocal silent
+        for heart in flappers:
+            heart.silent = silent
+        state = "go silent" if silent else "answer"
+        log.info("scenario: %d flapping hearts %s", len(flappers), state)
+        phase = event.down if silent else event.up
+        silent = not silent
+        return phase
+
+    return toggle

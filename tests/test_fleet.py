@@ -1,0 +1,168 @@
+"""HeartFleet against real monitors on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+import pytest
+import zmq
+import zmq.green
+
+from greenheart import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive, TooManyHearts
+from greenheart.delays import DelayQueue
+from greenheart.sockets import close_sockets, default_context
+from tests.helpers import RecordingMonitor, wait_until
+from tests.test_monitor import open_fds
+
+
+@pytest.fixture
+def monitor(make_monitor) -> RecordingMonitor:
+    return make_monitor(RecordingMonitor, period=50, max_misses=1)
+
+
+def test_grow_shrink_kill_and_revive_are_seen_by_a_monitor(monitor):
+    with HeartFleet(monitor.ping_addr, monitor.pong_addr, size=10, prefix="f") as fleet:
+        assert len(fleet.ids) == 10 and fleet.alive == fleet.ids
+        wait_until(lambda: monitor.hearts == set(fleet.ids))
+
+        victims = list(fleet.ids[2:4])
+        fleet.kill(victims)
+        assert fleet.dead == tuple(victims)
+        wait_until(lambda: set(victims) <= set(monitor.failed))
+        assert set(monitor.failed) == set(victims)
+        assert not fleet.counters(victims[0]).alive
+
+        fleet.revive(victims)
+        wait_until(lambda: all(len(monitor.registered[v]) == 2 for v in victims))
+        assert fleet.dead == () and fleet.counters(victims[0]).alive
+
+        grown = fleet.grow(3)
+        assert grown == [b"f-10", b"f-11", b"f-12"] and len(fleet.ids) == 13
+        wait_until(lambda: set(grown) <= monitor.hearts)
+
+        assert fleet.shrink(3) == grown
+        wait_until(lambda: set(grown) <= set(monitor.failed))
+        assert monitor.hearts == set(fleet.ids)
+        status = fleet.status()
+        assert status.hearts == status.alive == 10 and status.pongs > 0
+
+        with pytest.raises(KeyError):
+            fleet.kill([b"not-in-this-fleet"])
+
+
+def run_seeded(seed: int) -> tuple[list[tuple[bytes, int, float | None]], dict[bytes, int]]:
+    """Send 30 pings to a fleet of 20 with loss and delays; what it decided, and what arrived."""
+    context = default_context()
+    pub, router = context.socket(zmq.XPUB), context.socket(zmq.ROUTER)
+    for socket in (pub, router):
+        socket.linger = 0
+        socket.bind("tcp://127.0.0.1:0")
+    decisions: list[tuple[bytes, int, float | None]] = []
+    arrived: dict[bytes, int] = {}
+    behaviour = Behaviour(seed=seed, loss=0.3, delay=Delay.parse("uniform:1:5"))
+    fleet = HeartFleet(
+        pub.getsockopt_string(zmq.LAST_ENDPOINT),
+        router.getsockopt_string(zmq.LAST_ENDPOINT),
+        size=20,
+        behaviour=behaviour,
+        prefix="seeded",
+        on_decision=lambda *decision: decisions.append(decision),
+    )
+    try:
+        with fleet:
+            pub.recv()  # the fleet's subscription: from now on it hears every ping
+            for n in range(30):
+                pub.send(b"ping %d" % n)
+            wait_until(lambda: fleet.status().fleet_pings == 30 and fleet.status().pending == 0)
+            status = fleet.status()
+            sent = status.pongs
+            while sum(arrived.values()) < sent:
+                with gevent.Timeout(5):
+                    heart, _ = router.recv_multipart()
+                arrived[heart] = arrived.get(heart, 0) + 1
+            assert status.pongs + status.unsent + status.dropped == 20 * 30
+            assert status.dropped == sum(delay is None for *_, delay in decisions)
+    finally:
+        close_sockets(pub, router)
+    return decisions, arrived
+
+
+def test_a_seeded_run_drops_and_delays_the_same_pongs_twice():
+    first, arrived = run_seeded(seed=11)
+    again, _ = run_seeded(seed=11)
+    other, _ = run_seeded(seed=12)
+    assert len(first) == 20 * 30
+    assert first == again
+    assert first != other
+    drops = sum(delay is None for *_, delay in first)
+    assert 0.2 < drops / len(first) < 0.4
+    assert all(0.001 <= delay <= 0.005 for *_, delay in first if delay is not None)
+    assert set(arrived) <= {b"seeded-%d" % n for n in range(20)}
+
+
+def test_an_impossible_size_is_refused_before_anything_opens():
+    fds = open_fds()
+    fleet = HeartFleet("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", size=50_000)
+    with pytest.raises(TooManyHearts, match=r"open-file limit at \d+ .* at most \d+ fit"):
+        fleet.start()
+    assert open_fds() == fds
+    with pytest.raises(TooManyHearts, match="a fleet of 50000 hearts"):
+        fleet.start()  # nothing changed, so it is refused again the same way
+    assert open_fds() == fds
+
+
+def test_stopping_a_2000_heart_fleet_leaves_no_descriptors(make_monitor):
+    monitor = make_monitor(period=200, max_misses=10)
+    fds = open_fds()
+    fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, size=2000)
+    fleet.start()
+    try:
+        # 2 descriptors a heart in the fleet, and 1 for the monitor's end of each connection
+        wait_until(lambda: len(monitor.hearts) == 2000, timeout=20)
+        assert open_fds() - fds <= 3 * 2000 + 10
+    finally:
+        fleet.stop()
+    wait_until(lambda: open_fds() <= fds, timeout=10)
+
+
+def test_scripted_deaths_revivals_and_flapping(monitor):
+    scenario = [Die(at=0.3, count=3), Revive(at=0.8, count=3), Flap(count=2, down=0.5, up=0.6)]
+    with HeartFleet(
+        monitor.ping_addr,
+        monitor.pong_addr,
+        size=10,
+        behaviour=Behaviour(seed=5),
+        scenario=scenario,
+    ) as fleet:
+        # 3 die and come back; 2 others fall silent for 10 periods at 0.6 s, then answer again
+        wait_until(lambda: len(monitor.failed) == 5)
+        wait_until(lambda: all(len(monitor.registered[heart]) == 2 for heart in monitor.failed))
+        assert monitor.hearts == set(fleet.ids) and fleet.dead == ()
+        assert fleet.status().dropped > 0  # the flappers' silence
+
+
+def test_churn_replaces_hearts(monitor):
+    with HeartFleet(
+        monitor.ping_addr, monitor.pong_addr, size=6, scenario=[Churn(every=0.3, count=2)]
+    ) as fleet:
+        first = set(fleet.ids)
+        wait_until(lambda: len(set(fleet.ids) - first) >= 4)
+        assert len(fleet.ids) == 6
+        wait_until(lambda: len(monitor.failed) >= 2)
+        assert set(monitor.failed) <= first
+
+
+def test_delays_wait_in_one_queue_not_a_greenlet_each():
+    sent = []
+    queue = DelayQueue(lambda item: sent.append(item))
+    queue.start()
+    try:
+        now = time.monotonic()
+        for n in range(1000):
+            queue.push(now + 0.05 - n * 0.00004, n)  # pushed latest first
+        assert len(queue) == 1000
+        wait_until(lambda: len(sent) == 1000)
+        assert sent == sorted(sent, reverse=True)
+    finally:
+        queue.greenlet.kill()
