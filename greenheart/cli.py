@@ -22,6 +22,7 @@ from greenheart.demo import run_demo
 from greenheart.fleet import HeartFleet
 from greenheart.heart import Heart
 from greenheart.ledger import Beat
+from greenheart.limits import raise_open_file_limit
 from greenheart.monitor import HeartMonitor
 from greenheart.wire import display_id, parse_id
 
@@ -82,6 +83,7 @@ def _wait_for_signal() -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
+    raise_open_file_limit()  # every heart's connection costs the monitor a descriptor
     monitor = HeartMonitor.bind(
         args.ping, args.pong, period=args.period, max_misses=args.max_misses
     )

@@ -32,6 +32,9 @@ BeatHandler = Callable[[Beat], Any]
 #: pongs handled per turn of the pong greenlet before it lets other greenlets run
 PONG_BATCH = 256
 
+#: the pong socket's listen backlog (the kernel caps it at net.core.somaxconn)
+PONG_BACKLOG = 4096
+
 #: how many hearts a log line names before it only counts them
 NAMED_IN_LOG = 10
 
@@ -123,6 +126,9 @@ class HeartMonitor:
             pong = context.socket(zmq.ROUTER)
             pong.linger = 0
             pong.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+            # Thousands of hearts connect at once when a fleet starts or the monitor restarts;
+            # with ZeroMQ's default backlog of 100 most would wait for SYN retries.
+            pong.setsockopt(zmq.BACKLOG, PONG_BACKLOG)
             ping.bind(ping_addr)
             pong.bind(pong_addr)
             return cls(ping, pong, owns_sockets=True, **kwargs)
