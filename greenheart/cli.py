@@ -18,6 +18,8 @@ import zmq
 
 from greenheart import __version__
 from greenheart.behaviour import Behaviour, Delay, Event, parse_event
+from greenheart.bench.command import add_arguments as add_bench_arguments
+from greenheart.bench.command import run as run_bench
 from greenheart.demo import run_demo
 from greenheart.fleet import HeartFleet
 from greenheart.heart import Heart
@@ -269,7 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--period", type=_positive_float, default=100.0, metavar="MS")
     demo.add_argument("--max-misses", type=_count, default=2, metavar="N")
     demo.set_defaults(run=_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        help="on loopback: ramp the load on a monitor and report its capacity",
+        description="Ramp hearts, then shorten the period, holding each step; report"
+        " per step and name the last good step (every heart on time >= 99%%, none"
+        " wrongly failed) as the capacity.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        return run_bench(args)
+    except KeyboardInterrupt:
+        print("greenheart bench: interrupted; every child process stopped", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

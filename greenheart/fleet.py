@@ -136,6 +136,11 @@ class HeartFleet:
     #: while the behaviour is not prompt: ``delay`` in seconds, None for a dropped ping. For
     #: matching what was injected with what a monitor saw.
     on_decision: Callable[[bytes, int, float | None], object] | None = None
+    #: ZeroMQ I/O threads: the fan-out hands thousands of pongs at once to them, and one
+    #: thread alone takes longer to push them out than the Python loop takes to hand them over
+    io_threads: int = attrs.field(
+        default=2, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
     clock: Callable[[], float] = time.monotonic
 
     _context: zmq.green.Context | None = attrs.field(default=None, init=False)
@@ -166,6 +171,7 @@ class HeartFleet:
         check_room(self.size, DESCRIPTORS_PER_HEART, "a fleet")
         self._context = zmq.green.Context()
         self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
+        self._context.set(zmq.IO_THREADS, self.io_threads)
         self._running = True
         try:
             self._sub = self._context.socket(zmq.SUB)

@@ -89,6 +89,10 @@ class Beat:
     late_hearts: dict[bytes, float]
     #: the longest round trip of an on-time pong in the round, in seconds
     max_rtt: float | None
+    #: the round trip of every answer (on time or late) in the round, in arrival order
+    round_trips: list[float] = attrs.field(factory=list, eq=False, repr=False)
+    #: False when the hearts that did not answer were not charged a miss
+    judged: bool = True
 
 
 @attrs.define
@@ -128,7 +132,8 @@ class Ledger:
     last_ping: float = attrs.field(default=0.0, init=False)
     #: the payload of the current ping
     ping: bytes = attrs.field(init=False)
-    counters: Counters = attrs.field(factory=Counters, init=False)
+    #: totals of the rounds already closed, stale and malformed pongs included
+    _totals: Counters = attrs.field(factory=Counters, init=False)
 
     _previous_ping: bytes | None = attrs.field(default=None, init=False)
     _previous_tic: float = attrs.field(default=0.0, init=False)
@@ -137,9 +142,19 @@ class Ledger:
     _round_bad: int = attrs.field(default=0, init=False)
     _round_late_hearts: dict[bytes, float] = attrs.field(factory=dict, init=False)
     _round_max_rtt: float | None = attrs.field(default=None, init=False)
+    _round_trips: list[float] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.ping = encode_ping(self.lifetime)
+
+    @property
+    def counters(self) -> Counters:
+        """Totals since the ledger was made, the current round included (a copy)."""
+        return attrs.evolve(
+            self._totals,
+            on_time_pongs=self._totals.on_time_pongs + self._round_on_time,
+            late_pongs=self._totals.late_pongs + self._round_late,
+        )
 
     def pong(self, heart: bytes, payload: bytes, now: float) -> Pong:
         """Account for ``payload`` echoed by ``heart`` at time ``now``."""
@@ -148,29 +163,35 @@ class Ledger:
         if payload == self.ping:
             rtt = now - self.tic
             self.responses.add(heart)
-            self.counters.on_time_pongs += 1
+            self._round_trips.append(rtt)
             self._round_on_time += 1
             if self._round_max_rtt is None or rtt > self._round_max_rtt:
                 self._round_max_rtt = rtt
             return Pong(PongKind.ON_TIME, heart, rtt)
         if payload == self._previous_ping:
+            rtt = now - self._previous_tic
             self.responses.add(heart)
-            self.counters.late_pongs += 1
+            self._round_trips.append(rtt)
             self._round_late += 1
             self._round_late_hearts[heart] = now - self.tic
-            return Pong(PongKind.LATE, heart, now - self._previous_tic)
-        self.counters.stale_pongs += 1
+            return Pong(PongKind.LATE, heart, rtt)
+        self._totals.stale_pongs += 1
         self._round_bad += 1
         return Pong(PongKind.STALE, heart, None)
 
     def malformed(self, heart: bytes = b"") -> Pong:
         """Account for a message that is not a pong at all."""
-        self.counters.malformed_pongs += 1
+        self._totals.malformed_pongs += 1
         self._round_bad += 1
         return Pong(PongKind.MALFORMED, heart, None)
 
-    def beat(self, now: float) -> Beat:
-        """Close the current round at time ``now`` and open the next one."""
+    def beat(self, now: float, judge: bool = True) -> Beat:
+        """Close the current round at time ``now`` and open the next one.
+
+        With ``judge=False`` (the driver knows answers are still unread: it is the one
+        behind) the hearts that did not answer are not charged a miss: they stay on
+        probation with the misses they had, and none fails.
+        """
         responses = self.responses
         new_hearts = responses - self.hearts
         missed = self.hearts - responses
@@ -178,8 +199,11 @@ class Ledger:
 
         failed: list[bytes] = []
         on_probation: dict[bytes, int] = {}
+        charge = 1 if judge else 0
         for heart in missed:
-            misses = self.on_probation.get(heart, 0) + 1
+            misses = self.on_probation.get(heart, 0) + charge
+            if not misses:
+                continue
             if misses > self.max_misses:
                 failed.append(heart)
             else:
@@ -195,11 +219,15 @@ class Ledger:
         self.ping = encode_ping(self.lifetime)
         self.tic = now
 
-        self.counters.beats += 1
-        self.counters.new_hearts += len(new_hearts)
-        self.counters.failed_hearts += len(failed)
+        totals = self._totals
+        totals.beats += 1
+        # Answers are counted per round on the hot path, and folded into the totals here.
+        totals.on_time_pongs += self._round_on_time
+        totals.late_pongs += self._round_late
+        totals.new_hearts += len(new_hearts)
+        totals.failed_hearts += len(failed)
         beat = Beat(
-            number=self.counters.beats,
+            number=totals.beats,
             at=now,
             ping=self.ping,
             hearts=len(self.hearts),
@@ -213,8 +241,11 @@ class Ledger:
             bad_pongs=self._round_bad,
             late_hearts=self._round_late_hearts,
             max_rtt=self._round_max_rtt,
+            round_trips=self._round_trips,
+            judged=judge,
         )
         self._round_on_time = self._round_late = self._round_bad = 0
         self._round_late_hearts = {}
         self._round_max_rtt = None
+        self._round_trips = []
         return beat

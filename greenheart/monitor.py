@@ -18,10 +18,11 @@ from typing import Any
 import attrs
 import gevent
 import gevent.pool
+import gevent.socket
 import zmq
 import zmq.green
 
-from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong
+from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong, PongKind
 from greenheart.ratelimit import RateLimitedLog
 from greenheart.sockets import close_sockets, default_context, endpoint, require_green_socket
 from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
@@ -37,6 +38,28 @@ PONG_BACKLOG = 4096
 
 #: how many hearts a log line names before it only counts them
 NAMED_IN_LOG = 10
+
+#: seconds the pong greenlet sleeps at most before it looks at the queue again, in case
+#: an edge on ZeroMQ's descriptor was missed
+WAKE_INTERVAL = 1.0
+
+# The plain pyzmq socket methods, for the drain loop (see HeartMonitor._drain_queued).
+_base_recv = zmq.Socket.recv
+_base_get = zmq.Socket.get
+
+
+class _WokenByTimer(Exception):
+    pass
+
+
+_WOKEN_BY_TIMER = _WokenByTimer()
+
+
+def _rest_of_message(socket: zmq.Socket) -> list[bytes]:
+    frames = []
+    while _base_get(socket, zmq.RCVMORE):
+        frames.append(_base_recv(socket, zmq.NOBLOCK))
+    return frames
 
 
 def _require_callable(handler: object) -> None:
@@ -167,7 +190,7 @@ class HeartMonitor:
 
     @property
     def counters(self) -> Counters:
-        return attrs.evolve(self._ledger.counters)
+        return self._ledger.counters
 
     @property
     def running(self) -> bool:
@@ -269,10 +292,20 @@ class HeartMonitor:
 
     def beat(self) -> Beat:
         """Close the round: judge the hearts, publish the next ping, call the handlers."""
+        caught_up = True
         if not self.pongstream.closed:
             # Pongs already queued arrived in time; only the monitor was slow to read them.
-            self._drain_queued(len(self._ledger.hearts) + PONG_BATCH)
-        beat = self._ledger.beat(self.clock())
+            limit = 2 * len(self._ledger.hearts) + PONG_BATCH
+            caught_up = self._drain_queued(limit) < limit
+            if not caught_up:
+                self._limited(
+                    logging.WARNING,
+                    "unread",
+                    "monitor is behind: more than %d pongs were queued at a beat; hearts"
+                    " that did not answer are not charged a miss for it",
+                    limit,
+                )
+        beat = self._ledger.beat(self.clock(), judge=caught_up)
         if not self.pingstream.closed:
             self._publish(beat.ping)
         self._log_beat(beat)
@@ -341,44 +374,87 @@ class HeartMonitor:
         else:
             pong = self._ledger.pong(parts[0], parts[1], self.clock())
         if pong.kind not in ANSWERS:
-            self._limited(
-                logging.WARNING,
-                pong.kind.value,
-                "%s pong from %s: %d frame(s), first bytes %r",
-                pong.kind.value,
-                display_id(pong.heart) if pong.heart else "(no identity)",
-                len(msg),
-                msg[-1][:32] if msg else b"",
-            )
+            self._log_bad_pong(pong.heart, msg, pong.kind)
         return pong
 
     def _drain_pongs(self) -> None:
-        recv = self.pongstream.recv_multipart
-        while self._running:
-            try:
-                frames = recv()  # waits without blocking the hub
-            except zmq.ZMQError as error:
-                self.log.error("pong socket failed, no longer listening: %s", error)
-                return
-            self._handle_guarded(frames)
+        socket = self.pongstream
+        fd = socket.FD
+        while self._running and not socket.closed:
             if self._drain_queued(PONG_BATCH) == PONG_BATCH:
                 gevent.sleep(0)  # more is queued; let the beat and the rest of the program run
+                continue
+            # ZMQ_FD only signals changes, and reading EVENTS can consume one: wait on the
+            # descriptor only once ZeroMQ itself says nothing is queued.
+            try:
+                if _base_get(socket, zmq.EVENTS) & zmq.POLLIN:
+                    continue
+                gevent.socket.wait_read(fd, WAKE_INTERVAL, _WOKEN_BY_TIMER)
+            except _WokenByTimer:
+                pass  # the safety net for a missed edge: look at the queue again
+            except zmq.ZMQError as error:
+                if not socket.closed:
+                    self.log.error("pong socket failed, no longer listening: %s", error)
+                return
 
     def _drain_queued(self, limit: int) -> int:
-        """Handle up to ``limit`` pongs that are already queued, without waiting."""
-        recv = self.pongstream.recv_multipart
-        handled = 0
-        while handled < limit:
-            try:
-                frames = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self._handle_guarded(frames)
-            handled += 1
-        return handled
+        """Handle up to ``limit`` pongs that are already queued, without waiting.
 
-    def _handle_guarded(self, frames: list[bytes]) -> None:
-        try:
-            self.handle_pong(frames)
-        except Exception:
-            self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
+        This is the monitor's hottest loop, so it talks to the socket through the plain
+        pyzmq methods (the green wrapper would poll the socket's state after every frame:
+        nothing here can block) and gives the ledger a well-formed pong directly.
+        """
+        socket = self.pongstream
+        if socket.closed:
+            return 0
+        if type(self).handle_pong is not HeartMonitor.handle_pong:
+            return self._drain_queued_to_handle_pong(limit)
+        ledger_pong, clock, answers, noblock = self._ledger.pong, self.clock, ANSWERS, zmq.NOBLOCK
+        for handled in range(limit):
+            try:
+                heart = _base_recv(socket, noblock)
+            except zmq.Again:
+                return handled
+            # A ROUTER delivers whole messages, identity first, then at least one frame.
+            payload = _base_recv(socket, noblock)
+            if _base_get(socket, zmq.RCVMORE):
+                self._bad_pong([heart, payload, *_rest_of_message(socket)])
+            elif len(payload) > MAX_PAYLOAD_BYTES:
+                self._bad_pong([heart, payload])
+            elif ledger_pong(heart, payload, clock()).kind not in answers:
+                self._log_bad_pong(heart, [heart, payload])
+        return limit
+
+    def _drain_queued_to_handle_pong(self, limit: int) -> int:
+        """The drain for a subclass that overrides :meth:`handle_pong`: every message goes there."""
+        socket = self.pongstream
+        for handled in range(limit):
+            try:
+                frames = _base_recv(socket, zmq.NOBLOCK)
+            except zmq.Again:
+                return handled
+            frames = [frames, *_rest_of_message(socket)]
+            try:
+                self.handle_pong(frames)
+            except Exception:
+                self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
+            if socket.closed:
+                return handled + 1
+        return limit
+
+    def _bad_pong(self, frames: list[bytes]) -> None:
+        pong = self._ledger.malformed(frames[0][:MAX_IDENTITY_BYTES])
+        self._log_bad_pong(pong.heart, frames, pong.kind)
+
+    def _log_bad_pong(
+        self, heart: bytes, frames: Sequence[bytes], kind: PongKind = PongKind.STALE
+    ) -> None:
+        self._limited(
+            logging.WARNING,
+            kind.value,
+            "%s pong from %s: %d frame(s), first bytes %r",
+            kind.value,
+            display_id(heart) if heart else "(no identity)",
+            len(frames),
+            frames[-1][:32] if frames else b"",
+        )

@@ -81,13 +81,18 @@ def child_fleet(ping: str, pong: str, size: int, prefix: str) -> None:
 def child_hearts(ping: str, pong: str, size: int, prefix: str) -> None:
     import gevent
     import gevent.event
+    import zmq.green
 
     from greenheart import Heart
+    from greenheart.limits import raise_open_file_limit
 
+    raise_open_file_limit()
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     before = {"rss_before_kib": rss_kib(), "fds_before": fds()}
-    hearts = [Heart(ping, pong, heart_id=f"{prefix}-{n}") for n in range(size)]
+    context = zmq.green.Context()
+    context.set(zmq.MAX_SOCKETS, context.get(zmq.SOCKET_LIMIT))  # the default is 1,023
+    hearts = [Heart(ping, pong, heart_id=f"{prefix}-{n}", context=context) for n in range(size)]
     for heart in hearts:
         heart.start()
     while not stop.wait(2):
@@ -110,8 +115,12 @@ def child_ipyparallel(ping: str, pong: str, step: int, limit: int) -> None:
         except Exception as error:  # running out of descriptors or threads is the measurement
             print(json.dumps({"error": repr(error), "count": len(hearts)}), flush=True)
             break
-        report = {"count": len(hearts), "rss_kib": rss_kib(), "rss_before_kib": rss_before}
-        report.update(fds=fds(), threads=proc_status("Threads"))
+        try:
+            report = {"count": len(hearts), "rss_kib": rss_kib(), "rss_before_kib": rss_before}
+            report.update(fds=fds(), threads=proc_status("Threads"))
+        except OSError as error:  # the device threads ran the process out of descriptors
+            print(json.dumps({"error": repr(error), "count": len(hearts)}), flush=True)
+            break
         print(json.dumps(report), flush=True)
         if sys.stdin.readline().strip() != "more":
             break
@@ -289,7 +298,11 @@ def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict:
         held, last, why = 0, None, f"reached the script's limit of {limit}"
         try:
             while True:
-                report = child.next(120)
+                try:
+                    report = child.next(120)
+                except RuntimeError as error:
+                    why = f"the process died adding hearts past {held}: {error}"
+                    break
                 if "error" in report:
                     why = f"creating heart {report['count'] + 1} failed: {report['error']}"
                     break

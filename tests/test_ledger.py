@@ -106,6 +106,25 @@ def test_a_clock_stepping_back_never_repeats_an_older_ping():
     assert ledger.lifetime == 1.0
 
 
+def test_an_unjudged_beat_charges_no_miss_and_fails_nobody():
+    ledger = Ledger(tic=0.0, max_misses=1)
+    ledger.pong(b"a", ledger.ping, 0.1)
+    ledger.pong(b"b", ledger.ping, 0.1)
+    ledger.beat(1.0)
+    ledger.pong(b"c", ledger.ping, 1.1)
+    ledger.beat(2.0)  # a and b miss once
+    for beat_at in (3.0, 4.0, 5.0):
+        beat = ledger.beat(beat_at, judge=False)
+        assert beat.failed_hearts == ()
+        assert ledger.on_probation == {b"a": 1, b"b": 1}
+    assert beat.missed == (b"a", b"b")
+    assert not beat.judged
+    assert ledger.on_probation == {b"a": 1, b"b": 1}
+    assert ledger.hearts == {b"a", b"b", b"c"}  # c was new at 2.0, and is not charged either
+    assert ledger.beat(6.0).failed_hearts == (b"a", b"b")
+    assert ledger.on_probation == {b"c": 1}
+
+
 def test_max_misses_is_validated():
     with pytest.raises(ValueError):
         Ledger(tic=0.0, max_misses=-1)
@@ -171,10 +190,11 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.malformed(shape).kind is PongKind.MALFORMED
         self.pongs[PongKind.MALFORMED] += 1
 
-    @rule(elapsed=st.floats(-1, 10))
-    def beat(self, elapsed):
+    @rule(elapsed=st.floats(-1, 10), judge=st.sampled_from([True, True, True, False]))
+    def beat(self, elapsed, judge):
         now = self.now + elapsed
-        beat = self.ledger.beat(now)
+        beat = self.ledger.beat(now, judge=judge)
+        assert beat.judged is judge
         new, failed = [], []
         for heart, state in self.model.items():
             if state.answered and not state.registered:
@@ -184,7 +204,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 state.events.append("new")
             elif state.answered:
                 state.misses = 0
-            elif state.registered:
+            elif state.registered and judge:
                 state.misses += 1
                 if state.misses > self.max_misses:
                     state.registered = False

@@ -1,0 +1,1 @@
+"""`greenheart bench`: how many hearts a monitor holds, at what latency and cost."""

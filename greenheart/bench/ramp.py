@@ -1,0 +1,187 @@
+"""The ramp, and the rule that names a capacity: pure functions over step results.
+
+A benchmark ramps the load step by step: first the number of hearts at the longest
+period, then the period, shorter and shorter, at the largest number of hearts. Each
+step is held for a while and summed up from the beats the monitor reported
+(:func:`summarise`). A step is *good* when every heart answered on time at least
+:data:`ON_TIME_FLOOR` percent of the time and no heart was declared failed (every
+heart in a benchmark is healthy, so any failure is a false one). A ramp stops at its
+first bad step, and the last good step is the monitor's capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+#: the least on-time percentage of a good step
+ON_TIME_FLOOR = 99.0
+
+
+def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
+    if not value or any(not isinstance(n, int) or n < 1 for n in value):
+        raise ValueError(f"{attribute.name} must be positive whole numbers, got {value!r}")
+
+
+def _positive_numbers(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
+    if not value or any(not n > 0 for n in value):
+        raise ValueError(f"{attribute.name} must be positive numbers, got {value!r}")
+
+
+@attrs.frozen(order=True)
+class Step:
+    """One load: ``hearts`` answering a ping every ``period_ms``."""
+
+    hearts: int
+    period_ms: float
+
+    @property
+    def pongs_per_second(self) -> float:
+        return self.hearts * 1000.0 / self.period_ms
+
+    def __str__(self) -> str:
+        return f"{self.hearts} hearts @ {self.period_ms:g} ms"
+
+
+@attrs.frozen
+class RampPlan:
+    """The hearts to ramp through at the first period, then the periods at the most hearts."""
+
+    hearts: tuple[int, ...] = attrs.field(converter=tuple, validator=_positive_ints)
+    periods_ms: tuple[float, ...] = attrs.field(
+        converter=lambda values: tuple(float(v) for v in values), validator=_positive_numbers
+    )
+
+    def steps(self) -> list[Step]:
+        hearts = sorted(set(self.hearts))
+        periods = sorted(set(self.periods_ms), reverse=True)
+        steps = [Step(count, periods[0]) for count in hearts]
+        steps += [Step(hearts[-1], period) for period in periods[1:]]
+        return steps
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+@attrs.frozen
+class StepResult:
+    """What one monitor did under one step's load; times in milliseconds."""
+
+    monitor: str
+    step: Step
+    #: False when the hearts never all answered in one beat before the hold could start
+    settled: bool
+    beats: int = 0
+    seconds: float = 0.0
+    pongs_per_second: float = 0.0
+    on_time_percent: float = 0.0
+    late_pongs: int = 0
+    bad_pongs: int = 0
+    false_failures: int = 0
+    max_on_probation: int = 0
+    rtt_p50_ms: float | None = None
+    rtt_p99_ms: float | None = None
+    rtt_max_ms: float | None = None
+    round_p99_ms: float | None = None
+    monitor_cpu_percent: float = 0.0
+    monitor_us_per_pong: float | None = None
+    fleet_cpu_percent: float = 0.0
+    fleet_rss_kib_per_heart: float | None = None
+    note: str = ""
+
+    @property
+    def good(self) -> bool:
+        return self.settled and self.false_failures == 0 and self.on_time_percent >= ON_TIME_FLOOR
+
+    @property
+    def verdict(self) -> str:
+        if not self.settled:
+            return self.note or "never heard every heart in one beat"
+        problems = []
+        if self.false_failures:
+            problems.append(f"{self.false_failures} heart(s) wrongly failed")
+        if self.on_time_percent < ON_TIME_FLOOR:
+            problems.append(f"on time {self.on_time_percent:.1f}% < {ON_TIME_FLOOR:g}%")
+        return "; ".join(problems) or "ok"
+
+    def as_dict(self) -> dict:
+        fields = attrs.asdict(self, recurse=False)
+        fields["step"] = attrs.asdict(self.step)
+        fields["hearts"] = self.step.hearts
+        fields["period_ms"] = self.step.period_ms
+        fields["good"] = self.good
+        fields["verdict"] = self.verdict
+        return fields
+
+
+def summarise(
+    monitor: str,
+    step: Step,
+    beats: Sequence[Mapping],
+    *,
+    fleet_cpu_seconds: float = 0.0,
+    fleet_rss_kib: float | None = None,
+) -> StepResult:
+    """Sum up the beat reports of a step's hold (see :mod:`greenheart.bench.targets`).
+
+    ``beats`` starts with the beat before the hold, which only marks the start of the
+    clock and of the CPU count.
+    """
+    if len(beats) < 2:
+        raise ValueError("a hold needs the beat before it and at least one more")
+    first, held = beats[0], beats[1:]
+    seconds = held[-1]["at"] - first["at"]
+    monitor_cpu = held[-1]["cpu"] - first["cpu"]
+    answers = sum(beat["on_time"] + beat["late"] for beat in held)
+    on_time = sum(beat["on_time"] for beat in held)
+    round_trips = [rtt for beat in held for rtt in beat["rtt_ms"]]
+    maxima = [beat["rtt_max_ms"] for beat in held if beat["rtt_max_ms"] is not None]
+    rounds = [beat["round_ms"] for beat in held if beat["round_ms"] is not None]
+    return StepResult(
+        monitor=monitor,
+        step=step,
+        settled=True,
+        beats=len(held),
+        seconds=seconds,
+        pongs_per_second=answers / seconds if seconds > 0 else 0.0,
+        on_time_percent=min(100.0, 100.0 * on_time / (step.hearts * len(held))),
+        late_pongs=sum(beat["late"] for beat in held),
+        bad_pongs=sum(beat["bad"] for beat in held),
+        false_failures=sum(beat["failed"] for beat in held),
+        max_on_probation=max(beat["on_probation"] for beat in held),
+        rtt_p50_ms=percentile(round_trips, 0.5),
+        rtt_p99_ms=percentile(round_trips, 0.99),
+        rtt_max_ms=max(maxima, default=None),
+        round_p99_ms=percentile(rounds, 0.99),
+        monitor_cpu_percent=100.0 * monitor_cpu / seconds if seconds > 0 else 0.0,
+        monitor_us_per_pong=1e6 * monitor_cpu / answers if answers else None,
+        fleet_cpu_percent=100.0 * fleet_cpu_seconds / seconds if seconds > 0 else 0.0,
+        fleet_rss_kib_per_heart=None if fleet_rss_kib is None else fleet_rss_kib / step.hearts,
+    )
+
+
+def unsettled(monitor: str, step: Step, note: str) -> StepResult:
+    return StepResult(monitor=monitor, step=step, settled=False, note=note)
+
+
+def capacity(results: Iterable[StepResult]) -> StepResult | None:
+    """The last good step of a ramp, in the order run, before its first bad one."""
+    last_good = None
+    for result in results:
+        if not result.good:
+            break
+        last_good = result
+    return last_good
+
+
+def ramp_goes_on(results: Sequence[StepResult]) -> bool:
+    """True until a step of the ramp was bad."""
+    return all(result.good for result in results)

@@ -1,0 +1,186 @@
+"""What a benchmark shows: a table, a JSON document, a plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+from greenheart.bench.ramp import StepResult, capacity
+
+#: (heading, format of the value) for each column, in order
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("monitor", "{}"),
+    ("hearts", "{}"),
+    ("period", "{:g}"),
+    ("pongs/s", "{:.0f}"),
+    ("on time%", "{:.2f}"),
+    ("late", "{}"),
+    ("failed", "{}"),
+    ("rtt p50", "{:.1f}"),
+    ("rtt p99", "{:.1f}"),
+    ("rtt max", "{:.1f}"),
+    ("round p99", "{:.1f}"),
+    ("mon CPU%", "{:.0f}"),
+    ("us/pong", "{:.1f}"),
+    ("fleet CPU%", "{:.0f}"),
+    ("KiB/heart", "{:.1f}"),
+    ("verdict", "{}"),
+)
+
+
+def _cells(result: StepResult) -> list[object]:
+    return [
+        result.monitor,
+        result.step.hearts,
+        result.step.period_ms,
+        result.pongs_per_second,
+        result.on_time_percent,
+        result.late_pongs,
+        result.false_failures,
+        result.rtt_p50_ms,
+        result.rtt_p99_ms,
+        result.rtt_max_ms,
+        result.round_p99_ms,
+        result.monitor_cpu_percent,
+        result.monitor_us_per_pong,
+        result.fleet_cpu_percent,
+        result.fleet_rss_kib_per_heart,
+        result.verdict,
+    ]
+
+
+def _format(template: str, value: object) -> str:
+    if value is None:
+        return "-"
+    return template.format(value)
+
+
+def table(results: Sequence[StepResult]) -> str:
+    """The results as an aligned text table; times in ms."""
+    rows = [[heading for heading, _ in COLUMNS]]
+    for result in results:
+        if result.settled:
+            cells = _cells(result)
+            rows.append([_format(fmt, cell) for (_, fmt), cell in zip(COLUMNS, cells, strict=True)])
+        else:
+            rows.append(
+                [result.monitor, str(result.step.hearts), f"{result.step.period_ms:g}"]
+                + ["-"] * (len(COLUMNS) - 4)
+                + [result.verdict]
+            )
+    widths = [max(len(row[n]) for row in rows[:]) for n in range(len(COLUMNS) - 1)]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.ljust(width) if n == 0 else cell.rjust(width)
+            for n, (cell, width) in enumerate(zip(row[:-1], widths, strict=True))
+        ]
+        lines.append("  ".join(cells) + "  " + row[-1])
+    return "\n".join(lines)
+
+
+def capacities(results: Sequence[StepResult], monitors: Sequence[str]) -> dict[str, dict | None]:
+    found = {}
+    for monitor in monitors:
+        last_good = capacity(result for result in results if result.monitor == monitor)
+        found[monitor] = None if last_good is None else last_good.as_dict()
+    return found
+
+
+def summary(results: Sequence[StepResult], monitors: Sequence[str]) -> str:
+    """One line per monitor naming its capacity, and the ratios to greenheart's."""
+    found = capacities(results, monitors)
+    lines = []
+    for monitor in monitors:
+        ramp = [result for result in results if result.monitor == monitor]
+        best = found[monitor]
+        if best is None:
+            lines.append(f"{monitor}: no good step; the first: {ramp[0].verdict}")
+            continue
+        held_all = all(result.good for result in ramp)
+        ending = (
+            "held every step of the ramp (capacity is at least this)"
+            if held_all
+            else f"next step: {ramp[len([r for r in ramp if r.good])].verdict}"
+        )
+        lines.append(
+            f"{monitor}: capacity {best['hearts']} hearts @ {best['period_ms']:g} ms"
+            f" = {best['pongs_per_second']:.0f} pongs/s; {ending}"
+        )
+    ours = found.get("greenheart")
+    for monitor in monitors:
+        theirs = found[monitor]
+        if monitor != "greenheart" and ours and theirs:
+            lines.append(
+                f"greenheart / {monitor}: capacity"
+                f" {ours['pongs_per_second'] / theirs['pongs_per_second']:.2f}x"
+                + _cpu_ratio(results, monitor)
+            )
+    return "\n".join(lines)
+
+
+def _cpu_ratio(results: Sequence[StepResult], monitor: str) -> str:
+    """Monitor CPU per pong, greenheart's over ``monitor``'s, on the steps both held."""
+    theirs = {r.step: r for r in results if r.monitor == monitor and r.good}
+    pairs = [
+        (ours.monitor_us_per_pong, theirs[ours.step].monitor_us_per_pong)
+        for ours in results
+        if ours.monitor == "greenheart" and ours.good and ours.step in theirs
+    ]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if not pairs:
+        return ""
+    ratio = sum(a for a, _ in pairs) / sum(b for _, b in pairs)
+    return f"; CPU per pong {ratio:.2f}x on the {len(pairs)} step(s) both held"
+
+
+def document(results: Sequence[StepResult], monitors: Sequence[str], config: dict) -> dict:
+    """Everything, for ``--json``."""
+    return {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "config": config,
+        "steps": [result.as_dict() for result in results],
+        "capacity": capacities(results, monitors),
+    }
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str]) -> None:
+    """Latency and on-time percentage against load, one line per monitor, as a PNG."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'greenheart[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (latency, on_time) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
+    for monitor in monitors:
+        ramp = [r for r in results if r.monitor == monitor and r.settled]
+        load = [r.pongs_per_second for r in ramp]
+        latency.plot(load, [r.rtt_p99_ms for r in ramp], marker="o", label=f"{monitor} rtt p99")
+        latency.plot(
+            load, [r.round_p99_ms for r in ramp], marker="x", ls="--", label=f"{monitor} round p99"
+        )
+        on_time.plot(load, [r.on_time_percent for r in ramp], marker="o", label=monitor)
+    latency.set_ylabel("milliseconds")
+    latency.set_yscale("log")
+    latency.legend(fontsize="small")
+    latency.set_title("greenheart bench: latency and on-time answers against load")
+    on_time.axhline(99, color="grey", lw=0.8, ls=":")
+    on_time.set_ylabel("on time, %")
+    on_time.set_xlabel("pongs per second")
+    on_time.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,267 @@
+"""greenheart bench: the ramp and capacity rules on synthetic steps, and short real runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenheart.bench.ramp import (
+    ON_TIME_FLOOR,
+    RampPlan,
+    Step,
+    StepResult,
+    capacity,
+    percentile,
+    ramp_goes_on,
+    summarise,
+    unsettled,
+)
+from greenheart.bench.report import summary, table
+from greenheart.bench.runner import _split
+from tests.helpers import wait_until
+
+
+def beat(at: float, cpu: float, hearts: int, **overrides: object) -> dict:
+    fields = {
+        "beat": 0,
+        "at": at,
+        "cpu": cpu,
+        "hearts": hearts,
+        "responded": hearts,
+        "on_probation": 0,
+        "new": 0,
+        "failed": 0,
+        "on_time": hearts,
+        "late": 0,
+        "bad": 0,
+        "rtt_ms": [1.0, 2.0, 3.0, 4.0],
+        "rtt_max_ms": 4.0,
+        "round_ms": 4.0,
+    }
+    return fields | overrides
+
+
+def result(monitor: str, hearts: int, period: float, on_time: float = 100.0, failed: int = 0):
+    return StepResult(
+        monitor=monitor,
+        step=Step(hearts, period),
+        settled=True,
+        beats=10,
+        seconds=1.0,
+        pongs_per_second=hearts * 1000 / period,
+        on_time_percent=on_time,
+        false_failures=failed,
+    )
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+def test_the_ramp_adds_hearts_at_the_longest_period_then_shortens_the_period():
+    plan = RampPlan(hearts=[4000, 1000, 2000, 1000], periods_ms=[100, 200, 50])
+    assert plan.steps() == [
+        Step(1000, 200.0),
+        Step(2000, 200.0),
+        Step(4000, 200.0),
+        Step(4000, 100.0),
+        Step(4000, 50.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("hearts", "periods"), [([], [100]), ([0], [100]), ([10], []), ([10], [0]), ([10], [-5])]
+)
+def test_a_plan_refuses_nonsense(hearts, periods):
+    with pytest.raises(ValueError):
+        RampPlan(hearts=hearts, periods_ms=periods)
+
+
+@given(st.integers(1, 100_000), st.integers(1, 64))
+def test_hearts_are_split_evenly_among_fleet_processes(hearts, processes):
+    shares = _split(hearts, processes)
+    assert sum(shares) == hearts
+    assert max(shares) - min(shares) <= 1
+    assert min(shares) >= 1
+    assert len(shares) == min(hearts, processes)
+
+
+# -- one step, summed up ------------------------------------------------------------------------
+
+
+def test_a_step_is_summed_up_from_its_beats():
+    beats = [beat(10.0, 5.0, 100)]
+    beats += [beat(10.0 + 0.1 * n, 5.0 + 0.01 * n, 100) for n in range(1, 11)]
+    beats[3] = beat(10.3, 5.03, 100, on_time=90, late=10, round_ms=50.0, rtt_max_ms=60.0)
+    summed = summarise("greenheart", Step(100, 100), beats, fleet_cpu_seconds=0.5,
+                       fleet_rss_kib=3000)  # fmt: skip
+    assert summed.beats == 10
+    assert summed.seconds == pytest.approx(1.0)
+    assert summed.pongs_per_second == pytest.approx(1000)
+    assert summed.on_time_percent == pytest.approx(99.0)
+    assert summed.late_pongs == 10
+    assert summed.rtt_max_ms == 60.0
+    assert summed.rtt_p50_ms == 2.0
+    assert summed.rtt_p99_ms == 4.0
+    assert summed.round_p99_ms == 50.0
+    assert summed.monitor_cpu_percent == pytest.approx(10.0)
+    assert summed.monitor_us_per_pong == pytest.approx(100.0)
+    assert summed.fleet_cpu_percent == pytest.approx(50.0)
+    assert summed.fleet_rss_kib_per_heart == pytest.approx(30.0)
+    assert summed.good
+
+
+def test_a_summary_needs_a_start_and_a_beat():
+    with pytest.raises(ValueError):
+        summarise("greenheart", Step(1, 100), [beat(0, 0, 1)])
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([], 0.5) is None
+    assert percentile([5.0], 0.99) == 5.0
+    assert percentile(list(range(1, 101)), 0.99) == 99
+    assert percentile(list(range(1, 101)), 0.5) == 50
+
+
+# -- the capacity rule ---------------------------------------------------------------------------
+
+
+def test_a_step_is_bad_with_a_false_failure_or_too_few_on_time_answers():
+    assert result("g", 10, 100).good
+    assert result("g", 10, 100, on_time=ON_TIME_FLOOR).good
+    assert not result("g", 10, 100, on_time=ON_TIME_FLOOR - 0.01).good
+    assert "on time" in result("g", 10, 100, on_time=50).verdict
+    assert not result("g", 10, 100, failed=1).good
+    assert "wrongly failed" in result("g", 10, 100, failed=1).verdict
+    assert not unsettled("g", Step(10, 100), "heard 3 of 10").good
+    assert unsettled("g", Step(10, 100), "heard 3 of 10").verdict == "heard 3 of 10"
+
+
+def test_capacity_is_the_last_good_step_before_the_first_bad_one():
+    ramp = [result("g", 1000, 200), result("g", 2000, 200), result("g", 2000, 100, failed=2)]
+    ramp.append(result("g", 2000, 50))  # good again: noise, not capacity
+    assert capacity(ramp) == ramp[1]
+    assert not ramp_goes_on(ramp)
+    assert ramp_goes_on(ramp[:2])
+    assert capacity([result("g", 1000, 200, on_time=10)]) is None
+    assert capacity([]) is None
+
+
+@given(st.lists(st.booleans(), max_size=12))
+def test_capacity_never_passes_a_bad_step(goodness):
+    ramp = [
+        result("g", 100 * (n + 1), 100, on_time=100 if good else 0)
+        for n, good in enumerate(goodness)
+    ]
+    found = capacity(ramp)
+    good_prefix = len(goodness) if all(goodness) else goodness.index(False)
+    assert found == (ramp[good_prefix - 1] if good_prefix else None)
+
+
+def test_the_report_names_capacities_and_their_ratio():
+    results = [
+        result("greenheart", 1000, 100),
+        result("ipyparallel", 1000, 100),
+        result("greenheart", 1000, 50),
+        result("ipyparallel", 1000, 50, on_time=80),
+    ]
+    text = summary(results, ["greenheart", "ipyparallel"])
+    assert "greenheart: capacity 1000 hearts @ 50 ms = 20000 pongs/s" in text
+    assert "ipyparallel: capacity 1000 hearts @ 100 ms = 10000 pongs/s" in text
+    assert "greenheart / ipyparallel: capacity 2.00x" in text
+    lines = table(results).splitlines()
+    assert len(lines) == 5
+    assert lines[0].split()[:3] == ["monitor", "hearts", "period"]
+    assert "on time 80.0%" in lines[4]
+
+
+# -- real runs -----------------------------------------------------------------------------------
+
+
+def bench(*args: str, **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_short_bench_of_two_monitors_prints_the_table_and_writes_json_and_a_png(tmp_path):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    run = bench(
+        *("--hearts", "20,40", "--period", "100", "--duration", "1", "--monitor", "greenheart,raw"),
+        *("--json", str(out_json), "--plot", str(out_png)),
+    )
+    stdout, stderr = run.communicate(timeout=110)
+    assert run.returncode == 0, stderr
+    assert "greenheart: capacity 40 hearts @ 100 ms" in stdout, stdout
+    assert "raw: capacity 40 hearts @ 100 ms" in stdout, stdout
+    assert "greenheart / raw: capacity 1.00x" in stdout
+    doc = json.loads(out_json.read_text())
+    steps = doc["steps"]
+    assert [(s["monitor"], s["hearts"]) for s in steps] == [
+        ("greenheart", 20), ("raw", 20), ("greenheart", 40), ("raw", 40),
+    ]  # fmt: skip
+    table_figures = ["pongs_per_second", "on_time_percent", "late_pongs", "false_failures",
+                     "rtt_p50_ms", "rtt_p99_ms", "rtt_max_ms", "round_p99_ms",
+                     "monitor_cpu_percent", "monitor_us_per_pong", "fleet_cpu_percent",
+                     "fleet_rss_kib_per_heart", "verdict"]  # fmt: skip
+    for step in steps:
+        assert step["good"], step
+        assert step["on_time_percent"] == 100.0
+        for figure in table_figures:
+            assert step[figure] is not None, figure
+    assert doc["capacity"]["greenheart"]["hearts"] == 40
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_stops_every_child_process():
+    run = bench("--hearts", "50", "--period", "100", "--duration", "60")
+    try:
+        # the monitor and the fleet are up
+        wait_until(lambda: len(children_of(run.pid)) >= 2, timeout=30)
+        kids = children_of(run.pid)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr
+    for kid in kids:
+        wait_until(lambda kid=kid: not Path(f"/proc/{kid}").exists(), timeout=10)
+
+
+@pytest.mark.timeout(30)
+def test_bench_refuses_bad_arguments():
+    run = bench("--hearts", "0")
+    _, stderr = run.communicate(timeout=20)
+    assert run.returncode == 2
+    assert "positive" in stderr
+    run = bench("--monitor", "nginx")
+    _, stderr = run.communicate(timeout=20)
+    assert run.returncode == 2
+    assert "monitors are" in stderr
