@@ -297,7 +297,7 @@ class HeartMonitor:
             # Pongs already queued arrived in time; only the monitor was slow to read them.
             limit = 2 * len(self._ledger.hearts) + PONG_BATCH
             caught_up = self._drain_queued(limit) < limit
-            if not caught_up:
+            if not caught_up and self._ledger.hearts:
                 self._limited(
                     logging.WARNING,
                     "unread",

@@ -17,6 +17,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,10 +63,14 @@ class Child:
 
     def __init__(self, role: str, *args: str):
         self.role = role
+        # What a child logs (late pongs under overload, say) would scramble the progress
+        # display; it is kept, and its last line explains a child that died.
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "greenheart.bench.children", *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
+            stderr=self.stderr,
             text=True,
             preexec_fn=_die_with_parent,
         )
@@ -89,8 +94,15 @@ class Child:
             raise TimeoutError(f"{self.role} said nothing for {timeout:.0f} s") from None
         if line is None:
             self.lines.put(None)  # every later read fails too
-            raise ChildFailed(f"{self.role} exited with status {self.proc.wait()}")
+            raise ChildFailed(
+                f"{self.role} exited with status {self.proc.wait()}: {self.last_words()}"
+            )
         return line
+
+    def last_words(self) -> str:
+        self.stderr.seek(0)
+        lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
+        return lines[-1] if lines else "(nothing on stderr)"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -102,6 +114,7 @@ class Child:
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        self.stderr.close()
 
 
 @contextlib.contextmanager
