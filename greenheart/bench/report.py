@@ -165,14 +165,24 @@ def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str
     import matplotlib.pyplot as plt
 
     figure, (latency, on_time) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
-    for monitor in monitors:
+    for number, monitor in enumerate(monitors):
         ramp = [r for r in results if r.monitor == monitor and r.settled]
         load = [r.pongs_per_second for r in ramp]
-        latency.plot(load, [r.rtt_p99_ms for r in ramp], marker="o", label=f"{monitor} rtt p99")
+        color = f"C{number}"  # one colour a monitor, in both panels
         latency.plot(
-            load, [r.round_p99_ms for r in ramp], marker="x", ls="--", label=f"{monitor} round p99"
+            load, [r.rtt_p99_ms for r in ramp], marker="o", color=color, label=f"{monitor} rtt p99"
         )
-        on_time.plot(load, [r.on_time_percent for r in ramp], marker="o", label=monitor)
+        latency.plot(
+            load,
+            [r.round_p99_ms for r in ramp],
+            marker="x",
+            ls="--",
+            color=color,
+            label=f"{monitor} round p99",
+        )
+        on_time.plot(
+            load, [r.on_time_percent for r in ramp], marker="o", color=color, label=monitor
+        )
     latency.set_ylabel("milliseconds")
     latency.set_yscale("log")
     latency.legend(fontsize="small")
