@@ -173,13 +173,9 @@ class Child:
         self.proc.stdin.flush()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from greenheart.bench.runner import terminate
+
+        terminate(self.proc)
 
 
 class Monitor(Child):

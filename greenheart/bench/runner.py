@@ -54,6 +54,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ChildFailed(RuntimeError):
     pass
 
@@ -105,13 +116,7 @@ class Child:
         return lines[-1] if lines else "(nothing on stderr)"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         self.stderr.close()
