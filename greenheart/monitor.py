@@ -22,7 +22,7 @@ import gevent.socket
 import zmq
 import zmq.green
 
-from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong, PongKind
+from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong
 from greenheart.ratelimit import RateLimitedLog
 from greenheart.sockets import close_sockets, default_context, endpoint, require_green_socket
 from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
@@ -53,13 +53,6 @@ class _WokenByTimer(Exception):
 
 
 _WOKEN_BY_TIMER = _WokenByTimer()
-
-
-def _rest_of_message(socket: zmq.Socket) -> list[bytes]:
-    frames = []
-    while _base_get(socket, zmq.RCVMORE):
-        frames.append(_base_recv(socket, zmq.NOBLOCK))
-    return frames
 
 
 def _require_callable(handler: object) -> None:
@@ -374,7 +367,15 @@ class HeartMonitor:
         else:
             pong = self._ledger.pong(parts[0], parts[1], self.clock())
         if pong.kind not in ANSWERS:
-            self._log_bad_pong(pong.heart, msg, pong.kind)
+            self._limited(
+                logging.WARNING,
+                pong.kind.value,
+                "%s pong from %s: %d frame(s), first bytes %r",
+                pong.kind.value,
+                display_id(pong.heart) if pong.heart else "(no identity)",
+                len(msg),
+                msg[-1][:32] if msg else b"",
+            )
         return pong
 
     def _drain_pongs(self) -> None:
@@ -400,61 +401,24 @@ class HeartMonitor:
     def _drain_queued(self, limit: int) -> int:
         """Handle up to ``limit`` pongs that are already queued, without waiting.
 
-        This is the monitor's hottest loop, so it talks to the socket through the plain
-        pyzmq methods (the green wrapper would poll the socket's state after every frame:
-        nothing here can block) and gives the ledger a well-formed pong directly.
+        This is the monitor's hottest loop, so it reads the socket through the plain pyzmq
+        methods: the green wrapper would poll the socket's state after every frame, and
+        nothing here can block.
         """
-        socket = self.pongstream
-        if socket.closed:
-            return 0
-        if type(self).handle_pong is not HeartMonitor.handle_pong:
-            return self._drain_queued_to_handle_pong(limit)
-        ledger_pong, clock, answers, noblock = self._ledger.pong, self.clock, ANSWERS, zmq.NOBLOCK
+        socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
         for handled in range(limit):
+            if socket.closed:  # a handler may close it
+                return handled
             try:
-                heart = _base_recv(socket, noblock)
+                identity = _base_recv(socket, noblock)
             except zmq.Again:
                 return handled
-            # A ROUTER delivers whole messages, identity first, then at least one frame.
-            payload = _base_recv(socket, noblock)
-            if _base_get(socket, zmq.RCVMORE):
-                self._bad_pong([heart, payload, *_rest_of_message(socket)])
-            elif len(payload) > MAX_PAYLOAD_BYTES:
-                self._bad_pong([heart, payload])
-            elif ledger_pong(heart, payload, clock()).kind not in answers:
-                self._log_bad_pong(heart, [heart, payload])
-        return limit
-
-    def _drain_queued_to_handle_pong(self, limit: int) -> int:
-        """The drain for a subclass that overrides :meth:`handle_pong`: every message goes there."""
-        socket = self.pongstream
-        for handled in range(limit):
+            # A ROUTER delivers whole messages: the identity, then at least one frame.
+            frames = [identity, _base_recv(socket, noblock)]
+            while _base_get(socket, zmq.RCVMORE):
+                frames.append(_base_recv(socket, noblock))
             try:
-                frames = _base_recv(socket, zmq.NOBLOCK)
-            except zmq.Again:
-                return handled
-            frames = [frames, *_rest_of_message(socket)]
-            try:
-                self.handle_pong(frames)
+                handle_pong(frames)
             except Exception:
                 self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
-            if socket.closed:
-                return handled + 1
         return limit
-
-    def _bad_pong(self, frames: list[bytes]) -> None:
-        pong = self._ledger.malformed(frames[0][:MAX_IDENTITY_BYTES])
-        self._log_bad_pong(pong.heart, frames, pong.kind)
-
-    def _log_bad_pong(
-        self, heart: bytes, frames: Sequence[bytes], kind: PongKind = PongKind.STALE
-    ) -> None:
-        self._limited(
-            logging.WARNING,
-            kind.value,
-            "%s pong from %s: %d frame(s), first bytes %r",
-            kind.value,
-            display_id(heart) if heart else "(no identity)",
-            len(frames),
-            frames[-1][:32] if frames else b"",
-        )
