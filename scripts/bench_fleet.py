@@ -30,28 +30,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from greenheart.bench.proc import cpu_seconds, proc_status, rss_kib
+
 PY = sys.executable
-
-
-def proc_status(field: str, pid: int | str = "self") -> int:
-    """A number from /proc/PID/status: VmRSS (KiB), Threads (every thread, libzmq's included)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def rss_kib(pid: int | str = "self") -> int:
-    return proc_status("VmRSS", pid)
 
 
 def fds(pid: int | str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:

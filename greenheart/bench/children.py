@@ -11,7 +11,7 @@ beat (:func:`beat_report`) until it is terminated. KIND is one of:
 
 Each target pays the same for being measured: the round trip of every answer is
 kept, and a beat reports a sample of them. CPU time is the whole process's (user +
-system, ZeroMQ's I/O thread included), read from ``os.times()`` at every beat.
+system, ZeroMQ's I/O thread included), read from /proc at every beat.
 """
 
 from __future__ import annotations
@@ -26,17 +26,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+from greenheart.bench.proc import cpu_seconds, rss_kib
+
 #: round trips reported per beat; a random sample when more hearts answered
 RTT_SAMPLE = 200
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
 MONITORS = ("greenheart", "ipyparallel", "raw")
-
-
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def beat_report(
@@ -318,14 +315,6 @@ def run_raw(period: float) -> None:
 
 
 # -- a fleet ------------------------------------------------------------------------------------
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def run_fleet(ping: str, pong: str, size: int, prefix: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -21,10 +20,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import attrs
 
+from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
 
 #: seconds a child may take to start (importing ipyparallel is slow on a busy machine)
@@ -39,19 +38,6 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
