@@ -71,7 +71,7 @@ def table(results: Sequence[StepResult]) -> str:
                 + ["-"] * (len(COLUMNS) - 4)
                 + [result.verdict]
             )
-    widths = [max(len(row[n]) for row in rows[:]) for n in range(len(COLUMNS) - 1)]
+    widths = [max(len(row[n]) for row in rows) for n in range(len(COLUMNS) - 1)]
     lines = []
     for row in rows:
         cells = [
