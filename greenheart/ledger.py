@@ -12,14 +12,21 @@ called for every answer that arrives:
 * an answer carrying the payload of the current ping is **on time**;
 * an answer carrying the payload of the previous ping is **late**: the heart is
   alive, only slow, so it still counts as having answered this round;
+* the same answer again from the same heart is a **repeat**: counted, not measured,
+  so a peer echoing a ping in a loop cannot grow the round's records;
 * anything else is **stale** (or **malformed**, if it has no identity): counted,
   and otherwise ignored.
 
-:meth:`Ledger.beat` closes the round. Hearts that answered and were unknown become
-new hearts. Known hearts that did not answer miss a beat: they go on probation,
-and a heart whose consecutive misses exceed ``max_misses`` has failed and is
-forgotten (if it answers again it will be new again). Then the next round opens
-with a fresh ping payload.
+:meth:`Ledger.beat` closes the round. Known hearts that did not answer miss a beat:
+they go on probation, and a heart whose consecutive misses exceed ``max_misses`` has
+failed and is forgotten (if it answers again it will be new again). With a
+:class:`~greenheart.phi.PhiAccrual` detector the miss count is still kept, but a heart
+fails when its suspicion level passes the detector's threshold instead. Hearts that
+answered and were unknown become new hearts, up to ``max_hearts``; the rest are
+refused (and asked again next round). Then the next round opens with a fresh ping.
+
+A beat may be *unjudged* (``judge=False``): the driver knows it could not have heard
+the hearts (it was stalled, or answers are still unread), so nobody is charged a miss.
 
 With the default ``max_misses=1`` this is IPython.parallel's original rule (on
 probation at the first miss, failed at the second); ipyparallel made the number
@@ -34,12 +41,15 @@ from typing import NamedTuple
 
 import attrs
 
+from greenheart.phi import Intervals, PhiAccrual
 from greenheart.wire import encode_ping
 
 
 class PongKind(enum.Enum):
     ON_TIME = "on_time"
     LATE = "late"
+    #: an answer this heart already gave in this round
+    REPEAT = "repeat"
     #: well formed, but answers neither the current ping nor the previous one
     STALE = "stale"
     #: not a pong at all: wrong number of frames, no identity, oversized payload
@@ -59,7 +69,7 @@ class Pong(NamedTuple):
 
     kind: PongKind
     heart: bytes
-    #: seconds from sending the ping this pong answers to receiving it; None if it answers none
+    #: seconds from sending the ping this pong answers to receiving it; None if not measured
     rtt: float | None
 
 
@@ -82,17 +92,24 @@ class Beat:
     #: hearts that missed this beat, failed ones excluded
     missed: tuple[bytes, ...]
     on_probation: int
+    #: hearts that answered the current ping (repeats are bad pongs)
     on_time_pongs: int
+    #: hearts that answered the previous ping
     late_pongs: int
+    #: repeated, stale and malformed pongs
     bad_pongs: int
-    #: heart -> seconds its latest late pong came after the beat that made it late
+    #: heart -> seconds its late pong came after the beat that made it late
     late_hearts: dict[bytes, float]
     #: the longest round trip of an on-time pong in the round, in seconds
     max_rtt: float | None
-    #: the round trip of every answer (on time or late) in the round, in arrival order
+    #: the round trip of every answer (on time, then late) in the round
     round_trips: list[float] = attrs.field(factory=list, eq=False, repr=False)
     #: False when the hearts that did not answer were not charged a miss
     judged: bool = True
+    #: new hearts not admitted because ``max_hearts`` were known
+    refused_hearts: int = 0
+    #: seconds the beat ran behind its schedule, as the driver measured it
+    lag: float = 0.0
 
 
 @attrs.define
@@ -102,14 +119,50 @@ class Counters:
     beats: int = 0
     on_time_pongs: int = 0
     late_pongs: int = 0
+    repeat_pongs: int = 0
     stale_pongs: int = 0
     malformed_pongs: int = 0
     new_hearts: int = 0
     failed_hearts: int = 0
+    #: times a new heart was turned away because ``max_hearts`` were known
+    refused_hearts: int = 0
+    unjudged_beats: int = 0
 
     @property
     def bad_pongs(self) -> int:
-        return self.stale_pongs + self.malformed_pongs
+        return self.repeat_pongs + self.stale_pongs + self.malformed_pongs
+
+
+@attrs.frozen
+class RoundTrips:
+    """One heart's round trips since it was registered, in seconds."""
+
+    last: float
+    mean: float
+    max: float
+    #: answers measured
+    count: int
+
+
+@attrs.define(slots=True)
+class _Record:
+    """What the ledger remembers about one known heart beyond its membership."""
+
+    count: int = 0
+    total: float = 0.0
+    max: float = 0.0
+    last: float = 0.0
+    last_arrival: float | None = None
+    #: the intervals between answers, when a phi-accrual detector is used
+    intervals: Intervals | None = None
+
+    def answered(self, rtt: float, arrival: float) -> None:
+        self.count += 1
+        self.total += rtt
+        self.last = rtt
+        if rtt > self.max:
+            self.max = rtt
+        self.last_arrival = arrival
 
 
 @attrs.define
@@ -121,9 +174,18 @@ class Ledger:
     max_misses: int = attrs.field(
         default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
     )
+    #: the most hearts known at once; None for no limit
+    max_hearts: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+        ),
+    )
+    #: fail hearts by suspicion level instead of by ``max_misses``
+    detector: PhiAccrual | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
+    )
     hearts: set[bytes] = attrs.field(factory=set, init=False)
-    #: hearts that answered during the current round
-    responses: set[bytes] = attrs.field(factory=set, init=False)
     #: heart -> consecutive beats missed, for hearts that missed the last beat
     on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)
     #: seconds of beating, as of the current ping
@@ -134,50 +196,75 @@ class Ledger:
     ping: bytes = attrs.field(init=False)
     #: totals of the rounds already closed, stale and malformed pongs included
     _totals: Counters = attrs.field(factory=Counters, init=False)
+    _records: dict[bytes, _Record] = attrs.field(factory=dict, init=False)
 
     _previous_ping: bytes | None = attrs.field(default=None, init=False)
     _previous_tic: float = attrs.field(default=0.0, init=False)
-    _round_on_time: int = attrs.field(default=0, init=False)
-    _round_late: int = attrs.field(default=0, init=False)
+    #: heart -> round trip, for the answers to the current ping in this round
+    _on_time: dict[bytes, float] = attrs.field(factory=dict, init=False)
+    #: heart -> round trip, for the answers to the previous ping in this round
+    _late: dict[bytes, float] = attrs.field(factory=dict, init=False)
     _round_bad: int = attrs.field(default=0, init=False)
-    _round_late_hearts: dict[bytes, float] = attrs.field(factory=dict, init=False)
-    _round_max_rtt: float | None = attrs.field(default=None, init=False)
-    _round_trips: list[float] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.ping = encode_ping(self.lifetime)
+
+    @property
+    def responses(self) -> set[bytes]:
+        """The hearts that answered during the current round."""
+        return self._on_time.keys() | self._late.keys()
+
+    @property
+    def answers(self) -> int:
+        """Answers (on time or late, repeats excluded) in the current round."""
+        return len(self._on_time) + len(self._late)
 
     @property
     def counters(self) -> Counters:
         """Totals since the ledger was made, the current round included (a copy)."""
         return attrs.evolve(
             self._totals,
-            on_time_pongs=self._totals.on_time_pongs + self._round_on_time,
-            late_pongs=self._totals.late_pongs + self._round_late,
+            on_time_pongs=self._totals.on_time_pongs + len(self._on_time),
+            late_pongs=self._totals.late_pongs + len(self._late),
         )
+
+    def round_trips(self, heart: bytes) -> RoundTrips | None:
+        """The round trips of a known heart, as of the last beat; None if it is not known."""
+        record = self._records.get(heart)
+        if record is None or not record.count:
+            return None
+        return RoundTrips(record.last, record.total / record.count, record.max, record.count)
+
+    def phi(self, heart: bytes, now: float) -> float | None:
+        """The detector's suspicion level for a known heart at ``now``; None without one."""
+        record = self._records.get(heart)
+        if self.detector is None or record is None or record.intervals is None:
+            return None
+        assert record.last_arrival is not None
+        return self.detector.phi(now - record.last_arrival, record.intervals)
 
     def pong(self, heart: bytes, payload: bytes, now: float) -> Pong:
         """Account for ``payload`` echoed by ``heart`` at time ``now``."""
         if not heart:
             return self.malformed()
         if payload == self.ping:
-            rtt = now - self.tic
-            self.responses.add(heart)
-            self._round_trips.append(rtt)
-            self._round_on_time += 1
-            if self._round_max_rtt is None or rtt > self._round_max_rtt:
-                self._round_max_rtt = rtt
+            if heart in self._on_time:
+                return self._repeat(heart)
+            rtt = self._on_time[heart] = now - self.tic
             return Pong(PongKind.ON_TIME, heart, rtt)
         if payload == self._previous_ping:
-            rtt = now - self._previous_tic
-            self.responses.add(heart)
-            self._round_trips.append(rtt)
-            self._round_late += 1
-            self._round_late_hearts[heart] = now - self.tic
+            if heart in self._late or heart in self._on_time:
+                return self._repeat(heart)
+            rtt = self._late[heart] = now - self._previous_tic
             return Pong(PongKind.LATE, heart, rtt)
         self._totals.stale_pongs += 1
         self._round_bad += 1
         return Pong(PongKind.STALE, heart, None)
+
+    def _repeat(self, heart: bytes) -> Pong:
+        self._totals.repeat_pongs += 1
+        self._round_bad += 1
+        return Pong(PongKind.REPEAT, heart, None)
 
     def malformed(self, heart: bytes = b"") -> Pong:
         """Account for a message that is not a pong at all."""
@@ -185,67 +272,121 @@ class Ledger:
         self._round_bad += 1
         return Pong(PongKind.MALFORMED, heart, None)
 
-    def beat(self, now: float, judge: bool = True) -> Beat:
+    def beat(self, now: float, judge: bool = True, lag: float = 0.0) -> Beat:
         """Close the current round at time ``now`` and open the next one.
 
-        With ``judge=False`` (the driver knows answers are still unread: it is the one
-        behind) the hearts that did not answer are not charged a miss: they stay on
-        probation with the misses they had, and none fails.
+        With ``judge=False`` (the driver knows it could not have heard every answer: it
+        was stalled, or is behind) the hearts that did not answer are not charged a miss:
+        they stay on probation with the misses they had, and none fails. ``lag`` is only
+        reported.
         """
-        responses = self.responses
-        new_hearts = responses - self.hearts
-        missed = self.hearts - responses
-        self.hearts |= new_hearts
-
-        failed: list[bytes] = []
-        on_probation: dict[bytes, int] = {}
-        charge = 1 if judge else 0
-        for heart in missed:
-            misses = self.on_probation.get(heart, 0) + charge
-            if not misses:
-                continue
-            if misses > self.max_misses:
-                failed.append(heart)
-            else:
-                on_probation[heart] = misses
+        on_time, late = self._on_time, self._late
+        responded = on_time.keys() | late.keys()
+        failed, on_probation = self._judge(self.hearts - responded, now, judge)
         self.hearts.difference_update(failed)
+        for heart in failed:
+            del self._records[heart]
         self.on_probation = on_probation
-        self.responses = set()
+
+        new_hearts = sorted(responded - self.hearts)
+        refused = 0
+        if self.max_hearts is not None:
+            room = max(0, self.max_hearts - len(self.hearts))
+            refused = max(0, len(new_hearts) - room)
+            del new_hearts[room:]
+        self.hearts.update(new_hearts)
+        round_trips = self._record_answers(responded, now, judge)
 
         self._previous_ping, self._previous_tic = self.ping, self.tic
+        round_length = now - self.tic
         self.last_ping = self.lifetime
         # A clock that steps back (an injected one) must not make a ping repeat an older one.
-        self.lifetime += max(0.0, now - self.tic)
+        self.lifetime += max(0.0, round_length)
         self.ping = encode_ping(self.lifetime)
         self.tic = now
 
         totals = self._totals
         totals.beats += 1
+        totals.unjudged_beats += not judge
         # Answers are counted per round on the hot path, and folded into the totals here.
-        totals.on_time_pongs += self._round_on_time
-        totals.late_pongs += self._round_late
+        totals.on_time_pongs += len(on_time)
+        totals.late_pongs += len(late)
         totals.new_hearts += len(new_hearts)
         totals.failed_hearts += len(failed)
+        totals.refused_hearts += refused
         beat = Beat(
             number=totals.beats,
             at=now,
             ping=self.ping,
             hearts=len(self.hearts),
-            responded=len(responses),
-            new_hearts=tuple(sorted(new_hearts)),
+            responded=len(responded),
+            new_hearts=tuple(new_hearts),
             failed_hearts=tuple(sorted(failed)),
             missed=tuple(sorted(on_probation)),
             on_probation=len(on_probation),
-            on_time_pongs=self._round_on_time,
-            late_pongs=self._round_late,
+            on_time_pongs=len(on_time),
+            late_pongs=len(late),
             bad_pongs=self._round_bad,
-            late_hearts=self._round_late_hearts,
-            max_rtt=self._round_max_rtt,
-            round_trips=self._round_trips,
+            # the round the late pongs answered was one round length shorter than their trips
+            late_hearts={heart: rtt - round_length for heart, rtt in late.items()},
+            max_rtt=max(on_time.values(), default=None),
+            round_trips=round_trips,
             judged=judge,
+            refused_hearts=refused,
+            lag=lag,
         )
-        self._round_on_time = self._round_late = self._round_bad = 0
-        self._round_late_hearts = {}
-        self._round_max_rtt = None
-        self._round_trips = []
+        self._on_time, self._late, self._round_bad = {}, {}, 0
         return beat
+
+    def _judge(
+        self, missed: set[bytes], now: float, judge: bool
+    ) -> tuple[list[bytes], dict[bytes, int]]:
+        """The hearts among ``missed`` that failed, and the misses of the rest."""
+        failed: list[bytes] = []
+        on_probation: dict[bytes, int] = {}
+        charge = 1 if judge else 0
+        detector = self.detector
+        for heart in missed:
+            misses = self.on_probation.get(heart, 0) + charge
+            if not misses:
+                continue
+            if detector is None:
+                gone = misses > self.max_misses
+            else:
+                phi = self.phi(heart, now)
+                gone = judge and phi is not None and phi > detector.threshold
+            if gone:
+                failed.append(heart)
+            else:
+                on_probation[heart] = misses
+        return failed, on_probation
+
+    def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> list[float]:
+        """Update the records of the known hearts that answered; return every round trip."""
+        on_time, late, records = self._on_time, self._late, self._records
+        tic, previous_tic, detector = self.tic, self._previous_tic, self.detector
+        for heart in responded:
+            record = records.get(heart)
+            if record is None:
+                if heart not in self.hearts:
+                    continue  # refused
+                record = records[heart] = _Record()
+            rtt = on_time.get(heart)
+            arrival = tic + rtt if rtt is not None else previous_tic + late[heart]
+            if rtt is None:
+                rtt = late[heart]
+            if detector is not None:
+                last = record.last_arrival
+                if record.intervals is None:
+                    # the round length is the interval a heart is expected to answer at
+                    record.intervals = Intervals(detector.window, max(now - tic, 1e-3))
+                elif judge and last is not None:
+                    # An unjudged beat's answers were read late: the interval would be a lie.
+                    record.intervals.add(arrival - last)
+            record.answered(rtt, arrival)
+        if detector is not None and not judge:
+            # The silent hearts could not be heard either: their suspicion starts again from
+            # now, rather than counting the monitor's own stall against them.
+            for heart in self.hearts - responded:
+                records[heart].last_arrival = now
+        return [*on_time.values(), *late.values()]

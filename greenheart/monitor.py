@@ -22,8 +22,10 @@ import gevent.socket
 import zmq
 import zmq.green
 
-from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong
+from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong, RoundTrips
+from greenheart.phi import PhiAccrual
 from greenheart.ratelimit import RateLimitedLog
+from greenheart.schedule import BeatSchedule
 from greenheart.sockets import close_sockets, default_context, endpoint, require_green_socket
 from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
 
@@ -35,6 +37,15 @@ PONG_BATCH = 256
 
 #: the pong socket's listen backlog (the kernel caps it at net.core.somaxconn)
 PONG_BACKLOG = 4096
+
+#: pongs queued per heart before ZeroMQ stops reading from its connection. An honest heart
+#: has one or two in flight; this bounds what a flooding peer can make the monitor hold
+#: (with the message size limit, at most 64 KiB per connection).
+PONG_RCVHWM = 64
+
+#: pings queued per heart before the PUB drops them for that heart: a heart that far behind
+#: would only answer pings that have expired
+PING_SNDHWM = 16
 
 #: how many hearts a log line names before it only counts them
 NAMED_IN_LOG = 10
@@ -83,6 +94,17 @@ class HeartMonitor:
     max_misses: int = attrs.field(
         default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
     )
+    #: the most hearts known at once; new hearts beyond it are refused (and counted)
+    max_hearts: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+        ),
+    )
+    #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
+    phi: PhiAccrual | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
+    )
     #: close both sockets on :meth:`stop` (set by :meth:`bind`, which made them)
     owns_sockets: bool = False
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
@@ -98,6 +120,10 @@ class HeartMonitor:
     _stopped: bool = attrs.field(default=False, init=False)
     #: exceptions raised by handlers, logged and swallowed
     handler_errors: int = attrs.field(default=0, init=False)
+    #: beats that came so late (the hub was blocked) that they judged nobody
+    stalls: int = attrs.field(default=0, init=False)
+    #: beats that judged nobody because answers were still queued
+    behind: int = attrs.field(default=0, init=False)
 
     @pingstream.validator
     def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
@@ -108,7 +134,7 @@ class HeartMonitor:
         require_green_socket(value, zmq.ROUTER, "pongstream")
 
     def __attrs_post_init__(self) -> None:
-        self._ledger = Ledger(tic=self.clock(), max_misses=self.max_misses)
+        self._ledger = self._new_ledger()
         self._limited = RateLimitedLog(self.log)
         # Without handover a heart that reconnects under its old identity, before the
         # ROUTER noticed the old connection died, would be silently ignored.
@@ -142,6 +168,10 @@ class HeartMonitor:
             pong = context.socket(zmq.ROUTER)
             pong.linger = 0
             pong.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+            pong.setsockopt(zmq.RCVHWM, PONG_RCVHWM)
+            ping.setsockopt(zmq.SNDHWM, PING_SNDHWM)
+            # a PUB only ever receives subscriptions, and hearts subscribe to everything
+            ping.setsockopt(zmq.MAXMSGSIZE, 256)
             # Thousands of hearts connect at once when a fleet starts or the monitor restarts;
             # with ZeroMQ's default backlog of 100 most would wait for SYN retries.
             pong.setsockopt(zmq.BACKLOG, PONG_BACKLOG)
@@ -151,6 +181,14 @@ class HeartMonitor:
         except BaseException:
             close_sockets(ping, pong)
             raise
+
+    def _new_ledger(self) -> Ledger:
+        return Ledger(
+            tic=self.clock(),
+            max_misses=self.max_misses,
+            max_hearts=self.max_hearts,
+            detector=self.phi,
+        )
 
     # -- the state, as snapshots ---------------------------------------------------------
 
@@ -184,6 +222,14 @@ class HeartMonitor:
     @property
     def counters(self) -> Counters:
         return self._ledger.counters
+
+    def round_trips(self, heart: bytes) -> RoundTrips | None:
+        """Last, mean and longest round trip of a known heart, in seconds; None if unknown."""
+        return self._ledger.round_trips(heart)
+
+    def suspicion(self, heart: bytes) -> float | None:
+        """The phi-accrual suspicion level of a known heart now; None without ``phi``."""
+        return self._ledger.phi(heart, self.clock())
 
     @property
     def running(self) -> bool:
@@ -248,7 +294,7 @@ class HeartMonitor:
         if self._running:
             raise RuntimeError("this HeartMonitor is already running")
         self._running = True
-        self._ledger = Ledger(tic=self.clock(), max_misses=self.max_misses)
+        self._ledger = self._new_ledger()
         self._publish(self._ledger.ping)
         self._group.spawn(self._drain_pongs)
         self._group.spawn(self._beat_on_schedule)
@@ -283,22 +329,22 @@ class HeartMonitor:
 
     # -- beating ------------------------------------------------------------------------------
 
-    def beat(self) -> Beat:
-        """Close the round: judge the hearts, publish the next ping, call the handlers."""
-        caught_up = True
-        if not self.pongstream.closed:
-            # Pongs already queued arrived in time; only the monitor was slow to read them.
-            limit = 2 * len(self._ledger.hearts) + PONG_BATCH
-            caught_up = self._drain_queued(limit) < limit
-            if not caught_up and self._ledger.hearts:
+    def beat(self, lag: float = 0.0, stalled: bool = False) -> Beat:
+        """Close the round: judge the hearts, publish the next ping, call the handlers.
+
+        ``lag`` is how late the beat is; a ``stalled`` beat judges nobody.
+        """
+        caught_up = self._catch_up()
+        if not caught_up:
+            self.behind += 1
+            if self._ledger.hearts:
                 self._limited(
                     logging.WARNING,
                     "unread",
-                    "monitor is behind: more than %d pongs were queued at a beat; hearts"
-                    " that did not answer are not charged a miss for it",
-                    limit,
+                    "monitor is behind: answers were still queued at a beat; hearts that"
+                    " did not answer are not charged a miss for it",
                 )
-        beat = self._ledger.beat(self.clock(), judge=caught_up)
+        beat = self._ledger.beat(self.clock(), judge=caught_up and not stalled, lag=lag)
         if not self.pingstream.closed:
             self._publish(beat.ping)
         self._log_beat(beat)
@@ -309,34 +355,49 @@ class HeartMonitor:
         self._call_handlers(self._beat_handlers, "beat", beat)
         return beat
 
+    def _catch_up(self) -> bool:
+        """Read the pongs already queued; False if answers are still queued after that.
+
+        Pongs already queued arrived in time; only the monitor was slow to read them. The
+        ROUTER queues fairly across connections, so once twice as many messages as there
+        are hearts have been read, every heart's answers have been. What is left is then
+        either more answers (the monitor is behind, and must not judge) or one peer's
+        flood of repeats and garbage (which must not stop it judging): one more batch
+        tells which.
+        """
+        if self.pongstream.closed:
+            return True
+        limit = 2 * len(self._ledger.hearts) + PONG_BATCH
+        if self._drain_queued(limit) < limit:
+            return True
+        answers = self._ledger.answers
+        self._drain_queued(PONG_BATCH)
+        return self._ledger.answers == answers
+
     def _publish(self, ping: bytes) -> None:
         # A PUB socket never blocks: with no subscribers, or a full queue, it drops.
         self.pingstream.send(ping, zmq.NOBLOCK)
 
     def _beat_on_schedule(self) -> None:
-        period = self.period / 1000.0
-        due = self._ledger.tic + period
+        schedule = BeatSchedule.starting(self._ledger.tic, self.period / 1000.0)
         while self._running:
-            while (delay := due - self.clock()) > 0:
+            while (delay := schedule.wait(self.clock())) > 0:
                 gevent.sleep(delay)
-            try:
-                self.beat()
-            except Exception:
-                self._limited(logging.ERROR, "beat", "beat failed", exc_info=True)
-            due += period
-            behind = self.clock() - due
-            if behind >= 0:
-                # Catching up with a burst of beats would only ping faster than anyone asked:
-                # skip the lost slots and stay on the grid.
-                skipped = int(behind // period) + 1
-                due += skipped * period
+            slot = schedule.beat(self.clock())
+            if slot.stalled:
+                self.stalls += 1
                 self._limited(
                     logging.WARNING,
-                    "behind",
-                    "monitor fell %.0f ms behind its beat schedule; skipped %d beat(s)",
-                    behind * 1000,
-                    skipped,
+                    "stall",
+                    "monitor stalled: its beat came %.0f ms late (%d beat(s) lost); hearts"
+                    " are not charged a miss for it",
+                    slot.lag * 1000,
+                    slot.skipped,
                 )
+            try:
+                self.beat(slot.lag, slot.stalled)
+            except Exception:
+                self._limited(logging.ERROR, "beat", "beat failed", exc_info=True)
 
     def _log_beat(self, beat: Beat) -> None:
         if beat.new_hearts:
@@ -344,6 +405,14 @@ class HeartMonitor:
         if beat.failed_hearts:
             self.log.warning(
                 "%d heart(s) failed: %s", len(beat.failed_hearts), _named(beat.failed_hearts)
+            )
+        if beat.refused_hearts:
+            self._limited(
+                logging.WARNING,
+                "refused",
+                "refused %d new heart(s): max_hearts=%d are known",
+                beat.refused_hearts,
+                self.max_hearts,
             )
         if beat.late_hearts:
             slowest = max(beat.late_hearts, key=beat.late_hearts.__getitem__)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from greenheart.ledger import Ledger, PongKind
+from greenheart.ledger import Ledger, PongKind, RoundTrips
+from greenheart.phi import Intervals, PhiAccrual
 from greenheart.wire import encode_ping
 
 
@@ -132,6 +135,135 @@ def test_max_misses_is_validated():
         Ledger(tic=0.0, max_misses=1.5)
 
 
+def test_a_repeated_answer_is_a_bad_pong_and_is_not_measured():
+    ledger = Ledger(tic=0.0)
+    assert ledger.pong(b"a", ledger.ping, 0.1).kind is PongKind.ON_TIME
+    for _ in range(1000):
+        assert ledger.pong(b"a", ledger.ping, 0.2).kind is PongKind.REPEAT
+    beat = ledger.beat(1.0)
+    assert beat.on_time_pongs == 1 and beat.bad_pongs == 1000
+    assert beat.round_trips == [pytest.approx(0.1)]
+    assert ledger.counters.repeat_pongs == 1000
+
+
+def test_a_late_answer_then_an_on_time_one_are_both_answers():
+    ledger = Ledger(tic=0.0)
+    ledger.beat(1.0)
+    previous = ledger.ping
+    ledger.beat(2.0)
+    assert ledger.pong(b"a", previous, 2.1).kind is PongKind.LATE
+    assert ledger.pong(b"a", ledger.ping, 2.2).kind is PongKind.ON_TIME
+    assert ledger.pong(b"a", previous, 2.3).kind is PongKind.REPEAT
+    beat = ledger.beat(3.0)
+    assert (beat.on_time_pongs, beat.late_pongs, beat.bad_pongs) == (1, 1, 1)
+    assert ledger.round_trips(b"a").last == pytest.approx(0.2)  # the on-time one
+
+
+def test_hearts_beyond_max_hearts_are_refused_and_asked_again():
+    ledger = Ledger(tic=0.0, max_hearts=2)
+    for heart in (b"c", b"a", b"b"):
+        ledger.pong(heart, ledger.ping, 0.1)
+    beat = ledger.beat(1.0)
+    assert beat.new_hearts == (b"a", b"b") and beat.refused_hearts == 1
+    assert ledger.hearts == {b"a", b"b"} and ledger.round_trips(b"c") is None
+    ledger.pong(b"a", ledger.ping, 1.1)
+    ledger.pong(b"c", ledger.ping, 1.1)
+    ledger.beat(2.0)  # b misses once
+    ledger.pong(b"a", ledger.ping, 2.1)
+    ledger.pong(b"c", ledger.ping, 2.1)
+    beat = ledger.beat(3.0)  # b fails, which makes room for c
+    assert beat.failed_hearts == (b"b",) and beat.new_hearts == (b"c",)
+    assert ledger.counters.refused_hearts == 2
+
+
+def test_round_trip_statistics_per_heart():
+    ledger = Ledger(tic=0.0)
+    for second, rtt in enumerate([0.1, 0.3, 0.2]):
+        ledger.pong(b"a", ledger.ping, second + rtt)
+        ledger.beat(second + 1.0)
+    trips = ledger.round_trips(b"a")
+    assert trips == RoundTrips(
+        last=pytest.approx(0.2), mean=pytest.approx(0.2), max=pytest.approx(0.3), count=3
+    )
+    assert ledger.round_trips(b"unknown") is None
+    ledger.beat(4.0)
+    ledger.beat(5.0)  # a fails, and its record goes with it
+    assert ledger.round_trips(b"a") is None
+
+
+def _steady(ledger: Ledger, hearts, beats: int, start: float = 0.0, rtt: float = 0.01) -> float:
+    now = start
+    for _ in range(beats):
+        for heart in hearts:
+            ledger.pong(heart, ledger.ping, now + rtt)
+        now += 1.0
+        ledger.beat(now)
+    return now
+
+
+def test_phi_fails_a_silent_heart_and_spares_a_steady_one():
+    ledger = Ledger(tic=0.0, detector=PhiAccrual(threshold=8, min_std_deviation=0.2))
+    now = _steady(ledger, [b"a", b"b"], 20)
+    assert ledger.phi(b"a", now) < 1
+    silent_beats = 0
+    while b"b" in ledger.hearts:
+        ledger.pong(b"a", ledger.ping, now + 0.01)
+        now += 1.0
+        beat = ledger.beat(now)
+        silent_beats += 1
+        assert b"a" not in beat.failed_hearts
+    # mean 1 s, spread at least 0.2 s: phi passes 8 about 1.9 s after the last answer
+    assert silent_beats == 2
+    assert ledger.counters.failed_hearts == 1 and ledger.phi(b"b", now) is None
+
+
+def test_phi_acceptable_pause_tolerates_more_silence():
+    detector = PhiAccrual(threshold=8, min_std_deviation=0.2, acceptable_pause=3.0)
+    ledger = Ledger(tic=0.0, detector=detector)
+    now = _steady(ledger, [b"a"], 20)
+    silent = 0
+    while b"a" in ledger.hearts:
+        now += 1.0
+        ledger.beat(now)
+        silent += 1
+    assert silent == 5
+
+
+def test_phi_charges_nothing_for_unjudged_beats():
+    ledger = Ledger(tic=0.0, detector=PhiAccrual())
+    now = _steady(ledger, [b"a"], 10)
+    for _ in range(20):
+        now += 1.0
+        assert ledger.beat(now, judge=False).failed_hearts == ()
+    # the stall is not counted: after it, the heart has the usual grace again
+    assert ledger.phi(b"a", now) < 1
+    assert ledger.beat(now + 1.0).failed_hearts == ()
+
+
+@given(
+    intervals=st.lists(st.floats(0.05, 5.0), min_size=1, max_size=50),
+    elapsed=st.lists(st.floats(0.0, 1e6), min_size=2, max_size=2),
+)
+def test_phi_is_finite_and_grows_with_silence(intervals, elapsed):
+    detector = PhiAccrual(window=16)
+    window = Intervals(detector.window, intervals[0])
+    for interval in intervals:
+        window.add(interval)
+    low, high = sorted(elapsed)
+    assert 0 <= detector.phi(low, window) <= detector.phi(high, window) < math.inf
+
+
+def test_phi_settings_are_validated():
+    with pytest.raises(ValueError):
+        PhiAccrual(threshold=0)
+    with pytest.raises(ValueError):
+        PhiAccrual(min_std_deviation=0)
+    with pytest.raises(ValueError):
+        PhiAccrual(window=1)
+    with pytest.raises(ValueError):
+        Ledger(tic=0.0, max_hearts=-1)
+
+
 HEARTS = [b"a", b"b", b"c", b"\x00\x01"]
 
 
@@ -139,7 +271,8 @@ HEARTS = [b"a", b"b", b"c", b"\x00\x01"]
 class ModelHeart:
     registered: bool = False
     misses: int = 0
-    answered: bool = False
+    on_time: bool = False
+    late: bool = False
     events: list[str] = attrs.Factory(list)
 
 
@@ -149,7 +282,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.max_misses = 1
+        self.max_hearts = None
         self.ledger = Ledger(tic=0.0, max_misses=self.max_misses)
+        self.refused = 0
         self.now = 0.0
         self.lifetime = 0.0
         self.current = encode_ping(0.0)
@@ -157,11 +292,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = {heart: ModelHeart() for heart in HEARTS}
         self.pongs = {kind: 0 for kind in PongKind}
 
-    @rule(max_misses=st.integers(0, 4))
-    def reset(self, max_misses):
+    @rule(max_misses=st.integers(0, 4), max_hearts=st.none() | st.integers(0, len(HEARTS)))
+    def reset(self, max_misses, max_hearts):
         self.__init__()
         self.max_misses = max_misses
-        self.ledger = Ledger(tic=0.0, max_misses=max_misses)
+        self.max_hearts = max_hearts
+        self.ledger = Ledger(tic=0.0, max_misses=max_misses, max_hearts=max_hearts)
 
     @rule(
         heart=st.sampled_from(HEARTS),
@@ -172,17 +308,18 @@ class LedgerMachine(RuleBasedStateMachine):
         payload = {"current": self.current, "previous": self.previous}.get(answer) or b"9e99"
         now = self.now + delay
         pong = self.ledger.pong(heart, payload, now)
+        state = self.model[heart]
         if payload == self.current:
-            expected = PongKind.ON_TIME
+            expected = PongKind.REPEAT if state.on_time else PongKind.ON_TIME
+            state.on_time = True
         elif payload == self.previous:
-            expected = PongKind.LATE
+            expected = PongKind.REPEAT if state.late or state.on_time else PongKind.LATE
+            state.late = True
         else:
             expected = PongKind.STALE
         assert pong.kind is expected
         assert pong.heart == heart
-        assert (pong.rtt is None) == (expected is PongKind.STALE)
-        if expected is not PongKind.STALE:
-            self.model[heart].answered = True
+        assert (pong.rtt is None) == (expected not in (PongKind.ON_TIME, PongKind.LATE))
         self.pongs[expected] += 1
 
     @rule(shape=st.sampled_from([b"", b"x"]))
@@ -197,12 +334,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert beat.judged is judge
         new, failed = [], []
         for heart, state in self.model.items():
-            if state.answered and not state.registered:
-                state.registered = True
-                state.misses = 0
-                new.append(heart)
-                state.events.append("new")
-            elif state.answered:
+            answered = state.on_time or state.late
+            if answered and state.registered:
                 state.misses = 0
             elif state.registered and judge:
                 state.misses += 1
@@ -211,7 +344,21 @@ class LedgerMachine(RuleBasedStateMachine):
                     state.misses = 0
                     failed.append(heart)
                     state.events.append("failed")
-            state.answered = False
+        known = sum(state.registered for state in self.model.values())
+        room = len(HEARTS) if self.max_hearts is None else max(0, self.max_hearts - known)
+        candidates = sorted(
+            h for h, s in self.model.items() if (s.on_time or s.late) and not s.registered
+        )
+        for heart in candidates[:room]:
+            state = self.model[heart]
+            state.registered = True
+            state.misses = 0
+            new.append(heart)
+            state.events.append("new")
+        self.refused += len(candidates[room:])
+        assert beat.refused_hearts == len(candidates[room:])
+        for state in self.model.values():
+            state.on_time = state.late = False
         assert beat.new_hearts == tuple(sorted(new))
         assert beat.failed_hearts == tuple(sorted(failed))
         self.lifetime += max(0.0, now - self.now)
@@ -226,8 +373,10 @@ class LedgerMachine(RuleBasedStateMachine):
         probation = {h: s.misses for h, s in self.model.items() if s.registered and s.misses}
         assert self.ledger.on_probation == probation
         assert all(1 <= misses <= self.max_misses for misses in probation.values())
-        answered = {heart for heart, state in self.model.items() if state.answered}
+        answered = {heart for heart, state in self.model.items() if state.on_time or state.late}
         assert self.ledger.responses == answered
+        if self.max_hearts is not None:
+            assert len(self.ledger.hearts) <= self.max_hearts
 
     @invariant()
     def events_alternate_new_then_failed(self):
@@ -241,7 +390,9 @@ class LedgerMachine(RuleBasedStateMachine):
         counters = self.ledger.counters
         assert counters.on_time_pongs == self.pongs[PongKind.ON_TIME]
         assert counters.late_pongs == self.pongs[PongKind.LATE]
+        assert counters.repeat_pongs == self.pongs[PongKind.REPEAT]
         assert counters.stale_pongs == self.pongs[PongKind.STALE]
+        assert counters.refused_hearts == self.refused
         assert counters.malformed_pongs == self.pongs[PongKind.MALFORMED]
 
 
