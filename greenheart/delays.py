@@ -11,6 +11,8 @@ from typing import Any
 import gevent
 import gevent.event
 
+from greenheart.hub import yield_to_others
+
 
 class DelayQueue:
     """Calls ``send(*item)`` for each pushed item once its due time (on ``clock``) has come.
@@ -59,4 +61,4 @@ class DelayQueue:
                 self._send(*heapq.heappop(heap)[2])
                 sent += 1
                 if sent % 512 == 0:
-                    gevent.sleep(0)  # a long burst must not starve the rest of the process
+                    yield_to_others()  # a long burst must not starve the rest of the process

@@ -30,6 +30,7 @@ import zmq.green
 
 from greenheart.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
 from greenheart.delays import DelayQueue
+from greenheart.hub import yield_to_others
 from greenheart.limits import check_room
 from greenheart.sockets import close_sockets
 
@@ -321,7 +322,7 @@ class HeartFleet:
             added.append(heart.id)
             if opened % OPEN_BATCH == 0:
                 self._refresh_live()
-                gevent.sleep(0)
+                yield_to_others()
         self._refresh_live()
         return added
 
@@ -376,7 +377,7 @@ class HeartFleet:
                         heart.delayed += 1
                         delays.push(now + wait, heart, heart.socket, payload)
                 if served % FANOUT_BATCH == 0:
-                    gevent.sleep(0)
+                    yield_to_others()
 
     # -- the scenario ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.hub import yield_to_others
 from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong, RoundTrips
 from greenheart.phi import PhiAccrual
 from greenheart.ratelimit import RateLimitedLog
@@ -452,7 +453,7 @@ class HeartMonitor:
         fd = socket.FD
         while self._running and not socket.closed:
             if self._drain_queued(PONG_BATCH) == PONG_BATCH:
-                gevent.sleep(0)  # more is queued; let the beat and the rest of the program run
+                yield_to_others()  # more is queued; let the beat and the rest of the program run
                 continue
             # ZMQ_FD only signals changes, and reading EVENTS can consume one: wait on the
             # descriptor only once ZeroMQ itself says nothing is queued.

@@ -76,6 +76,8 @@ class RecordingMonitor(HeartMonitor):
     """Notes when each heart's first pong arrived, when it was registered, and when it failed."""
 
     first_pong: dict[bytes, float] = attrs.field(factory=dict, init=False)
+    #: ("new" | "failed", heart), in the order the handlers were called
+    events: list[tuple[str, bytes]] = attrs.field(factory=list, init=False)
     registered: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
     failed: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
 
@@ -86,8 +88,19 @@ class RecordingMonitor(HeartMonitor):
 
     def handle_new_heart(self, heart):
         self.registered.setdefault(heart, []).append(time.monotonic())
+        self.events.append(("new", heart))
         super().handle_new_heart(heart)
 
     def handle_heart_failure(self, heart):
         self.failed.setdefault(heart, []).append(time.monotonic())
+        self.events.append(("failed", heart))
         super().handle_heart_failure(heart)
+
+    def assert_events_alternate(self) -> None:
+        """Every heart's events are new, failed, new, ...: each delivered once, in order."""
+        per_heart: dict[bytes, list[str]] = {}
+        for event, heart in self.events:
+            per_heart.setdefault(heart, []).append(event)
+        for heart, events in per_heart.items():
+            expected = ["new", "failed"] * len(events)
+            assert events == expected[: len(events)], (heart, events)

@@ -1,0 +1,316 @@
+"""Faults: a stalled monitor, floods, garbage, restarts, paused hearts. The monitor must not
+lie (no false failures), must not be fooled (nothing registered from garbage) and must not
+fall over; and every heart's events come exactly once, in order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import gevent
+import zmq
+import zmq.green
+from gevent import subprocess
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from greenheart import Heart, HeartFleet, HeartMonitor
+from greenheart.phi import PhiAccrual
+from greenheart.sockets import close_sockets
+from tests.helpers import RecordingMonitor, dealer, wait_until
+
+
+def start_hearts(monitor: HeartMonitor, count: int, prefix: str = "real") -> list[Heart]:
+    hearts = [
+        Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"{prefix}-{n}") for n in range(count)
+    ]
+    for heart in hearts:
+        heart.start()
+    wait_until(lambda: {heart.id for heart in hearts} <= monitor.hearts)
+    return hearts
+
+
+def stop_hearts(hearts: list[Heart]) -> None:
+    for heart in hearts:
+        heart.stop()
+
+
+def beats_seen(monitor: HeartMonitor, count: int, timeout: float = 10.0) -> list:
+    beats: list = []
+    monitor.add_beat_handler(beats.append)
+    wait_until(lambda: len(beats) >= count, timeout=timeout)
+    return beats
+
+
+def test_a_hub_blocked_for_five_periods_fails_no_heart(make_monitor, caplog):
+    period = 0.1
+    # max_misses=0: a heart fails at its first miss, so a single wrongly judged beat shows
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=0)
+    hearts = start_hearts(monitor, 5)
+    try:
+        blocked = []
+
+        def block_once(beat):
+            # Right after a ping went out, before any heart in this process could answer it:
+            # time.sleep holds the whole hub, as CPU-bound code or a GIL-holding call would.
+            if not blocked:
+                blocked.append(beat.number)
+                time.sleep(5 * period)
+
+        monitor.add_beat_handler(block_once)
+        with caplog.at_level(logging.WARNING, logger="greenheart.monitor"):
+            beats = beats_seen(monitor, 10)
+        assert blocked and monitor.failed == {}
+        assert monitor.hearts == {heart.id for heart in hearts}
+        stalled = [beat for beat in beats if not beat.judged]
+        assert len(stalled) == 1 and stalled[0].lag >= 4 * period
+        assert monitor.stalls == 1
+        assert any("monitor stalled" in record.getMessage() for record in caplog.records)
+        # and the next round was a whole period long, not what was left of a lost slot
+        after = beats.index(stalled[0]) + 1
+        assert beats[after].at - stalled[0].at >= period * 0.9
+    finally:
+        stop_hearts(hearts)
+
+
+FLOODER = """
+import sys, zmq
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB); sub.setsockopt(zmq.SUBSCRIBE, b""); sub.connect(sys.argv[1])
+out = ctx.socket(zmq.DEALER); out.setsockopt(zmq.IDENTITY, b"flood"); out.connect(sys.argv[2])
+ping = sub.recv()
+print("flooding", flush=True)
+while True:
+    for _ in range(100):
+        out.send(ping)  # blocks when the monitor's queue for this peer is full
+    while sub.poll(0):
+        ping = sub.recv()
+"""
+
+
+def test_a_flood_from_one_peer_neither_starves_the_beat_nor_stops_judging(make_monitor):
+    period = 0.05
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1)
+    hearts = start_hearts(monitor, 10)
+    flooder = subprocess.Popen(
+        [sys.executable, "-c", FLOODER, monitor.ping_addr, monitor.pong_addr],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert flooder.stdout.readline() == b"flooding\n"
+        wait_until(lambda: monitor.counters.bad_pongs > 20_000, timeout=20)
+        victim = hearts.pop()
+        stopped_at = time.monotonic()
+        victim.stop()
+        wait_until(lambda: victim.id in monitor.failed, timeout=5)
+        # it was found out in time, though thousands of repeats arrive every period
+        assert monitor.failed[victim.id][0] - stopped_at <= 3 * period + 0.1
+        beats = beats_seen(monitor, 20)
+        assert all(beat.judged for beat in beats)
+        assert all(len(beat.round_trips) <= len(hearts) + 1 for beat in beats)
+        assert all(beat.bad_pongs > 0 for beat in beats[1:])
+        assert set(monitor.failed) - {b"flood"} == {victim.id}
+        assert {heart.id for heart in hearts} <= monitor.hearts
+    finally:
+        flooder.kill()
+        flooder.wait()
+        stop_hearts(hearts)
+    monitor.assert_events_alternate()
+
+
+def test_hearts_beyond_max_hearts_are_refused_until_there_is_room(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=50, max_misses=0, max_hearts=3)
+    hearts = [Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"h-{n}") for n in range(5)]
+    try:
+        for heart in hearts:
+            heart.start()
+        wait_until(lambda: monitor.counters.refused_hearts >= 10)
+        assert len(monitor.hearts) == 3
+        admitted = sorted(monitor.hearts)
+        waiting = sorted({heart.id for heart in hearts} - monitor.hearts)
+        next(heart for heart in hearts if heart.id == admitted[0]).stop()
+        wait_until(lambda: admitted[0] in monitor.failed)
+        wait_until(lambda: len(monitor.hearts) == 3 and monitor.hearts & set(waiting))
+    finally:
+        stop_hearts(hearts)
+    monitor.assert_events_alternate()
+
+
+def test_round_trips_per_heart(make_monitor):
+    monitor = make_monitor(period=20)
+    (heart,) = start_hearts(monitor, 1)
+    try:
+        wait_until(
+            lambda: (
+                (monitor.round_trips(heart.id) or ()) and monitor.round_trips(heart.id).count >= 5
+            )
+        )
+        trips = monitor.round_trips(heart.id)
+        assert 0 < trips.last <= trips.max and 0 < trips.mean <= trips.max < 0.02
+        assert monitor.round_trips(b"nobody") is None
+        assert monitor.suspicion(heart.id) is None  # no phi detector
+    finally:
+        heart.stop()
+
+
+def test_phi_accrual_fails_a_stopped_heart_and_spares_the_rest(make_monitor):
+    period = 0.05
+    monitor = make_monitor(
+        RecordingMonitor,
+        period=period * 1000,
+        phi=PhiAccrual(threshold=8, min_std_deviation=0.02, acceptable_pause=period),
+    )
+    hearts = start_hearts(monitor, 3)
+    try:
+        beats_seen(monitor, 10)
+        victim = hearts.pop()
+        assert monitor.suspicion(victim.id) < 3
+        stopped_at = time.monotonic()
+        victim.stop()
+        wait_until(lambda: victim.id in monitor.failed, timeout=5)
+        assert monitor.failed[victim.id][0] - stopped_at <= 5 * period
+        assert set(monitor.failed) == {victim.id}
+    finally:
+        stop_hearts(hearts)
+
+
+def rebind(ping_addr: str, pong_addr: str) -> RecordingMonitor:
+    """A new monitor on the addresses of one just stopped, once ZeroMQ has let go of them."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return RecordingMonitor.bind(ping_addr, pong_addr, period=50)
+        except zmq.ZMQError:
+            if time.monotonic() > deadline:
+                raise
+            gevent.sleep(0.01)
+
+
+def test_a_restarted_monitor_hears_every_heart_again():
+    first = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=50)
+    first.start()
+    ping_addr, pong_addr = first.ping_addr, first.pong_addr
+    hearts = start_hearts(first, 5)
+    fleet = HeartFleet(ping_addr, pong_addr, size=50, prefix="restart")
+    fleet.start()
+    second = None
+    try:
+        wait_until(lambda: len(first.hearts) == 55)
+        first.stop()
+        second = rebind(ping_addr, pong_addr)
+        second.start()
+        wait_until(lambda: len(second.hearts) == 55, timeout=15)
+        assert second.hearts == {heart.id for heart in hearts} | set(fleet.ids)
+        second.assert_events_alternate()
+    finally:
+        fleet.stop()
+        stop_hearts(hearts)
+        if second is not None:
+            second.stop()
+
+
+def test_hearts_of_a_paused_process_fail_and_come_back(make_monitor):
+    period = 0.05
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1)
+    steady = start_hearts(monitor, 2, prefix="steady")
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "fleet", "--ping", monitor.ping_addr,
+         "--pong", monitor.pong_addr, "--size", "20", "--prefix", "paused"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    paused = {f"paused-{n}".encode() for n in range(20)}
+    try:
+        wait_until(lambda: paused <= monitor.hearts, timeout=15)
+        os.kill(fleet.pid, signal.SIGSTOP)  # the network to these hearts goes quiet
+        stopped_at = time.monotonic()
+        wait_until(lambda: paused <= monitor.failed.keys(), timeout=5)
+        assert max(monitor.failed[heart][0] for heart in paused) - stopped_at <= 3 * period + 0.1
+        os.kill(fleet.pid, signal.SIGCONT)
+        wait_until(lambda: all(len(monitor.registered[heart]) == 2 for heart in paused), timeout=5)
+        assert not any(heart.id in monitor.failed for heart in steady)
+    finally:
+        os.kill(fleet.pid, signal.SIGCONT)
+        fleet.terminate()
+        fleet.wait()
+        stop_hearts(steady)
+    monitor.assert_events_alternate()
+
+
+frames = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"", b"0.0", b"1e308", b"nan", b"-1", b"\x00" * 64, b"x" * 65, b"y" * 2000]),
+    st.text(max_size=20).map(str.encode),
+)
+messages = st.lists(frames, min_size=1, max_size=4)
+
+
+def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=50, max_misses=1)
+    hearts = start_hearts(monitor, 5)
+    senders = [dealer(monitor.pong_addr, b"garbage-%d" % n) for n in range(3)]
+    anonymous = zmq.green.Context.instance().socket(zmq.DEALER)  # ZeroMQ makes up its identity
+    anonymous.linger = 0
+    anonymous.connect(monitor.pong_addr)
+    senders.append(anonymous)
+    host, port = monitor.pong_addr.removeprefix("tcp://").rsplit(":", 1)
+    raw = [socket.create_connection((host, int(port)))]
+    sent = 0
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.lists(st.tuples(st.integers(0, len(senders) - 1), messages), min_size=50))
+    def send(batch):
+        nonlocal sent
+        for sender, message in batch:
+            try:
+                senders[sender].send_multipart(message, zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                pass
+        try:
+            raw[0].send(os.urandom(64))  # and bytes that are not ZeroMQ at all
+        except OSError:  # ZeroMQ hung up on them; come back
+            raw[0].close()
+            raw[0] = socket.create_connection((host, int(port)))
+        gevent.sleep(0.001)
+
+    try:
+        while sent < 10_000:
+            send()
+        beats_seen(monitor, 3)
+        assert monitor.hearts == {heart.id for heart in hearts}
+        assert monitor.failed == {}
+        assert monitor.counters.bad_pongs > 1_000
+        assert monitor.running
+    finally:
+        raw[0].close()
+        close_sockets(*senders)
+        stop_hearts(hearts)
+    monitor.assert_events_alternate()
+
+
+def test_handlers_that_raise_do_not_lose_events(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=30, max_misses=0)
+
+    def explode(*args):
+        raise RuntimeError("a handler bug")
+
+    monitor.add_new_heart_handler(explode)
+    monitor.add_heart_failure_handler(explode)
+    monitor.add_beat_handler(explode)
+    hearts = start_hearts(monitor, 3)
+    stop_hearts(hearts)
+    wait_until(lambda: len(monitor.failed) == 3)
+    hearts = start_hearts(monitor, 3)
+    stop_hearts(hearts)
+    wait_until(lambda: all(len(times) == 2 for times in monitor.failed.values()))
+    assert monitor.handler_errors >= 12 and monitor.running
+    monitor.assert_events_alternate()
