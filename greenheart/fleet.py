@@ -29,6 +29,7 @@ import zmq
 import zmq.green
 
 from greenheart.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.curve import ClientCurve
 from greenheart.delays import DelayQueue
 from greenheart.hub import yield_to_others
 from greenheart.limits import check_room
@@ -142,6 +143,10 @@ class HeartFleet:
     io_threads: int = attrs.field(
         default=2, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
     )
+    #: the monitor's public key and the fleet's key pair (one for all its hearts), for CURVE
+    curve: ClientCurve | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ClientCurve))
+    )
     clock: Callable[[], float] = time.monotonic
 
     _context: zmq.green.Context | None = attrs.field(default=None, init=False)
@@ -178,6 +183,8 @@ class HeartFleet:
             self._sub = self._context.socket(zmq.SUB)
             self._sub.linger = 0
             self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+            if self.curve is not None:
+                self.curve.apply(self._sub)
             self._sub.connect(self.ping_addr)
             self._add(self.size)
         except BaseException:
@@ -306,6 +313,8 @@ class HeartFleet:
             socket.setsockopt(zmq.IMMEDIATE, 1)
             # after a monitor restart, thousands of hearts must not all retry every 100 ms
             socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            if self.curve is not None:
+                self.curve.apply(socket)
             socket.connect(self.pong_addr)
         except BaseException:
             socket.close(linger=0)

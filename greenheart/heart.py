@@ -16,6 +16,7 @@ import gevent
 import zmq
 import zmq.green
 
+from greenheart.curve import ClientCurve
 from greenheart.sockets import close_sockets, default_context
 from greenheart.wire import MAX_IDENTITY_BYTES
 
@@ -51,6 +52,10 @@ class Heart:
     out_type: int = zmq.DEALER
     heart_id: bytes | str | None = None
     context: zmq.green.Context | None = None
+    #: the monitor's public key and this heart's key pair, for a monitor that uses CURVE
+    curve: ClientCurve | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ClientCurve))
+    )
 
     id: bytes = attrs.field(init=False)
     #: the forwarding greenlet, while the heart runs
@@ -85,6 +90,9 @@ class Heart:
             # Queue pongs only on a live connection: one held while connecting would
             # reach the monitor after its ping has expired, as noise.
             outbound.setsockopt(zmq.IMMEDIATE, 1)
+            if self.curve is not None:
+                self.curve.apply(inbound)
+                self.curve.apply(outbound)
             inbound.connect(self.in_addr)
             outbound.connect(self.out_addr)
         except BaseException:

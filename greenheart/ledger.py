@@ -17,6 +17,11 @@ called for every answer that arrives:
 * anything else is **stale** (or **malformed**, if it has no identity): counted,
   and otherwise ignored.
 
+When the driver knows which key each message was sent with (CURVE), an identity is
+bound to the first key that answers for it, and stays bound (even after the heart
+fails) while the ledger has room for ``max_bindings``: a pong for that identity under
+another key is **spoofed**, counted, and otherwise ignored.
+
 :meth:`Ledger.beat` closes the round. Known hearts that did not answer miss a beat:
 they go on probation, and a heart whose consecutive misses exceed ``max_misses`` has
 failed and is forgotten (if it answers again it will be new again). With a
@@ -50,6 +55,8 @@ class PongKind(enum.Enum):
     LATE = "late"
     #: an answer this heart already gave in this round
     REPEAT = "repeat"
+    #: sent under an identity bound to another key
+    SPOOFED = "spoofed"
     #: well formed, but answers neither the current ping nor the previous one
     STALE = "stale"
     #: not a pong at all: wrong number of frames, no identity, oversized payload
@@ -96,7 +103,7 @@ class Beat:
     on_time_pongs: int
     #: hearts that answered the previous ping
     late_pongs: int
-    #: repeated, stale and malformed pongs
+    #: repeated, spoofed, stale and malformed pongs
     bad_pongs: int
     #: heart -> seconds its late pong came after the beat that made it late
     late_hearts: dict[bytes, float]
@@ -120,6 +127,7 @@ class Counters:
     on_time_pongs: int = 0
     late_pongs: int = 0
     repeat_pongs: int = 0
+    spoofed_pongs: int = 0
     stale_pongs: int = 0
     malformed_pongs: int = 0
     new_hearts: int = 0
@@ -130,7 +138,7 @@ class Counters:
 
     @property
     def bad_pongs(self) -> int:
-        return self.repeat_pongs + self.stale_pongs + self.malformed_pongs
+        return self.repeat_pongs + self.spoofed_pongs + self.stale_pongs + self.malformed_pongs
 
 
 @attrs.frozen
@@ -185,6 +193,10 @@ class Ledger:
     detector: PhiAccrual | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
     )
+    #: identities bound to keys remembered at most, known hearts' always included
+    max_bindings: int = attrs.field(
+        default=100_000, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
     hearts: set[bytes] = attrs.field(factory=set, init=False)
     #: heart -> consecutive beats missed, for hearts that missed the last beat
     on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)
@@ -197,6 +209,8 @@ class Ledger:
     #: totals of the rounds already closed, stale and malformed pongs included
     _totals: Counters = attrs.field(factory=Counters, init=False)
     _records: dict[bytes, _Record] = attrs.field(factory=dict, init=False)
+    #: identity -> the key it is bound to, oldest binding first
+    _owners: dict[bytes, object] = attrs.field(factory=dict, init=False)
 
     _previous_ping: bytes | None = attrs.field(default=None, init=False)
     _previous_tic: float = attrs.field(default=0.0, init=False)
@@ -243,19 +257,34 @@ class Ledger:
         assert record.last_arrival is not None
         return self.detector.phi(now - record.last_arrival, record.intervals)
 
-    def pong(self, heart: bytes, payload: bytes, now: float) -> Pong:
-        """Account for ``payload`` echoed by ``heart`` at time ``now``."""
+    def key_of(self, heart: bytes) -> object | None:
+        """The key ``heart`` is bound to, if any."""
+        return self._owners.get(heart)
+
+    def pong(self, heart: bytes, payload: bytes, now: float, key: object = None) -> Pong:
+        """Account for ``payload`` echoed by ``heart`` at time ``now``, sent with ``key``
+        (None when the transport does not authenticate)."""
         if not heart:
             return self.malformed()
+        if key is not None:
+            owner = self._owners.get(heart)
+            if owner is not None and owner != key:
+                self._totals.spoofed_pongs += 1
+                self._round_bad += 1
+                return Pong(PongKind.SPOOFED, heart, None)
         if payload == self.ping:
             if heart in self._on_time:
                 return self._repeat(heart)
             rtt = self._on_time[heart] = now - self.tic
+            if key is not None:
+                self._owners.setdefault(heart, key)
             return Pong(PongKind.ON_TIME, heart, rtt)
         if payload == self._previous_ping:
             if heart in self._late or heart in self._on_time:
                 return self._repeat(heart)
             rtt = self._late[heart] = now - self._previous_tic
+            if key is not None:
+                self._owners.setdefault(heart, key)
             return Pong(PongKind.LATE, heart, rtt)
         self._totals.stale_pongs += 1
         self._round_bad += 1
@@ -296,6 +325,8 @@ class Ledger:
             del new_hearts[room:]
         self.hearts.update(new_hearts)
         round_trips = self._record_answers(responded, now, judge)
+        if len(self._owners) > self.max_bindings:
+            self._forget_bindings()
 
         self._previous_ping, self._previous_tic = self.ping, self.tic
         round_length = now - self.tic
@@ -360,6 +391,12 @@ class Ledger:
             else:
                 on_probation[heart] = misses
         return failed, on_probation
+
+    def _forget_bindings(self) -> None:
+        """Drop the oldest bindings of identities no longer known, down to ``max_bindings``."""
+        excess = len(self._owners) - self.max_bindings
+        for heart in [h for h in self._owners if h not in self.hearts][:excess]:
+            del self._owners[heart]
 
     def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> list[float]:
         """Update the records of the known hearts that answered; return every round trip."""

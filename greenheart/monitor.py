@@ -22,12 +22,19 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.curve import Authenticator, ServerCurve
 from greenheart.hub import yield_to_others
 from greenheart.ledger import ANSWERS, Beat, Counters, Ledger, Pong, RoundTrips
 from greenheart.phi import PhiAccrual
 from greenheart.ratelimit import RateLimitedLog
 from greenheart.schedule import BeatSchedule
-from greenheart.sockets import close_sockets, default_context, endpoint, require_green_socket
+from greenheart.sockets import (
+    close_sockets,
+    default_context,
+    endpoint,
+    require_green_socket,
+    wait_for_messages,
+)
 from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
 
 HeartHandler = Callable[[bytes], Any]
@@ -60,11 +67,12 @@ _base_recv = zmq.Socket.recv
 _base_get = zmq.Socket.get
 
 
-class _WokenByTimer(Exception):
-    pass
-
-
-_WOKEN_BY_TIMER = _WokenByTimer()
+def _sender_key(frame: zmq.Frame) -> str | None:
+    """The public key the authenticator admitted the frame's connection with."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:  # a CURVE socket with no authenticator: nobody vouched for a key
+        return None
 
 
 def _require_callable(handler: object) -> None:
@@ -108,6 +116,8 @@ class HeartMonitor:
     )
     #: close both sockets on :meth:`stop` (set by :meth:`bind`, which made them)
     owns_sockets: bool = False
+    #: the CURVE authenticator guarding the sockets, stopped with the monitor
+    authenticator: Authenticator | None = None
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
     clock: Callable[[], float] = time.monotonic
 
@@ -125,6 +135,8 @@ class HeartMonitor:
     stalls: int = attrs.field(default=0, init=False)
     #: beats that judged nobody because answers were still queued
     behind: int = attrs.field(default=0, init=False)
+    #: the pong socket is a CURVE server: every message says which key sent it
+    _authenticated: bool = attrs.field(default=False, init=False)
 
     @pingstream.validator
     def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
@@ -137,9 +149,12 @@ class HeartMonitor:
     def __attrs_post_init__(self) -> None:
         self._ledger = self._new_ledger()
         self._limited = RateLimitedLog(self.log)
+        self._authenticated = bool(self.pongstream.getsockopt(zmq.CURVE_SERVER))
         # Without handover a heart that reconnects under its old identity, before the
-        # ROUTER noticed the old connection died, would be silently ignored.
-        self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # ROUTER noticed the old connection died, would be silently ignored. With CURVE,
+        # handover would let any allowed peer take a live heart's identity away from it;
+        # ZMTP heartbeats (set by bind) notice dead connections instead.
+        self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 0 if self._authenticated else 1)
 
     @classmethod
     def bind(
@@ -149,6 +164,7 @@ class HeartMonitor:
         *,
         context: zmq.green.Context | None = None,
         max_message_size: int = 1024,
+        curve: ServerCurve | None = None,
         **kwargs: Any,
     ) -> HeartMonitor:
         """Make the two sockets, bind them to ``ping_addr`` and ``pong_addr``, and own them.
@@ -156,11 +172,22 @@ class HeartMonitor:
         A port of 0 (``tcp://127.0.0.1:0``) binds a free port; :attr:`ping_addr` and
         :attr:`pong_addr` tell which. Messages larger than ``max_message_size`` bytes
         make the ROUTER drop the connection that sent them.
+
+        With ``curve``, both sockets are CURVE servers and only hearts whose public keys
+        ``curve.allowed`` lists get in. The monitor then runs its own context, since
+        ZeroMQ allows one authenticator per context.
         """
         if max_message_size < MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES:
             raise ValueError(
                 f"max_message_size must be at least {MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES}"
             )
+        authenticator = None
+        if curve is not None:
+            authenticator = Authenticator(
+                context or zmq.green.Context(), curve.allowed, owns_context=context is None
+            )
+            context = authenticator.context
+            authenticator.start()
         context = context or default_context()
         ping = pong = None
         try:
@@ -171,16 +198,24 @@ class HeartMonitor:
             pong.setsockopt(zmq.MAXMSGSIZE, max_message_size)
             pong.setsockopt(zmq.RCVHWM, PONG_RCVHWM)
             ping.setsockopt(zmq.SNDHWM, PING_SNDHWM)
-            # a PUB only ever receives subscriptions, and hearts subscribe to everything
-            ping.setsockopt(zmq.MAXMSGSIZE, 256)
+            # a PUB only receives subscriptions (and handshakes: CURVE's are a few hundred bytes)
+            ping.setsockopt(zmq.MAXMSGSIZE, max_message_size)
             # Thousands of hearts connect at once when a fleet starts or the monitor restarts;
             # with ZeroMQ's default backlog of 100 most would wait for SYN retries.
             pong.setsockopt(zmq.BACKLOG, PONG_BACKLOG)
+            if curve is not None:
+                for socket in (ping, pong):
+                    curve.apply(socket)
+                period = int(float(kwargs.get("period", 3000)))
+                pong.setsockopt(zmq.HEARTBEAT_IVL, period)
+                pong.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * period)
             ping.bind(ping_addr)
             pong.bind(pong_addr)
-            return cls(ping, pong, owns_sockets=True, **kwargs)
+            return cls(ping, pong, owns_sockets=True, authenticator=authenticator, **kwargs)
         except BaseException:
             close_sockets(ping, pong)
+            if authenticator is not None:
+                authenticator.stop()
             raise
 
     def _new_ledger(self) -> Ledger:
@@ -319,6 +354,8 @@ class HeartMonitor:
         gevent.killall([greenlet for greenlet in self._group if greenlet is not current])
         if self.owns_sockets:
             close_sockets(self.pingstream, self.pongstream)
+        if self.authenticator is not None:
+            self.authenticator.stop()
 
     def __enter__(self) -> HeartMonitor:
         if not self._running:
@@ -429,13 +466,14 @@ class HeartMonitor:
 
     # -- pongs ----------------------------------------------------------------------------------
 
-    def handle_pong(self, msg: Sequence[bytes]) -> Pong:
-        """Account for one message received on the ROUTER: ``[identity, payload]``."""
+    def handle_pong(self, msg: Sequence[bytes], key: str | None = None) -> Pong:
+        """Account for one message received on the ROUTER: ``[identity, payload]``, sent
+        with the CURVE public ``key`` (Z85) if the socket authenticates."""
         parts = split_pong(msg)
         if parts is None:
             pong = self._ledger.malformed(msg[0][:MAX_IDENTITY_BYTES] if msg else b"")
         else:
-            pong = self._ledger.pong(parts[0], parts[1], self.clock())
+            pong = self._ledger.pong(parts[0], parts[1], self.clock(), key)
         if pong.kind not in ANSWERS:
             self._limited(
                 logging.WARNING,
@@ -450,19 +488,12 @@ class HeartMonitor:
 
     def _drain_pongs(self) -> None:
         socket = self.pongstream
-        fd = socket.FD
         while self._running and not socket.closed:
             if self._drain_queued(PONG_BATCH) == PONG_BATCH:
                 yield_to_others()  # more is queued; let the beat and the rest of the program run
                 continue
-            # ZMQ_FD only signals changes, and reading EVENTS can consume one: wait on the
-            # descriptor only once ZeroMQ itself says nothing is queued.
             try:
-                if _base_get(socket, zmq.EVENTS) & zmq.POLLIN:
-                    continue
-                gevent.socket.wait_read(fd, WAKE_INTERVAL, _WOKEN_BY_TIMER)
-            except _WokenByTimer:
-                pass  # the safety net for a missed edge: look at the queue again
+                wait_for_messages(socket, WAKE_INTERVAL)
             except zmq.ZMQError as error:
                 if not socket.closed:
                     self.log.error("pong socket failed, no longer listening: %s", error)
@@ -476,6 +507,8 @@ class HeartMonitor:
         nothing here can block.
         """
         socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
+        authenticated = self._authenticated
+        key = None
         for handled in range(limit):
             if socket.closed:  # a handler may close it
                 return handled
@@ -484,11 +517,16 @@ class HeartMonitor:
             except zmq.Again:
                 return handled
             # A ROUTER delivers whole messages: the identity, then at least one frame.
-            frames = [identity, _base_recv(socket, noblock)]
+            if authenticated:
+                frame = _base_recv(socket, noblock, copy=False)
+                key = _sender_key(frame)
+                frames = [identity, frame.bytes]
+            else:
+                frames = [identity, _base_recv(socket, noblock)]
             while _base_get(socket, zmq.RCVMORE):
                 frames.append(_base_recv(socket, noblock))
             try:
-                handle_pong(frames)
+                handle_pong(frames, key)
             except Exception:
                 self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
         return limit

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import gevent.socket
 import zmq
 import zmq.green
+
+#: the plain pyzmq option getter, which does not poll the socket's state as the green one does
+_base_get = zmq.Socket.get
 
 SOCKET_TYPE_NAMES = {zmq.PUB: "PUB", zmq.SUB: "SUB", zmq.ROUTER: "ROUTER", zmq.DEALER: "DEALER"}
 
@@ -37,3 +43,23 @@ def close_sockets(*sockets: zmq.Socket | None) -> None:
 def endpoint(socket: zmq.Socket) -> str:
     """The address a socket last bound to, with the real port when it bound to port 0."""
     return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def wait_for_messages(socket: zmq.Socket, timeout: float) -> None:
+    """Wait until ``socket`` may have a message queued, or ``timeout`` seconds pass.
+
+    ZeroMQ's descriptor signals edges, not levels, and reading EVENTS can consume one; so
+    wait on the descriptor only once EVENTS says nothing is queued. The timeout is the
+    safety net for an edge missed anyway.
+    """
+    if _base_get(socket, zmq.EVENTS) & zmq.POLLIN:
+        return
+    with contextlib.suppress(_TimedOut):
+        gevent.socket.wait_read(socket.FD, timeout, _TIMED_OUT)
+
+
+class _TimedOut(Exception):
+    pass
+
+
+_TIMED_OUT = _TimedOut()

@@ -23,6 +23,12 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: floa
         gevent.sleep(step)
 
 
+def wait_beats(monitor: HeartMonitor, count: int, timeout: float = 10.0) -> None:
+    """Return once ``monitor`` has beaten ``count`` more times."""
+    target = monitor.counters.beats + count
+    wait_until(lambda: monitor.counters.beats >= target, timeout=timeout)
+
+
 def dealer(pong_addr: str, identity: bytes) -> zmq.green.Socket:
     """A bare DEALER with ``identity``, connected to a monitor's pong address."""
     socket = default_context().socket(zmq.DEALER)
@@ -81,8 +87,8 @@ class RecordingMonitor(HeartMonitor):
     registered: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
     failed: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
 
-    def handle_pong(self, msg):
-        pong = super().handle_pong(msg)
+    def handle_pong(self, msg, key=None):
+        pong = super().handle_pong(msg, key)
         self.first_pong.setdefault(pong.heart, time.monotonic())
         return pong
 

@@ -18,7 +18,7 @@ import pytest
 import zmq
 import zmq.green
 
-from greenheart import Heart, HeartFleet
+from greenheart import ClientCurve, Heart, HeartFleet, KeyPair, ServerCurve
 from greenheart.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, wait_until
 
@@ -34,6 +34,23 @@ import sys
 from ipyparallel.controller.heartmonitor import start_heartmonitor
 ping, pong, monitor, period, misses = sys.argv[1:]
 start_heartmonitor(ping, pong, monitor, period=int(period), max_heartmonitor_misses=int(misses))
+"""
+
+IPYPARALLEL_CURVE_HEART = """
+import sys, time
+from ipyparallel.controller.heartmonitor import Heart
+ping, pong, name, server, public, secret = sys.argv[1:]
+Heart(ping, pong, heart_id=name.encode(), curve_serverkey=server.encode(),
+      curve_publickey=public.encode(), curve_secretkey=secret.encode()).start()
+time.sleep(120)
+"""
+
+IPYPARALLEL_CURVE_MONITOR = """
+import sys
+from ipyparallel.controller.heartmonitor import start_heartmonitor
+ping, pong, monitor, public, secret = sys.argv[1:]
+start_heartmonitor(ping, pong, monitor, period=100, max_heartmonitor_misses=2,
+                   curve_publickey=public.encode(), curve_secretkey=secret.encode())
 """
 
 #: a child python with ipyparallel loaded takes a while to start
@@ -130,4 +147,56 @@ def test_a_fleet_registers_with_ipyparallels_monitor_and_its_dead_are_reported(t
             until("stopped_heart", {heart.decode() for heart in victims}, 10)
             assert reported["stopped_heart"] == {heart.decode() for heart in victims}
     finally:
+        close_sockets(events)
+
+
+def test_an_ipyparallel_heart_speaks_curve_with_our_monitor(children):
+    server, engine, stranger = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    monitor = RecordingMonitor.bind(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        curve=ServerCurve(server, {engine.public}),
+        period=100,
+    )
+    monitor.start()
+    try:
+        for name, keys in (("ipp-curve", engine), ("ipp-stranger", stranger)):
+            children.append(
+                spawn(IPYPARALLEL_CURVE_HEART, monitor.ping_addr, monitor.pong_addr, name,
+                      server.public.decode(), keys.public.decode(), keys.secret.decode())
+            )  # fmt: skip
+        wait_until(lambda: b"ipp-curve" in monitor.hearts, timeout=STARTUP)
+        wait_until(lambda: monitor.authenticator.refused >= 2, timeout=STARTUP)
+        assert monitor.hearts == {b"ipp-curve"}
+    finally:
+        monitor.stop()
+
+
+def test_our_heart_speaks_curve_with_ipyparallels_monitor(tmp_path, children):
+    server = KeyPair.generate()
+    events = zmq.green.Context.instance().socket(zmq.SUB)
+    events.linger = 0
+    events.setsockopt(zmq.SUBSCRIBE, b"")
+    # ipyparallel's monitor connects its event stream as a client of its own key
+    events.setsockopt(zmq.CURVE_SERVER, 1)
+    events.setsockopt(zmq.CURVE_SECRETKEY, server.secret)
+    events.bind("tcp://127.0.0.1:0")
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    children.append(
+        spawn(IPYPARALLEL_CURVE_MONITOR, ping, pong, events.getsockopt_string(zmq.LAST_ENDPOINT),
+              server.public.decode(), server.secret.decode())
+    )  # fmt: skip
+    heart = Heart(
+        ping,
+        pong,
+        heart_id="greenheart-curve",
+        curve=ClientCurve(server.public, KeyPair.generate()),
+    )
+    heart.start()
+    received = heartmonitor_events(events)
+    try:
+        with gevent.Timeout(STARTUP, AssertionError("ipyparallel's monitor said nothing")):
+            assert next(received) == ("new_heart", ["greenheart-curve"])
+    finally:
+        heart.stop()
         close_sockets(events)

@@ -398,3 +398,30 @@ class LedgerMachine(RuleBasedStateMachine):
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+def test_an_identity_is_bound_to_the_first_key_that_answers_for_it():
+    ledger = Ledger(tic=0.0, max_misses=0)
+    assert ledger.pong(b"a", ledger.ping, 0.1, key="A").kind is PongKind.ON_TIME
+    assert ledger.pong(b"a", ledger.ping, 0.1, key="B").kind is PongKind.SPOOFED
+    assert ledger.pong(b"b", b"stale", 0.1, key="A").kind is PongKind.STALE
+    assert ledger.key_of(b"b") is None  # only an answer binds
+    ledger.beat(1.0)
+    ledger.beat(2.0)  # a fails...
+    assert b"a" not in ledger.hearts
+    # ...and its name stays bound: another key cannot take it over
+    assert ledger.pong(b"a", ledger.ping, 2.1, key="B").kind is PongKind.SPOOFED
+    assert ledger.pong(b"a", ledger.ping, 2.1, key="A").kind is PongKind.ON_TIME
+    assert ledger.counters.spoofed_pongs == 2
+
+
+def test_bindings_of_departed_hearts_are_forgotten_oldest_first_beyond_the_cap():
+    ledger = Ledger(tic=0.0, max_misses=0, max_bindings=2)
+    for heart in (b"a", b"b", b"c"):
+        ledger.pong(heart, ledger.ping, 0.1, key=heart)
+    ledger.beat(1.0)
+    assert {ledger.key_of(h) for h in (b"a", b"b", b"c")} == {b"a", b"b", b"c"}  # all known
+    ledger.pong(b"c", ledger.ping, 1.1, key=b"c")
+    ledger.beat(2.0)  # a and b fail
+    assert ledger.key_of(b"a") is None and ledger.key_of(b"b") == b"b"
+    assert ledger.key_of(b"c") == b"c"

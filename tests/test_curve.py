@@ -1,0 +1,181 @@
+"""CURVE: only allowed keys get in, and an allowed heart cannot answer for another."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+import zmq
+import zmq.green
+
+from greenheart import ClientCurve, Heart, HeartFleet, HeartMonitor, KeyPair, ServerCurve
+from greenheart.curve import load_allowed_keys, load_public_key, write_key_pair, zap_reply
+from greenheart.sockets import close_sockets
+from tests.helpers import RecordingMonitor, wait_beats, wait_until
+
+SERVER = KeyPair.generate()
+
+
+def curve_monitor(allowed, cls=RecordingMonitor, **kwargs) -> HeartMonitor:
+    monitor = cls.bind(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        curve=ServerCurve(SERVER, allowed),
+        period=kwargs.pop("period", 50),
+        **kwargs,
+    )
+    monitor.start()
+    return monitor
+
+
+def curve_heart(monitor: HeartMonitor, name: str, keys: KeyPair) -> Heart:
+    heart = Heart(
+        monitor.ping_addr, monitor.pong_addr, heart_id=name, curve=ClientCurve(SERVER.public, keys)
+    )
+    heart.start()
+    return heart
+
+
+@pytest.fixture
+def make_curve_monitor():
+    monitors = []
+
+    def make(allowed, **kwargs):
+        monitors.append(curve_monitor(allowed, **kwargs))
+        return monitors[-1]
+
+    yield make
+    for monitor in monitors:
+        monitor.stop()
+
+
+def test_allowed_hearts_register_and_others_never_do(make_curve_monitor):
+    good, bad = KeyPair.generate(), KeyPair.generate()
+    monitor = make_curve_monitor({good.public})
+    hearts = [
+        Heart(
+            monitor.ping_addr,
+            monitor.pong_addr,
+            heart_id="good",
+            curve=ClientCurve(SERVER.public, good),
+        ),
+        Heart(
+            monitor.ping_addr,
+            monitor.pong_addr,
+            heart_id="bad",
+            curve=ClientCurve(SERVER.public, bad),
+        ),
+        Heart(monitor.ping_addr, monitor.pong_addr, heart_id="plain"),  # no CURVE at all
+    ]
+    try:
+        for heart in hearts:
+            heart.start()
+        wait_until(lambda: b"good" in monitor.hearts)
+        wait_until(lambda: monitor.authenticator.refused >= 2)  # bad's pong and ping sockets
+        wait_beats(monitor, 5)
+        assert monitor.hearts == {b"good"}
+        assert monitor.counters.bad_pongs == 0  # the refused never even got a message in
+        assert monitor.authenticator.admitted >= 2
+    finally:
+        for heart in hearts:
+            heart.stop()
+
+
+def test_an_allowed_heart_cannot_answer_for_another(make_curve_monitor):
+    alice, mallory = KeyPair.generate(), KeyPair.generate()
+    monitor = make_curve_monitor({alice.public, mallory.public}, max_misses=1)
+    real = Heart(
+        monitor.ping_addr,
+        monitor.pong_addr,
+        heart_id="alice",
+        curve=ClientCurve(SERVER.public, alice),
+    )
+    real.start()
+    impostor = None
+    try:
+        wait_until(lambda: b"alice" in monitor.hearts)
+        # Mallory's key is allowed, but the identity "alice" is bound to Alice's key. While
+        # Alice is connected the monitor does not hand her identity over at all...
+        impostor = Heart(
+            monitor.ping_addr,
+            monitor.pong_addr,
+            heart_id="alice",
+            curve=ClientCurve(SERVER.public, mallory),
+        )
+        impostor.start()
+        wait_beats(monitor, 5)
+        assert monitor.failed == {} and monitor.hearts == {b"alice"}
+        # ...and once Alice is gone, Mallory's answers under her name are spoofed, so Alice
+        # is reported failed rather than kept alive by someone else.
+        real.stop()
+        wait_until(lambda: b"alice" in monitor.failed)
+        wait_until(lambda: monitor.counters.spoofed_pongs >= 5)
+        assert b"alice" not in monitor.hearts
+        assert monitor.registered[b"alice"] and len(monitor.registered[b"alice"]) == 1
+    finally:
+        real.stop()
+        if impostor is not None:
+            impostor.stop()
+
+
+def test_a_fleet_with_one_key_pair(make_curve_monitor, tmp_path):
+    public_file, secret_file = write_key_pair(tmp_path / "fleet", "fleet")
+    monitor = make_curve_monitor(load_allowed_keys(tmp_path / "fleet"))
+    curve = ClientCurve(SERVER.public, KeyPair.load(secret_file))
+    with HeartFleet(monitor.ping_addr, monitor.pong_addr, size=100, curve=curve) as fleet:
+        wait_until(lambda: monitor.hearts == set(fleet.ids), timeout=15)
+    assert load_public_key(public_file) == curve.keys.public
+
+
+def test_key_files_and_settings_are_checked(tmp_path):
+    public_file, secret_file = write_key_pair(tmp_path, "h")
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError, match="no secret"):
+        KeyPair.load(public_file)
+    with pytest.raises(ValueError):
+        ClientCurve(b"too short", KeyPair.generate())
+    with pytest.raises(FileNotFoundError):
+        load_allowed_keys(tmp_path / "missing")
+    pair = KeyPair.load(secret_file)
+    assert pair.secret.decode() not in repr(pair)
+
+
+def test_zap_replies():
+    key = KeyPair.generate().public
+    raw = zmq.utils.z85.decode(key)
+    request = [b"1.0", b"7", b"greenheart", b"127.0.0.1", b"", b"CURVE", raw]
+    assert zap_reply(request, frozenset({key})) == ([b"1.0", b"7", b"200", b"OK", key, b""], True)
+    assert zap_reply(request, frozenset())[0][2] == b"400"
+    assert zap_reply(request, None)[1] is True  # any key, encryption only
+    assert zap_reply([b"1.0", b"8", b"d", b"a", b"", b"PLAIN", b"u", b"p"], None)[0][2] == b"400"
+    assert zap_reply([b"junk"], None)[0][2] == b"500"
+
+
+def test_one_authenticator_per_context():
+    context = zmq.green.Context()
+    try:
+        first = HeartMonitor.bind(
+            "tcp://127.0.0.1:0",
+            "tcp://127.0.0.1:0",
+            context=context,
+            curve=ServerCurve(SERVER, None),
+        )
+        with pytest.raises(RuntimeError, match="own context"):
+            HeartMonitor.bind(
+                "tcp://127.0.0.1:0",
+                "tcp://127.0.0.1:0",
+                context=context,
+                curve=ServerCurve(SERVER, None),
+            )
+        first.stop()
+    finally:
+        context.term()
+
+
+def test_a_stopped_curve_monitor_leaves_nothing_running(make_curve_monitor):
+    monitor = curve_monitor(None)
+    context = monitor.authenticator.context
+    monitor.stop()
+    monitor.stop()
+    assert context.closed
+    gevent.sleep(0)
+    close_sockets()
