@@ -20,12 +20,21 @@ from greenheart import __version__
 from greenheart.behaviour import Behaviour, Delay, Event, parse_event
 from greenheart.bench.command import add_arguments as add_bench_arguments
 from greenheart.bench.command import run as run_bench
+from greenheart.curve import (
+    ClientCurve,
+    KeyPair,
+    ServerCurve,
+    load_allowed_keys,
+    load_public_key,
+    write_key_pair,
+)
 from greenheart.demo import run_demo
 from greenheart.fleet import HeartFleet
 from greenheart.heart import Heart
 from greenheart.ledger import Beat
 from greenheart.limits import raise_open_file_limit
 from greenheart.monitor import HeartMonitor
+from greenheart.phi import PhiAccrual
 from greenheart.wire import display_id, parse_id
 
 
@@ -84,10 +93,36 @@ def _wait_for_signal() -> None:
             handler.cancel()
 
 
+def _server_curve(args: argparse.Namespace) -> ServerCurve | None:
+    if args.curve_secret is None:
+        if args.allow or args.allow_any:
+            raise ValueError("--allow and --allow-any need --curve-secret")
+        return None
+    if bool(args.allow) == args.allow_any:
+        raise ValueError("with --curve-secret, say who may connect: --allow DIR or --allow-any")
+    allowed = None if args.allow_any else load_allowed_keys(args.allow)
+    return ServerCurve(KeyPair.load(args.curve_secret), allowed)
+
+
+def _client_curve(args: argparse.Namespace) -> ClientCurve | None:
+    if (args.server_key is None) != (args.curve_secret is None):
+        raise ValueError("CURVE needs both --server-key and --curve-secret")
+    if args.server_key is None:
+        return None
+    return ClientCurve(load_public_key(args.server_key), KeyPair.load(args.curve_secret))
+
+
 def _monitor(args: argparse.Namespace) -> int:
     raise_open_file_limit()  # every heart's connection costs the monitor a descriptor
+    phi = PhiAccrual(args.phi, acceptable_pause=args.phi_pause / 1000) if args.phi else None
     monitor = HeartMonitor.bind(
-        args.ping, args.pong, period=args.period, max_misses=args.max_misses
+        args.ping,
+        args.pong,
+        period=args.period,
+        max_misses=args.max_misses,
+        max_hearts=args.max_hearts,
+        phi=phi,
+        curve=_server_curve(args),
     )
     monitor.add_beat_handler(EventPrinter(sys.stdout, as_json=args.json, summary=args.summary))
     with monitor:
@@ -102,7 +137,12 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _heart(args: argparse.Namespace) -> int:
-    heart = Heart(args.ping, args.pong, heart_id=parse_id(args.id) if args.id else None)
+    heart = Heart(
+        args.ping,
+        args.pong,
+        heart_id=parse_id(args.id) if args.id else None,
+        curve=_client_curve(args),
+    )
     with heart:
         print(
             f"greenheart heart {display_id(heart.id)}: answering {args.ping} on {args.pong};"
@@ -153,7 +193,7 @@ def _fleet(args: argparse.Namespace) -> int:
     scenario = [*args.die, *args.revive, *args.churn, *args.flap]
     fleet = HeartFleet(
         args.ping, args.pong, size=args.size, behaviour=behaviour, scenario=scenario,
-        **({"prefix": args.prefix} if args.prefix else {}),
+        curve=_client_curve(args), **({"prefix": args.prefix} if args.prefix else {}),
     )  # fmt: skip
     with fleet:
         print(
@@ -186,6 +226,17 @@ def _report_fleet(fleet: HeartFleet, every: float, as_json: bool) -> None:
         print(line, flush=True)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    public, secret = write_key_pair(args.directory, args.name)
+    print(f"public key: {public}\nkey pair:   {secret} (keep it secret)")
+    return 0
+
+
+def _add_client_curve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server-key", metavar="FILE", help="CURVE: the monitor's .key file")
+    parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this side's .key_secret")
+
+
 def _demo(args: argparse.Namespace) -> int:
     return run_demo(
         hearts=args.hearts, period=args.period, max_misses=args.max_misses, out=sys.stdout
@@ -196,6 +247,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
 
 
@@ -222,6 +280,31 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument(
         "--max-misses", type=_count, default=1, metavar="N", help="misses before a heart fails"
     )
+    monitor.add_argument(
+        "--max-hearts", type=_count, metavar="N", help="refuse new hearts beyond N (no limit)"
+    )
+    monitor.add_argument(
+        "--phi",
+        type=_positive_float,
+        metavar="THRESHOLD",
+        help="fail hearts by phi-accrual suspicion (8 is usual) instead of --max-misses",
+    )
+    monitor.add_argument(
+        "--phi-pause",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="MS",
+        help="with --phi: a pause of this long is expected, not suspicious",
+    )
+    monitor.add_argument(
+        "--curve-secret", metavar="FILE", help="CURVE: the monitor's .key_secret file"
+    )
+    monitor.add_argument(
+        "--allow", metavar="DIR", help="CURVE: let in only hearts whose .key files are in DIR"
+    )
+    monitor.add_argument(
+        "--allow-any", action="store_true", help="CURVE: let in any key (encryption only)"
+    )
     monitor.add_argument("--summary", action="store_true", help="print a line for every beat")
     monitor.add_argument("--json", action="store_true", help="print JSON lines")
     monitor.set_defaults(run=_monitor)
@@ -230,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     heart.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
     heart.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
     heart.add_argument("--id", metavar="NAME", help="identity (0x... for hex); random if omitted")
+    _add_client_curve_arguments(heart)
     heart.set_defaults(run=_heart)
 
     fleet = commands.add_parser("fleet", help="run many simulated hearts against a monitor")
@@ -262,7 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
     fleet.add_argument("--status-every", type=_positive_float, default=5.0, metavar="SECONDS")
     fleet.add_argument("--json", action="store_true", help="print status as JSON lines")
+    _add_client_curve_arguments(fleet)
     fleet.set_defaults(run=_fleet)
+
+    keys = commands.add_parser(
+        "keys", help="write a CURVE key pair: NAME.key (public) and NAME.key_secret"
+    )
+    keys.add_argument("directory", metavar="DIR")
+    keys.add_argument("--name", default="greenheart", help="file name (default: greenheart)")
+    keys.set_defaults(run=_keys)
 
     demo = commands.add_parser(
         "demo", help="on loopback: a monitor and a few hearts; stop one and watch it detected"
@@ -298,6 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, zmq.ZMQError) as error:
+    except (ValueError, OSError, zmq.ZMQError) as error:
         print(f"greenheart {args.command}: error: {error}", file=sys.stderr)
         return 2

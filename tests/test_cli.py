@@ -137,3 +137,40 @@ def test_fleet_command_refuses_an_impossible_size():
     fleet = greenheart("fleet", "--ping", "ipc://x", "--pong", "ipc://y", "--size", "100000")
     assert fleet.wait(timeout=30) == 2
     assert "open-file limit at" in fleet.stderr.read()
+
+
+def test_keys_and_a_curve_monitor_from_the_command_line(tmp_path):
+    for directory, name in (("server", "monitor"), ("allowed", "web"), ("others", "stranger")):
+        done = subprocess.run(
+            [sys.executable, "-m", "greenheart", "keys", str(tmp_path / directory), "--name", name],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0 and f"{name}.key_secret" in done.stdout
+    ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
+    monitor = greenheart(
+        "monitor", "--ping", ping, "--pong", pong, "--period", "50", "--json",
+        "--curve-secret", str(tmp_path / "server/monitor.key_secret"),
+        "--allow", str(tmp_path / "allowed"), "--max-hearts", "10",
+    )  # fmt: skip
+    server_key = str(tmp_path / "server/monitor.key")
+    hearts = []
+    for name, key in (("stranger", "others/stranger"), ("web", "allowed/web")):
+        secret = str(tmp_path / f"{key}.key_secret")
+        hearts.append(
+            greenheart("heart", "--ping", ping, "--pong", pong, "--id", name,
+                       "--server-key", server_key, "--curve-secret", secret)
+        )  # fmt: skip
+    try:
+        seen = read_json_until(monitor, {"event": "new_heart", "heart": "web"})
+        assert not any(event.get("heart") == "stranger" for event in seen)
+    finally:
+        for proc in (monitor, *hearts):
+            proc.kill()
+            proc.wait()
+
+
+def test_curve_options_must_come_together(capsys):
+    assert main(["monitor", "--ping", "inproc://a", "--pong", "inproc://b", "--allow", "x"]) == 2
+    assert "need --curve-secret" in capsys.readouterr().err
+    assert main(["heart", "--ping", "inproc://a", "--pong", "inproc://b", "--server-key", "k"]) == 2
+    assert "both --server-key and --curve-secret" in capsys.readouterr().err
