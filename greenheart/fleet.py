@@ -369,6 +369,8 @@ class HeartFleet:
             ping = self._fleet_pings
             now = self.clock()
             for served, heart in enumerate(self._live, 1):
+                if heart.socket is None:
+                    continue  # killed or removed while this loop let others run
                 heart.pings += 1
                 if heart.silent:
                     heart.dropped += 1

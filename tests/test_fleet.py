@@ -166,3 +166,18 @@ def test_delays_wait_in_one_queue_not_a_greenlet_each():
         assert sent == sorted(sent, reverse=True)
     finally:
         queue.greenlet.kill()
+
+
+def test_hearts_killed_while_a_ping_is_being_fanned_out(make_monitor):
+    # The fan-out yields every few hundred hearts; kills landing in between must not
+    # break it (it once died on a killed heart's closed socket, silencing the whole fleet).
+    monitor = make_monitor(period=50)
+    with HeartFleet(monitor.ping_addr, monitor.pong_addr, size=1500) as fleet:
+        wait_until(lambda: len(monitor.hearts) == 1500, timeout=15)
+        pings = fleet.status().fleet_pings
+        while fleet.status().fleet_pings < pings + 10:
+            fleet.kill(fleet.alive[-2:])
+            gevent.sleep(0.002)
+        alive = set(fleet.alive)
+        assert 500 < len(alive) < 1500
+        wait_until(lambda: monitor.hearts == alive, timeout=10)

@@ -5,6 +5,8 @@ on free loopback ports, prints one JSON line saying where, then one JSON line pe
 beat (:func:`beat_report`) until it is terminated. KIND is one of:
 
 - ``greenheart``: :class:`greenheart.HeartMonitor`;
+- ``greenheart-curve``: the same with CURVE on: encrypted, and only the fleets' key let in
+  (``--curve DIR`` names the keys, for the monitor and its fleets alike);
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop;
 - ``raw``: the transport's limit, a bare pyzmq ROUTER drained in a tight loop with
   the least bookkeeping a monitor can do (who answered this round).
@@ -33,7 +35,12 @@ RTT_SAMPLE = 200
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
-MONITORS = ("greenheart", "ipyparallel", "raw")
+MONITORS = ("greenheart", "greenheart-curve", "ipyparallel", "raw")
+
+#: in a ``--curve`` directory: the monitor's key pair, and the fleets' (the one allowed in)
+SERVER_KEYS = "server.key_secret"
+SERVER_PUBLIC_KEY = "server.key"
+FLEET_KEYS = "allowed/fleet.key_secret"
 
 
 def beat_report(
@@ -86,7 +93,7 @@ def _ready(ping: str, pong: str) -> None:
 # -- greenheart ------------------------------------------------------------------------------
 
 
-def run_greenheart(period: float, max_misses: int) -> None:
+def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None) -> None:
     import gevent
     import gevent.event
 
@@ -116,7 +123,15 @@ def run_greenheart(period: float, max_misses: int) -> None:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
-    monitor = HeartMonitor.bind(LOOPBACK, LOOPBACK, period=period, max_misses=max_misses)
+    curve = None
+    if curve_dir is not None:
+        from greenheart.curve import KeyPair, ServerCurve, load_allowed_keys
+
+        keys = KeyPair.load(os.path.join(curve_dir, SERVER_KEYS))
+        curve = ServerCurve(keys, load_allowed_keys(os.path.join(curve_dir, "allowed")))
+    monitor = HeartMonitor.bind(
+        LOOPBACK, LOOPBACK, period=period, max_misses=max_misses, curve=curve
+    )
     monitor.add_beat_handler(report)
     with monitor:
         _ready(monitor.ping_addr, monitor.pong_addr)
@@ -317,7 +332,7 @@ def run_raw(period: float) -> None:
 # -- a fleet ------------------------------------------------------------------------------------
 
 
-def run_fleet(ping: str, pong: str, size: int, prefix: str) -> None:
+def run_fleet(ping: str, pong: str, size: int, prefix: str, curve_dir: str | None = None) -> None:
     """A fleet of ``size`` prompt hearts; says its memory before and once all are connected."""
     import gevent
     import gevent.event
@@ -330,7 +345,15 @@ def run_fleet(ping: str, pong: str, size: int, prefix: str) -> None:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     _say(json.dumps({"rss_before_kib": rss_kib(), "pid": os.getpid()}))
-    with HeartFleet(ping, pong, size=size, prefix=prefix):
+    curve = None
+    if curve_dir is not None:
+        from greenheart.curve import ClientCurve, KeyPair, load_public_key
+
+        curve = ClientCurve(
+            load_public_key(os.path.join(curve_dir, SERVER_PUBLIC_KEY)),
+            KeyPair.load(os.path.join(curve_dir, FLEET_KEYS)),
+        )
+    with HeartFleet(ping, pong, size=size, prefix=prefix, curve=curve):
         _say(json.dumps({"started": size}))
         stop.wait()
 
@@ -344,11 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pong", help="for a fleet: the monitor's pong address")
     parser.add_argument("--size", type=int, default=1, help="for a fleet: how many hearts")
     parser.add_argument("--prefix", default="bench", help="for a fleet: identity prefix")
+    parser.add_argument("--curve", metavar="DIR", help="CURVE keys, for greenheart-curve")
     args = parser.parse_args(argv)
     if args.kind == "fleet":
-        run_fleet(args.ping, args.pong, args.size, args.prefix)
-    elif args.kind == "greenheart":
-        run_greenheart(args.period, args.max_misses)
+        run_fleet(args.ping, args.pong, args.size, args.prefix, args.curve)
+    elif args.kind in ("greenheart", "greenheart-curve"):
+        run_greenheart(args.period, args.max_misses, args.curve)
     elif args.kind == "ipyparallel":
         run_ipyparallel(args.period, args.max_misses)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import attrs
 
 from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
+from greenheart.curve import write_key_pair
 
 #: seconds a child may take to start (importing ipyparallel is slow on a busy machine)
 STARTUP_SECONDS = 60.0
@@ -137,12 +139,18 @@ class StepRunner:
         return max(20.0, 10 * step.period_ms / 1000)
 
     def run(self, monitor: str, step: Step) -> StepResult:
-        with children() as started:
+        with children() as started, tempfile.TemporaryDirectory() as keys:
+            curve = []
+            if monitor == "greenheart-curve":
+                write_key_pair(keys, "server")
+                write_key_pair(os.path.join(keys, "allowed"), "fleet")
+                curve = [f"--curve={keys}"]
             target = Child(
                 monitor,
                 monitor,
                 f"--period={step.period_ms:g}",
                 f"--max-misses={self.max_misses}",
+                *curve,
             )
             started.append(target)
             ready = target.next(STARTUP_SECONDS)
@@ -156,6 +164,7 @@ class StepRunner:
                     f"--pong={ready['pong']}",
                     f"--size={size}",
                     f"--prefix=bench{number}",
+                    *curve,
                 )
                 started.append(fleet)
                 fleets.append(fleet)
