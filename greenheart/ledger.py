@@ -328,6 +328,8 @@ class Ledger:
         if len(self._owners) > self.max_bindings:
             self._forget_bindings()
 
+        # a late pong's trip began one ping earlier than the round it came in
+        late_by = self.tic - self._previous_tic
         self._previous_ping, self._previous_tic = self.ping, self.tic
         round_length = now - self.tic
         self.last_ping = self.lifetime
@@ -358,8 +360,7 @@ class Ledger:
             on_time_pongs=len(on_time),
             late_pongs=len(late),
             bad_pongs=self._round_bad,
-            # the round the late pongs answered was one round length shorter than their trips
-            late_hearts={heart: rtt - round_length for heart, rtt in late.items()},
+            late_hearts={heart: rtt - late_by for heart, rtt in late.items()},
             max_rtt=max(on_time.values(), default=None),
             round_trips=round_trips,
             judged=judge,

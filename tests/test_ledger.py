@@ -83,6 +83,16 @@ def test_a_late_answer_counts_and_is_measured():
     assert ledger.counters.late_pongs == 1
 
 
+def test_lateness_is_measured_from_the_beat_that_made_a_pong_late():
+    ledger = Ledger(tic=0.0)
+    ledger.beat(1.0)
+    previous = ledger.ping  # sent at 1.0
+    ledger.beat(1.5)  # a short round
+    ledger.pong(b"a", previous, 1.7)
+    beat = ledger.beat(4.0)  # a long one
+    assert beat.late_hearts == {b"a": pytest.approx(0.2)}
+
+
 def test_stale_and_garbage_payloads_are_counted_and_ignored():
     ledger = Ledger(tic=0.0)
     two_ago = ledger.ping
