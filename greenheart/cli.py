@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -29,6 +30,7 @@ from greenheart.curve import (
     write_key_pair,
 )
 from greenheart.demo import run_demo
+from greenheart.events import EventStream
 from greenheart.fleet import HeartFleet
 from greenheart.heart import Heart
 from greenheart.ledger import Beat
@@ -125,7 +127,18 @@ def _monitor(args: argparse.Namespace) -> int:
         curve=_server_curve(args),
     )
     monitor.add_beat_handler(EventPrinter(sys.stdout, as_json=args.json, summary=args.summary))
-    with monitor:
+    with monitor, contextlib.ExitStack() as extras:
+        if args.events:
+            stream = extras.enter_context(EventStream(monitor, args.events))
+            print(f"greenheart monitor: events on {stream.address}", file=sys.stderr)
+        if args.metrics_port is not None:
+            server = _serve_metrics(monitor, args.metrics_port, args.metrics_host)
+            extras.callback(server.stop)
+            print(
+                f"greenheart monitor: metrics on"
+                f" http://{args.metrics_host}:{server.server_port}/metrics",
+                file=sys.stderr,
+            )
         print(
             f"greenheart monitor: pinging on {monitor.ping_addr} every {args.period:g} ms,"
             f" pongs on {monitor.pong_addr}; Ctrl-C stops",
@@ -134,6 +147,16 @@ def _monitor(args: argparse.Namespace) -> int:
         )
         _wait_for_signal()
     return 0
+
+
+def _serve_metrics(monitor: HeartMonitor, port: int, host: str):
+    try:
+        from greenheart.metrics import serve_metrics
+    except ImportError:
+        raise ValueError(
+            "--metrics-port needs prometheus-client: pip install 'greenheart[metrics]'"
+        ) from None
+    return serve_metrics(monitor, port, host)
 
 
 def _heart(args: argparse.Namespace) -> int:
@@ -304,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument(
         "--allow-any", action="store_true", help="CURVE: let in any key (encryption only)"
+    )
+    monitor.add_argument(
+        "--events", metavar="ADDR", help="publish new_heart and heart_failure events (XPUB) here"
+    )
+    monitor.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
+    )
+    monitor.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
     )
     monitor.add_argument("--summary", action="store_true", help="print a line for every beat")
     monitor.add_argument("--json", action="store_true", help="print JSON lines")

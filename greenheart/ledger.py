@@ -152,6 +152,20 @@ class RoundTrips:
     count: int
 
 
+@attrs.frozen
+class HeartState:
+    """One known heart, as a snapshot."""
+
+    heart: bytes
+    #: beats missed in a row; 0 for a heart that answered the last beat
+    misses: int
+    round_trips: RoundTrips | None
+
+    @property
+    def on_probation(self) -> bool:
+        return self.misses > 0
+
+
 @attrs.define(slots=True)
 class _Record:
     """What the ledger remembers about one known heart beyond its membership."""
@@ -248,6 +262,14 @@ class Ledger:
         if record is None or not record.count:
             return None
         return RoundTrips(record.last, record.total / record.count, record.max, record.count)
+
+    def states(self) -> list[HeartState]:
+        """Every known heart: its misses in a row and its round trips, as of the last beat."""
+        on_probation = self.on_probation
+        return [
+            HeartState(heart, on_probation.get(heart, 0), self.round_trips(heart))
+            for heart in self.hearts
+        ]
 
     def phi(self, heart: bytes, now: float) -> float | None:
         """The detector's suspicion level for a known heart at ``now``; None without one."""

@@ -51,24 +51,10 @@ def make_curve_monitor():
 def test_allowed_hearts_register_and_others_never_do(make_curve_monitor):
     good, bad = KeyPair.generate(), KeyPair.generate()
     monitor = make_curve_monitor({good.public})
-    hearts = [
-        Heart(
-            monitor.ping_addr,
-            monitor.pong_addr,
-            heart_id="good",
-            curve=ClientCurve(SERVER.public, good),
-        ),
-        Heart(
-            monitor.ping_addr,
-            monitor.pong_addr,
-            heart_id="bad",
-            curve=ClientCurve(SERVER.public, bad),
-        ),
-        Heart(monitor.ping_addr, monitor.pong_addr, heart_id="plain"),  # no CURVE at all
-    ]
+    plain = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="plain")  # no CURVE at all
+    plain.start()
+    hearts = [curve_heart(monitor, "good", good), curve_heart(monitor, "bad", bad), plain]
     try:
-        for heart in hearts:
-            heart.start()
         wait_until(lambda: b"good" in monitor.hearts)
         wait_until(lambda: monitor.authenticator.refused >= 2)  # bad's pong and ping sockets
         wait_beats(monitor, 5)
@@ -83,32 +69,22 @@ def test_allowed_hearts_register_and_others_never_do(make_curve_monitor):
 def test_an_allowed_heart_cannot_answer_for_another(make_curve_monitor):
     alice, mallory = KeyPair.generate(), KeyPair.generate()
     monitor = make_curve_monitor({alice.public, mallory.public}, max_misses=1)
-    real = Heart(
-        monitor.ping_addr,
-        monitor.pong_addr,
-        heart_id="alice",
-        curve=ClientCurve(SERVER.public, alice),
-    )
-    real.start()
+    real = curve_heart(monitor, "alice", alice)
     impostor = None
     try:
         wait_until(lambda: b"alice" in monitor.hearts)
         # Mallory's key is allowed, but the identity "alice" is bound to Alice's key. While
         # Alice is connected the monitor does not hand her identity over at all...
-        impostor = Heart(
-            monitor.ping_addr,
-            monitor.pong_addr,
-            heart_id="alice",
-            curve=ClientCurve(SERVER.public, mallory),
-        )
-        impostor.start()
+        impostor = curve_heart(monitor, "alice", mallory)
         wait_beats(monitor, 5)
         assert monitor.failed == {} and monitor.hearts == {b"alice"}
-        # ...and once Alice is gone, Mallory's answers under her name are spoofed, so Alice
-        # is reported failed rather than kept alive by someone else.
+        # ...and once Alice is gone, Mallory (connecting again) gets her name, but her answers
+        # under it are spoofed: Alice is reported failed rather than kept alive by someone else.
         real.stop()
-        wait_until(lambda: b"alice" in monitor.failed)
+        impostor.stop()
+        impostor.start()
         wait_until(lambda: monitor.counters.spoofed_pongs >= 5)
+        wait_until(lambda: b"alice" in monitor.failed)
         assert b"alice" not in monitor.hearts
         assert monitor.registered[b"alice"] and len(monitor.registered[b"alice"]) == 1
     finally:

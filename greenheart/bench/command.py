@@ -69,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--monitor",
         type=_monitors,
         default=["greenheart"],
-        help="which monitor(s) to ramp, comma-separated: greenheart, ipyparallel, or raw (a"
-        " bare pyzmq loop: the transport's limit); several alternate step by step",
+        help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-curve (CURVE"
+        " on: encrypted, keys checked), ipyparallel, or raw (a bare pyzmq loop: the"
+        " transport's limit); several alternate step by step",
     )
     parser.add_argument(
         "--compare",
@@ -101,7 +102,7 @@ class ProgressLine:
         self._shown = now
         on_time = 100.0 * beat["on_time"] / max(1, step.hearts)
         self.out.write(
-            f"\r  {monitor:<11} {step}: beat {held}, {beat['responded']} answered,"
+            f"\r  {monitor:<16} {step}: beat {held}, {beat['responded']} answered,"
             f" {on_time:.1f}% on time   "
         )
         self.out.flush()
@@ -110,7 +111,7 @@ class ProgressLine:
         if self.live:
             self.out.write("\r\x1b[K")
         pongs = f"{result.pongs_per_second:.0f} pongs/s, " if result.settled else ""
-        self.out.write(f"  {result.monitor:<11} {result.step}: {pongs}{result.verdict}\n")
+        self.out.write(f"  {result.monitor:<16} {result.step}: {pongs}{result.verdict}\n")
         self.out.flush()
 
 

@@ -1,0 +1,130 @@
+"""The monitor's events on a ZeroMQ socket, for processes that are not in this one.
+
+Like ipyparallel's monitor stream, but plain: any ZeroMQ SUB socket, in any language,
+can follow who joins and who fails. Every event is three frames:
+
+    [kind, identity, json]
+
+``kind`` is ``new_heart`` or ``heart_failure`` (subscribe to a prefix to filter),
+``identity`` the heart's raw identity, and ``json`` an object with the event, the heart
+as text, the beat number and the time (Unix seconds). The socket is an XPUB: a new
+subscriber first gets a ``hearts`` event whose JSON lists every heart known, so it need
+not wait for hearts to join again to know who is there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import attrs
+import gevent
+import gevent.pool
+import zmq
+import zmq.green
+
+from greenheart.ledger import Beat
+from greenheart.monitor import HeartMonitor
+from greenheart.sockets import close_sockets, default_context, endpoint, wait_for_messages
+from greenheart.wire import display_id
+
+log = logging.getLogger("greenheart.events")
+
+NEW_HEART = b"new_heart"
+HEART_FAILURE = b"heart_failure"
+HEARTS = b"hearts"
+
+#: events queued per subscriber before the slowest ones lose some
+EVENTS_SNDHWM = 100_000
+
+
+@attrs.define(eq=False)
+class EventStream:
+    """Publishes ``monitor``'s new-heart and heart-failure events on an XPUB bound to ``addr``."""
+
+    monitor: HeartMonitor
+    addr: str
+    context: zmq.green.Context | None = None
+    #: events published
+    sent: int = attrs.field(default=0, init=False)
+    _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
+
+    @property
+    def address(self) -> str:
+        """Where subscribers connect (with the real port when ``addr`` had port 0)."""
+        assert self._socket is not None, "start() first"
+        return endpoint(self._socket)
+
+    def start(self) -> EventStream:
+        socket = (self.context or default_context()).socket(zmq.XPUB)
+        socket.linger = 0
+        socket.setsockopt(zmq.SNDHWM, EVENTS_SNDHWM)
+        socket.setsockopt(
+            zmq.XPUB_VERBOSE, 1
+        )  # every subscription, so every subscriber is welcomed
+        try:
+            socket.bind(self.addr)
+        except zmq.ZMQError:
+            socket.close()
+            raise
+        self._socket = socket
+        self.monitor.add_beat_handler(self._publish_beat)
+        self._group.spawn(self._welcome, socket)
+        return self
+
+    def stop(self) -> None:
+        """Stop publishing; safe to call twice."""
+        if self._socket is None:
+            return
+        self.monitor.remove_beat_handler(self._publish_beat)
+        self._group.kill()
+        close_sockets(self._socket)
+        self._socket = None
+
+    def __enter__(self) -> EventStream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _publish_beat(self, beat: Beat) -> None:
+        for heart in beat.new_hearts:
+            self._send(NEW_HEART, heart, beat.number)
+        for heart in beat.failed_hearts:
+            self._send(HEART_FAILURE, heart, beat.number)
+
+    def _send(self, kind: bytes, heart: bytes, beat: int) -> None:
+        body = {
+            "event": kind.decode(),
+            "heart": display_id(heart),
+            "beat": beat,
+            "time": time.time(),
+        }
+        self._send_frames([kind, heart, json.dumps(body).encode()])
+
+    def _send_frames(self, frames: Sequence[bytes]) -> None:
+        if self._socket is None:
+            return
+        try:
+            # An XPUB never blocks: a subscriber whose queue is full loses events, not us time.
+            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            pass
+
+    def _welcome(self, socket: zmq.green.Socket) -> None:
+        """Read subscriptions; answer each new one with the hearts known now."""
+        while True:
+            try:
+                message = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                wait_for_messages(socket, 1.0)
+                continue
+            if message[:1] != b"\x01":
+                continue  # an unsubscription
+            hearts = sorted(display_id(heart) for heart in self.monitor.hearts)
+            body = {"event": "hearts", "hearts": hearts, "time": time.time()}
+            self._send_frames([HEARTS, b"", json.dumps(body).encode()])

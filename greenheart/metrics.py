@@ -1,0 +1,135 @@
+"""Prometheus metrics for a monitor (the ``metrics`` extra: prometheus-client).
+
+Counters and gauges are read from the monitor when Prometheus scrapes, so they cost the
+hot path nothing. Round trips go into a histogram once per beat, from the beat's list,
+bucketed with a binary search rather than one ``observe()`` call per pong.
+
+The families (all names as Prometheus conventions have them):
+
+- ``greenheart_hearts`` (gauge): hearts known, those on probation included;
+- ``greenheart_hearts_on_probation`` (gauge): hearts that missed the last beat;
+- ``greenheart_new_hearts_total``, ``greenheart_heart_failures_total``,
+  ``greenheart_refused_hearts_total`` (counters): hearts registered, failed, refused;
+- ``greenheart_pongs_total{kind}`` (counter): kind is on_time, late, repeat, spoofed,
+  stale or malformed;
+- ``greenheart_beats_total``, ``greenheart_unjudged_beats_total`` (stalled or behind),
+  ``greenheart_stalls_total``, ``greenheart_handler_errors_total`` (counters);
+- ``greenheart_beat_lag_seconds`` (gauge): how late the last beat came;
+- ``greenheart_period_seconds`` (gauge);
+- ``greenheart_round_trip_seconds`` (histogram): ping sent to pong read, every answer.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+
+import attrs
+from gevent.pywsgi import WSGIServer
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from greenheart.ledger import Beat
+from greenheart.monitor import HeartMonitor
+
+#: round-trip buckets, in seconds: loopback is sub-millisecond, a busy LAN tens of ms
+ROUND_TRIP_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+PONG_KINDS = ("on_time", "late", "repeat", "spoofed", "stale", "malformed")
+
+
+@attrs.define(eq=False)
+class MonitorCollector:
+    """A prometheus-client collector for one monitor; :func:`register` makes and adds one."""
+
+    monitor: HeartMonitor
+    buckets: Sequence[float] = ROUND_TRIP_BUCKETS
+    _counts: list[int] = attrs.field(init=False)
+    _sum: float = attrs.field(default=0.0, init=False)
+    _lag: float = attrs.field(default=0.0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._counts = [0] * (len(self.buckets) + 1)
+        self.monitor.add_beat_handler(self.observe)
+
+    def observe(self, beat: Beat) -> None:
+        """Take a beat's round trips and lag (a beat handler)."""
+        counts, bounds = self._counts, self.buckets
+        for rtt in beat.round_trips:
+            counts[bisect.bisect_left(bounds, rtt)] += 1
+        self._sum += sum(beat.round_trips)
+        self._lag = beat.lag
+
+    def collect(self) -> Iterator[Metric]:
+        monitor = self.monitor
+        counters = monitor.counters
+        yield GaugeMetricFamily("greenheart_hearts", "Hearts known", len(monitor.hearts))
+        yield GaugeMetricFamily(
+            "greenheart_hearts_on_probation",
+            "Hearts that missed the last beat",
+            len(monitor.on_probation),
+        )
+        for name, text, value in (
+            ("greenheart_new_hearts", "Hearts registered", counters.new_hearts),
+            ("greenheart_heart_failures", "Hearts failed", counters.failed_hearts),
+            ("greenheart_refused_hearts", "New hearts refused", counters.refused_hearts),
+            ("greenheart_beats", "Beats", counters.beats),
+            ("greenheart_unjudged_beats", "Beats that judged nobody", counters.unjudged_beats),
+            ("greenheart_stalls", "Beats more than half a period late", monitor.stalls),
+            ("greenheart_handler_errors", "Exceptions raised by handlers", monitor.handler_errors),
+        ):
+            yield CounterMetricFamily(name, text, value)
+        pongs = CounterMetricFamily("greenheart_pongs", "Pongs received, by kind", labels=["kind"])
+        for kind in PONG_KINDS:
+            pongs.add_metric([kind], getattr(counters, f"{kind}_pongs"))
+        yield pongs
+        yield GaugeMetricFamily(
+            "greenheart_beat_lag_seconds", "How late the last beat came", self._lag
+        )
+        yield GaugeMetricFamily(
+            "greenheart_period_seconds", "The beat period", monitor.period / 1000
+        )
+        cumulative, running = [], 0
+        for bound, count in zip((*self.buckets, float("inf")), self._counts, strict=True):
+            running += count
+            cumulative.append((_bucket_label(bound), running))
+        yield HistogramMetricFamily(
+            "greenheart_round_trip_seconds",
+            "Seconds from a ping sent to its pong read",
+            buckets=cumulative,
+            sum_value=self._sum,
+        )
+
+
+def _bucket_label(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def register(monitor: HeartMonitor, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """Export ``monitor``'s metrics in ``registry`` (a new one if not given); return it."""
+    registry = registry if registry is not None else CollectorRegistry()
+    registry.register(MonitorCollector(monitor))
+    return registry
+
+
+def serve_metrics(
+    monitor: HeartMonitor,
+    port: int,
+    host: str = "127.0.0.1",
+    registry: CollectorRegistry | None = None,
+) -> WSGIServer:
+    """Serve ``monitor``'s metrics at ``http://host:port/metrics`` from a greenlet (no thread).
+
+    Returns the started server; ``server.server_port`` is the port (useful with port 0),
+    ``server.stop()`` stops it.
+    """
+    server = WSGIServer((host, port), make_wsgi_app(register(monitor, registry)), log=None)
+    server.start()
+    return server

@@ -1,0 +1,82 @@
+"""A WSGI view of a monitor, for embedding it in a gevent web server.
+
+``GET /hearts`` answers JSON: the monitor's period and counters, and every known heart
+with its state, beats missed in a row, and round trips::
+
+    {"period_ms": 1000.0, "beats": 42, "counters": {...},
+     "hearts": [{"heart": "web-1", "state": "beating", "misses": 0,
+                 "last_rtt_ms": 0.41, "mean_rtt_ms": 0.39, "max_rtt_ms": 1.2}, ...]}
+
+The body is produced in chunks that yield to the hub between them, so listing
+thousands of hearts never holds up the monitor's beat (or anyone else) for long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from greenheart.hub import yield_to_others
+from greenheart.ledger import HeartState
+from greenheart.monitor import HeartMonitor
+from greenheart.wire import display_id
+
+#: hearts written per chunk of the body
+HEARTS_PER_CHUNK = 500
+
+StartResponse = Callable[..., Any]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def heart_json(state: HeartState) -> dict[str, Any]:
+    trips = state.round_trips
+    return {
+        "heart": display_id(state.heart),
+        "state": "on_probation" if state.on_probation else "beating",
+        "misses": state.misses,
+        "last_rtt_ms": _ms(trips.last) if trips else None,
+        "mean_rtt_ms": _ms(trips.mean) if trips else None,
+        "max_rtt_ms": _ms(trips.max) if trips else None,
+    }
+
+
+def hearts_app(monitor: HeartMonitor) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+    """A WSGI application serving ``GET /hearts`` for ``monitor``."""
+
+    def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "/") not in ("/hearts", "/hearts/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found; try /hearts\n"]
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+            return [b""]
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        )
+        return _body(monitor)
+
+    return app
+
+
+def _body(monitor: HeartMonitor) -> Iterator[bytes]:
+    states = sorted(monitor.heart_states(), key=lambda state: state.heart)
+    counters = monitor.counters
+    head = {
+        "period_ms": monitor.period,
+        "beats": counters.beats,
+        "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},
+    }
+    yield json.dumps(head)[:-1].encode() + b', "hearts": ['
+    for start in range(0, len(states), HEARTS_PER_CHUNK):
+        chunk = ", ".join(
+            json.dumps(heart_json(s)) for s in states[start : start + HEARTS_PER_CHUNK]
+        )
+        yield (", " if start else "").encode() + chunk.encode()
+        yield_to_others()
+    yield b"]}\n"
