@@ -177,8 +177,10 @@ class StepRunner:
         self, monitor: str, step: Step, target: Child, fleets: list[Child], rss_before: int
     ) -> StepResult:
         deadline = time.monotonic() + self.settle_seconds(step)
+        beat_timeout = 10 + 5 * step.period_ms / 1000
         while True:
-            beat = target.next(deadline - time.monotonic() + step.period_ms / 1000)
+            # a beat at least: a monitor still settling near the deadline may beat late
+            beat = target.next(max(0.0, deadline - time.monotonic()) + beat_timeout)
             if beat["hearts"] >= step.hearts and beat["responded"] >= step.hearts:
                 break
             if time.monotonic() > deadline:
@@ -188,7 +190,6 @@ class StepRunner:
                     f"heard at most {beat['responded']} of {step.hearts} hearts in one beat"
                     f" within {self.settle_seconds(step):.0f} s",
                 )
-        beat_timeout = 10 + 5 * step.period_ms / 1000
         for _ in range(WARMUP_BEATS):
             target.next(beat_timeout)
         first = target.next(beat_timeout)
