@@ -6,12 +6,16 @@ import io
 import json
 import signal
 import sys
+import urllib.request
 
 import gevent
+import zmq
+import zmq.green
 from gevent import subprocess
 
 from greenheart.cli import main
 from greenheart.demo import run_demo
+from greenheart.sockets import close_sockets
 
 
 def greenheart(*args: str) -> subprocess.Popen:
@@ -174,3 +178,34 @@ def test_curve_options_must_come_together(capsys):
     assert "need --curve-secret" in capsys.readouterr().err
     assert main(["heart", "--ping", "inproc://a", "--pong", "inproc://b", "--server-key", "k"]) == 2
     assert "both --server-key and --curve-secret" in capsys.readouterr().err
+
+
+def test_monitor_serves_metrics_and_events(tmp_path):
+    ping, pong, events = (f"ipc://{tmp_path}/{name}" for name in ("ping", "pong", "events"))
+    monitor = greenheart(
+        "monitor", "--ping", ping, "--pong", pong, "--period", "50", "--json",
+        "--events", events, "--metrics-port", "0",
+    )  # fmt: skip
+    subscriber = zmq.green.Context.instance().socket(zmq.SUB)
+    subscriber.linger = 0
+    subscriber.setsockopt(zmq.SUBSCRIBE, b"new_heart")
+    heart = None
+    try:
+        with gevent.Timeout(15, AssertionError("the monitor never said where its metrics are")):
+            lines = []
+            while not any("/metrics" in line for line in lines):
+                lines.append(monitor.stderr.readline())
+        url = next(line for line in lines if "/metrics" in line).split()[-1]
+        subscriber.connect(events)
+        gevent.sleep(0.2)  # the subscription reaches the monitor
+        heart = greenheart("heart", "--ping", ping, "--pong", pong, "--id", "observed")
+        with gevent.Timeout(15, AssertionError("no new_heart event")):
+            assert subscriber.recv_multipart()[:2] == [b"new_heart", b"observed"]
+        body = gevent.get_hub().threadpool.apply(lambda: urllib.request.urlopen(url).read())
+        assert b"greenheart_hearts 1.0" in body
+    finally:
+        close_sockets(subscriber)
+        for proc in (monitor, heart):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
