@@ -4,7 +4,7 @@ from greenheart.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive
 from greenheart.curve import ClientCurve, KeyPair, ServerCurve
 from greenheart.fleet import FleetStatus, HeartCounters, HeartFleet
 from greenheart.heart import Heart
-from greenheart.ledger import Beat, Counters, Ledger, Pong, PongKind, RoundTrips
+from greenheart.ledger import Beat, Counters, HeartState, Ledger, Pong, PongKind, RoundTrips
 from greenheart.limits import TooManyHearts
 from greenheart.monitor import HeartMonitor
 from greenheart.phi import PhiAccrual
@@ -25,6 +25,7 @@ __all__ = [
     "HeartCounters",
     "HeartFleet",
     "HeartMonitor",
+    "HeartState",
     "KeyPair",
     "Ledger",
     "PhiAccrual",

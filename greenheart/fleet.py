@@ -29,6 +29,7 @@ import zmq
 import zmq.green
 
 from greenheart.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.checks import COUNT
 from greenheart.curve import ClientCurve
 from greenheart.delays import DelayQueue
 from greenheart.hub import yield_to_others
@@ -120,9 +121,7 @@ class HeartFleet:
 
     ping_addr: str
     pong_addr: str
-    size: int = attrs.field(
-        default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
-    )
+    size: int = attrs.field(default=0, validator=COUNT)
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import attrs
 
+from greenheart.checks import COUNT, OPTIONAL_COUNT
 from greenheart.phi import Intervals, PhiAccrual
 from greenheart.wire import encode_ping
 
@@ -193,24 +194,18 @@ class Ledger:
 
     #: when the current ping was sent, on the caller's clock
     tic: float
-    max_misses: int = attrs.field(
-        default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
-    )
+    max_misses: int = attrs.field(default=1, validator=COUNT)
     #: the most hearts known at once; None for no limit
     max_hearts: int | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(
-            [attrs.validators.instance_of(int), attrs.validators.ge(0)]
-        ),
+        validator=OPTIONAL_COUNT,
     )
     #: fail hearts by suspicion level instead of by ``max_misses``
     detector: PhiAccrual | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
     )
     #: identities bound to keys remembered at most, known hearts' always included
-    max_bindings: int = attrs.field(
-        default=100_000, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
-    )
+    max_bindings: int = attrs.field(default=100_000, validator=COUNT)
     hearts: set[bytes] = attrs.field(factory=set, init=False)
     #: heart -> consecutive beats missed, for hearts that missed the last beat
     on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)

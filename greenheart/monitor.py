@@ -22,6 +22,7 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.checks import COUNT, OPTIONAL_COUNT
 from greenheart.curve import Authenticator, ServerCurve
 from greenheart.hub import yield_to_others
 from greenheart.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
@@ -106,15 +107,11 @@ class HeartMonitor:
     pongstream: zmq.green.Socket = attrs.field()
     #: milliseconds between pings
     period: float = attrs.field(default=3000.0, converter=float, validator=attrs.validators.gt(0))
-    max_misses: int = attrs.field(
-        default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
-    )
+    max_misses: int = attrs.field(default=1, validator=COUNT)
     #: the most hearts known at once; new hearts beyond it are refused (and counted)
     max_hearts: int | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(
-            [attrs.validators.instance_of(int), attrs.validators.ge(0)]
-        ),
+        validator=OPTIONAL_COUNT,
     )
     #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
     phi: PhiAccrual | None = attrs.field(
