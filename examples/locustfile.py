@@ -8,6 +8,6 @@ Beyond one machine: ``--master`` here and ``--worker --master-host ...`` on each
 machine, or ``--processes N`` for all the cores of this one.
 """
 
-from greenheart.locust_user import HeartUser
+from greenheart.integrations.locust_user import HeartUser
 
 __all__ = ["HeartUser"]

@@ -16,16 +16,16 @@ import logging
 from gevent.pywsgi import WSGIServer
 
 from greenheart import HeartMonitor
-from greenheart.wsgi import hearts_app
+from greenheart.integrations.wsgi import hearts_app
 
 
 def make_app(monitor: HeartMonitor):
-    """/hearts from greenheart.wsgi; /metrics from prometheus-client, if installed."""
+    """/hearts from greenheart.integrations.wsgi; /metrics from prometheus-client, if installed."""
     hearts = hearts_app(monitor)
     try:
         from prometheus_client import make_wsgi_app
 
-        from greenheart.metrics import register
+        from greenheart.integrations.metrics import register
     except ImportError:
         return hearts
     metrics = make_wsgi_app(register(monitor))

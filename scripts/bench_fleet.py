@@ -69,7 +69,7 @@ def child_hearts(ping: str, pong: str, size: int, prefix: str) -> None:
     import zmq.green
 
     from greenheart import Heart
-    from greenheart.limits import raise_open_file_limit
+    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
     stop = gevent.event.Event()
@@ -387,7 +387,7 @@ def main() -> int:
             )
         return 0
 
-    from greenheart.limits import raise_open_file_limit
+    from greenheart.green.limits import raise_open_file_limit
 
     limit = raise_open_file_limit()
     quick = args.quick

@@ -31,7 +31,7 @@ from gevent import subprocess
 
 from greenheart import HeartFleet, HeartMonitor
 from greenheart.bench.proc import rss_kib
-from greenheart.limits import raise_open_file_limit
+from greenheart.green.limits import raise_open_file_limit
 
 #: seconds between churn rounds in the fleet
 CHURN_EVERY = 6.0

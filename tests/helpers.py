@@ -11,7 +11,7 @@ import zmq
 import zmq.green
 
 from greenheart import HeartMonitor
-from greenheart.sockets import close_sockets, default_context
+from greenheart.green.sockets import close_sockets, default_context
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:

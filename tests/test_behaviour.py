@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from greenheart.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive, parse_event
+from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive, parse_event
 
 
 def decisions(behaviour: Behaviour, hearts: int = 100, pings: int = 100) -> list[float | None]:

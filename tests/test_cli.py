@@ -14,8 +14,8 @@ import zmq.green
 from gevent import subprocess
 
 from greenheart.cli import main
-from greenheart.demo import run_demo
-from greenheart.sockets import close_sockets
+from greenheart.cli.demo import run_demo
+from greenheart.green.sockets import close_sockets
 
 
 def greenheart(*args: str) -> subprocess.Popen:

@@ -8,8 +8,9 @@ import zmq
 import zmq.green
 
 from greenheart import ClientCurve, Heart, HeartFleet, HeartMonitor, KeyPair, ServerCurve
-from greenheart.curve import load_allowed_keys, load_public_key, write_key_pair, zap_reply
-from greenheart.sockets import close_sockets
+from greenheart.core.zap import zap_reply
+from greenheart.green.curve import load_allowed_keys, load_public_key, write_key_pair
+from greenheart.green.sockets import close_sockets
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 
 SERVER = KeyPair.generate()

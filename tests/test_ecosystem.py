@@ -18,9 +18,9 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from greenheart import Heart, HeartFleet
-from greenheart.events import EventStream
-from greenheart.metrics import serve_metrics
-from greenheart.sockets import close_sockets
+from greenheart.green.sockets import close_sockets
+from greenheart.integrations.events import EventStream
+from greenheart.integrations.metrics import serve_metrics
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ from gevent import subprocess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from greenheart import Heart, HeartFleet, HeartMonitor
-from greenheart.phi import PhiAccrual
-from greenheart.sockets import close_sockets
+from greenheart import Heart, HeartFleet, HeartMonitor, UsageError
+from greenheart.core.phi import PhiAccrual
+from greenheart.green.sockets import close_sockets
 from tests.helpers import RecordingMonitor, dealer, wait_until
 
 
@@ -183,7 +183,7 @@ def rebind(ping_addr: str, pong_addr: str) -> RecordingMonitor:
     while True:
         try:
             return RecordingMonitor.bind(ping_addr, pong_addr, period=50)
-        except zmq.ZMQError:
+        except UsageError:  # the address is still in use
             if time.monotonic() > deadline:
                 raise
             gevent.sleep(0.01)

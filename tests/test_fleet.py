@@ -10,8 +10,8 @@ import zmq
 import zmq.green
 
 from greenheart import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive, TooManyHearts
-from greenheart.delays import DelayQueue
-from greenheart.sockets import close_sockets, default_context
+from greenheart.green.delays import DelayQueue
+from greenheart.green.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, wait_until
 from tests.test_monitor import open_fds
 
@@ -156,7 +156,7 @@ def test_churn_replaces_hearts(monitor):
 def test_delays_wait_in_one_queue_not_a_greenlet_each():
     sent = []
     queue = DelayQueue(lambda item: sent.append(item))
-    queue.start()
+    sender = gevent.spawn(queue.run)
     try:
         now = time.monotonic()
         for n in range(1000):
@@ -165,7 +165,7 @@ def test_delays_wait_in_one_queue_not_a_greenlet_each():
         wait_until(lambda: len(sent) == 1000)
         assert sent == sorted(sent, reverse=True)
     finally:
-        queue.greenlet.kill()
+        sender.kill()
 
 
 def test_hearts_killed_while_a_ping_is_being_fanned_out(make_monitor):

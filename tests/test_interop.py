@@ -19,7 +19,7 @@ import zmq
 import zmq.green
 
 from greenheart import ClientCurve, Heart, HeartFleet, KeyPair, ServerCurve
-from greenheart.sockets import close_sockets, default_context
+from greenheart.green.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, wait_until
 
 IPYPARALLEL_HEART = """

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from greenheart.ledger import Ledger, PongKind, RoundTrips
-from greenheart.phi import Intervals, PhiAccrual
-from greenheart.wire import encode_ping
+from greenheart.core.ledger import Ledger, PongKind, RoundTrips
+from greenheart.core.phi import Intervals, PhiAccrual
+from greenheart.core.wire import encode_ping
 
 
 def test_first_ping_and_registration_at_the_next_beat():
@@ -112,11 +112,17 @@ def test_an_empty_identity_is_malformed_even_with_a_good_payload():
     assert ledger.hearts == set() and ledger.counters.malformed_pongs == 1
 
 
-def test_a_clock_stepping_back_never_repeats_an_older_ping():
+@pytest.mark.parametrize("then", [9.0, 11.0], ids=["steps back", "stands still"])
+def test_a_clock_stepping_back_never_repeats_an_older_ping(then):
     ledger = Ledger(tic=10.0)
     ledger.beat(11.0)
-    ledger.beat(9.0)
-    assert ledger.lifetime == 1.0
+    old_ping = ledger.ping
+    ledger.beat(then)
+    assert ledger.ping != old_ping
+    assert ledger.lifetime == pytest.approx(1.0)  # a round of no time, not of negative time
+    # so an answer to the round just closed is late, and only the new ping is on time
+    assert ledger.pong(b"a", old_ping, then + 0.1).kind is PongKind.LATE
+    assert ledger.pong(b"b", ledger.ping, then + 0.1).kind is PongKind.ON_TIME
 
 
 def test_an_unjudged_beat_charges_no_miss_and_fails_nobody():
@@ -152,7 +158,7 @@ def test_a_repeated_answer_is_a_bad_pong_and_is_not_measured():
         assert ledger.pong(b"a", ledger.ping, 0.2).kind is PongKind.REPEAT
     beat = ledger.beat(1.0)
     assert beat.on_time_pongs == 1 and beat.bad_pongs == 1000
-    assert beat.round_trips == [pytest.approx(0.1)]
+    assert beat.round_trips == (pytest.approx(0.1),)
     assert ledger.counters.repeat_pongs == 1000
 
 
@@ -371,7 +377,11 @@ class LedgerMachine(RuleBasedStateMachine):
             state.on_time = state.late = False
         assert beat.new_hearts == tuple(sorted(new))
         assert beat.failed_hearts == tuple(sorted(failed))
-        self.lifetime += max(0.0, now - self.now)
+        # time moves the ping on; a clock that does not still makes a new ping
+        elapsed = now - self.now
+        self.lifetime = (
+            self.lifetime + elapsed if elapsed > 0 else math.nextafter(self.lifetime, math.inf)
+        )
         self.previous, self.current = self.current, encode_ping(self.lifetime)
         self.now = now
         assert beat.ping == self.current == self.ledger.ping

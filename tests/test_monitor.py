@@ -13,7 +13,7 @@ import zmq
 import zmq.green
 
 from greenheart import Heart, HeartMonitor
-from greenheart.sockets import close_sockets, default_context
+from greenheart.green.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, ScriptedHeart, dealer, wait_until
 
 
@@ -219,7 +219,7 @@ def test_a_failure_handler_may_stop_the_monitor():
         wait_until(lambda: b"last" in monitor.hearts)
         heart.stop()
         assert stopped.wait(timeout=5)
-        wait_until(lambda: not any(True for _ in monitor._group))
+        assert monitor.join(timeout=5)  # every greenlet of the monitor ended
     assert not monitor.running and monitor.pongstream.closed
 
 
@@ -237,11 +237,13 @@ def test_a_heart_restarted_with_its_identity_is_heard_again(make_monitor):
 
 def test_a_new_connection_takes_over_an_identity_from_a_stale_one(make_monitor):
     monitor = make_monitor(RecordingMonitor, period=20, max_misses=1)
-    old = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"twin")
-    old.start()
+    hung = []
+    old = ScriptedHeart(
+        monitor.ping_addr, monitor.pong_addr, b"twin", lambda n: None if hung else 0
+    )
     wait_until(lambda: b"twin" in monitor.hearts)
     # the old heart hangs with its connection still open, as a frozen process would
-    old.device.kill()
+    hung.append(True)
     new = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"twin")
     new.start()
     try:

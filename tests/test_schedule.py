@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenheart.schedule import BeatSchedule
+from greenheart.core.schedule import BeatSchedule
 
 
 def test_on_time_beats_stay_on_the_grid():

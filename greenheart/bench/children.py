@@ -97,9 +97,9 @@ def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None)
     import gevent
     import gevent.event
 
-    from greenheart.ledger import Beat
-    from greenheart.limits import raise_open_file_limit
-    from greenheart.monitor import HeartMonitor
+    from greenheart.core.ledger import Beat
+    from greenheart.green.limits import raise_open_file_limit
+    from greenheart.green.monitor import HeartMonitor
 
     raise_open_file_limit()
 
@@ -125,7 +125,7 @@ def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None)
     gevent.signal_handler(signal.SIGINT, stop.set)
     curve = None
     if curve_dir is not None:
-        from greenheart.curve import KeyPair, ServerCurve, load_allowed_keys
+        from greenheart.green.curve import KeyPair, ServerCurve, load_allowed_keys
 
         keys = KeyPair.load(os.path.join(curve_dir, SERVER_KEYS))
         curve = ServerCurve(keys, load_allowed_keys(os.path.join(curve_dir, "allowed")))
@@ -163,7 +163,7 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
     from ipyparallel.controller.heartmonitor import HeartMonitor
     from zmq.eventloop.zmqstream import ZMQStream
 
-    from greenheart.limits import raise_open_file_limit
+    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
     tally = _Tally()
@@ -257,7 +257,7 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
 def run_raw(period: float) -> None:
     import zmq
 
-    from greenheart.limits import raise_open_file_limit
+    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
     stopped = []
@@ -337,8 +337,8 @@ def run_fleet(ping: str, pong: str, size: int, prefix: str, curve_dir: str | Non
     import gevent
     import gevent.event
 
-    from greenheart.fleet import HeartFleet
-    from greenheart.limits import raise_open_file_limit
+    from greenheart.green.fleet import HeartFleet
+    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
     stop = gevent.event.Event()
@@ -347,7 +347,7 @@ def run_fleet(ping: str, pong: str, size: int, prefix: str, curve_dir: str | Non
     _say(json.dumps({"rss_before_kib": rss_kib(), "pid": os.getpid()}))
     curve = None
     if curve_dir is not None:
-        from greenheart.curve import ClientCurve, KeyPair, load_public_key
+        from greenheart.green.curve import ClientCurve, KeyPair, load_public_key
 
         curve = ClientCurve(
             load_public_key(os.path.join(curve_dir, SERVER_PUBLIC_KEY)),

@@ -14,6 +14,7 @@ from greenheart.bench import report
 from greenheart.bench.children import MONITORS
 from greenheart.bench.ramp import RampPlan, Step, StepResult, ramp_goes_on, unsettled
 from greenheart.bench.runner import ChildFailed, StepRunner
+from greenheart.core.errors import UsageError
 
 DEFAULT_HEARTS = "1000,2000,4000"
 DEFAULT_PERIODS = "200,133,100,67,50"
@@ -120,13 +121,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     if args.compare and "ipyparallel" not in monitors:
         monitors.append("ipyparallel")
     if "ipyparallel" in monitors and importlib.util.find_spec("ipyparallel") is None:
-        raise ValueError("ipyparallel is not installed: pip install ipyparallel")
+        raise UsageError("ipyparallel is not installed: pip install ipyparallel")
     if args.processes < 1:
-        raise ValueError("--processes must be at least 1")
+        raise UsageError("--processes must be at least 1")
     if args.duration <= 0:
-        raise ValueError("--duration must be positive")
+        raise UsageError("--duration must be positive")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ValueError("--plot needs matplotlib: pip install 'greenheart[plot]'")
+        raise UsageError("--plot needs matplotlib: pip install 'greenheart[plot]'")
     steps = RampPlan(args.hearts, args.period).steps()
     hold = args.duration / len(steps)
     progress = ProgressLine(err)

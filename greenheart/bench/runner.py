@@ -26,7 +26,7 @@ import attrs
 
 from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
-from greenheart.curve import write_key_pair
+from greenheart.green.curve import write_key_pair
 
 #: seconds a child may take to start (importing ipyparallel is slow on a busy machine)
 STARTUP_SECONDS = 60.0

@@ -16,9 +16,11 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.curve import ClientCurve
-from greenheart.sockets import close_sockets, default_context
-from greenheart.wire import MAX_IDENTITY_BYTES
+from greenheart.core.errors import UsageError
+from greenheart.core.wire import MAX_IDENTITY_BYTES
+from greenheart.green.curve import ClientCurve
+from greenheart.green.lifecycle import Service
+from greenheart.green.sockets import close_sockets, connect, default_context
 
 log = logging.getLogger("greenheart.heart")
 
@@ -31,20 +33,22 @@ def _identity(heart_id: bytes | str | None) -> bytes:
     if not isinstance(heart_id, bytes):
         raise TypeError(f"heart_id must be bytes or str, got {heart_id!r}")
     if not 0 < len(heart_id) <= MAX_IDENTITY_BYTES:
-        raise ValueError(f"heart_id must be 1 to {MAX_IDENTITY_BYTES} bytes, got {len(heart_id)}")
+        raise UsageError(f"heart_id must be 1 to {MAX_IDENTITY_BYTES} bytes, got {len(heart_id)}")
     if heart_id.startswith(b"\0"):
-        raise ValueError("heart_id must not start with a zero byte (ZeroMQ reserves those)")
+        raise UsageError("heart_id must not start with a zero byte (ZeroMQ reserves those)")
     return heart_id
 
 
 @attrs.define(eq=False)
-class Heart:
+class Heart(Service):
     """Echoes every ping from ``in_addr`` back to the monitor at ``out_addr``.
 
     ``heart_id`` (bytes or str) is the DEALER identity the monitor knows this heart by;
     a random UUID when not given. A heart stopped and started again, or a new Heart
     with the same id, is heard again under the same identity.
     """
+
+    restartable = True
 
     in_addr: str
     out_addr: str
@@ -58,65 +62,48 @@ class Heart:
     )
 
     id: bytes = attrs.field(init=False)
-    #: the forwarding greenlet, while the heart runs
-    device: gevent.Greenlet | None = attrs.field(default=None, init=False)
     #: pongs dropped because the monitor's connection was not up
     dropped: int = attrs.field(default=0, init=False)
-    _sockets: tuple[zmq.green.Socket, zmq.green.Socket] | None = attrs.field(
-        default=None, init=False
+    _device: gevent.Greenlet | None = attrs.field(default=None, init=False)
+    _sockets: tuple[zmq.green.Socket | None, zmq.green.Socket | None] = attrs.field(
+        default=(None, None), init=False
     )
 
     def __attrs_post_init__(self) -> None:
         self.id = _identity(self.heart_id)
 
     @property
-    def running(self) -> bool:
-        return self.device is not None
+    def device(self) -> gevent.Greenlet | None:
+        """The forwarding greenlet while the heart runs (the seed's name for it), else None."""
+        return self._device if self.running else None
 
-    def start(self) -> None:
-        """Connect and start answering pings; returns at once."""
-        if self.running:
-            raise RuntimeError("this Heart is already running")
+    # :meth:`start` connects and starts answering pings, returning at once; :meth:`stop`
+    # stops answering and closes the sockets (see Service).
+
+    def _open(self) -> None:
         context = self.context or default_context()
-        inbound = outbound = None
-        try:
-            inbound = context.socket(self.in_type)
-            inbound.linger = 0
-            if self.in_type == zmq.SUB:
-                inbound.setsockopt(zmq.SUBSCRIBE, b"")
-            outbound = context.socket(self.out_type)
-            outbound.linger = 0
-            outbound.setsockopt(zmq.IDENTITY, self.id)
-            # Queue pongs only on a live connection: one held while connecting would
-            # reach the monitor after its ping has expired, as noise.
-            outbound.setsockopt(zmq.IMMEDIATE, 1)
-            if self.curve is not None:
-                self.curve.apply(inbound)
-                self.curve.apply(outbound)
-            inbound.connect(self.in_addr)
-            outbound.connect(self.out_addr)
-        except BaseException:
-            close_sockets(inbound, outbound)
-            raise
+        inbound = context.socket(self.in_type)
+        self._sockets = (inbound, None)
+        inbound.linger = 0
+        if self.in_type == zmq.SUB:
+            inbound.setsockopt(zmq.SUBSCRIBE, b"")
+        outbound = context.socket(self.out_type)
         self._sockets = (inbound, outbound)
-        self.device = gevent.spawn(self._forward, inbound, outbound)
+        outbound.linger = 0
+        outbound.setsockopt(zmq.IDENTITY, self.id)
+        # Queue pongs only on a live connection: one held while connecting would
+        # reach the monitor after its ping has expired, as noise.
+        outbound.setsockopt(zmq.IMMEDIATE, 1)
+        if self.curve is not None:
+            self.curve.apply(inbound)
+            self.curve.apply(outbound)
+        connect(inbound, self.in_addr, "pings")
+        connect(outbound, self.out_addr, "pongs")
+        self._device = self._spawn(self._forward, inbound, outbound)
 
-    def stop(self) -> None:
-        """Stop answering and close the sockets. Safe to call twice."""
-        device, self.device = self.device, None
-        if device is not None:
-            device.kill()
-        if self._sockets is not None:
-            close_sockets(*self._sockets)
-            self._sockets = None
-
-    def __enter__(self) -> Heart:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _close(self) -> None:
+        close_sockets(*self._sockets)
+        self._sockets = (None, None)
 
     def _forward(self, inbound: zmq.green.Socket, outbound: zmq.green.Socket) -> None:
         try:

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from typing import TextIO
 
-import gevent
 import gevent.event
 
-from greenheart.heart import Heart
-from greenheart.monitor import HeartMonitor
-from greenheart.wire import display_id
+from greenheart.cli.args import count, positive_float
+from greenheart.core.errors import UsageError
+from greenheart.core.wire import display_id
+from greenheart.green.heart import Heart
+from greenheart.green.monitor import HeartMonitor
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo", help="on loopback: a monitor and a few hearts; stop one and watch it detected"
+    )
+    demo.add_argument("--hearts", type=int, default=3, metavar="N")
+    demo.add_argument("--period", type=positive_float, default=100.0, metavar="MS")
+    demo.add_argument("--max-misses", type=count, default=2, metavar="N")
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(
+        hearts=args.hearts, period=args.period, max_misses=args.max_misses, out=sys.stdout
+    )
 
 
 def run_demo(*, hearts: int, period: float, max_misses: int, out: TextIO) -> int:
     """Run the demo, narrating to ``out``; 0 if the stopped heart was detected within its bound."""
     if hearts < 1:
-        raise ValueError("the demo needs at least one heart")
+        raise UsageError("the demo needs at least one heart")
     seconds = period / 1000
     bound = (max_misses + 2) * seconds
     registered = gevent.event.Event()

@@ -8,17 +8,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 import gevent.event
 
-from greenheart.hub import yield_to_others
+from greenheart.green.hub import yield_to_others
 
 
 class DelayQueue:
     """Calls ``send(*item)`` for each pushed item once its due time (on ``clock``) has come.
 
-    One greenlet sleeps until the earliest due time; a push that becomes the earliest wakes it
-    to sleep less. Items due at the same moment are sent in the order they were pushed.
+    One greenlet, running :meth:`run` and owned by whoever owns the queue, sleeps until the
+    earliest due time; a push that becomes the earliest wakes it to sleep less. Items due at
+    the same moment are sent in the order they were pushed.
     """
 
     def __init__(self, send: Callable[..., Any], clock: Callable[[], float] = time.monotonic):
@@ -27,14 +27,9 @@ class DelayQueue:
         self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self._order = itertools.count()
         self._wake = gevent.event.Event()
-        self.greenlet: gevent.Greenlet | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
-
-    def start(self) -> gevent.Greenlet:
-        self.greenlet = gevent.spawn(self._run)
-        return self.greenlet
 
     def push(self, due: float, *item: Any) -> None:
         heapq.heappush(self._heap, (due, next(self._order), item))
@@ -44,7 +39,8 @@ class DelayQueue:
     def clear(self) -> None:
         self._heap.clear()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Send each item when it is due, until killed."""
         heap = self._heap
         while True:
             self._wake.clear()

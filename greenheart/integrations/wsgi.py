@@ -19,10 +19,10 @@ from typing import Any
 
 import attrs
 
-from greenheart.hub import yield_to_others
-from greenheart.ledger import HeartState
-from greenheart.monitor import HeartMonitor
-from greenheart.wire import display_id
+from greenheart.core.ledger import HeartState
+from greenheart.core.wire import display_id
+from greenheart.green.hub import yield_to_others
+from greenheart.green.monitor import HeartMonitor
 
 #: hearts written per chunk of the body
 HEARTS_PER_CHUNK = 500

@@ -17,32 +17,32 @@ from typing import Any
 
 import attrs
 import gevent
-import gevent.pool
-import gevent.socket
 import zmq
 import zmq.green
 
-from greenheart.checks import COUNT, OPTIONAL_COUNT
-from greenheart.curve import Authenticator, ServerCurve
-from greenheart.hub import yield_to_others
-from greenheart.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
-from greenheart.phi import PhiAccrual
-from greenheart.ratelimit import RateLimitedLog
-from greenheart.schedule import BeatSchedule
-from greenheart.sockets import (
+from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core.errors import UsageError
+from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict
+from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
+from greenheart.core.phi import PhiAccrual
+from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.core.schedule import BeatSchedule
+from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
+from greenheart.green.curve import ServerCurve
+from greenheart.green.hub import yield_to_others
+from greenheart.green.lifecycle import Service
+from greenheart.green.sockets import (
+    bind,
     close_sockets,
     default_context,
     endpoint,
     require_green_socket,
     wait_for_messages,
 )
-from greenheart.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
+from greenheart.green.zap import Authenticator
 
 HeartHandler = Callable[[bytes], Any]
 BeatHandler = Callable[[Beat], Any]
-
-#: pongs handled per turn of the pong greenlet before it lets other greenlets run
-PONG_BATCH = 256
 
 #: the pong socket's listen backlog (the kernel caps it at net.core.somaxconn)
 PONG_BACKLOG = 4096
@@ -95,7 +95,7 @@ def _named(hearts: Sequence[bytes]) -> str:
 
 
 @attrs.define(eq=False)
-class HeartMonitor:
+class HeartMonitor(Service):
     """Pings hearts on a PUB socket every ``period`` ms and tracks who answers on a ROUTER.
 
     ``pingstream`` and ``pongstream`` are ``zmq.green`` sockets, bound or connected by
@@ -125,13 +125,10 @@ class HeartMonitor:
     clock: Callable[[], float] = time.monotonic
 
     _ledger: Ledger = attrs.field(init=False)
-    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
     _new_heart_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
     _failure_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
     _beat_handlers: list[BeatHandler] = attrs.field(factory=list, init=False)
     _limited: RateLimitedLog = attrs.field(init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _stopped: bool = attrs.field(default=False, init=False)
     #: exceptions raised by handlers, logged and swallowed
     handler_errors: int = attrs.field(default=0, init=False)
     #: beats that came so late (the hub was blocked) that they judged nobody
@@ -181,7 +178,7 @@ class HeartMonitor:
         ZeroMQ allows one authenticator per context.
         """
         if max_message_size < MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES:
-            raise ValueError(
+            raise UsageError(
                 f"max_message_size must be at least {MAX_PAYLOAD_BYTES + MAX_IDENTITY_BYTES}"
             )
         authenticator = None
@@ -211,8 +208,8 @@ class HeartMonitor:
                     curve.apply(socket)
                 pong.setsockopt(zmq.HEARTBEAT_IVL, CURVE_HEARTBEAT_IVL_MS)
                 pong.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * CURVE_HEARTBEAT_IVL_MS)
-            ping.bind(ping_addr)
-            pong.bind(pong_addr)
+            bind(ping, ping_addr, "pings")
+            bind(pong, pong_addr, "pongs")
             return cls(ping, pong, owns_sockets=True, authenticator=authenticator, **kwargs)
         except BaseException:
             close_sockets(ping, pong)
@@ -274,10 +271,6 @@ class HeartMonitor:
         return self._ledger.phi(heart, self.clock())
 
     @property
-    def running(self) -> bool:
-        return self._running
-
-    @property
     def ping_addr(self) -> str:
         return endpoint(self.pingstream)
 
@@ -304,7 +297,7 @@ class HeartMonitor:
         self._failure_handlers.remove(handler)
 
     def add_beat_handler(self, handler: BeatHandler) -> None:
-        """Call ``handler(beat)`` after every beat, with the :class:`~greenheart.ledger.Beat`."""
+        """Call ``handler(beat)`` after every beat, with the :class:`Beat`."""
         _require_callable(handler)
         self._beat_handlers.append(handler)
 
@@ -329,17 +322,14 @@ class HeartMonitor:
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Publish the first ping and start beating; returns at once."""
-        if self._stopped:
-            raise RuntimeError("this HeartMonitor was stopped; make a new one")
-        if self._running:
-            raise RuntimeError("this HeartMonitor is already running")
-        self._running = True
+    # :meth:`start` publishes the first ping and starts beating, returning at once; :meth:`stop`
+    # stops beating and closes the sockets if this monitor owns them (see Service).
+
+    def _open(self) -> None:
         self._ledger = self._new_ledger()
         self._publish(self._ledger.ping)
-        self._group.spawn(self._drain_pongs)
-        self._group.spawn(self._beat_on_schedule)
+        self._spawn(self._drain_pongs)
+        self._spawn(self._beat_on_schedule)
         self.log.info(
             "beating every %g ms on %s, listening on %s",
             self.period,
@@ -347,29 +337,11 @@ class HeartMonitor:
             self.pong_addr,
         )
 
-    def stop(self) -> None:
-        """Stop beating, and close the sockets if this monitor owns them. Safe to call twice,
-        and from a handler."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._running = False
-        current = gevent.getcurrent()
-        # A handler calling stop() runs in the beat greenlet: it ends by itself when the
-        # handler returns, and killing it here would cut the handler short.
-        gevent.killall([greenlet for greenlet in self._group if greenlet is not current])
+    def _close(self) -> None:
         if self.owns_sockets:
             close_sockets(self.pingstream, self.pongstream)
         if self.authenticator is not None:
             self.authenticator.stop()
-
-    def __enter__(self) -> HeartMonitor:
-        if not self._running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- beating ------------------------------------------------------------------------------
 
@@ -388,7 +360,8 @@ class HeartMonitor:
                     "monitor is behind: answers were still queued at a beat; hearts that"
                     " did not answer are not charged a miss for it",
                 )
-        beat = self._ledger.beat(self.clock(), judge=caught_up and not stalled, lag=lag)
+        judge = verdict(stalled=stalled, caught_up=caught_up) is Verdict.JUDGE
+        beat = self._ledger.beat(self.clock(), judge=judge, lag=lag)
         if not self.pingstream.closed:
             self._publish(beat.ping)
         self._log_beat(beat)
@@ -400,23 +373,12 @@ class HeartMonitor:
         return beat
 
     def _catch_up(self) -> bool:
-        """Read the pongs already queued; False if answers are still queued after that.
-
-        Pongs already queued arrived in time; only the monitor was slow to read them. The
-        ROUTER queues fairly across connections, so once twice as many messages as there
-        are hearts have been read, every heart's answers have been. What is left is then
-        either more answers (the monitor is behind, and must not judge) or one peer's
-        flood of repeats and garbage (which must not stop it judging): one more batch
-        tells which.
-        """
-        if self.pongstream.closed:
-            return True
-        limit = 2 * len(self._ledger.hearts) + PONG_BATCH
-        if self._drain_queued(limit) < limit:
-            return True
-        answers = self._ledger.answers
-        self._drain_queued(PONG_BATCH)
-        return self._ledger.answers == answers
+        """Read the pongs already queued, as :class:`~greenheart.core.judging.CatchUp` decides;
+        False if answers are still queued after that."""
+        catch_up = CatchUp(len(self._ledger.hearts))
+        while wanted := catch_up.wanted():
+            catch_up.read(self._drain_queued(wanted), self._ledger.answers)
+        return bool(catch_up.caught_up)
 
     def _publish(self, ping: bytes) -> None:
         # A PUB socket never blocks: with no subscribers, or a full queue, it drops.
@@ -424,7 +386,7 @@ class HeartMonitor:
 
     def _beat_on_schedule(self) -> None:
         schedule = BeatSchedule.starting(self._ledger.tic, self.period / 1000.0)
-        while self._running:
+        while self.running:
             while (delay := schedule.wait(self.clock())) > 0:
                 gevent.sleep(delay)
             slot = schedule.beat(self.clock())
@@ -494,7 +456,7 @@ class HeartMonitor:
 
     def _drain_pongs(self) -> None:
         socket = self.pongstream
-        while self._running and not socket.closed:
+        while self.running and not socket.closed:
             if self._drain_queued(PONG_BATCH) == PONG_BATCH:
                 yield_to_others()  # more is queued; let the beat and the rest of the program run
                 continue

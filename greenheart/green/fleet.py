@@ -1,40 +1,45 @@
 """HeartFleet: many simulated hearts in one process, each a real ZeroMQ peer.
 
 Every heart has its own DEALER socket, identity and connection, so on the pong side
-it is indistinguishable from a :class:`~greenheart.heart.Heart`. What the hearts
+it is indistinguishable from a :class:`~greenheart.green.heart.Heart`. What the hearts
 share is the ping side: one SUB socket receives each ping once and a greenlet fans
 it out to every heart. That halves the cost of a heart to 2 file descriptors (the
 DEALER's mailbox and its connection) instead of 4.
 
 The DEALERs are plain (not green) sockets that only ever send with ``NOBLOCK``, so
 they can never block the hub, and they skip the green wrapper's cost on the
-hottest loop. Delayed pongs wait in one :class:`~greenheart.delays.DelayQueue`, not
+hottest loop. Delayed pongs wait in one :class:`~greenheart.green.delays.DelayQueue`, not
 a greenlet each.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable, Iterable
 
 import attrs
 import gevent
-import gevent.pool
 import zmq
 import zmq.green
 
-from greenheart.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
-from greenheart.checks import COUNT
-from greenheart.curve import ClientCurve
-from greenheart.delays import DelayQueue
-from greenheart.hub import yield_to_others
-from greenheart.limits import check_room
-from greenheart.sockets import close_sockets
+from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.core.checks import COUNT
+from greenheart.core.timeline import (
+    Action,
+    KillHearts,
+    ReplaceHearts,
+    ReviveHearts,
+    Timeline,
+)
+from greenheart.green.curve import ClientCurve
+from greenheart.green.delays import DelayQueue
+from greenheart.green.hub import yield_to_others
+from greenheart.green.lifecycle import Service
+from greenheart.green.limits import check_room
+from greenheart.green.sockets import close_sockets, connect
 
 log = logging.getLogger("greenheart.fleet")
 
@@ -109,13 +114,13 @@ def _counts(hearts: Iterable[_SimHeart]) -> dict[str, int]:
 
 
 @attrs.define(eq=False)
-class HeartFleet:
+class HeartFleet(Service):
     """``size`` simulated hearts answering the monitor at ``ping_addr``/``pong_addr``.
 
     ``behaviour`` says how each heart answers (delay, loss, slow hearts) and ``scenario``
-    what happens to the fleet over time (:class:`~greenheart.behaviour.Die`,
-    :class:`~greenheart.behaviour.Revive`, :class:`~greenheart.behaviour.Churn`,
-    :class:`~greenheart.behaviour.Flap`), all seeded by ``behaviour.seed``. Identities are
+    what happens to the fleet over time (:class:`~greenheart.core.behaviour.Die`,
+    :class:`~greenheart.core.behaviour.Revive`, :class:`~greenheart.core.behaviour.Churn`,
+    :class:`~greenheart.core.behaviour.Flap`), all seeded by ``behaviour.seed``. Identities are
     ``<prefix>-<serial>``.
     """
 
@@ -155,54 +160,42 @@ class HeartFleet:
     _live: list[_SimHeart] = attrs.field(factory=list, init=False)
     _dead: list[bytes] = attrs.field(factory=list, init=False)
     _departed: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(_COUNTS, 0), init=False)
-    _serials: itertools.count = attrs.field(factory=itertools.count, init=False)
-    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
+    _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _delays: DelayQueue = attrs.field(init=False)
     _fleet_pings: int = attrs.field(default=0, init=False)
-    _running: bool = attrs.field(default=False, init=False)
-    _stopped: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._delays = DelayQueue(self._send, self.clock)
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Open every heart's socket and start answering; returns once the sockets are open."""
-        if self._stopped:
-            raise RuntimeError("this HeartFleet was stopped; make a new one")
-        if self._running:
-            raise RuntimeError("this HeartFleet is already running")
-        check_room(self.size, DESCRIPTORS_PER_HEART, "a fleet")
+    def start(self) -> HeartFleet:
+        """Open every heart's socket and start answering; returns once the sockets are open.
+
+        A size that cannot fit under the open-file limit is refused before anything opens.
+        """
+        if not self.running:  # Service.start refuses the rest, each with its own reason
+            check_room(self.size, DESCRIPTORS_PER_HEART, "a fleet")
+        return super().start()
+
+    def _open(self) -> None:
         self._context = zmq.green.Context()
         self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
         self._context.set(zmq.IO_THREADS, self.io_threads)
-        self._running = True
-        try:
-            self._sub = self._context.socket(zmq.SUB)
-            self._sub.linger = 0
-            self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-            if self.curve is not None:
-                self.curve.apply(self._sub)
-            self._sub.connect(self.ping_addr)
-            self._add(self.size)
-        except BaseException:
-            self.stop()
-            raise
-        self._group.start(self._delays.start())
-        self._group.spawn(self._fan_out)
+        self._sub = self._context.socket(zmq.SUB)
+        self._sub.linger = 0
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.curve is not None:
+            self.curve.apply(self._sub)
+        connect(self._sub, self.ping_addr, "pings")
+        self._add(self.size)
+        self._spawn(self._delays.run)
+        self._spawn(self._fan_out)
         if self.scenario:
-            self._group.spawn(self._play, self.scenario)
+            self._spawn(self._play, Timeline.start(self.scenario, self.behaviour.seed, self.alive))
         log.info("fleet %s: %d hearts answering %s", self.prefix, self.size, self.ping_addr)
 
-    def stop(self) -> None:
-        """Close every socket and end every greenlet. Safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._running = False
-        current = gevent.getcurrent()
-        gevent.killall([greenlet for greenlet in self._group if greenlet is not current])
+    def _close(self) -> None:
         self._delays.clear()
         for heart in self._hearts.values():
             close_sockets(heart.socket)
@@ -211,14 +204,6 @@ class HeartFleet:
         if self._context is not None:
             self._context.term()
         self._live = []
-
-    def __enter__(self) -> HeartFleet:
-        if not self._running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -265,7 +250,7 @@ class HeartFleet:
         check_room(len(hearts), DESCRIPTORS_PER_HEART, "reviving hearts")
         for heart in hearts:
             if heart.socket is None:
-                self._open(heart)
+                self._connect(heart)
                 self._dead.remove(heart.id)
         self._refresh_live()
 
@@ -293,7 +278,7 @@ class HeartFleet:
     # -- inside -----------------------------------------------------------------------------------
 
     def _require_running(self) -> None:
-        if not self._running:
+        if not self.running:
             raise RuntimeError("the fleet is not running")
 
     def _lookup(self, ids: Iterable[bytes]) -> list[_SimHeart]:
@@ -303,7 +288,7 @@ class HeartFleet:
             raise KeyError(f"not hearts of this fleet: {unknown[:5]}")
         return [self._hearts[heart_id] for heart_id in ids]
 
-    def _open(self, heart: _SimHeart) -> None:
+    def _connect(self, heart: _SimHeart) -> None:
         socket = zmq.Socket(self._context, zmq.DEALER)
         try:
             socket.linger = 0
@@ -314,7 +299,7 @@ class HeartFleet:
             socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
             if self.curve is not None:
                 self.curve.apply(socket)
-            socket.connect(self.pong_addr)
+            connect(socket, self.pong_addr, "pongs")
         except BaseException:
             socket.close(linger=0)
             raise
@@ -325,7 +310,7 @@ class HeartFleet:
         for opened in range(1, count + 1):
             serial = next(self._serials)
             heart = _SimHeart(f"{self.prefix}-{serial}".encode(), serial)
-            self._open(heart)
+            self._connect(heart)
             self._hearts[heart.id] = heart
             added.append(heart.id)
             if opened % OPEN_BATCH == 0:
@@ -391,68 +376,31 @@ class HeartFleet:
 
     # -- the scenario ----------------------------------------------------------------------------
 
-    def _play(self, scenario: tuple[Event, ...]) -> None:
-        """Run the scenario's events on their schedule, from one greenlet."""
+    def _play(self, timeline: Timeline) -> None:
+        """Carry out the timeline's actions when they are due, from one greenlet."""
         started = self.clock()
-        chooser = random.Random(self.behaviour.seed)
-        timeline: list[tuple[float, int, Callable[[], float | None]]] = []
-        order = itertools.count()
-
-        def at(when: float, action: Callable[[], float | None]) -> None:
-            heapq.heappush(timeline, (when, next(order), action))
-
-        def choose(count: int) -> list[bytes]:
-            alive = [heart.id for heart in self._live]
-            return chooser.sample(alive, min(count, len(alive)))
-
-        for event in scenario:
-            if isinstance(event, Die):
-                at(event.at, lambda event=event: self._scripted_death(choose(event.count)))
-            elif isinstance(event, Revive):
-                at(event.at, lambda event=event: self._scripted_revival(event.count))
-            elif isinstance(event, Churn):
-                at(event.every, lambda event=event: self._churn(choose(event.count), event.every))
-            else:
-                flappers = [self._hearts[heart_id] for heart_id in choose(event.count)]
-                at(event.up, _flapping(flappers, event))
-
-        while timeline:
-            when, _, action = heapq.heappop(timeline)
-            delay = started + when - self.clock()
+        while (due := timeline.next_due()) is not None:
+            delay = started + due - self.clock()
             if delay > 0:
                 gevent.sleep(delay)
-            again_after = action()
-            if again_after is not None:
-                at(when + again_after, action)
+            while action := timeline.pop_due(self.clock() - started, self.alive, self.dead):
+                self._carry_out(action)
 
-    def _scripted_death(self, ids: list[bytes]) -> None:
-        log.info("scenario: %d hearts die", len(ids))
-        self.kill(ids)
-
-    def _scripted_revival(self, count: int) -> None:
-        ids = self._dead[:count]
-        log.info("scenario: %d hearts come back", len(ids))
-        self.revive(ids)
-
-    def _churn(self, leaving: list[bytes], every: float) -> float:
-        log.info("scenario: churn, %d hearts leave and as many join", len(leaving))
-        self._remove(leaving)
-        self._add(len(leaving))
-        return every
-
-
-def _flapping(flappers: list[_SimHeart], event: Flap) -> Callable[[], float]:
-    """A scenario action that silences ``flappers``, then lets them answer, and so on."""
-    silent = True
-
-    def toggle() -> float:
-        nonlocal silent
-        for heart in flappers:
-            heart.silent = silent
-        state = "go silent" if silent else "answer"
-        log.info("scenario: %d flapping hearts %s", len(flappers), state)
-        phase = event.down if silent else event.up
-        silent = not silent
-        return phase
-
-    return toggle
+    def _carry_out(self, action: Action) -> None:
+        hearts = list(action.hearts)
+        if isinstance(action, KillHearts):
+            log.info("scenario: %d hearts die", len(hearts))
+            self.kill(hearts)
+        elif isinstance(action, ReviveHearts):
+            log.info("scenario: %d hearts come back", len(hearts))
+            self.revive(hearts)
+        elif isinstance(action, ReplaceHearts):
+            log.info("scenario: churn, %d hearts leave and as many join", len(hearts))
+            self._remove(hearts)
+            self._add(len(hearts))
+        else:
+            state = "go silent" if action.silent else "answer"
+            log.info("scenario: %d flapping hearts %s", len(hearts), state)
+            for heart_id in hearts:
+                if heart_id in self._hearts:
+                    self._hearts[heart_id].silent = action.silent

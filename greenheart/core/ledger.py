@@ -25,7 +25,7 @@ another key is **spoofed**, counted, and otherwise ignored.
 :meth:`Ledger.beat` closes the round. Known hearts that did not answer miss a beat:
 they go on probation, and a heart whose consecutive misses exceed ``max_misses`` has
 failed and is forgotten (if it answers again it will be new again). With a
-:class:`~greenheart.phi.PhiAccrual` detector the miss count is still kept, but a heart
+:class:`~greenheart.core.phi.PhiAccrual` detector the miss count is still kept, but a heart
 fails when its suspicion level passes the detector's threshold instead. Hearts that
 answered and were unknown become new hearts, up to ``max_hearts``; the rest are
 refused (and asked again next round). Then the next round opens with a fresh ping.
@@ -42,13 +42,16 @@ returned as a value (:class:`Pong`, :class:`Beat`) for the driver to act on.
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import attrs
 
-from greenheart.checks import COUNT, OPTIONAL_COUNT
-from greenheart.phi import Intervals, PhiAccrual
-from greenheart.wire import encode_ping
+from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core.phi import Intervals, PhiAccrual
+from greenheart.core.wire import encode_ping
 
 
 class PongKind(enum.Enum):
@@ -106,12 +109,12 @@ class Beat:
     late_pongs: int
     #: repeated, spoofed, stale and malformed pongs
     bad_pongs: int
-    #: heart -> seconds its late pong came after the beat that made it late
-    late_hearts: dict[bytes, float]
+    #: heart -> seconds its late pong came after the beat that made it late (read-only)
+    late_hearts: Mapping[bytes, float]
     #: the longest round trip of an on-time pong in the round, in seconds
     max_rtt: float | None
     #: the round trip of every answer (on time, then late) in the round
-    round_trips: list[float] = attrs.field(factory=list, eq=False, repr=False)
+    round_trips: tuple[float, ...] = attrs.field(default=(), eq=False, repr=False)
     #: False when the hearts that did not answer were not charged a miss
     judged: bool = True
     #: new hearts not admitted because ``max_hearts`` were known
@@ -350,8 +353,12 @@ class Ledger:
         self._previous_ping, self._previous_tic = self.ping, self.tic
         round_length = now - self.tic
         self.last_ping = self.lifetime
-        # A clock that steps back (an injected one) must not make a ping repeat an older one.
-        self.lifetime += max(0.0, round_length)
+        # A clock that stands still or steps back (an injected one) must not make the new ping
+        # repeat the old one: its answers would be taken for answers to the new round.
+        if round_length > 0:
+            self.lifetime += round_length
+        else:
+            self.lifetime = math.nextafter(self.lifetime, math.inf)
         self.ping = encode_ping(self.lifetime)
         self.tic = now
 
@@ -377,7 +384,7 @@ class Ledger:
             on_time_pongs=len(on_time),
             late_pongs=len(late),
             bad_pongs=self._round_bad,
-            late_hearts={heart: rtt - late_by for heart, rtt in late.items()},
+            late_hearts=MappingProxyType({heart: rtt - late_by for heart, rtt in late.items()}),
             max_rtt=max(on_time.values(), default=None),
             round_trips=round_trips,
             judged=judge,
@@ -416,7 +423,7 @@ class Ledger:
         for heart in [h for h in self._owners if h not in self.hearts][:excess]:
             del self._owners[heart]
 
-    def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> list[float]:
+    def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> tuple[float, ...]:
         """Update the records of the known hearts that answered; return every round trip."""
         on_time, late, records = self._on_time, self._late, self._records
         tic, previous_tic, detector = self.tic, self._previous_tic, self.detector
@@ -444,4 +451,4 @@ class Ledger:
             # now, rather than counting the monitor's own stall against them.
             for heart in self.hearts - responded:
                 records[heart].last_arrival = now
-        return [*on_time.values(), *late.values()]
+        return (*on_time.values(), *late.values())

@@ -1,7 +1,8 @@
 """The monitor's events on a ZeroMQ socket, for processes that are not in this one.
 
-Like ipyparallel's monitor stream, but plain: any ZeroMQ SUB socket, in any language,
-can follow who joins and who fails. Every event is three frames:
+This is greenheart's own protocol, not ipyparallel's monitor stream (which sends signed
+Jupyter messages to its hub): plain frames that any ZeroMQ SUB socket, in any language, can
+follow to learn who joins and who fails. Every event is three frames:
 
     [kind, identity, json]
 
@@ -14,21 +15,27 @@ not wait for hearts to join again to know who is there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Sequence
 
 import attrs
-import gevent
-import gevent.pool
 import zmq
 import zmq.green
 
-from greenheart.ledger import Beat
-from greenheart.monitor import HeartMonitor
-from greenheart.sockets import close_sockets, default_context, endpoint, wait_for_messages
-from greenheart.wire import display_id
+from greenheart.core.ledger import Beat
+from greenheart.core.wire import display_id
+from greenheart.green.lifecycle import Service
+from greenheart.green.monitor import HeartMonitor
+from greenheart.green.sockets import (
+    bind,
+    close_sockets,
+    default_context,
+    endpoint,
+    wait_for_messages,
+)
 
 log = logging.getLogger("greenheart.events")
 
@@ -41,7 +48,7 @@ EVENTS_SNDHWM = 100_000
 
 
 @attrs.define(eq=False)
-class EventStream:
+class EventStream(Service):
     """Publishes ``monitor``'s new-heart and heart-failure events on an XPUB bound to ``addr``."""
 
     monitor: HeartMonitor
@@ -50,7 +57,6 @@ class EventStream:
     #: events published
     sent: int = attrs.field(default=0, init=False)
     _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
-    _group: gevent.pool.Group = attrs.field(factory=gevent.pool.Group, init=False)
 
     @property
     def address(self) -> str:
@@ -58,37 +64,22 @@ class EventStream:
         assert self._socket is not None, "start() first"
         return endpoint(self._socket)
 
-    def start(self) -> EventStream:
+    def _open(self) -> None:
         socket = (self.context or default_context()).socket(zmq.XPUB)
+        self._socket = socket
         socket.linger = 0
         socket.setsockopt(zmq.SNDHWM, EVENTS_SNDHWM)
-        socket.setsockopt(
-            zmq.XPUB_VERBOSE, 1
-        )  # every subscription, so every subscriber is welcomed
-        try:
-            socket.bind(self.addr)
-        except zmq.ZMQError:
-            socket.close()
-            raise
-        self._socket = socket
+        # every subscription, so that every subscriber is welcomed
+        socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+        bind(socket, self.addr, "events")
         self.monitor.add_beat_handler(self._publish_beat)
-        self._group.spawn(self._welcome, socket)
-        return self
+        self._spawn(self._welcome, socket)
 
-    def stop(self) -> None:
-        """Stop publishing; safe to call twice."""
-        if self._socket is None:
-            return
-        self.monitor.remove_beat_handler(self._publish_beat)
-        self._group.kill()
+    def _close(self) -> None:
+        with contextlib.suppress(ValueError):  # never added: the bind failed
+            self.monitor.remove_beat_handler(self._publish_beat)
         close_sockets(self._socket)
         self._socket = None
-
-    def __enter__(self) -> EventStream:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _publish_beat(self, beat: Beat) -> None:
         for heart in beat.new_hearts:

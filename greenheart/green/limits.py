@@ -6,10 +6,15 @@ import contextlib
 import os
 import resource
 
+from greenheart.core.errors import TooManyHearts
 
-class TooManyHearts(ValueError):
-    """More hearts were asked for than the open-file limit allows."""
-
+__all__ = [
+    "RESERVED_DESCRIPTORS",
+    "TooManyHearts",
+    "check_room",
+    "open_descriptors",
+    "raise_open_file_limit",
+]
 
 #: descriptors kept free for the context, the fleet's SUB socket, logging and the like
 RESERVED_DESCRIPTORS = 64
@@ -26,9 +31,10 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def open_descriptors() -> int:
+def open_descriptors(pid: int | str = "self") -> int:
+    """The file descriptors a process has open (0 if /proc cannot say)."""
     try:
-        return len(os.listdir("/proc/self/fd"))
+        return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
 

@@ -34,8 +34,10 @@ from prometheus_client.core import (
     Metric,
 )
 
-from greenheart.ledger import Beat
-from greenheart.monitor import HeartMonitor
+from greenheart.core.errors import UsageError
+from greenheart.core.ledger import Beat
+from greenheart.green.lifecycle import Service
+from greenheart.green.monitor import HeartMonitor
 
 #: round-trip buckets, in seconds: loopback is sub-millisecond, a busy LAN tens of ms
 ROUND_TRIP_BUCKETS = (
@@ -119,17 +121,44 @@ def register(monitor: HeartMonitor, registry: CollectorRegistry | None = None) -
     return registry
 
 
+@attrs.define(eq=False)
+class MetricsServer(Service):
+    """Serves ``monitor``'s metrics at ``http://host:port/metrics`` from greenlets (no thread).
+
+    A port of 0 picks a free one: :attr:`server_port` tells which, once started.
+    """
+
+    monitor: HeartMonitor
+    port: int = 0
+    host: str = "127.0.0.1"
+    registry: CollectorRegistry | None = None
+    _server: WSGIServer | None = attrs.field(default=None, init=False)
+
+    @property
+    def server_port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_port)
+
+    def _open(self) -> None:
+        app = make_wsgi_app(register(self.monitor, self.registry))
+        # each request is handled in a greenlet of this object's
+        self._server = WSGIServer((self.host, self.port), app, log=None, spawn=self._spawn)
+        try:
+            self._server.start()
+        except OSError as error:
+            raise UsageError(f"cannot serve metrics on {self.host}:{self.port}: {error}") from error
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
 def serve_metrics(
     monitor: HeartMonitor,
     port: int,
     host: str = "127.0.0.1",
     registry: CollectorRegistry | None = None,
-) -> WSGIServer:
-    """Serve ``monitor``'s metrics at ``http://host:port/metrics`` from a greenlet (no thread).
-
-    Returns the started server; ``server.server_port`` is the port (useful with port 0),
-    ``server.stop()`` stops it.
-    """
-    server = WSGIServer((host, port), make_wsgi_app(register(monitor, registry)), log=None)
-    server.start()
-    return server
+) -> MetricsServer:
+    """Serve ``monitor``'s metrics on ``host:port``; returns the started :class:`MetricsServer`
+    (``server.server_port`` is the port, useful with port 0; ``server.stop()`` stops it)."""
+    return MetricsServer(monitor, port, host, registry).start()

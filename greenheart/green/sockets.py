@@ -8,6 +8,8 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.core.errors import UsageError
+
 #: the plain pyzmq option getter, which does not poll the socket's state as the green one does
 _base_get = zmq.Socket.get
 
@@ -38,6 +40,22 @@ def close_sockets(*sockets: zmq.Socket | None) -> None:
     for socket in sockets:
         if socket is not None and not socket.closed:
             socket.close(linger=0)
+
+
+def bind(socket: zmq.Socket, addr: str, role: str) -> None:
+    """Bind ``socket`` to ``addr``; an address ZeroMQ refuses is a :class:`UsageError`."""
+    try:
+        socket.bind(addr)
+    except zmq.ZMQError as error:
+        raise UsageError(f"cannot bind {role} to {addr!r}: {error}") from error
+
+
+def connect(socket: zmq.Socket, addr: str, role: str) -> None:
+    """Connect ``socket`` to ``addr``; an address ZeroMQ refuses is a :class:`UsageError`."""
+    try:
+        socket.connect(addr)
+    except zmq.ZMQError as error:
+        raise UsageError(f"cannot connect {role} to {addr!r}: {error}") from error
 
 
 def endpoint(socket: zmq.Socket) -> str:

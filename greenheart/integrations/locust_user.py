@@ -33,8 +33,8 @@ import zmq
 import zmq.green
 from locust import User, constant, task
 
-from greenheart.limits import raise_open_file_limit
-from greenheart.sockets import close_sockets
+from greenheart.green.limits import raise_open_file_limit
+from greenheart.green.sockets import close_sockets
 
 raise_open_file_limit()
 

@@ -1,0 +1,71 @@
+"""The ``greenheart`` command: one module a subcommand, assembled here.
+
+Errors the user can fix (:class:`~greenheart.core.errors.UsageError`: a bad address, a key
+file that cannot be read, a size that cannot fit) print as one line with exit status 2;
+anything else is a bug in greenheart and surfaces as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from greenheart import __version__
+from greenheart.cli import demo, fleet, heart, keys, monitor
+from greenheart.core.errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenheart",
+        description="A gevent heartbeat monitor and hearts, ipyparallel-compatible.",
+    )
+    parser.add_argument("--version", action="version", version=f"greenheart {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    monitor.add_command(commands)
+    heart.add_command(commands)
+    fleet.add_command(commands)
+    keys.add_keys_command(commands)
+    demo.add_command(commands)
+    _add_bench_command(commands)
+    return parser
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    # the bench loads its own modules only when it runs
+    from greenheart.bench.command import add_arguments
+
+    bench = commands.add_parser(
+        "bench",
+        help="on loopback: ramp the load on a monitor and report its capacity",
+        description="Ramp hearts, then shorten the period, holding each step; report"
+        " per step and name the last good step (every heart on time >= 99%%, none"
+        " wrongly failed) as the capacity.",
+    )
+    add_arguments(bench)
+    bench.set_defaults(run=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from greenheart.bench.command import run
+
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("greenheart bench: interrupted; every child process stopped", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        status: int = args.run(args)
+    except UsageError as error:
+        print(f"greenheart {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return status

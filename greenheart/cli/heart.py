@@ -1,0 +1,38 @@
+"""``greenheart heart``: one heart answering a monitor, ours or ipyparallel's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from greenheart.cli.keys import add_client_arguments, client_curve
+from greenheart.cli.signals import wait_for_signal
+from greenheart.core.wire import display_id, parse_id
+from greenheart.green.heart import Heart
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    heart = commands.add_parser("heart", help="run one heart answering a monitor")
+    heart.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
+    heart.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
+    heart.add_argument("--id", metavar="NAME", help="identity (0x... for hex); random if omitted")
+    add_client_arguments(heart)
+    heart.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    heart = Heart(
+        args.ping,
+        args.pong,
+        heart_id=parse_id(args.id) if args.id else None,
+        curve=client_curve(args),
+    )
+    with heart:
+        print(
+            f"greenheart heart {display_id(heart.id)}: answering {args.ping} on {args.pong};"
+            " Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_for_signal()
+    return 0

@@ -1,0 +1,106 @@
+"""``greenheart monitor``: bind a heart monitor and print its events."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import TYPE_CHECKING
+
+from greenheart.cli.args import count, non_negative_float, positive_float
+from greenheart.cli.keys import add_server_arguments, server_curve
+from greenheart.cli.printer import EventPrinter
+from greenheart.cli.signals import wait_for_signal
+from greenheart.core.errors import UsageError
+from greenheart.core.phi import PhiAccrual
+from greenheart.green.limits import raise_open_file_limit
+from greenheart.green.monitor import HeartMonitor
+from greenheart.integrations.events import EventStream
+
+if TYPE_CHECKING:
+    from greenheart.integrations.metrics import MetricsServer
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    monitor = commands.add_parser("monitor", help="bind a heart monitor and print its events")
+    monitor.add_argument("--ping", required=True, metavar="ADDR", help="bind pings (PUB) here")
+    monitor.add_argument("--pong", required=True, metavar="ADDR", help="bind pongs (ROUTER) here")
+    monitor.add_argument("--period", type=positive_float, default=3000.0, metavar="MS")
+    monitor.add_argument(
+        "--max-misses", type=count, default=1, metavar="N", help="misses before a heart fails"
+    )
+    monitor.add_argument(
+        "--max-hearts", type=count, metavar="N", help="refuse new hearts beyond N (no limit)"
+    )
+    monitor.add_argument(
+        "--phi",
+        type=positive_float,
+        metavar="THRESHOLD",
+        help="fail hearts by phi-accrual suspicion (8 is usual) instead of --max-misses",
+    )
+    monitor.add_argument(
+        "--phi-pause",
+        type=non_negative_float,
+        default=0.0,
+        metavar="MS",
+        help="with --phi: a pause of this long is expected, not suspicious",
+    )
+    add_server_arguments(monitor)
+    monitor.add_argument(
+        "--events", metavar="ADDR", help="publish new_heart and heart_failure events (XPUB) here"
+    )
+    monitor.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
+    )
+    monitor.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
+    )
+    monitor.add_argument("--summary", action="store_true", help="print a line for every beat")
+    monitor.add_argument("--json", action="store_true", help="print JSON lines")
+    monitor.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise_open_file_limit()  # every heart's connection costs the monitor a descriptor
+    phi = PhiAccrual(args.phi, acceptable_pause=args.phi_pause / 1000) if args.phi else None
+    monitor = HeartMonitor.bind(
+        args.ping,
+        args.pong,
+        period=args.period,
+        max_misses=args.max_misses,
+        max_hearts=args.max_hearts,
+        phi=phi,
+        curve=server_curve(args),
+    )
+    monitor.add_beat_handler(EventPrinter(sys.stdout, as_json=args.json, summary=args.summary))
+    with monitor, contextlib.ExitStack() as extras:
+        if args.events:
+            stream = extras.enter_context(EventStream(monitor, args.events))
+            print(f"greenheart monitor: events on {stream.address}", file=sys.stderr)
+        if args.metrics_port is not None:
+            server = extras.enter_context(
+                _metrics_server(monitor, args.metrics_port, args.metrics_host)
+            )
+            print(
+                f"greenheart monitor: metrics on"
+                f" http://{args.metrics_host}:{server.server_port}/metrics",
+                file=sys.stderr,
+            )
+        print(
+            f"greenheart monitor: pinging on {monitor.ping_addr} every {args.period:g} ms,"
+            f" pongs on {monitor.pong_addr}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_for_signal()
+    return 0
+
+
+def _metrics_server(monitor: HeartMonitor, port: int, host: str) -> MetricsServer:
+    try:
+        from greenheart.integrations.metrics import MetricsServer
+    except ImportError:
+        raise UsageError(
+            "--metrics-port needs prometheus-client: pip install 'greenheart[metrics]'"
+        ) from None
+    return MetricsServer(monitor, port, host)

@@ -1,0 +1,91 @@
+"""Whether a beat may judge the hearts: the catch-up before it, and the verdict.
+
+Before a beat charges anyone a miss, the monitor reads the answers already queued on its
+socket: they arrived in time, only the monitor was slow to read them (ipyparallel's
+``flush()`` before a beat is the same idea). How much to read is decided here, fed with
+counts only, so that the rule can be tested without a socket:
+
+1. Read up to ``2 * hearts + batch`` messages. ZeroMQ's ROUTER queues fairly across
+   connections, so within that many every heart's answers have been read. If fewer were
+   queued, the monitor has caught up.
+2. Otherwise what is left is either more answers (the monitor is *behind*: judging now would
+   blame hearts whose answers sit unread) or one peer's flood of repeats and garbage (which
+   must not stop the monitor judging). One more batch tells which: if it brought no new
+   answer, what is left is the flood.
+
+A beat also judges nobody when it came so late that it is a *stall* (see
+:mod:`~greenheart.core.schedule`).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from greenheart.core.checks import COUNT
+
+#: messages read per batch: by the pong greenlet between yields, and by the catch-up's check
+PONG_BATCH = 256
+
+
+class Verdict(enum.Enum):
+    """What a beat may do with the hearts that did not answer."""
+
+    #: charge them a miss
+    JUDGE = "judge"
+    #: nothing: the beat came so late that answers may still be unread
+    STALLED = "stalled"
+    #: nothing: answers were still queued after the catch-up
+    BEHIND = "behind"
+
+
+def verdict(*, stalled: bool, caught_up: bool) -> Verdict:
+    """The verdict of a beat that was (or was not) a stall, and did (or did not) catch up."""
+    if stalled:
+        return Verdict.STALLED
+    if not caught_up:
+        return Verdict.BEHIND
+    return Verdict.JUDGE
+
+
+@attrs.define
+class CatchUp:
+    """The reads of one beat's catch-up, decided one batch at a time.
+
+    The driver asks :meth:`wanted` how many messages to read without waiting, reads them,
+    and reports with :meth:`read`, until :meth:`wanted` says 0; then :attr:`caught_up` is
+    the answer.
+    """
+
+    #: hearts known at the beat
+    hearts: int = attrs.field(validator=COUNT)
+    batch: int = attrs.field(default=PONG_BATCH, validator=[COUNT, attrs.validators.gt(0)])
+    #: None until decided; then whether every answer queued at the beat has been read
+    caught_up: bool | None = attrs.field(default=None, init=False)
+    _answers_before_check: int | None = attrs.field(default=None, init=False)
+
+    @property
+    def limit(self) -> int:
+        """The most messages the first read takes: enough for every heart's answers."""
+        return 2 * self.hearts + self.batch
+
+    def wanted(self) -> int:
+        """How many messages to read now; 0 once :attr:`caught_up` is decided."""
+        if self.caught_up is not None:
+            return 0
+        return self.limit if self._answers_before_check is None else self.batch
+
+    def read(self, count: int, answers: int) -> None:
+        """``count`` messages were read of the :meth:`wanted` ones, and the round now holds
+        ``answers`` answers."""
+        asked = self.wanted()
+        if not 0 <= count <= asked:
+            raise ValueError(f"read {count} messages of the {asked} wanted")
+        if self._answers_before_check is not None:
+            # the check: a batch with a new answer in it means answers are still coming in
+            self.caught_up = answers == self._answers_before_check
+        elif count < asked:
+            self.caught_up = True  # the queue ran dry
+        else:
+            self._answers_before_check = answers
