@@ -1,0 +1,142 @@
+"""Whether a beat may judge: the catch-up rule, driven with a model of the ROUTER's fair queue."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict
+from greenheart.core.ledger import Ledger
+
+
+class FairQueue:
+    """ZeroMQ's ROUTER as a beat sees it: one queue per peer, read round-robin."""
+
+    def __init__(self) -> None:
+        self.peers: dict[bytes, deque[bytes]] = {}
+        self._turns: deque[bytes] = deque()  # peers with something queued, next first
+        self.read_count = 0
+
+    def put(self, peer: bytes, *payloads: bytes) -> None:
+        if payloads and not self.peers.get(peer):
+            self._turns.append(peer)
+        self.peers.setdefault(peer, deque()).extend(payloads)
+
+    def unread(self) -> int:
+        return sum(map(len, self.peers.values()))
+
+    def read(self, limit: int, ledger: Ledger, now: float) -> int:
+        """Hand up to ``limit`` queued messages to ``ledger``; how many there were."""
+        read = 0
+        while read < limit and self._turns:
+            peer = self._turns.popleft()
+            ledger.pong(peer, self.peers[peer].popleft(), now)
+            read += 1
+            if self.peers[peer]:
+                self._turns.append(peer)
+        self.read_count += read
+        return read
+
+
+def catch_up(queue: FairQueue, ledger: Ledger) -> bool:
+    """What a beat does before it judges: read as the rule asks, and say if it caught up."""
+    rule = CatchUp(len(ledger.hearts))
+    while wanted := rule.wanted():
+        rule.read(queue.read(wanted, ledger, 1.0), ledger.answers)
+    assert rule.caught_up is not None
+    return rule.caught_up
+
+
+def ledger_knowing(hearts: list[bytes]) -> Ledger:
+    ledger = Ledger(tic=0.0)
+    for heart in hearts:
+        ledger.pong(heart, ledger.ping, 0.1)
+    ledger.beat(1.0)
+    assert ledger.hearts == set(hearts)
+    return ledger
+
+
+HEARTS = [b"h%d" % n for n in range(100)]
+
+
+def test_an_empty_queue_is_caught_up_at_once():
+    ledger = ledger_knowing(HEARTS)
+    queue = FairQueue()
+    assert catch_up(queue, ledger) and queue.read_count == 0
+
+
+def test_every_heart_answering_is_read_before_judging():
+    ledger = ledger_knowing(HEARTS)
+    queue = FairQueue()
+    for heart in HEARTS:
+        queue.put(heart, ledger.ping)
+    assert catch_up(queue, ledger)
+    assert ledger.responses == set(HEARTS) and not queue.unread()
+
+
+def test_one_peers_flood_does_not_stop_the_beat_judging():
+    ledger = ledger_knowing(HEARTS)
+    queue = FairQueue()
+    queue.put(b"flood", *[ledger.ping] * 100_000)
+    for heart in HEARTS:
+        queue.put(heart, ledger.ping)
+    assert catch_up(queue, ledger)
+    assert ledger.responses >= set(HEARTS)
+    # every heart was heard within the first read, and the check cost one batch more
+    assert queue.read_count == 2 * len(HEARTS) + 2 * PONG_BATCH
+
+
+def test_answers_still_coming_in_make_the_monitor_behind():
+    ledger = ledger_knowing(HEARTS[:10])
+    queue = FairQueue()
+    for heart in HEARTS + [b"new%d" % n for n in range(1000)]:
+        queue.put(heart, ledger.ping)
+    assert not catch_up(queue, ledger)
+    assert queue.unread()  # answers are still unread: judging now would blame their hearts
+
+
+@given(
+    hearts=st.integers(0, 300),
+    answers=st.lists(st.integers(0, 2), min_size=300, max_size=300),
+    flood=st.integers(0, 5000),
+)
+def test_with_at_most_two_answers_a_heart_and_one_flood_every_answer_is_read(
+    hearts, answers, flood
+):
+    known = [b"k%d" % n for n in range(hearts)]
+    ledger = ledger_knowing(known)
+    previous = b"0.0"
+    queue = FairQueue()
+    queue.put(b"flood", *[b"garbage"] * flood)
+    for heart, count in zip(known, answers, strict=False):
+        queue.put(heart, *[ledger.ping, previous][:count])
+    assert catch_up(queue, ledger)
+    assert not any(queue.peers.get(heart) for heart in known)
+    assert queue.read_count <= 2 * hearts + 2 * PONG_BATCH
+
+
+def test_the_reads_must_be_reported_as_asked():
+    rule = CatchUp(3)
+    assert rule.wanted() == 6 + PONG_BATCH
+    with pytest.raises(ValueError):
+        rule.read(rule.wanted() + 1, 0)
+    rule.read(rule.wanted(), 5)
+    assert rule.wanted() == PONG_BATCH and rule.caught_up is None
+    rule.read(PONG_BATCH, 6)
+    assert rule.wanted() == 0 and rule.caught_up is False
+
+
+@pytest.mark.parametrize(
+    ("stalled", "caught_up", "expected"),
+    [
+        (False, True, Verdict.JUDGE),
+        (True, True, Verdict.STALLED),
+        (True, False, Verdict.STALLED),
+        (False, False, Verdict.BEHIND),
+    ],
+)
+def test_a_beat_judges_only_when_on_time_and_caught_up(stalled, caught_up, expected):
+    assert verdict(stalled=stalled, caught_up=caught_up) is expected
