@@ -9,12 +9,15 @@ import sys
 import urllib.request
 
 import gevent
+import pytest
 import zmq
 import zmq.green
 from gevent import subprocess
 
+import greenheart.cli.heart as heart_command
 from greenheart.cli import main
 from greenheart.cli.demo import run_demo
+from greenheart.core.errors import UsageError
 from greenheart.green.sockets import close_sockets
 
 
@@ -81,7 +84,7 @@ def test_monitor_prints_text_lines_by_default(tmp_path):
             interrupt(proc)
 
 
-def test_bad_arguments_are_refused(capsys):
+def test_bad_arguments_are_refused():
     for argv in (
         ["monitor", "--ping", "x"],
         ["monitor", "--ping", "a", "--pong", "b", "--period", "0"],
@@ -209,3 +212,26 @@ def test_monitor_serves_metrics_and_events(tmp_path):
             if proc is not None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_bug_inside_greenheart_is_a_traceback_not_bad_arguments(monkeypatch, capsys):
+    def buggy(args):
+        raise KeyError("a bug in greenheart")
+
+    monkeypatch.setattr(heart_command, "run", buggy)
+    with pytest.raises(KeyError, match="a bug in greenheart"):
+        main(["heart", "--ping", "inproc://a", "--pong", "inproc://b"])
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_what_a_user_can_fix_is_one_line_with_status_2(monkeypatch, capsys):
+    def refused(args):
+        raise UsageError("that cannot be done as asked")
+
+    monkeypatch.setattr(heart_command, "run", refused)
+    assert main(["heart", "--ping", "inproc://a", "--pong", "inproc://b"]) == 2
+    assert capsys.readouterr().err == "greenheart heart: error: that cannot be done as asked\n"
+    with pytest.raises(SystemExit) as exit:
+        main(["fleet", "--ping", "a", "--pong", "b", "--size", "1", "--loss", "1.5"])
+    assert exit.value.code == 2
+    assert "must be from 0 to 1" in capsys.readouterr().err

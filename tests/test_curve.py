@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gevent
 import pytest
 import zmq
 import zmq.green
@@ -10,7 +9,6 @@ import zmq.green
 from greenheart import ClientCurve, Heart, HeartFleet, HeartMonitor, KeyPair, ServerCurve
 from greenheart.core.zap import zap_reply
 from greenheart.green.curve import load_allowed_keys, load_public_key, write_key_pair
-from greenheart.green.sockets import close_sockets
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 
 SERVER = KeyPair.generate()
@@ -148,11 +146,11 @@ def test_one_authenticator_per_context():
         context.term()
 
 
-def test_a_stopped_curve_monitor_leaves_nothing_running(make_curve_monitor):
+def test_a_stopped_curve_monitor_leaves_nothing_running():
     monitor = curve_monitor(None)
-    context = monitor.authenticator.context
+    authenticator = monitor.authenticator
     monitor.stop()
     monitor.stop()
-    assert context.closed
-    gevent.sleep(0)
-    close_sockets()
+    assert not authenticator.running and authenticator.join(timeout=5)
+    assert authenticator.context.closed
+    assert monitor.pingstream.closed and monitor.pongstream.closed

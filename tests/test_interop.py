@@ -82,8 +82,8 @@ def test_an_ipyparallel_heart_registers_with_our_monitor_and_fails_when_it_stops
     killed_at = time.monotonic()
     child.kill()
     wait_until(lambda: b"ipp-engine-0" in monitor.failed, timeout=10)
-    # the bound, plus 50 ms for the beat itself to run late on a loaded machine
-    assert monitor.failed[b"ipp-engine-0"][0] - killed_at <= (max_misses + 2) * period + 0.05
+    # the bound, plus slack for beats that run late on a loaded machine
+    assert monitor.failed[b"ipp-engine-0"][0] - killed_at <= (max_misses + 2) * period + 0.25
 
 
 def heartmonitor_events(socket: zmq.green.Socket) -> Iterator[tuple[str, list[str]]]:

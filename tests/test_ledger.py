@@ -54,6 +54,37 @@ def test_a_heart_fails_after_exactly_max_misses_plus_one_misses(max_misses):
     assert beat.failed_hearts == (b"a",)
 
 
+@given(
+    period=st.floats(0.01, 10.0),
+    max_misses=st.integers(0, 10),
+    beats_alive=st.integers(1, 20),
+    stopped_into_round=st.floats(0.0, 1.0, exclude_max=True),
+    rtt=st.floats(0.0, 0.5),
+)
+def test_detection_and_registration_bounds_on_a_punctual_grid(
+    period, max_misses, beats_alive, stopped_into_round, rtt
+):
+    """The bounds the socket tests rely on, exactly: registered at the first beat after the
+    first answer; a heart that stops is failed more than max_misses and at most
+    max_misses + 2 periods later."""
+    ledger = Ledger(tic=0.0, max_misses=max_misses)
+    stopped_at = (beats_alive + stopped_into_round) * period
+    registered_at = failed_at = None
+    beat_number = 0
+    while failed_at is None:
+        tic = beat_number * period
+        if tic + rtt * period < stopped_at:  # it answers each ping until it stops
+            ledger.pong(b"a", ledger.ping, tic + rtt * period)
+        beat_number += 1
+        beat = ledger.beat(beat_number * period)
+        if beat.new_hearts:
+            registered_at = beat.at
+        if beat.failed_hearts:
+            failed_at = beat.at
+    assert registered_at == period  # the first answer came in the first round
+    assert max_misses * period < failed_at - stopped_at <= (max_misses + 2) * period + 1e-9
+
+
 def test_an_answer_ends_probation():
     ledger = Ledger(tic=0.0, max_misses=2)
     ledger.pong(b"a", ledger.ping, 0.1)

@@ -29,8 +29,9 @@ def test_a_heart_is_registered_within_one_period_of_its_first_pong(make_monitor)
     monitor = make_monitor(RecordingMonitor, period=period * 1000)
     with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"quick"):
         wait_until(lambda: b"quick" in monitor.hearts)
-        # the beat may run a few ms late on a busy machine; a quarter period covers that
-        assert monitor.registered[b"quick"][0] - monitor.first_pong[b"quick"] <= period * 1.25
+        # within a period exactly on a punctual grid (test_ledger proves it); beats run late
+        # on a busy machine, so here a quarter of a second of slack
+        assert monitor.registered[b"quick"][0] - monitor.first_pong[b"quick"] <= period + 0.25
 
 
 @pytest.mark.parametrize("max_misses", [1, 3])
@@ -46,7 +47,8 @@ def test_a_stopped_heart_fails_within_max_misses_plus_two_periods(make_monitor, 
     heart.stop()
     wait_until(lambda: b"mortal" in monitor.failed, timeout=(max_misses + 2) * period + 5)
     detected_after = monitor.failed[b"mortal"][0] - stopped_at
-    assert max_misses * period < detected_after <= (max_misses + 2) * period
+    # the exact bound is test_ledger's; beats run late on a busy machine
+    assert max_misses * period < detected_after <= (max_misses + 2) * period + 0.25
     assert b"mortal" not in monitor.hearts and b"mortal" not in monitor.on_probation
 
 
@@ -126,7 +128,7 @@ def test_bad_input_is_counted_never_registered_and_the_monitor_keeps_beating(mak
 
 
 def test_beats_keep_a_fixed_schedule_despite_work_in_handlers(make_monitor):
-    period = 0.02
+    period, beats = 0.1, 30
     monitor = make_monitor(period=period * 1000)
     times: list[float] = []
     done = gevent.event.Event()
@@ -134,13 +136,15 @@ def test_beats_keep_a_fixed_schedule_despite_work_in_handlers(make_monitor):
     def on_beat(beat):
         times.append(beat.at)
         time.sleep(period / 10)  # work that a sleep-after-work loop would add to every period
-        if len(times) == 50:
+        if len(times) == beats:
             done.set()
 
     monitor.add_beat_handler(on_beat)
-    assert done.wait(timeout=10)
-    drift = [abs(at - (times[0] + i * period)) for i, at in enumerate(times[:50])]
-    assert max(drift) < period
+    assert done.wait(timeout=30)
+    # On the grid the last beat is due (beats - 1) periods after the first; a loop that
+    # slept a period after its work would be 10 ms later every beat, 290 ms in all.
+    elapsed = times[beats - 1] - times[0]
+    assert abs(elapsed - (beats - 1) * period) < 0.1
 
 
 def open_fds() -> int:
