@@ -12,19 +12,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from greenheart.bench.command import with_default_subcommand
 from greenheart.bench.ramp import (
     ON_TIME_FLOOR,
     RampPlan,
     Step,
     StepResult,
     capacity,
-    percentile,
     ramp_goes_on,
     summarise,
     unsettled,
 )
 from greenheart.bench.report import summary, table
 from greenheart.bench.runner import _split
+from greenheart.bench.stats import percentile
 from tests.helpers import wait_until
 
 
@@ -265,3 +266,51 @@ def test_bench_refuses_bad_arguments():
     _, stderr = run.communicate(timeout=20)
     assert run.returncode == 2
     assert "monitors are" in stderr
+
+
+@pytest.mark.timeout(180)
+def test_the_fleet_bench_at_a_tiny_size(tmp_path):
+    out = tmp_path / "fleet.json"
+    run = bench(
+        "fleet", *("--hearts", "30", "--hold", "1", "--pings", "5"),
+        *("--ipyparallel-step", "5", "--ipyparallel-limit", "10", "--json", str(out)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=170)
+    assert run.returncode == 0, stderr
+    assert "density: hearts in one fleet, 1 s period, zero misses  30 for 1 s: yes" in stdout
+    figures = json.loads(out.read_text())
+    assert figures["density_30"]["zero_misses"] and figures["density_30"]["beats"] >= 2
+    # a fleet heart costs 2 descriptors, a Heart object 4 (plus what a process has anyway)
+    assert 2 <= figures["fleet_30"]["fds_per_heart"] < figures["heart_objects_30"]["fds_per_heart"]
+    assert figures["fidelity"]["pongs_expected"] == 5 * 30
+    assert figures["ipyparallel_thread_hearts"]["held"] == 10
+
+
+@pytest.mark.timeout(120)
+def test_the_soak_at_a_tiny_size(tmp_path):
+    out = tmp_path / "soak.json"
+    run = bench(
+        "soak", *("--hearts", "40", "--period", "100", "--minutes", "0.2", "--churn", "0.5"),
+        *("--churn-every", "2", "--warmup", "3", "--json", str(out)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=110)
+    assert run.returncode == 0, stdout + stderr
+    assert "OK: no false failures" in stdout
+    result = json.loads(out.read_text())
+    assert result["killed"] >= 3 and result["failed"] >= result["killed"]
+    assert result["false_failures"] == result["undetected"] == result["late_detections"] == 0
+    assert result["bad_pongs"] > 0  # the garbage came, and was counted
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["bench"], ["bench", "ramp"]),
+        (["-v", "bench", "--hearts", "10"], ["-v", "bench", "ramp", "--hearts", "10"]),
+        (["bench", "soak", "--quick"], ["bench", "soak", "--quick"]),
+        (["bench", "--help"], ["bench", "--help"]),
+        (["heart", "--id", "bench"], ["heart", "--id", "bench"]),
+    ],
+)
+def test_the_ramp_is_the_default_bench(argv, expected):
+    assert with_default_subcommand(argv) == expected

@@ -1,19 +1,31 @@
-"""The processes of a benchmark: the monitors it measures, and the fleets that load them.
+"""The processes of a benchmark: the monitors it measures, and the loads that drive them.
 
-``python -m greenheart.bench.children KIND --period MS`` binds a ping and a pong socket
-on free loopback ports, prints one JSON line saying where, then one JSON line per
-beat (:func:`beat_report`) until it is terminated. KIND is one of:
+``python -m greenheart.bench.children KIND ...`` runs one of them. A monitor binds a ping
+and a pong socket on free loopback ports, prints one JSON line saying where, then one
+JSON line per beat (:func:`greenheart.bench.beats.beat_report`, the one schema) until it is
+terminated. The monitors:
 
-- ``greenheart``: :class:`greenheart.HeartMonitor`;
+- ``greenheart``: :class:`greenheart.HeartMonitor` (``--events`` adds a line for every
+  heart registered or failed: ``{"event": "new" | "failed", "heart": ..., "at": ...}``);
 - ``greenheart-curve``: the same with CURVE on: encrypted, and only the fleets' key let in
   (``--curve DIR`` names the keys, for the monitor and its fleets alike);
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop;
 - ``raw``: the transport's limit, a bare pyzmq ROUTER drained in a tight loop with
   the least bookkeeping a monitor can do (who answered this round).
 
-Each target pays the same for being measured: the round trip of every answer is
-kept, and a beat reports a sample of them. CPU time is the whole process's (user +
-system, ZeroMQ's I/O thread included), read from /proc at every beat.
+Each monitor pays the same for being measured: the round trip of every answer is kept,
+and a beat reports a sample of them. CPU time is the whole process's (user + system,
+ZeroMQ's I/O thread included), read from /proc at every beat.
+
+The loads, given the monitor's ``--ping`` and ``--pong``:
+
+- ``fleet``: a :class:`~greenheart.HeartFleet` of ``--size`` prompt hearts; ``hearts``: as
+  many :class:`~greenheart.Heart` objects. Each first prints its memory and descriptors,
+  then ``{"started": N}`` once every socket is open;
+- ``ipyparallel-hearts``: ipyparallel's thread hearts, ``--size`` more each time it reads
+  ``more`` on its stdin, printing its memory, descriptors and threads each time;
+- ``soak-fleet``: a fleet that kills ``--churn`` of its hearts a minute (printing who, and
+  when) and grows as many, and sends ``--garbage`` messages a second to the pong socket.
 """
 
 from __future__ import annotations
@@ -28,10 +40,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from greenheart.bench.proc import cpu_seconds, rss_kib
-
-#: round trips reported per beat; a random sample when more hearts answered
-RTT_SAMPLE = 200
+from greenheart.bench.beats import beat_report
+from greenheart.bench.proc import proc_status, rss_kib
+from greenheart.green.limits import open_descriptors, raise_open_file_limit
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
@@ -41,44 +52,6 @@ MONITORS = ("greenheart", "greenheart-curve", "ipyparallel", "raw")
 SERVER_KEYS = "server.key_secret"
 SERVER_PUBLIC_KEY = "server.key"
 FLEET_KEYS = "allowed/fleet.key_secret"
-
-
-def beat_report(
-    *,
-    beat: int,
-    hearts: int,
-    responded: int,
-    on_probation: int,
-    new: int,
-    failed: int,
-    on_time: int,
-    late: int,
-    bad: int,
-    round_trips: Sequence[float],
-    round_s: float | None,
-) -> str:
-    """One beat as a JSON line; times in milliseconds."""
-    sample = (
-        round_trips if len(round_trips) <= RTT_SAMPLE else random.sample(round_trips, RTT_SAMPLE)
-    )
-    return json.dumps(
-        {
-            "beat": beat,
-            "at": time.monotonic(),
-            "cpu": cpu_seconds(),
-            "hearts": hearts,
-            "responded": responded,
-            "on_probation": on_probation,
-            "new": new,
-            "failed": failed,
-            "on_time": on_time,
-            "late": late,
-            "bad": bad,
-            "rtt_ms": [round(rtt * 1000, 3) for rtt in sample],
-            "rtt_max_ms": round(max(round_trips) * 1000, 3) if round_trips else None,
-            "round_ms": None if round_s is None else round(round_s * 1000, 3),
-        }
-    )
 
 
 def _say(line: str) -> None:
@@ -93,12 +66,21 @@ def _ready(ping: str, pong: str) -> None:
 # -- greenheart ------------------------------------------------------------------------------
 
 
-def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None) -> None:
+def _until_terminated() -> None:
+    """Wait, letting the gevent hub run, until SIGTERM or SIGINT."""
     import gevent
     import gevent.event
 
+    stop = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    stop.wait()
+
+
+def run_greenheart(
+    period: float, max_misses: int, curve_dir: str | None = None, events: bool = False
+) -> None:
     from greenheart.core.ledger import Beat
-    from greenheart.green.limits import raise_open_file_limit
     from greenheart.green.monitor import HeartMonitor
 
     raise_open_file_limit()
@@ -117,12 +99,16 @@ def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None)
                 bad=beat.bad_pongs,
                 round_trips=beat.round_trips,
                 round_s=beat.max_rtt,
+                judged=beat.judged,
             )
         )
 
-    stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.signal_handler(signal.SIGINT, stop.set)
+    def event(kind: str) -> object:
+        def say(heart: bytes) -> None:
+            _say(json.dumps({"event": kind, "heart": heart.decode(), "at": time.monotonic()}))
+
+        return say
+
     curve = None
     if curve_dir is not None:
         from greenheart.green.curve import KeyPair, ServerCurve, load_allowed_keys
@@ -133,9 +119,12 @@ def run_greenheart(period: float, max_misses: int, curve_dir: str | None = None)
         LOOPBACK, LOOPBACK, period=period, max_misses=max_misses, curve=curve
     )
     monitor.add_beat_handler(report)
+    if events:
+        monitor.add_new_heart_handler(event("new"))
+        monitor.add_heart_failure_handler(event("failed"))
     with monitor:
         _ready(monitor.ping_addr, monitor.pong_addr)
-        stop.wait()
+        _until_terminated()
 
 
 # -- ipyparallel -----------------------------------------------------------------------------
@@ -162,8 +151,6 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
     import zmq
     from ipyparallel.controller.heartmonitor import HeartMonitor
     from zmq.eventloop.zmqstream import ZMQStream
-
-    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
     tally = _Tally()
@@ -257,8 +244,6 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
 def run_raw(period: float) -> None:
     import zmq
 
-    from greenheart.green.limits import raise_open_file_limit
-
     raise_open_file_limit()
     stopped = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -329,50 +314,169 @@ def run_raw(period: float) -> None:
     context.term()
 
 
-# -- a fleet ------------------------------------------------------------------------------------
+# -- the loads ---------------------------------------------------------------------------------
+
+
+def _footprint() -> dict[str, int]:
+    return {"rss_kib": rss_kib(), "fds": open_descriptors(), "pid": os.getpid()}
+
+
+def _load_curve(curve_dir: str | None) -> object:
+    if curve_dir is None:
+        return None
+    from greenheart.green.curve import ClientCurve, KeyPair, load_public_key
+
+    return ClientCurve(
+        load_public_key(os.path.join(curve_dir, SERVER_PUBLIC_KEY)),
+        KeyPair.load(os.path.join(curve_dir, FLEET_KEYS)),
+    )
 
 
 def run_fleet(ping: str, pong: str, size: int, prefix: str, curve_dir: str | None = None) -> None:
-    """A fleet of ``size`` prompt hearts; says its memory before and once all are connected."""
-    import gevent
-    import gevent.event
-
+    """A fleet of ``size`` prompt hearts; says its footprint before, then once all are open."""
     from greenheart.green.fleet import HeartFleet
-    from greenheart.green.limits import raise_open_file_limit
 
     raise_open_file_limit()
-    stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.signal_handler(signal.SIGINT, stop.set)
-    _say(json.dumps({"rss_before_kib": rss_kib(), "pid": os.getpid()}))
-    curve = None
-    if curve_dir is not None:
-        from greenheart.green.curve import ClientCurve, KeyPair, load_public_key
-
-        curve = ClientCurve(
-            load_public_key(os.path.join(curve_dir, SERVER_PUBLIC_KEY)),
-            KeyPair.load(os.path.join(curve_dir, FLEET_KEYS)),
-        )
-    with HeartFleet(ping, pong, size=size, prefix=prefix, curve=curve):
+    _say(json.dumps({"before": _footprint()}))
+    with HeartFleet(ping, pong, size=size, prefix=prefix, curve=_load_curve(curve_dir)):
         _say(json.dumps({"started": size}))
-        stop.wait()
+        _until_terminated()
+
+
+def run_hearts(ping: str, pong: str, size: int, prefix: str) -> None:
+    """``size`` :class:`~greenheart.Heart` objects, for comparison with a fleet."""
+    import zmq.green
+
+    from greenheart.green.heart import Heart
+
+    raise_open_file_limit()
+    _say(json.dumps({"before": _footprint()}))
+    context = zmq.green.Context()
+    context.set(zmq.MAX_SOCKETS, context.get(zmq.SOCKET_LIMIT))  # the default is 1,023
+    hearts = [Heart(ping, pong, heart_id=f"{prefix}-{n}", context=context) for n in range(size)]
+    for heart in hearts:
+        heart.start()
+    _say(json.dumps({"started": size}))
+    try:
+        _until_terminated()
+    finally:
+        for heart in hearts:
+            heart.stop()
+        context.term()
+
+
+def run_ipyparallel_hearts(ping: str, pong: str, step: int, limit: int) -> None:
+    """ipyparallel's thread hearts, ``step`` more each time the parent says ``more``."""
+    from ipyparallel.controller.heartmonitor import Heart
+
+    raise_open_file_limit()
+    before, hearts = rss_kib(), []
+    while len(hearts) < limit:
+        try:
+            for _ in range(step):
+                heart = Heart(ping, pong, heart_id=f"ipp-{len(hearts)}".encode())
+                heart.start()
+                hearts.append(heart)
+            report = {"count": len(hearts), "rss_before_kib": before, **_footprint()}
+            report["threads"] = proc_status("Threads")
+        except Exception as error:  # running out of descriptors or threads is the measurement
+            _say(json.dumps({"error": repr(error), "count": len(hearts)}))
+            break
+        _say(json.dumps(report))
+        if sys.stdin.readline().strip() != "more":
+            break
+    os._exit(0)  # daemon device threads cannot be stopped; leave at once
+
+
+def run_soak_fleet(
+    ping: str, pong: str, size: int, churn: float, garbage: float, every: float, seed: int
+) -> None:
+    """A fleet that kills ``churn`` of its hearts a minute, ``every`` seconds, and grows as
+    many; and ``garbage`` random messages a second from a few peers."""
+    import gevent
+
+    from greenheart.green.fleet import HeartFleet
+
+    raise_open_file_limit()
+    chooser = random.Random(seed)
+    per_round = max(1, round(size * churn * every / 60))
+    with HeartFleet(ping, pong, size=size, prefix="soak") as fleet:
+        _say(json.dumps({"event": "started", "hearts": len(fleet.alive), "at": time.monotonic()}))
+        sender = gevent.spawn(_send_garbage, pong, garbage, seed)
+        try:
+            while True:
+                gevent.sleep(every)
+                # only hearts old enough to have registered, so each kill must show as a failure
+                settled = list(fleet.alive)[: -4 * per_round]
+                victims = chooser.sample(settled, min(per_round, len(settled)))
+                fleet.kill(victims)
+                killed = [heart.decode() for heart in victims]
+                _say(json.dumps({"event": "killed", "hearts": killed, "at": time.monotonic()}))
+                fleet.grow(len(victims))
+        finally:
+            sender.kill()
+
+
+def _send_garbage(pong: str, rate: float, seed: int) -> None:
+    """About ``rate`` messages a second of random shape, from a few peers."""
+    import contextlib
+
+    import gevent
+    import zmq.green
+
+    chooser = random.Random(seed + 1)
+    context = zmq.green.Context.instance()
+    peers = []
+    for n in range(4):
+        peer = context.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.setsockopt(zmq.IDENTITY, f"garbage-{n}".encode())
+        peer.connect(pong)
+        peers.append(peer)
+    batch = max(1, int(rate / 10))
+    while True:
+        for _ in range(batch):
+            frames = [
+                os.urandom(chooser.choice([0, 1, 8, 30, 64, 65, 500]))
+                for _ in range(chooser.randint(1, 3))
+            ]
+            with contextlib.suppress(zmq.Again):  # the monitor's queue for this peer is full
+                chooser.choice(peers).send_multipart(frames, zmq.NOBLOCK)
+        gevent.sleep(0.1)
+
+
+LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=(*MONITORS, "fleet"))
+    parser.add_argument("kind", choices=(*MONITORS, *LOADS))
     parser.add_argument("--period", type=float, default=1000.0, help="milliseconds")
     parser.add_argument("--max-misses", type=int, default=1)
-    parser.add_argument("--ping", help="for a fleet: the monitor's ping address")
-    parser.add_argument("--pong", help="for a fleet: the monitor's pong address")
-    parser.add_argument("--size", type=int, default=1, help="for a fleet: how many hearts")
-    parser.add_argument("--prefix", default="bench", help="for a fleet: identity prefix")
+    parser.add_argument("--events", action="store_true", help="greenheart: a line per event")
     parser.add_argument("--curve", metavar="DIR", help="CURVE keys, for greenheart-curve")
+    parser.add_argument("--ping", help="for a load: the monitor's ping address")
+    parser.add_argument("--pong", help="for a load: the monitor's pong address")
+    parser.add_argument("--size", type=int, default=1, help="for a load: how many hearts")
+    parser.add_argument("--limit", type=int, default=0, help="ipyparallel-hearts: at most")
+    parser.add_argument("--prefix", default="bench", help="for a load: identity prefix")
+    parser.add_argument("--churn", type=float, default=0.01, help="soak-fleet: killed a minute")
+    parser.add_argument("--every", type=float, default=6.0, help="soak-fleet: seconds a round")
+    parser.add_argument("--garbage", type=float, default=0.0, help="soak-fleet: messages/s")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.kind == "fleet":
         run_fleet(args.ping, args.pong, args.size, args.prefix, args.curve)
+    elif args.kind == "hearts":
+        run_hearts(args.ping, args.pong, args.size, args.prefix)
+    elif args.kind == "ipyparallel-hearts":
+        run_ipyparallel_hearts(args.ping, args.pong, args.size, args.limit)
+    elif args.kind == "soak-fleet":
+        run_soak_fleet(
+            args.ping, args.pong, args.size, args.churn, args.garbage, args.every, args.seed
+        )
     elif args.kind in ("greenheart", "greenheart-curve"):
-        run_greenheart(args.period, args.max_misses, args.curve)
+        run_greenheart(args.period, args.max_misses, args.curve, args.events)
     elif args.kind == "ipyparallel":
         run_ipyparallel(args.period, args.max_misses)
     else:

@@ -1,184 +1,81 @@
-"""``greenheart bench``: ramp the load on one or more monitors and name their capacity."""
+"""``greenheart bench``: the load tests, each a subcommand on the one harness.
+
+- ``ramp`` (the default, so ``greenheart bench --hearts ...`` is a ramp): how many hearts a
+  monitor holds at a period, against ipyparallel's and the bare loop
+  (:mod:`~greenheart.bench.capacity`);
+- ``fleet``: what a simulated heart costs, and how faithfully it misbehaves
+  (:mod:`~greenheart.bench.fleet`);
+- ``soak``: minutes of churn and garbage, checked for false failures, late detections and
+  memory growth (:mod:`~greenheart.bench.soak`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Protocol
 
-from greenheart.bench import report
-from greenheart.bench.children import MONITORS
-from greenheart.bench.ramp import RampPlan, Step, StepResult, ramp_goes_on, unsettled
-from greenheart.bench.runner import ChildFailed, StepRunner
-from greenheart.core.errors import UsageError
-
-DEFAULT_HEARTS = "1000,2000,4000"
-DEFAULT_PERIODS = "200,133,100,67,50"
-DEFAULT_DURATION = 40.0
+from greenheart.bench import capacity, fleet, soak
 
 
-def _numbers(kind: type) -> Callable[[str], list]:
-    def parse(text: str) -> list:
+class BenchModule(Protocol):
+    HELP: str
+    DESCRIPTION: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+DEFAULT = "ramp"
+SUBCOMMANDS: dict[str, BenchModule] = {"ramp": capacity, "fleet": fleet, "soak": soak}
+
+
+def with_default_subcommand(argv: Sequence[str]) -> list[str]:
+    """``greenheart`` arguments with ``ramp`` put after ``bench`` when no subcommand follows."""
+    argv = list(argv)
+    # the command is the first argument that is not an option (greenheart -v bench ...)
+    command = next((n for n, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if command is not None and argv[command] == "bench":
+        after = argv[command + 1 : command + 2]
+        if not after or after[0] not in (*SUBCOMMANDS, "-h", "--help"):
+            argv.insert(command + 1, DEFAULT)
+    return argv
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="on loopback: load tests (ramp, the default; fleet; soak)",
+        description="Load tests on loopback, each in fresh processes: ramp (the default, so"
+        " 'greenheart bench --hearts ...' is a ramp) measures how many hearts a monitor holds;"
+        " fleet what a simulated heart costs; soak checks minutes of churn and garbage.",
+    )
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for name, module in SUBCOMMANDS.items():
+        parser = kinds.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        module.add_arguments(parser)
+        parser.set_defaults(run=_run(module))
+
+
+def _run(module: BenchModule) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        # SIGTERM unwinds like Ctrl-C, so that every child process is stopped on the way out
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
-            values = [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}") from None
-        if not values or any(value <= 0 for value in values):
-            raise argparse.ArgumentTypeError(f"need positive numbers, got {text!r}")
-        return values
+            return module.run(args)
+        except KeyboardInterrupt:
+            print(
+                f"greenheart bench {args.bench}: interrupted; every child process stopped",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
-    return parse
-
-
-def _monitors(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in MONITORS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"monitors are {', '.join(MONITORS)}; got {text!r}")
-    return list(dict.fromkeys(names))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--hearts",
-        type=_numbers(int),
-        default=DEFAULT_HEARTS,
-        help=f"hearts to ramp through at the longest period (default {DEFAULT_HEARTS})",
-    )
-    parser.add_argument(
-        "--period",
-        type=_numbers(float),
-        default=DEFAULT_PERIODS,
-        help="periods in ms; the ramp then shortens the period at the most hearts"
-        f" (default {DEFAULT_PERIODS})",
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=DEFAULT_DURATION,
-        help="seconds of measurement per monitor, shared among the steps (default"
-        f" {DEFAULT_DURATION:g}); starting each step's processes comes on top",
-    )
-    parser.add_argument(
-        "--processes", type=int, default=1, help="fleet processes sharing the hearts (default 1)"
-    )
-    parser.add_argument(
-        "--monitor",
-        type=_monitors,
-        default=["greenheart"],
-        help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-curve (CURVE"
-        " on: encrypted, keys checked), ipyparallel, or raw (a bare pyzmq loop: the"
-        " transport's limit); several alternate step by step",
-    )
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="also ramp ipyparallel's HeartMonitor, alternating steps, and print the ratios",
-    )
-    parser.add_argument(
-        "--max-misses", type=int, default=3, help="the monitors' max_misses (default 3)"
-    )
-    parser.add_argument("--json", metavar="FILE", help="write every figure here")
-    parser.add_argument(
-        "--plot", metavar="FILE", help="draw latency and on-time %% against load (PNG)"
-    )
-
-
-class ProgressLine:
-    """One line on a terminal, rewritten as beats come in; plain lines elsewhere."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.live = out.isatty()
-        self._shown = 0.0
-
-    def beat(self, monitor: str, step: Step, held: int, beat: dict) -> None:
-        now = time.monotonic()
-        if not self.live or now - self._shown < 0.25:
-            return
-        self._shown = now
-        on_time = 100.0 * beat["on_time"] / max(1, step.hearts)
-        self.out.write(
-            f"\r  {monitor:<16} {step}: beat {held}, {beat['responded']} answered,"
-            f" {on_time:.1f}% on time   "
-        )
-        self.out.flush()
-
-    def step_done(self, result: StepResult) -> None:
-        if self.live:
-            self.out.write("\r\x1b[K")
-        pongs = f"{result.pongs_per_second:.0f} pongs/s, " if result.settled else ""
-        self.out.write(f"  {result.monitor:<16} {result.step}: {pongs}{result.verdict}\n")
-        self.out.flush()
-
-
-def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    monitors = list(args.monitor)
-    if args.compare and "ipyparallel" not in monitors:
-        monitors.append("ipyparallel")
-    if "ipyparallel" in monitors and importlib.util.find_spec("ipyparallel") is None:
-        raise UsageError("ipyparallel is not installed: pip install ipyparallel")
-    if args.processes < 1:
-        raise UsageError("--processes must be at least 1")
-    if args.duration <= 0:
-        raise UsageError("--duration must be positive")
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib: pip install 'greenheart[plot]'")
-    steps = RampPlan(args.hearts, args.period).steps()
-    hold = args.duration / len(steps)
-    progress = ProgressLine(err)
-    runner = StepRunner(
-        hold=hold, processes=args.processes, max_misses=args.max_misses, progress=progress.beat
-    )
-    err.write(
-        f"greenheart bench: {len(steps)} steps of {hold:.1f} s for {', '.join(monitors)};"
-        f" {args.processes} fleet process(es), loopback TCP\n"
-    )
-    results = _ramp(runner, monitors, steps, progress)
-    print(report.table(results), file=out)
-    print(file=out)
-    print(report.summary(results, monitors), file=out)
-    config = {
-        "hearts": args.hearts,
-        "periods_ms": args.period,
-        "hold_seconds": hold,
-        "processes": args.processes,
-        "max_misses": args.max_misses,
-        "monitors": monitors,
-    }
-    if args.json:
-        report.write_json(args.json, report.document(results, monitors, config))
-    if args.plot:
-        report.plot(args.plot, results, monitors)
-    return 0
-
-
-def _ramp(
-    runner: StepRunner, monitors: Sequence[str], steps: Sequence[Step], progress: ProgressLine
-) -> list[StepResult]:
-    """Every monitor through the steps, alternating, each stopping at its first bad step."""
-    results: list[StepResult] = []
-    # SIGTERM unwinds like Ctrl-C, so that every child process is stopped on the way out.
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        for step in steps:
-            for monitor in monitors:
-                ramp = [result for result in results if result.monitor == monitor]
-                if not ramp_goes_on(ramp):
-                    continue
-                try:
-                    result = runner.run(monitor, step)
-                except (TimeoutError, ChildFailed) as error:
-                    result = unsettled(monitor, step, str(error))
-                results.append(result)
-                progress.step_done(result)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return results
+    return run
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -11,10 +11,12 @@ first bad step, and the last good step is the monitor's capacity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
+
+from greenheart.bench.stats import percentile
 
 #: the least on-time percentage of a good step
 ON_TIME_FLOOR = 99.0
@@ -62,15 +64,6 @@ class RampPlan:
         return steps
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q`` quantile (0..1) by the nearest-rank method; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
-
-
 @attrs.frozen
 class StepResult:
     """What one monitor did under one step's load; times in milliseconds."""
@@ -87,14 +80,20 @@ class StepResult:
     bad_pongs: int = 0
     false_failures: int = 0
     max_on_probation: int = 0
+    #: the fewest hearts that answered any one beat of the hold
+    min_responded: int = 0
+    #: beats that charged nobody a miss (the monitor stalled, or was behind)
+    unjudged_beats: int = 0
     rtt_p50_ms: float | None = None
     rtt_p99_ms: float | None = None
     rtt_max_ms: float | None = None
+    round_p50_ms: float | None = None
     round_p99_ms: float | None = None
     monitor_cpu_percent: float = 0.0
     monitor_us_per_pong: float | None = None
     fleet_cpu_percent: float = 0.0
     fleet_rss_kib_per_heart: float | None = None
+    fleet_fds_per_heart: float | None = None
     note: str = ""
 
     @property
@@ -112,7 +111,17 @@ class StepResult:
             problems.append(f"on time {self.on_time_percent:.1f}% < {ON_TIME_FLOOR:g}%")
         return "; ".join(problems) or "ok"
 
-    def as_dict(self) -> dict:
+    @property
+    def zero_misses(self) -> bool:
+        """Every heart answered every beat of the hold on time, and none failed."""
+        return (
+            self.good
+            and self.min_responded == self.step.hearts
+            and self.max_on_probation == 0
+            and self.late_pongs == 0
+        )
+
+    def as_dict(self) -> dict[str, Any]:
         fields = attrs.asdict(self, recurse=False)
         fields["step"] = attrs.asdict(self.step)
         fields["hearts"] = self.step.hearts
@@ -125,12 +134,13 @@ class StepResult:
 def summarise(
     monitor: str,
     step: Step,
-    beats: Sequence[Mapping],
+    beats: Sequence[Mapping[str, Any]],
     *,
     fleet_cpu_seconds: float = 0.0,
     fleet_rss_kib: float | None = None,
+    fleet_fds: float | None = None,
 ) -> StepResult:
-    """Sum up the beat reports of a step's hold (see :mod:`greenheart.bench.targets`).
+    """Sum up the beat reports (:mod:`greenheart.bench.beats`) of a step's hold.
 
     ``beats`` starts with the beat before the hold, which only marks the start of the
     clock and of the CPU count.
@@ -157,14 +167,18 @@ def summarise(
         bad_pongs=sum(beat["bad"] for beat in held),
         false_failures=sum(beat["failed"] for beat in held),
         max_on_probation=max(beat["on_probation"] for beat in held),
+        min_responded=min(beat["responded"] for beat in held),
+        unjudged_beats=sum(not beat.get("judged", True) for beat in held),
         rtt_p50_ms=percentile(round_trips, 0.5),
         rtt_p99_ms=percentile(round_trips, 0.99),
         rtt_max_ms=max(maxima, default=None),
+        round_p50_ms=percentile(rounds, 0.5),
         round_p99_ms=percentile(rounds, 0.99),
         monitor_cpu_percent=100.0 * monitor_cpu / seconds if seconds > 0 else 0.0,
         monitor_us_per_pong=1e6 * monitor_cpu / answers if answers else None,
         fleet_cpu_percent=100.0 * fleet_cpu_seconds / seconds if seconds > 0 else 0.0,
         fleet_rss_kib_per_heart=None if fleet_rss_kib is None else fleet_rss_kib / step.hearts,
+        fleet_fds_per_heart=None if fleet_fds is None else fleet_fds / step.hearts,
     )
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from greenheart import __version__
+from greenheart.bench import command as bench_command
 from greenheart.cli import demo, fleet, heart, keys, monitor
 from greenheart.core.errors import UsageError
 
@@ -30,37 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_command(commands)
     keys.add_keys_command(commands)
     demo.add_command(commands)
-    _add_bench_command(commands)
+    bench_command.add_command(commands)
     return parser
 
 
-def _add_bench_command(commands: argparse._SubParsersAction) -> None:
-    # the bench loads its own modules only when it runs
-    from greenheart.bench.command import add_arguments
-
-    bench = commands.add_parser(
-        "bench",
-        help="on loopback: ramp the load on a monitor and report its capacity",
-        description="Ramp hearts, then shorten the period, holding each step; report"
-        " per step and name the last good step (every heart on time >= 99%%, none"
-        " wrongly failed) as the capacity.",
-    )
-    add_arguments(bench)
-    bench.set_defaults(run=_bench)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from greenheart.bench.command import run
-
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("greenheart bench: interrupted; every child process stopped", file=sys.stderr)
-        return 130
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(bench_command.with_default_subcommand(argv))
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -1,0 +1,183 @@
+"""``greenheart bench ramp`` (the default): ramp the load on monitors and name their capacity."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from greenheart.bench import report
+from greenheart.bench.child import ChildFailed
+from greenheart.bench.children import MONITORS
+from greenheart.bench.ramp import RampPlan, Step, StepResult, ramp_goes_on, unsettled
+from greenheart.bench.runner import StepRunner
+from greenheart.core.errors import UsageError
+
+DEFAULT_HEARTS = "1000,2000,4000"
+DEFAULT_PERIODS = "200,133,100,67,50"
+DEFAULT_DURATION = 40.0
+
+
+HELP = "ramp the load on a monitor and report its capacity (the default)"
+DESCRIPTION = (
+    "Ramp hearts, then shorten the period, holding each step; report per step and name the"
+    " last good step (every heart on time >= 99%%, none wrongly failed) as the capacity."
+)
+
+
+def _numbers(kind: type) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}") from None
+        if not values or any(value <= 0 for value in values):
+            raise argparse.ArgumentTypeError(f"need positive numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def _monitors(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in MONITORS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"monitors are {', '.join(MONITORS)}; got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hearts",
+        type=_numbers(int),
+        default=DEFAULT_HEARTS,
+        help=f"hearts to ramp through at the longest period (default {DEFAULT_HEARTS})",
+    )
+    parser.add_argument(
+        "--period",
+        type=_numbers(float),
+        default=DEFAULT_PERIODS,
+        help="periods in ms; the ramp then shortens the period at the most hearts"
+        f" (default {DEFAULT_PERIODS})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION,
+        help="seconds of measurement per monitor, shared among the steps (default"
+        f" {DEFAULT_DURATION:g}); starting each step's processes comes on top",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="fleet processes sharing the hearts (default 1)"
+    )
+    parser.add_argument(
+        "--monitor",
+        type=_monitors,
+        default=["greenheart"],
+        help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-curve (CURVE"
+        " on: encrypted, keys checked), ipyparallel, or raw (a bare pyzmq loop: the"
+        " transport's limit); several alternate step by step",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also ramp ipyparallel's HeartMonitor, alternating steps, and print the ratios",
+    )
+    parser.add_argument(
+        "--max-misses", type=int, default=3, help="the monitors' max_misses (default 3)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write every figure here")
+    parser.add_argument(
+        "--plot", metavar="FILE", help="draw latency and on-time %% against load (PNG)"
+    )
+
+
+class ProgressLine:
+    """One line on a terminal, rewritten as beats come in; plain lines elsewhere."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.live = out.isatty()
+        self._shown = 0.0
+
+    def beat(self, monitor: str, step: Step, held: int, beat: dict) -> None:
+        now = time.monotonic()
+        if not self.live or now - self._shown < 0.25:
+            return
+        self._shown = now
+        on_time = 100.0 * beat["on_time"] / max(1, step.hearts)
+        self.out.write(
+            f"\r  {monitor:<16} {step}: beat {held}, {beat['responded']} answered,"
+            f" {on_time:.1f}% on time   "
+        )
+        self.out.flush()
+
+    def step_done(self, result: StepResult) -> None:
+        if self.live:
+            self.out.write("\r\x1b[K")
+        pongs = f"{result.pongs_per_second:.0f} pongs/s, " if result.settled else ""
+        self.out.write(f"  {result.monitor:<16} {result.step}: {pongs}{result.verdict}\n")
+        self.out.flush()
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    monitors = list(args.monitor)
+    if args.compare and "ipyparallel" not in monitors:
+        monitors.append("ipyparallel")
+    if "ipyparallel" in monitors and importlib.util.find_spec("ipyparallel") is None:
+        raise UsageError("ipyparallel is not installed: pip install ipyparallel")
+    if args.processes < 1:
+        raise UsageError("--processes must be at least 1")
+    if args.duration <= 0:
+        raise UsageError("--duration must be positive")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'greenheart[plot]'")
+    steps = RampPlan(args.hearts, args.period).steps()
+    hold = args.duration / len(steps)
+    progress = ProgressLine(err)
+    runner = StepRunner(
+        hold=hold, processes=args.processes, max_misses=args.max_misses, progress=progress.beat
+    )
+    err.write(
+        f"greenheart bench: {len(steps)} steps of {hold:.1f} s for {', '.join(monitors)};"
+        f" {args.processes} fleet process(es), loopback TCP\n"
+    )
+    results = _ramp(runner, monitors, steps, progress)
+    print(report.table(results), file=out)
+    print(file=out)
+    print(report.summary(results, monitors), file=out)
+    config = {
+        "hearts": args.hearts,
+        "periods_ms": args.period,
+        "hold_seconds": hold,
+        "processes": args.processes,
+        "max_misses": args.max_misses,
+        "monitors": monitors,
+    }
+    if args.json:
+        report.write_json(args.json, report.document(results, monitors, config))
+    if args.plot:
+        report.plot(args.plot, results, monitors)
+    return 0
+
+
+def _ramp(
+    runner: StepRunner, monitors: Sequence[str], steps: Sequence[Step], progress: ProgressLine
+) -> list[StepResult]:
+    """Every monitor through the steps, alternating, each stopping at its first bad step."""
+    results: list[StepResult] = []
+    for step in steps:
+        for monitor in monitors:
+            ramp = [result for result in results if result.monitor == monitor]
+            if not ramp_goes_on(ramp):
+                continue
+            try:
+                result = runner.run(monitor, step)
+            except (TimeoutError, ChildFailed) as error:
+                result = unsettled(monitor, step, str(error))
+            results.append(result)
+            progress.step_done(result)
+    return results

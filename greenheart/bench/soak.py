@@ -1,0 +1,187 @@
+"""``greenheart bench soak``: thousands of hearts for minutes, with churn and garbage, checked
+for lies.
+
+The monitor runs in one process, reporting every beat and every heart it registers or
+fails; the hearts run in another as one fleet, which kills a share of its hearts every few
+seconds (and grows as many new ones) and sends garbage to the monitor's pong socket. Every
+kill is reported with its time on the shared monotonic clock. Checked at the end:
+
+- no false failures: every heart the monitor failed had been killed before;
+- every killed heart was failed within (max_misses + 2) periods, plus slack for the beat;
+- the monitor's RSS grew by less than 5 MiB after the warm-up.
+
+The default is 5,000 hearts at 200 ms for 10 minutes; ``--quick`` is 1,000 for 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
+from greenheart.bench.proc import rss_kib
+from greenheart.bench.runner import MonitorChild
+from greenheart.bench.stats import percentile
+
+HELP = "minutes of churn and garbage: false failures, late detections, memory growth"
+DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
+
+#: seconds between churn rounds in the fleet
+CHURN_EVERY = 6.0
+
+#: extra seconds a detection may take beyond the bound: a beat on a busy machine runs late
+SLACK = 0.1
+
+#: seconds between looks at the processes
+SAMPLE_EVERY = 5.0
+
+#: the most the monitor's memory may grow after the warm-up
+GROWTH_LIMIT_MIB = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hearts", type=int, default=5000)
+    parser.add_argument("--period", type=float, default=200.0, metavar="MS")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--max-misses", type=int, default=2)
+    parser.add_argument("--churn", type=float, default=0.01, help="share of hearts killed a minute")
+    parser.add_argument("--churn-every", type=float, default=CHURN_EVERY, metavar="SECONDS")
+    parser.add_argument("--garbage", type=float, default=0.01, help="garbage per pong")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=150.0,
+        metavar="SECONDS",
+        help="ZeroMQ grows each connection's queue in chunks of 256 messages: the monitor's"
+        " memory rises for the first 500 or so beats, then stays flat",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the result here")
+    parser.add_argument("--quick", action="store_true", help="1,000 hearts for 2 minutes")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.hearts, args.minutes, args.warmup = 1000, 2.0, 110.0
+    period = args.period / 1000
+    bound = (args.max_misses + 2) * period + SLACK
+    beats: list[Line] = []
+    killed: dict[str, float] = {}
+    samples: list[tuple[float, int]] = []
+    with children() as started:
+        monitor = MonitorChild(
+            "greenheart", args.period, f"--max-misses={args.max_misses}", "--events"
+        )
+        started.append(monitor.child)
+        fleet = Child.program(
+            "soak fleet",
+            "soak-fleet",
+            f"--ping={monitor.ping}",
+            f"--pong={monitor.pong}",
+            f"--size={args.hearts}",
+            f"--churn={args.churn}",
+            f"--every={args.churn_every}",
+            f"--garbage={args.hearts / period * args.garbage}",
+            f"--seed={args.seed}",
+        )
+        started.append(fleet)
+        try:
+            fleet.next(STARTUP_SECONDS)
+            began = time.monotonic()
+            end = began + args.minutes * 60
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(SAMPLE_EVERY, left))
+                beats += monitor.said()
+                for line in fleet.said():
+                    if line.get("event") == "killed":
+                        killed.update(dict.fromkeys(line["hearts"], line["at"]))
+                samples.append((time.monotonic() - began, rss_kib(monitor.pid)))
+                _progress(samples[-1], beats, killed, monitor.events)
+        except ChildFailed as error:
+            print(f"FAIL: {error}")
+            return 1
+    # kills of the last moments cannot have been detected yet
+    killed = {heart: at for heart, at in killed.items() if at < end - bound}
+    result = summarise(args, beats, monitor.events, killed, samples, bound)
+    print(json.dumps(result, indent=2))
+    problems = problems_of(result)
+    for problem in problems:
+        print("FAIL:", problem)
+    if not problems:
+        print("OK: no false failures, every kill detected in time, memory flat")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if problems else 0
+
+
+def _progress(
+    sample: tuple[float, int], beats: Sequence[Line], killed: dict[str, float], events: list[Line]
+) -> None:
+    failed = sum(event["event"] == "failed" for event in events)
+    hearts = beats[-1]["hearts"] if beats else 0
+    print(
+        f"{sample[0]:6.0f} s: {hearts} hearts, {len(killed)} killed, {failed} failed,"
+        f" bad pongs {sum(beat['bad'] for beat in beats)},"
+        f" unjudged beats {sum(not beat['judged'] for beat in beats)},"
+        f" RSS {sample[1] / 1024:.1f} MiB",
+        flush=True,
+    )
+
+
+def summarise(
+    args: argparse.Namespace,
+    beats: Sequence[Line],
+    events: Sequence[Line],
+    killed: dict[str, float],
+    samples: Sequence[tuple[float, int]],
+    bound: float,
+) -> dict[str, Any]:
+    failed: dict[str, float] = {}
+    for event in events:
+        if event["event"] == "failed":
+            failed.setdefault(event["heart"], event["at"])
+    false_failures = [heart for heart, at in failed.items() if killed.get(heart, at + 1) > at]
+    detections = sorted(failed[heart] - at for heart, at in killed.items() if heart in failed)
+    warm = [rss for at, rss in samples if at >= args.warmup]
+    growth_mib = (max(warm) - warm[0]) / 1024 if len(warm) > 1 else 0.0
+    p50 = percentile(detections, 0.5)
+    return {
+        "hearts": args.hearts,
+        "period_ms": args.period,
+        "minutes": args.minutes,
+        "max_misses": args.max_misses,
+        "killed": len(killed),
+        "failed": len(failed),
+        "false_failures": len(false_failures),
+        "false_failure_examples": false_failures[:3],
+        "undetected": sum(heart not in failed for heart in killed),
+        "detection_bound_s": round(bound, 3),
+        "detection_max_s": round(detections[-1], 3) if detections else None,
+        "detection_p50_s": None if p50 is None else round(p50, 3),
+        "late_detections": sum(latency > bound for latency in detections),
+        "bad_pongs": sum(beat["bad"] for beat in beats),
+        "beats": len(beats),
+        "unjudged_beats": sum(not beat["judged"] for beat in beats),
+        "rss_after_warmup_mib": round(warm[0] / 1024, 1) if warm else None,
+        "rss_growth_mib": round(growth_mib, 2),
+        "new_hearts": sum(event["event"] == "new" for event in events),
+    }
+
+
+def problems_of(result: dict[str, Any]) -> list[str]:
+    problems = []
+    if result["false_failures"]:
+        problems.append(
+            f"{result['false_failures']} false failures, e.g. {result['false_failure_examples']}"
+        )
+    if result["undetected"] or result["late_detections"]:
+        problems.append(
+            f"{result['undetected']} kills undetected, {result['late_detections']} detected late"
+        )
+    if result["rss_growth_mib"] >= GROWTH_LIMIT_MIB:
+        problems.append(f"RSS grew {result['rss_growth_mib']:.1f} MiB after warm-up")
+    return problems

@@ -1,0 +1,17 @@
+"""The benchmarks' one percentile."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0 to 1) by the nearest-rank method: the smallest value with at
+    least ``q`` of all values at or below it (of 1 to 100, p99 is 99 and p50 is 50). None
+    for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
