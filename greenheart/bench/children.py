@@ -38,11 +38,15 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from greenheart.bench.beats import beat_report
 from greenheart.bench.proc import proc_status, rss_kib
 from greenheart.green.limits import open_descriptors, raise_open_file_limit
+
+if TYPE_CHECKING:
+    from greenheart.green.curve import ClientCurve
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
@@ -103,7 +107,7 @@ def run_greenheart(
             )
         )
 
-    def event(kind: str) -> object:
+    def event(kind: str) -> Callable[[bytes], None]:
         def say(heart: bytes) -> None:
             _say(json.dumps({"event": kind, "heart": heart.decode(), "at": time.monotonic()}))
 
@@ -204,7 +208,7 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
             )
 
     async def main() -> None:
-        context = zmq.Context.instance()
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         ping = context.socket(zmq.PUB)
         pong = context.socket(zmq.ROUTER)
         pong.setsockopt(zmq.BACKLOG, 4096)
@@ -228,7 +232,7 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
         listener_stream = ZMQStream(listener)
         listener_stream.on_recv(lambda msg: None)
         monitor.start()
-        _ready(ping.last_endpoint.decode(), pong.last_endpoint.decode())
+        _ready(ping.getsockopt_string(zmq.LAST_ENDPOINT), pong.getsockopt_string(zmq.LAST_ENDPOINT))
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -254,7 +258,7 @@ def run_raw(period: float) -> None:
     pong.setsockopt(zmq.BACKLOG, 4096)
     ping.bind(LOOPBACK)
     pong.bind(LOOPBACK)
-    _ready(ping.last_endpoint.decode(), pong.last_endpoint.decode())
+    _ready(ping.getsockopt_string(zmq.LAST_ENDPOINT), pong.getsockopt_string(zmq.LAST_ENDPOINT))
     poller = zmq.Poller()
     poller.register(pong, zmq.POLLIN)
     recv, again, noblock = pong.recv_multipart, zmq.Again, zmq.NOBLOCK
@@ -294,7 +298,7 @@ def run_raw(period: float) -> None:
             ping.send(current)
             due += interval * (1 + int((now - due) // interval))
             continue
-        if not poller.poll(max(0.0, due - now) * 1000):
+        if not poller.poll(int(max(0.0, due - now) * 1000)):
             continue
         while True:
             try:
@@ -321,7 +325,7 @@ def _footprint() -> dict[str, int]:
     return {"rss_kib": rss_kib(), "fds": open_descriptors(), "pid": os.getpid()}
 
 
-def _load_curve(curve_dir: str | None) -> object:
+def _load_curve(curve_dir: str | None) -> ClientCurve | None:
     if curve_dir is None:
         return None
     from greenheart.green.curve import ClientCurve, KeyPair, load_public_key
@@ -370,7 +374,7 @@ def run_ipyparallel_hearts(ping: str, pong: str, step: int, limit: int) -> None:
     from ipyparallel.controller.heartmonitor import Heart
 
     raise_open_file_limit()
-    before, hearts = rss_kib(), []
+    before, hearts = rss_kib(), list[Heart]()
     while len(hearts) < limit:
         try:
             for _ in range(step):
@@ -425,7 +429,7 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
     import zmq.green
 
     chooser = random.Random(seed + 1)
-    context = zmq.green.Context.instance()
+    context: zmq.green.Context = zmq.green.Context.instance()
     peers = []
     for n in range(4):
         peer = context.socket(zmq.DEALER)

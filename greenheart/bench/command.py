@@ -21,8 +21,13 @@ from greenheart.bench import capacity, fleet, soak
 
 
 class BenchModule(Protocol):
-    HELP: str
-    DESCRIPTION: str
+    """What each benchmark's module has."""
+
+    @property
+    def HELP(self) -> str: ...
+
+    @property
+    def DESCRIPTION(self) -> str | None: ...
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 

@@ -199,7 +199,9 @@ def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict[str
     }
 
 
-def fidelity_run(pings: int, hearts: int, delay: str = "exp:20", loss: float = 0.05) -> dict:
+def fidelity_run(
+    pings: int, hearts: int, delay: str = "exp:20", loss: float = 0.05
+) -> dict[str, Any]:
     """Ping a fleet from a bare PUB, time every pong at a bare ROUTER: what arrived, when."""
     import zmq
 
@@ -214,7 +216,7 @@ def fidelity_run(pings: int, hearts: int, delay: str = "exp:20", loss: float = 0
                  "--status-every", "3600"]  # fmt: skip
         started.append(Child("fleet", fleet))
         try:
-            if not pub.poll(STARTUP_SECONDS * 1000):
+            if not pub.poll(int(STARTUP_SECONDS * 1000)):
                 raise TimeoutError("the fleet never subscribed")
             pub.recv()
             seen: set[bytes] = set()
@@ -231,7 +233,7 @@ def fidelity_run(pings: int, hearts: int, delay: str = "exp:20", loss: float = 0
                 sent_at[payload] = time.monotonic()
                 pub.send(payload)
                 deadline = time.monotonic() + 0.05
-                while (wait := deadline - time.monotonic()) > 0 and router.poll(wait * 1000):
+                while (wait := deadline - time.monotonic()) > 0 and router.poll(int(wait * 1000)):
                     _, echoed = router.recv_multipart()
                     delays.append(time.monotonic() - sent_at[echoed])
             while router.poll(2000):  # the long tail of delayed pongs

@@ -47,14 +47,16 @@ class Step:
         return f"{self.hearts} hearts @ {self.period_ms:g} ms"
 
 
+def _floats(values: Iterable[float]) -> tuple[float, ...]:
+    return tuple(float(value) for value in values)
+
+
 @attrs.frozen
 class RampPlan:
     """The hearts to ramp through at the first period, then the periods at the most hearts."""
 
     hearts: tuple[int, ...] = attrs.field(converter=tuple, validator=_positive_ints)
-    periods_ms: tuple[float, ...] = attrs.field(
-        converter=lambda values: tuple(float(v) for v in values), validator=_positive_numbers
-    )
+    periods_ms: tuple[float, ...] = attrs.field(converter=_floats, validator=_positive_numbers)
 
     def steps(self) -> list[Step]:
         hearts = sorted(set(self.hearts))

@@ -60,11 +60,13 @@ def _format(template: str, value: object) -> str:
 
 def table(results: Sequence[StepResult]) -> str:
     """The results as an aligned text table; times in ms."""
-    rows = [[heading for heading, _ in COLUMNS]]
+    rows: list[list[str]] = [[heading for heading, _ in COLUMNS]]
     for result in results:
         if result.settled:
-            cells = _cells(result)
-            rows.append([_format(fmt, cell) for (_, fmt), cell in zip(COLUMNS, cells, strict=True)])
+            values = _cells(result)
+            rows.append(
+                [_format(fmt, value) for (_, fmt), value in zip(COLUMNS, values, strict=True)]
+            )
         else:
             rows.append(
                 [result.monitor, str(result.step.hearts), f"{result.step.period_ms:g}"]
@@ -72,7 +74,7 @@ def table(results: Sequence[StepResult]) -> str:
                 + [result.verdict]
             )
     widths = [max(len(row[n]) for row in rows) for n in range(len(COLUMNS) - 1)]
-    lines = []
+    lines: list[str] = []
     for row in rows:
         cells = [
             cell.ljust(width) if n == 0 else cell.rjust(width)
@@ -126,11 +128,12 @@ def _cpu_ratio(results: Sequence[StepResult], monitor: str) -> str:
     """Monitor CPU per pong, greenheart's over ``monitor``'s, on the steps both held."""
     theirs = {r.step: r for r in results if r.monitor == monitor and r.good}
     pairs = [
-        (ours.monitor_us_per_pong, theirs[ours.step].monitor_us_per_pong)
+        (a, b)
         for ours in results
         if ours.monitor == "greenheart" and ours.good and ours.step in theirs
+        for a, b in [(ours.monitor_us_per_pong, theirs[ours.step].monitor_us_per_pong)]
+        if a and b
     ]
-    pairs = [(a, b) for a, b in pairs if a and b]
     if not pairs:
         return ""
     ratio = sum(a for a, _ in pairs) / sum(b for _, b in pairs)

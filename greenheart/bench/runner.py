@@ -63,7 +63,7 @@ class MonitorChild:
 
     def said(self) -> list[Line]:
         """The beat reports already printed, without waiting (events go to :attr:`events`)."""
-        beats = []
+        beats: list[Line] = []
         for line in self.child.said():
             (beats if is_beat(line) else self.events).append(line)
         return beats

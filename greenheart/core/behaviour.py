@@ -160,14 +160,15 @@ def parse_event(kind: str, text: str) -> Event:
     """An event from the command line: ``die``/``revive`` ``T:N``, ``churn`` ``EVERY:K``,
     ``flap`` ``N:DOWN:UP`` (times in seconds)."""
     fields = text.split(":")
-    shapes = {"die": (Die, 2), "revive": (Revive, 2), "churn": (Churn, 2), "flap": (Flap, 3)}
-    cls, arity = shapes[kind]
     try:
-        if len(fields) != arity:
-            raise ValueError
-        if cls is Flap:
+        if kind == "flap" and len(fields) == 3:
             return Flap(int(fields[0]), float(fields[1]), float(fields[2]))
-        return cls(float(fields[0]), int(fields[1]))
+        timed: dict[str, type[Die | Revive]] = {"die": Die, "revive": Revive}
+        if kind in timed and len(fields) == 2:
+            return timed[kind](float(fields[0]), int(fields[1]))
+        if kind == "churn" and len(fields) == 2:
+            return Churn(float(fields[0]), int(fields[1]))
+        raise ValueError
     except (ValueError, TypeError):
         syntax = {"die": "T:N", "revive": "T:N", "churn": "EVERY:K", "flap": "N:DOWN:UP"}[kind]
         raise ValueError(f"--{kind} takes {syntax}, not {text!r}") from None

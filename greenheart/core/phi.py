@@ -73,7 +73,7 @@ class Intervals:
         self._next = (self._next + 1) % len(self._values)
         self._count = min(self._count + 1, len(self._values))
 
-    def _window(self) -> array:
+    def _window(self) -> array[float]:
         return self._values if self._count == len(self._values) else self._values[: self._count]
 
     def mean(self) -> float:

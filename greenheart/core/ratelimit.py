@@ -37,7 +37,7 @@ class RateLimitedLog:
             return False
         self._last[key] = now
         held_back = self._held_back.pop(key, 0)
-        if held_back:
+        if held_back and last is not None:
             msg += " (%d more like this in the last %.0f s)"
             args = (*args, held_back, now - last)
         self.log.log(level, msg, *args, exc_info=exc_info)

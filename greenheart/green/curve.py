@@ -13,6 +13,7 @@ Nothing here imports gevent, so tools that only write or read keys need not load
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -76,15 +77,17 @@ def write_key_pair(directory: str | os.PathLike, name: str) -> tuple[Path, Path]
     return Path(public), Path(secret)
 
 
+def _optional_keys(keys: Iterable[object] | None) -> frozenset[bytes] | None:
+    return None if keys is None else frozenset(map(_z85_key, keys))
+
+
 @attrs.frozen
 class ServerCurve:
     """A monitor's CURVE settings: its key pair, and which heart keys may connect."""
 
     keys: KeyPair = attrs.field(validator=attrs.validators.instance_of(KeyPair))
     #: the public keys of the hearts allowed in; None lets any key in (encryption only)
-    allowed: frozenset[bytes] | None = attrs.field(
-        converter=attrs.converters.optional(lambda keys: frozenset(map(_z85_key, keys)))
-    )
+    allowed: frozenset[bytes] | None = attrs.field(converter=_optional_keys)
 
     def apply(self, socket: zmq.Socket) -> None:
         socket.setsockopt(zmq.CURVE_SERVER, 1)

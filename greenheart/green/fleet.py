@@ -289,6 +289,7 @@ class HeartFleet(Service):
         return [self._hearts[heart_id] for heart_id in ids]
 
     def _connect(self, heart: _SimHeart) -> None:
+        assert self._context is not None, "the fleet is not running"
         socket = zmq.Socket(self._context, zmq.DEALER)
         try:
             socket.linger = 0
@@ -346,6 +347,7 @@ class HeartFleet(Service):
 
     def _fan_out(self) -> None:
         sub, behaviour, delays, send = self._sub, self.behaviour, self._delays, self._send
+        assert sub is not None, "the fleet is not running"
         prompt = behaviour.prompt
         while True:
             payload = sub.recv()

@@ -77,7 +77,7 @@ _base_get = zmq.Socket.get
 def _sender_key(frame: zmq.Frame) -> str | None:
     """The public key the authenticator admitted the frame's connection with."""
     try:
-        return frame.get("User-Id")
+        return str(frame.get("User-Id"))
     except zmq.ZMQError:  # a CURVE socket with no authenticator: nobody vouched for a key
         return None
 

@@ -13,7 +13,12 @@ from greenheart.core.errors import UsageError
 #: the plain pyzmq option getter, which does not poll the socket's state as the green one does
 _base_get = zmq.Socket.get
 
-SOCKET_TYPE_NAMES = {zmq.PUB: "PUB", zmq.SUB: "SUB", zmq.ROUTER: "ROUTER", zmq.DEALER: "DEALER"}
+SOCKET_TYPE_NAMES: dict[int, str] = {
+    zmq.PUB: "PUB",
+    zmq.SUB: "SUB",
+    zmq.ROUTER: "ROUTER",
+    zmq.DEALER: "DEALER",
+}
 
 
 def default_context() -> zmq.green.Context:
@@ -30,8 +35,8 @@ def require_green_socket(socket: object, socket_type: int, role: str) -> None:
     if socket.closed:
         raise ValueError(f"{role} is closed")
     if socket.type != socket_type:
-        expected = SOCKET_TYPE_NAMES.get(socket_type, socket_type)
-        actual = SOCKET_TYPE_NAMES.get(socket.type, socket.type)
+        expected = SOCKET_TYPE_NAMES.get(socket_type, str(socket_type))
+        actual = SOCKET_TYPE_NAMES.get(int(socket.type), str(socket.type))
         raise ValueError(f"{role} must be a {expected} socket, got {actual}")
 
 
@@ -70,7 +75,7 @@ def wait_for_messages(socket: zmq.Socket, timeout: float) -> None:
     wait on the descriptor only once EVENTS says nothing is queued. The timeout is the
     safety net for an edge missed anyway.
     """
-    if _base_get(socket, zmq.EVENTS) & zmq.POLLIN:
+    if int(_base_get(socket, zmq.EVENTS)) & zmq.POLLIN:
         return
     with contextlib.suppress(_TimedOut):
         gevent.socket.wait_read(socket.FD, timeout, _TIMED_OUT)
