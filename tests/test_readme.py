@@ -1,4 +1,4 @@
-"""The README's examples run, so they cannot rot."""
+"""The README's and the docs' examples run, so they cannot rot; the files they name exist."""
 
 from __future__ import annotations
 
@@ -9,26 +9,55 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def examples() -> list[tuple[str, str | None]]:
-    """Every Python block, with the text block right after it (what it prints), if any."""
-    found = re.findall(
-        r"```python\n(.*?)```\n(?:\s*It prints:\s*\n\s*```text\n(.*?)```)?", README, flags=re.DOTALL
-    )
-    return [(code, printed or None) for code, printed in found]
+def examples() -> list[tuple[str, str, str | None]]:
+    """Every Python block of every page, with the text block right after it (what it prints)."""
+    found = []
+    for page in PAGES:
+        for code, printed in re.findall(
+            r"```python\n(.*?)```\n(?:\s*It prints:\s*\n\s*```text\n(.*?)```)?",
+            page.read_text(),
+            flags=re.DOTALL,
+        ):
+            found.append((page.name, code, printed or None))
+    return found
 
 
-def test_the_readme_has_examples_and_says_what_they_print():
+def test_the_pages_have_examples_and_say_what_they_print():
     assert len(examples()) >= 3
-    assert all(printed for _, printed in examples())
+    assert all(printed for _, _, printed in examples())
 
 
-@pytest.mark.parametrize("code,printed", examples(), ids=lambda value: str(value)[:30])
-def test_every_example_runs_and_prints_what_the_readme_says(code, printed):
+@pytest.mark.parametrize("page,code,printed", examples(), ids=lambda value: str(value).strip()[:30])
+def test_every_example_runs_and_prints_what_its_page_says(page, code, printed):
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == printed.splitlines()
+
+
+def named_files(page: Path) -> set[str]:
+    """Repository paths a page names: its links (relative to the page) and its code spans that
+    look like paths (from the repository's top)."""
+    text = page.read_text()
+    links = {
+        (page.parent / link).resolve().relative_to(ROOT).as_posix()
+        for link in re.findall(r"\]\(([^)#:]+)\)", text)
+    }
+    spans = re.findall(r"`((?:greenheart|docs|tests|scripts|examples)/[\w./-]*)`", text)
+    return links | set(spans)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_file_a_page_names_is_in_the_repository(page):
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    tracked = set(listed.stdout.split())
+    for path in named_files(page):
+        folder = path.rstrip("/") + "/"
+        assert path in tracked or any(name.startswith(folder) for name in tracked), (
+            f"{page.name} names {path}, which is not committed"
+        )
