@@ -11,6 +11,7 @@ import zmq
 import zmq.green
 
 from greenheart import HeartMonitor
+from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, default_context
 
 
@@ -21,6 +22,20 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {predicate}")
         gevent.sleep(step)
+
+
+def settled_descriptors(quiet: float = 0.2, timeout: float = 10.0) -> int:
+    """The descriptors this process has open, once the count has held still for ``quiet``
+    seconds: libzmq closes sockets on its own thread, a moment after ``close()`` returns."""
+    deadline = time.monotonic() + timeout
+    count = open_descriptors()
+    while time.monotonic() < deadline:
+        gevent.sleep(quiet)
+        now = open_descriptors()
+        if now == count:
+            break
+        count = now
+    return count
 
 
 def wait_beats(monitor: HeartMonitor, count: int, timeout: float = 10.0) -> None:

@@ -11,9 +11,9 @@ import zmq.green
 
 from greenheart import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive, TooManyHearts
 from greenheart.green.delays import DelayQueue
+from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, default_context
-from tests.helpers import RecordingMonitor, wait_until
-from tests.test_monitor import open_fds
+from tests.helpers import RecordingMonitor, settled_descriptors, wait_until
 
 
 @pytest.fixture
@@ -102,28 +102,28 @@ def test_a_seeded_run_drops_and_delays_the_same_pongs_twice():
 
 
 def test_an_impossible_size_is_refused_before_anything_opens():
-    fds = open_fds()
+    fds = settled_descriptors()  # what earlier tests closed may still be closing
     fleet = HeartFleet("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", size=50_000)
     with pytest.raises(TooManyHearts, match=r"open-file limit at \d+ .* at most \d+ fit"):
         fleet.start()
-    assert open_fds() == fds
+    assert open_descriptors() == fds
     with pytest.raises(TooManyHearts, match="a fleet of 50000 hearts"):
         fleet.start()  # nothing changed, so it is refused again the same way
-    assert open_fds() == fds
+    assert open_descriptors() == fds
 
 
 def test_stopping_a_2000_heart_fleet_leaves_no_descriptors(make_monitor):
     monitor = make_monitor(period=200, max_misses=10)
-    fds = open_fds()
+    fds = open_descriptors()
     fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, size=2000)
     fleet.start()
     try:
         # 2 descriptors a heart in the fleet, and 1 for the monitor's end of each connection
         wait_until(lambda: len(monitor.hearts) == 2000, timeout=20)
-        assert open_fds() - fds <= 3 * 2000 + 10
+        assert open_descriptors() - fds <= 3 * 2000 + 10
     finally:
         fleet.stop()
-    wait_until(lambda: open_fds() <= fds, timeout=10)
+    wait_until(lambda: open_descriptors() <= fds, timeout=10)
 
 
 def test_scripted_deaths_revivals_and_flapping(monitor):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import time
 
 import gevent
@@ -13,6 +12,7 @@ import zmq
 import zmq.green
 
 from greenheart import Heart, HeartMonitor
+from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, ScriptedHeart, dealer, wait_until
 
@@ -147,10 +147,6 @@ def test_beats_keep_a_fixed_schedule_despite_work_in_handlers(make_monitor):
     assert abs(elapsed - (beats - 1) * period) < 0.1
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def live_greenlets() -> list[gevent.Greenlet]:
     return [obj for obj in gc.get_objects() if isinstance(obj, gevent.Greenlet) and not obj.dead]
 
@@ -165,11 +161,11 @@ def test_stop_leaves_no_greenlet_running_and_no_descriptor_open():
 
     cycle()  # the shared context and its I/O thread are made once, on first use
     gc.collect()
-    fds, greenlets = open_fds(), len(live_greenlets())
+    fds, greenlets = open_descriptors(), len(live_greenlets())
     for _ in range(50):
         cycle()
     # libzmq closes sockets on its own reaper thread, a moment after close() returns
-    wait_until(lambda: open_fds() <= fds, timeout=10)
+    wait_until(lambda: open_descriptors() <= fds, timeout=10)
     gc.collect()
     assert len(live_greenlets()) == greenlets
 

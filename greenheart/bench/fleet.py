@@ -157,11 +157,9 @@ def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict[str
     with children() as started:
         monitor = MonitorChild("greenheart", period_ms, "--max-misses=10")
         started.append(monitor.child)
-        hearts = Child.program(
+        hearts = monitor.load(
             "ipyparallel hearts",
             "ipyparallel-hearts",
-            f"--ping={monitor.ping}",
-            f"--pong={monitor.pong}",
             f"--size={step}",
             f"--limit={limit}",
             stdin=True,

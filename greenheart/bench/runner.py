@@ -47,6 +47,12 @@ class MonitorChild:
     def pid(self) -> int:
         return self.child.pid
 
+    def load(self, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
+        """A load process (:mod:`greenheart.bench.children`) aimed at this monitor."""
+        return Child.program(
+            role, kind, f"--ping={self.ping}", f"--pong={self.pong}", *args, stdin=stdin
+        )
+
     @property
     def beat_timeout(self) -> float:
         """How long a beat may take to come, on a busy machine."""
@@ -105,15 +111,7 @@ def start_load(
 ) -> tuple[Child, Line]:
     """A load process of ``size`` hearts against ``monitor``, once every socket is open; and
     its footprint before it opened any."""
-    load = Child.program(
-        f"{kind} {prefix}",
-        kind,
-        f"--ping={monitor.ping}",
-        f"--pong={monitor.pong}",
-        f"--size={size}",
-        f"--prefix={prefix}",
-        *args,
-    )
+    load = monitor.load(f"{kind} {prefix}", kind, f"--size={size}", f"--prefix={prefix}", *args)
     try:
         before: Line = load.next(STARTUP_SECONDS)["before"]
         load.next(STARTUP_SECONDS)  # every socket is open

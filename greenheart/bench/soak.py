@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
+from greenheart.bench.child import STARTUP_SECONDS, ChildFailed, Line, children
 from greenheart.bench.proc import rss_kib
 from greenheart.bench.runner import MonitorChild
 from greenheart.bench.stats import percentile
@@ -77,11 +77,9 @@ def run(args: argparse.Namespace) -> int:
             "greenheart", args.period, f"--max-misses={args.max_misses}", "--events"
         )
         started.append(monitor.child)
-        fleet = Child.program(
+        fleet = monitor.load(
             "soak fleet",
             "soak-fleet",
-            f"--ping={monitor.ping}",
-            f"--pong={monitor.pong}",
             f"--size={args.hearts}",
             f"--churn={args.churn}",
             f"--every={args.churn_every}",
