@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict
+from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
 from greenheart.core.ledger import Ledger
 
 
@@ -130,13 +130,30 @@ def test_the_reads_must_be_reported_as_asked():
 
 
 @pytest.mark.parametrize(
-    ("stalled", "caught_up", "expected"),
+    ("late", "paused", "caught_up", "expected"),
     [
-        (False, True, Verdict.JUDGE),
-        (True, True, Verdict.STALLED),
-        (True, False, Verdict.STALLED),
-        (False, False, Verdict.BEHIND),
+        (False, False, True, Verdict.JUDGE),
+        (True, False, True, Verdict.JUDGE),  # a busy hub: what arrived is queued, and read
+        (True, True, True, Verdict.STALLED),  # a paused process: answers may be in the kernel
+        (True, True, False, Verdict.STALLED),
+        (False, False, False, Verdict.BEHIND),
+        (True, False, False, Verdict.BEHIND),
+        (False, True, True, Verdict.JUDGE),  # on time: however little the thread computed
     ],
 )
-def test_a_beat_judges_only_when_on_time_and_caught_up(stalled, caught_up, expected):
-    assert verdict(stalled=stalled, caught_up=caught_up) is expected
+def test_a_late_beat_judges_unless_its_process_was_paused(late, paused, caught_up, expected):
+    assert verdict(late=late, paused=paused, caught_up=caught_up) is expected
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "cpu", "paused"),
+    [
+        (1.0, 0.95, False),  # the hub computed all along
+        (1.0, 0.6, False),  # computing, and sharing the core with another process
+        (1.0, 0.01, True),  # SIGSTOP or a VM pause: no thread ran
+        (1.0, 0.0, True),  # blocked in a call (time.sleep, a blocking driver)
+        (2.0, 0.9, True),  # computed for a while, then stopped for longer
+    ],
+)
+def test_a_paused_process_is_told_from_a_busy_one_by_its_threads_cpu(elapsed, cpu, paused):
+    assert was_paused(elapsed=elapsed, cpu=cpu) is paused

@@ -14,14 +14,14 @@ def test_on_time_beats_stay_on_the_grid():
     for n, late_by in enumerate([0.0, 0.3, 0.0, 0.5, 0.1], start=1):
         assert schedule.wait(10.0 + n - 0.25) == pytest.approx(0.25)
         slot = schedule.beat(10.0 + n + late_by)
-        assert not slot.stalled and slot.lag == pytest.approx(late_by)
+        assert not slot.late and slot.lag == pytest.approx(late_by)
     assert schedule.due == 16.0  # work done between beats never pushed the grid back
 
 
 def test_a_beat_more_than_half_a_period_late_is_a_stall_and_restarts_the_grid():
     schedule = BeatSchedule.starting(0.0, 1.0)
     slot = schedule.beat(6.4)
-    assert slot.stalled and slot.lag == pytest.approx(5.4) and slot.skipped == 5
+    assert slot.late and slot.lag == pytest.approx(5.4) and slot.skipped == 5
     assert schedule.due == pytest.approx(7.4)
 
 
@@ -33,7 +33,7 @@ def test_rounds_are_never_shorter_than_half_a_period(period, lateness):
         now = schedule.due + late * period
         slot = schedule.beat(now)
         assert slot.lag >= 0
-        assert slot.stalled == (slot.lag > period / 2)
+        assert slot.late == (slot.lag > period / 2)
         assert schedule.due - now >= period / 2 - 1e-9
         assert now - previous >= period / 2 - 1e-9 or previous == 0.0
         previous = now

@@ -12,7 +12,7 @@ import gevent
 from greenheart.cli.args import count, delay, event, positive_float, probability, slow
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.printer import now_text
-from greenheart.cli.signals import wait_for_signal
+from greenheart.cli.signals import exit_status, wait_for_signal
 from greenheart.core.behaviour import Behaviour
 from greenheart.green.fleet import FleetStatus, HeartFleet
 
@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         )
         reporter = gevent.spawn(_report, fleet, args.status_every, args.json)
         try:
-            wait_for_signal()
+            stopped = wait_for_signal(fleet)
         finally:
             reporter.kill()
-    return 0
+    return exit_status("fleet", stopped)
 
 
 def status_line(status: FleetStatus, as_json: bool) -> str:

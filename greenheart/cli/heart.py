@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from greenheart.cli.keys import add_client_arguments, client_curve
-from greenheart.cli.signals import wait_for_signal
+from greenheart.cli.signals import exit_status, wait_for_signal
 from greenheart.core.wire import display_id, parse_id
 from greenheart.green.heart import Heart
 
@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        wait_for_signal()
-    return 0
+        stopped = wait_for_signal(heart)
+    return exit_status("heart", stopped)

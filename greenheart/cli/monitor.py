@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 from greenheart.cli.args import count, non_negative_float, positive_float
 from greenheart.cli.keys import add_server_arguments, server_curve
 from greenheart.cli.printer import EventPrinter
-from greenheart.cli.signals import wait_for_signal
+from greenheart.cli.signals import exit_status, wait_for_signal
 from greenheart.core.errors import UsageError
 from greenheart.core.phi import PhiAccrual
+from greenheart.green.lifecycle import Service
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
 from greenheart.integrations.events import EventStream
@@ -74,13 +75,16 @@ def run(args: argparse.Namespace) -> int:
     )
     monitor.add_beat_handler(EventPrinter(sys.stdout, as_json=args.json, summary=args.summary))
     with monitor, contextlib.ExitStack() as extras:
+        services: list[Service] = [monitor]
         if args.events:
             stream = extras.enter_context(EventStream(monitor, args.events))
+            services.append(stream)
             print(f"greenheart monitor: events on {stream.address}", file=sys.stderr)
         if args.metrics_port is not None:
             server = extras.enter_context(
                 _metrics_server(monitor, args.metrics_port, args.metrics_host)
             )
+            services.append(server)
             print(
                 f"greenheart monitor: metrics on"
                 f" http://{args.metrics_host}:{server.server_port}/metrics",
@@ -92,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        wait_for_signal()
-    return 0
+        stopped = wait_for_signal(*services)
+    return exit_status("monitor", stopped)
 
 
 def _metrics_server(monitor: HeartMonitor, port: int, host: str) -> MetricsServer:

@@ -19,3 +19,7 @@ class UsageError(GreenheartError, ValueError):
 
 class TooManyHearts(UsageError):
     """More hearts were asked for than the open-file limit allows."""
+
+
+class SocketClosed(GreenheartError):
+    """A socket an object needs was closed by someone else while the object was running."""

@@ -13,8 +13,15 @@ counts only, so that the rule can be tested without a socket:
    must not stop the monitor judging). One more batch tells which: if it brought no new
    answer, what is left is the flood.
 
-A beat also judges nobody when it came so late that it is a *stall* (see
-:mod:`~greenheart.core.schedule`).
+A beat that came late (see :mod:`~greenheart.core.schedule`) is judged by why it came late.
+A *busy* hub (Python computing without yielding) is not a paused process: ZeroMQ's I/O
+thread keeps reading while Python computes, so every answer that arrived is queued and
+read by the catch-up, and the late beat judges as any other. Only when the whole process
+was paused (SIGSTOP, a VM pause) or blocked in a call may answers still sit in the kernel,
+unread: such a beat is a *stall*, and judges nobody (Cassandra's rule for its own pauses,
+MAX_LOCAL_PAUSE, applied per beat). The two are told apart by the CPU time the monitor's
+own thread spent since the beat before: a busy hub spent nearly all of it computing, a
+paused or blocked one almost none (:func:`was_paused`).
 """
 
 from __future__ import annotations
@@ -29,20 +36,32 @@ from greenheart.core.checks import COUNT
 PONG_BATCH = 256
 
 
+#: a late beat whose thread computed for less than this share of the time since the beat
+#: before was paused or blocked, not busy
+BUSY_SHARE = 0.5
+
+
 class Verdict(enum.Enum):
     """What a beat may do with the hearts that did not answer."""
 
     #: charge them a miss
     JUDGE = "judge"
-    #: nothing: the beat came so late that answers may still be unread
+    #: nothing: the beat came late from a paused process, and answers may still be unread
     STALLED = "stalled"
     #: nothing: answers were still queued after the catch-up
     BEHIND = "behind"
 
 
-def verdict(*, stalled: bool, caught_up: bool) -> Verdict:
-    """The verdict of a beat that was (or was not) a stall, and did (or did not) catch up."""
-    if stalled:
+def was_paused(*, elapsed: float, cpu: float) -> bool:
+    """Whether a monitor whose thread used ``cpu`` seconds of CPU in the ``elapsed`` seconds
+    since its beat before was paused or blocked (and not busy computing)."""
+    return cpu < BUSY_SHARE * elapsed
+
+
+def verdict(*, late: bool, paused: bool, caught_up: bool) -> Verdict:
+    """The verdict of a beat that came (or did not come) ``late``, from a process that was
+    (or was not) ``paused``, and that did (or did not) catch up."""
+    if late and paused:
         return Verdict.STALLED
     if not caught_up:
         return Verdict.BEHIND

@@ -1,12 +1,12 @@
-"""When to beat, and whether a beat that came late may judge anyone.
+"""When to beat, and when a beat has come late.
 
 Beats sit on a fixed grid (``start + n * period``), so the time spent beating does not
 push later beats back. The monitor's greenlet can only beat once the gevent hub lets it
-run: when the hub was blocked (CPU-bound code, a call holding the GIL, a stopped
-process) the beat comes late, and the answers the hearts sent meanwhile may still be
-unread. Such a beat is a *stall*: it judges nobody, and the grid starts again from it,
-so the next round is a whole period long instead of what was left of a lost slot.
-This is Cassandra's rule for its own pauses (MAX_LOCAL_PAUSE), applied per beat.
+run: when the hub was busy (CPU-bound code), blocked (a call holding the GIL) or the
+whole process stopped, the beat comes late. A beat more than half a period late is
+*late*: the grid starts again from it, so the next round is a whole period long instead of
+what was left of a lost slot. Whether a late beat may judge anyone is
+:mod:`greenheart.core.judging`'s to say.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ class Slot:
 
     #: seconds the beat came after it was due
     lag: float
-    #: the beat came so late that the hearts must not be judged by it
-    stalled: bool
+    #: the beat came more than ``stall_after`` late
+    late: bool
     #: whole beats lost to the lag
     skipped: int
 
@@ -33,7 +33,7 @@ class BeatSchedule:
     period: float = attrs.field(validator=attrs.validators.gt(0))
     #: when the next beat is due
     due: float
-    #: a beat later than this is a stall; half a period unless given
+    #: a beat later than this is late; half a period unless given
     stall_after: float = attrs.field()
 
     @stall_after.default

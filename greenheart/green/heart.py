@@ -20,7 +20,7 @@ from greenheart.core.errors import UsageError
 from greenheart.core.wire import MAX_IDENTITY_BYTES
 from greenheart.green.curve import ClientCurve
 from greenheart.green.lifecycle import Service
-from greenheart.green.sockets import close_sockets, connect, default_context
+from greenheart.green.sockets import close_sockets, connect, default_context, socket_type_in
 
 log = logging.getLogger("greenheart.heart")
 
@@ -52,8 +52,12 @@ class Heart(Service):
 
     in_addr: str
     out_addr: str
-    in_type: int = zmq.SUB
-    out_type: int = zmq.DEALER
+    #: the socket pings come in on: a SUB, for a monitor's PUB
+    in_type: int = attrs.field(default=zmq.SUB, validator=socket_type_in({zmq.SUB}, "in_type"))
+    #: the socket pongs go out on: a DEALER, whose identity a monitor's ROUTER sees
+    out_type: int = attrs.field(
+        default=zmq.DEALER, validator=socket_type_in({zmq.DEALER}, "out_type")
+    )
     heart_id: bytes | str | None = None
     context: zmq.green.Context | None = None
     #: the monitor's public key and this heart's key pair, for a monitor that uses CURVE
@@ -106,12 +110,11 @@ class Heart(Service):
         self._sockets = (None, None)
 
     def _forward(self, inbound: zmq.green.Socket, outbound: zmq.green.Socket) -> None:
-        try:
-            while True:
-                frames = inbound.recv_multipart()
-                try:
-                    outbound.send_multipart(frames, zmq.NOBLOCK)
-                except zmq.Again:
-                    self.dropped += 1
-        except zmq.ZMQError as error:
-            log.error("heart %r stopped beating: %s", self.id, error)
+        # Any other error (a socket closed under it, its context terminated) kills the heart,
+        # which then says so: see Service.
+        while True:
+            frames = inbound.recv_multipart()
+            try:
+                outbound.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped += 1

@@ -21,13 +21,14 @@ import zmq
 import zmq.green
 
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
-from greenheart.core.errors import UsageError
-from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict
+from greenheart.core.errors import SocketClosed, UsageError
+from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
 from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.ratelimit import RateLimitedLog
-from greenheart.core.schedule import BeatSchedule
+from greenheart.core.schedule import BeatSchedule, Slot
 from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
+from greenheart.green.connections import ConnectionWatch
 from greenheart.green.curve import ServerCurve
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
@@ -131,12 +132,15 @@ class HeartMonitor(Service):
     _limited: RateLimitedLog = attrs.field(init=False)
     #: exceptions raised by handlers, logged and swallowed
     handler_errors: int = attrs.field(default=0, init=False)
-    #: beats that came so late (the hub was blocked) that they judged nobody
+    #: late beats of a paused or blocked process, which judged nobody
     stalls: int = attrs.field(default=0, init=False)
+    #: late beats of a busy hub, judged once what was queued had been read
+    busy_beats: int = attrs.field(default=0, init=False)
     #: beats that judged nobody because answers were still queued
     behind: int = attrs.field(default=0, init=False)
     #: the pong socket is a CURVE server: every message says which key sent it
     _authenticated: bool = attrs.field(default=False, init=False)
+    _watches: tuple[ConnectionWatch, ConnectionWatch] = attrs.field(init=False)
 
     @pingstream.validator
     def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
@@ -155,6 +159,12 @@ class HeartMonitor(Service):
         # handover would let any allowed peer take a live heart's identity away from it;
         # ZMTP heartbeats (set by bind) notice dead connections instead.
         self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 0 if self._authenticated else 1)
+        self._watches = (
+            ConnectionWatch(self.pingstream, "pings"),
+            ConnectionWatch(self.pongstream, "pongs"),
+        )
+        if self.authenticator is not None:
+            self.authenticator.add_stop_handler(self._authenticator_stopped)
 
     @classmethod
     def bind(
@@ -266,6 +276,14 @@ class HeartMonitor(Service):
         """Every known heart with its misses in a row and round trips, as of the last beat."""
         return self._ledger.states()
 
+    @property
+    def refused_peers(self) -> dict[str, int]:
+        """Peers whose handshake failed, on either socket, by reason: ``protocol`` (plaintext
+        against CURVE, or not ZeroMQ), ``handshake`` (a wrong server key), ``auth`` (a key
+        the authenticator refused)."""
+        ping, pong = self._watches
+        return dict(ping.refused + pong.refused)
+
     def suspicion(self, heart: bytes) -> float | None:
         """The phi-accrual suspicion level of a known heart now; None without ``phi``."""
         return self._ledger.phi(heart, self.clock())
@@ -327,6 +345,9 @@ class HeartMonitor(Service):
 
     def _open(self) -> None:
         self._ledger = self._new_ledger()
+        for watch in self._watches:
+            watch.open()
+            self._spawn(watch.run)
         self._publish(self._ledger.ping)
         self._spawn(self._drain_pongs)
         self._spawn(self._beat_on_schedule)
@@ -338,17 +359,26 @@ class HeartMonitor(Service):
         )
 
     def _close(self) -> None:
+        for watch in self._watches:
+            watch.close()
         if self.owns_sockets:
             close_sockets(self.pingstream, self.pongstream)
         if self.authenticator is not None:
             self.authenticator.stop()
+
+    def _authenticator_stopped(
+        self, authenticator: Authenticator, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            self._fail("its ZAP authenticator died", error)
 
     # -- beating ------------------------------------------------------------------------------
 
     def beat(self, lag: float = 0.0, stalled: bool = False) -> Beat:
         """Close the round: judge the hearts, publish the next ping, call the handlers.
 
-        ``lag`` is how late the beat is; a ``stalled`` beat judges nobody.
+        ``lag`` is how late the beat is; a ``stalled`` beat (the process was paused) judges
+        nobody.
         """
         caught_up = self._catch_up()
         if not caught_up:
@@ -360,10 +390,9 @@ class HeartMonitor(Service):
                     "monitor is behind: answers were still queued at a beat; hearts that"
                     " did not answer are not charged a miss for it",
                 )
-        judge = verdict(stalled=stalled, caught_up=caught_up) is Verdict.JUDGE
+        judge = verdict(late=stalled, paused=stalled, caught_up=caught_up) is Verdict.JUDGE
         beat = self._ledger.beat(self.clock(), judge=judge, lag=lag)
-        if not self.pingstream.closed:
-            self._publish(beat.ping)
+        self._publish(beat.ping)
         self._log_beat(beat)
         for heart in beat.new_hearts:
             self.handle_new_heart(heart)
@@ -381,29 +410,48 @@ class HeartMonitor(Service):
         return bool(catch_up.caught_up)
 
     def _publish(self, ping: bytes) -> None:
+        if self.pingstream.closed:
+            raise SocketClosed("the ping socket was closed while the monitor was running")
         # A PUB socket never blocks: with no subscribers, or a full queue, it drops.
         self.pingstream.send(ping, zmq.NOBLOCK)
 
     def _beat_on_schedule(self) -> None:
         schedule = BeatSchedule.starting(self._ledger.tic, self.period / 1000.0)
+        # what the pause rule looks at: real time, and the CPU time of the hub's own thread
+        since, cpu = time.monotonic(), time.thread_time()
         while self.running:
             while (delay := schedule.wait(self.clock())) > 0:
                 gevent.sleep(delay)
             slot = schedule.beat(self.clock())
-            if slot.stalled:
-                self.stalls += 1
-                self._limited(
-                    logging.WARNING,
-                    "stall",
-                    "monitor stalled: its beat came %.0f ms late (%d beat(s) lost); hearts"
-                    " are not charged a miss for it",
-                    slot.lag * 1000,
-                    slot.skipped,
-                )
-            try:
-                self.beat(slot.lag, slot.stalled)
-            except Exception:
-                self._limited(logging.ERROR, "beat", "beat failed", exc_info=True)
+            # since the beat before, handlers included, as a late beat's cause may be in them
+            now, now_cpu = time.monotonic(), time.thread_time()
+            paused = slot.late and was_paused(elapsed=now - since, cpu=now_cpu - cpu)
+            since, cpu = now, now_cpu
+            if slot.late:
+                self._note_late(slot, paused)
+            self.beat(slot.lag, stalled=paused)
+
+    def _note_late(self, slot: Slot, paused: bool) -> None:
+        if paused:
+            self.stalls += 1
+            self._limited(
+                logging.WARNING,
+                "stall",
+                "monitor stalled: its beat came %.0f ms late (%d beat(s) lost) from a paused"
+                " or blocked process; hearts are not charged a miss for it",
+                slot.lag * 1000,
+                slot.skipped,
+            )
+        else:
+            self.busy_beats += 1
+            self._limited(
+                logging.WARNING,
+                "busy",
+                "monitor busy: its beat came %.0f ms late (%d beat(s) lost) from a busy hub;"
+                " the hearts are judged by the answers already queued",
+                slot.lag * 1000,
+                slot.skipped,
+            )
 
     def _log_beat(self, beat: Beat) -> None:
         if beat.new_hearts:
@@ -456,16 +504,13 @@ class HeartMonitor(Service):
 
     def _drain_pongs(self) -> None:
         socket = self.pongstream
-        while self.running and not socket.closed:
+        while self.running:
+            if socket.closed:
+                raise SocketClosed("the pong socket was closed while the monitor was running")
             if self._drain_queued(PONG_BATCH) == PONG_BATCH:
                 yield_to_others()  # more is queued; let the beat and the rest of the program run
                 continue
-            try:
-                wait_for_messages(socket, WAKE_INTERVAL)
-            except zmq.ZMQError as error:
-                if not socket.closed:
-                    self.log.error("pong socket failed, no longer listening: %s", error)
-                return
+            wait_for_messages(socket, WAKE_INTERVAL)
 
     def _drain_queued(self, limit: int) -> int:
         """Handle up to ``limit`` pongs that are already queued, without waiting.

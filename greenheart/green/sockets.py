@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import gevent.socket
 import zmq
@@ -13,12 +14,13 @@ from greenheart.core.errors import UsageError
 #: the plain pyzmq option getter, which does not poll the socket's state as the green one does
 _base_get = zmq.Socket.get
 
-SOCKET_TYPE_NAMES: dict[int, str] = {
-    zmq.PUB: "PUB",
-    zmq.SUB: "SUB",
-    zmq.ROUTER: "ROUTER",
-    zmq.DEALER: "DEALER",
-}
+
+def socket_type_name(kind: object) -> str:
+    """``PUB``, ``ROUTER`` and so on, for a ZeroMQ socket type."""
+    try:
+        return zmq.SocketType(int(kind)).name  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return repr(kind)
 
 
 def default_context() -> zmq.green.Context:
@@ -35,9 +37,19 @@ def require_green_socket(socket: object, socket_type: int, role: str) -> None:
     if socket.closed:
         raise ValueError(f"{role} is closed")
     if socket.type != socket_type:
-        expected = SOCKET_TYPE_NAMES.get(socket_type, str(socket_type))
-        actual = SOCKET_TYPE_NAMES.get(int(socket.type), str(socket.type))
+        expected, actual = socket_type_name(socket_type), socket_type_name(socket.type)
         raise ValueError(f"{role} must be a {expected} socket, got {actual}")
+
+
+def socket_type_in(allowed: set[int], name: str) -> Callable[[object, object, int], None]:
+    """An attrs validator refusing socket types outside ``allowed``, naming the ones allowed."""
+
+    def check(instance: object, attribute: object, value: int) -> None:
+        if value not in allowed:
+            names = " or ".join(sorted(map(socket_type_name, allowed)))
+            raise UsageError(f"{name} must be {names}, not {socket_type_name(value)}")
+
+    return check
 
 
 def close_sockets(*sockets: zmq.Socket | None) -> None:

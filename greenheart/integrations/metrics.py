@@ -6,6 +6,7 @@ bucketed with a binary search rather than one ``observe()`` call per pong.
 
 The families (all names as Prometheus conventions have them):
 
+- ``greenheart_up`` (gauge): 1 while the monitor runs, 0 once it has stopped;
 - ``greenheart_hearts`` (gauge): hearts known, those on probation included;
 - ``greenheart_hearts_on_probation`` (gauge): hearts that missed the last beat;
 - ``greenheart_new_hearts_total``, ``greenheart_heart_failures_total``,
@@ -13,7 +14,11 @@ The families (all names as Prometheus conventions have them):
 - ``greenheart_pongs_total{kind}`` (counter): kind is on_time, late, repeat, spoofed,
   stale or malformed;
 - ``greenheart_beats_total``, ``greenheart_unjudged_beats_total`` (stalled or behind),
-  ``greenheart_stalls_total``, ``greenheart_handler_errors_total`` (counters);
+  ``greenheart_stalls_total`` (late beats of a paused process), ``greenheart_busy_beats_total``
+  (late beats of a busy hub, judged), ``greenheart_handler_errors_total`` (counters);
+- ``greenheart_refused_peers_total{reason}`` (counter): peers whose handshake failed, reason
+  ``protocol`` (plaintext against CURVE, or not ZeroMQ), ``handshake`` (a wrong server key)
+  or ``auth`` (a key the authenticator refused);
 - ``greenheart_beat_lag_seconds`` (gauge): how late the last beat came;
 - ``greenheart_period_seconds`` (gauge);
 - ``greenheart_round_trip_seconds`` (histogram): ping sent to pong read, every answer.
@@ -36,6 +41,7 @@ from prometheus_client.core import (
 
 from greenheart.core.errors import UsageError
 from greenheart.core.ledger import Beat
+from greenheart.green.connections import REASONS
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
 
@@ -43,6 +49,8 @@ from greenheart.green.monitor import HeartMonitor
 ROUND_TRIP_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
+
+REFUSAL_REASONS = tuple(REASONS)
 
 PONG_KINDS = ("on_time", "late", "repeat", "spoofed", "stale", "malformed")
 
@@ -72,6 +80,9 @@ class MonitorCollector:
     def collect(self) -> Iterator[Metric]:
         monitor = self.monitor
         counters = monitor.counters
+        yield GaugeMetricFamily(
+            "greenheart_up", "1 while the monitor runs, 0 once it stopped", int(monitor.running)
+        )
         yield GaugeMetricFamily("greenheart_hearts", "Hearts known", len(monitor.hearts))
         yield GaugeMetricFamily(
             "greenheart_hearts_on_probation",
@@ -84,10 +95,28 @@ class MonitorCollector:
             ("greenheart_refused_hearts", "New hearts refused", counters.refused_hearts),
             ("greenheart_beats", "Beats", counters.beats),
             ("greenheart_unjudged_beats", "Beats that judged nobody", counters.unjudged_beats),
-            ("greenheart_stalls", "Beats more than half a period late", monitor.stalls),
+            (
+                "greenheart_stalls",
+                "Late beats of a paused or blocked process, which judged nobody",
+                monitor.stalls,
+            ),
+            (
+                "greenheart_busy_beats",
+                "Late beats of a busy hub, judged by the answers already queued",
+                monitor.busy_beats,
+            ),
             ("greenheart_handler_errors", "Exceptions raised by handlers", monitor.handler_errors),
         ):
             yield CounterMetricFamily(name, text, value)
+        refused = CounterMetricFamily(
+            "greenheart_refused_peers",
+            "Peers whose handshake failed, by reason",
+            labels=["reason"],
+        )
+        refused_peers = monitor.refused_peers
+        for reason in REFUSAL_REASONS:
+            refused.add_metric([reason], refused_peers.get(reason, 0))
+        yield refused
         pongs = CounterMetricFamily("greenheart_pongs", "Pongs received, by kind", labels=["kind"])
         for kind in PONG_KINDS:
             pongs.add_metric([kind], getattr(counters, f"{kind}_pongs"))

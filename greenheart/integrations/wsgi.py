@@ -1,12 +1,13 @@
 """A WSGI view of a monitor, for embedding it in a gevent web server.
 
-``GET /hearts`` answers JSON: the monitor's period and counters, and every known heart
-with its state, beats missed in a row, and round trips::
+``GET /hearts`` answers JSON: whether the monitor runs (and what stopped it), its period and
+counters, and every known heart with its state, beats missed in a row, and round trips::
 
-    {"period_ms": 1000.0, "beats": 42, "counters": {...},
+    {"running": true, "stopped_by": null, "period_ms": 1000.0, "beats": 42, "counters": {...},
      "hearts": [{"heart": "web-1", "state": "beating", "misses": 0,
                  "last_rtt_ms": 0.41, "mean_rtt_ms": 0.39, "max_rtt_ms": 1.2}, ...]}
 
+The status is 200 while the monitor runs and 503 once it has stopped, for health checks.
 The body is produced in chunks that yield to the hub between them, so listing
 thousands of hearts never holds up the monitor's beat (or anyone else) for long.
 """
@@ -56,8 +57,10 @@ def hearts_app(monitor: HeartMonitor) -> Callable[[dict, StartResponse], Iterabl
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
+        # a stopped monitor judges nobody: health checks must see it as down
+        status = "200 OK" if monitor.running else "503 Service Unavailable"
         start_response(
-            "200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+            status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
         )
         return _body(monitor)
 
@@ -68,6 +71,8 @@ def _body(monitor: HeartMonitor) -> Iterator[bytes]:
     states = sorted(monitor.heart_states(), key=lambda state: state.heart)
     counters = monitor.counters
     head = {
+        "running": monitor.running,
+        "stopped_by": None if monitor.exception is None else repr(monitor.exception),
         "period_ms": monitor.period,
         "beats": counters.beats,
         "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},

@@ -1,0 +1,116 @@
+"""What ZeroMQ's socket monitor says about a socket's connections: who came, and who was refused.
+
+libzmq reports each connection a listening socket accepts (with its file descriptor), each
+that closes, and each whose handshake failed: a plaintext peer against a CURVE socket (or
+bytes that are not ZeroMQ at all), a peer with the wrong server key, a key the authenticator
+refused. A :class:`ConnectionWatch` reads those events from an inproc PAIR socket, counts
+every refused peer by reason, and logs it (rate-limited) with the peer's address, which it
+learnt from the descriptor when the connection was accepted.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import socket as stdlib_socket
+
+import attrs
+import zmq
+import zmq.green
+from zmq.utils.monitor import parse_monitor_message
+
+from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.green.sockets import close_sockets, wait_for_messages
+
+log = logging.getLogger("greenheart.connections")
+
+#: a refused peer's reason, by the event that told
+REFUSALS = {
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",
+}
+
+#: what each reason means, for the log
+REASONS = {
+    "protocol": "its handshake broke the protocol (plaintext against CURVE, or not ZeroMQ)",
+    "handshake": "its handshake failed (a wrong server key, or a connection cut short)",
+    "auth": "the authenticator refused its key",
+}
+
+WATCHED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | sum(REFUSALS)
+
+#: seconds the watch sleeps at most before it looks at the queue again
+WAKE_INTERVAL = 1.0
+
+
+def peer_address(fd: int) -> str:
+    """The address of the peer on descriptor ``fd`` as text; ``unknown`` if it is gone."""
+    try:
+        with stdlib_socket.socket(fileno=os.dup(fd)) as connection:
+            peer = connection.getpeername()
+    except OSError:
+        return "unknown"
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) or "a local peer"
+
+
+@attrs.define(eq=False)
+class ConnectionWatch:
+    """Counts the peers ``socket`` refused, by reason; its owner runs :meth:`run` in a greenlet
+    and calls :meth:`close` when it stops."""
+
+    socket: zmq.green.Socket
+    #: which of its owner's sockets this is, for the log ("pings", "pongs")
+    role: str
+    #: reason -> peers refused ("protocol", "handshake", "auth")
+    refused: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    _events: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    #: descriptor -> the peer's address, for the connections open now
+    _peers: dict[int, str] = attrs.field(factory=dict, init=False)
+    _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
+
+    def open(self) -> None:
+        self._events = self.socket.get_monitor_socket(WATCHED)
+
+    def close(self) -> None:
+        if self._events is not None and not self.socket.closed:
+            with contextlib.suppress(zmq.ZMQError):  # the socket is going away anyway
+                self.socket.disable_monitor()
+        close_sockets(self._events)
+        self._events = None
+
+    def run(self) -> None:
+        """Read the socket's events until killed."""
+        events = self._events
+        assert events is not None, "open() first"
+        while True:
+            while True:
+                try:
+                    message = events.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                event = parse_monitor_message(message)
+                self.handle(int(event["event"]), int(event["value"]))
+            wait_for_messages(events, WAKE_INTERVAL)
+
+    def handle(self, kind: int, fd: int) -> None:
+        """Take one event of ``kind`` (``zmq.EVENT_...``) about descriptor ``fd``."""
+        if kind == zmq.EVENT_ACCEPTED:
+            self._peers[fd] = peer_address(fd)
+        elif kind == zmq.EVENT_DISCONNECTED:
+            self._peers.pop(fd, None)
+        elif kind in REFUSALS:
+            reason = REFUSALS[zmq.Event(kind)]
+            self.refused[reason] += 1
+            self._limited(
+                logging.WARNING,
+                f"refused {reason}",
+                "refused a peer at %s on the %s socket: %s",
+                self._peers.get(fd, "unknown"),
+                self.role,
+                REASONS[reason],
+            )
