@@ -40,6 +40,7 @@ _EXPORTS = {
     "Delay": "greenheart.core.behaviour",
     "Die": "greenheart.core.behaviour",
     "Flap": "greenheart.core.behaviour",
+    "Reconnect": "greenheart.core.behaviour",
     "Revive": "greenheart.core.behaviour",
     "GreenheartError": "greenheart.core.errors",
     "TooManyHearts": "greenheart.core.errors",
@@ -75,6 +76,7 @@ __all__ = [
     "PhiAccrual",
     "Pong",
     "PongKind",
+    "Reconnect",
     "Revive",
     "RoundTrips",
     "ServerCurve",
@@ -98,7 +100,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive
+    from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Reconnect, Revive
     from greenheart.core.errors import GreenheartError, TooManyHearts, UsageError
     from greenheart.core.ledger import (
         Beat,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import zmq
 import zmq.green
@@ -154,3 +156,31 @@ def test_a_stopped_curve_monitor_leaves_nothing_running():
     assert not authenticator.running and authenticator.join(timeout=5)
     assert authenticator.context.closed
     assert monitor.pingstream.closed and monitor.pongstream.closed
+
+
+def test_every_refused_peer_is_counted_and_logged_with_its_address(make_curve_monitor, caplog):
+    allowed, stranger = KeyPair.generate(), KeyPair.generate()
+    monitor = make_curve_monitor({allowed.public})
+    wrong_server = ClientCurve(KeyPair.generate().public, allowed)
+    hearts = [
+        Heart(monitor.ping_addr, monitor.pong_addr, heart_id="plaintext"),  # no CURVE at all
+        Heart(monitor.ping_addr, monitor.pong_addr, heart_id="lost", curve=wrong_server),
+        curve_heart(monitor, "stranger", stranger),  # a key the allow-list lacks
+    ]
+    try:
+        with caplog.at_level(logging.WARNING, logger="greenheart"):
+            for heart in hearts[:2]:
+                heart.start()
+            # each heart has two sockets, and each of them is refused
+            wait_until(lambda: monitor.refused_peers.get("protocol", 0) >= 2, timeout=10)
+            wait_until(lambda: monitor.refused_peers.get("handshake", 0) >= 2, timeout=10)
+            wait_until(lambda: monitor.refused_peers.get("auth", 0) >= 2, timeout=10)
+        assert monitor.hearts == set()
+        logged = [r.getMessage() for r in caplog.records if "refused a peer" in r.getMessage()]
+        assert any(monitor.pong_addr in message for message in logged), logged
+        assert any("plaintext against CURVE" in message for message in logged), logged
+        # the address of a refused key's peer is known to the authenticator, which logs it
+        assert any("refused a connection from 127.0.0.1" in r.getMessage() for r in caplog.records)
+    finally:
+        for heart in hearts:
+            heart.stop()

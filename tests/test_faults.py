@@ -177,12 +177,12 @@ def test_phi_accrual_fails_a_stopped_heart_and_spares_the_rest(make_monitor):
         stop_hearts(hearts)
 
 
-def rebind(ping_addr: str, pong_addr: str) -> RecordingMonitor:
+def rebind(ping_addr: str, pong_addr: str, period: float = 50) -> RecordingMonitor:
     """A new monitor on the addresses of one just stopped, once ZeroMQ has let go of them."""
     deadline = time.monotonic() + 5
     while True:
         try:
-            return RecordingMonitor.bind(ping_addr, pong_addr, period=50)
+            return RecordingMonitor.bind(ping_addr, pong_addr, period=period)
         except UsageError:  # the address is still in use
             if time.monotonic() > deadline:
                 raise
@@ -210,6 +210,41 @@ def test_a_restarted_monitor_hears_every_heart_again():
         stop_hearts(hearts)
         if second is not None:
             second.stop()
+
+
+def test_after_a_five_second_outage_every_heart_is_back_within_three_periods():
+    period = 0.2
+    first = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=period * 1000)
+    first.start()
+    ping_addr, pong_addr = first.ping_addr, first.pong_addr
+    hearts = start_hearts(first, 3)
+    fleet = HeartFleet(ping_addr, pong_addr, size=100, prefix="outage")
+    fleet.start()
+    second = None
+    try:
+        wait_until(lambda: len(first.hearts) == 103, timeout=15)
+        first.stop()
+        # the hearts retry all along, as real ones do (with the fleet's old 2 s backoff its
+        # hearts would be back 1.6 s after the new monitor, at their attempt of 7.1 s)
+        gevent.sleep(5.5)
+        second = rebind(ping_addr, pong_addr, period=period * 1000)
+        beats = beats_seen_from_start(second)
+        wait_until(lambda: len(second.hearts) == 103, timeout=15)
+        last = max(times[0] for times in second.registered.values())
+        assert last - beats[0].at <= 3 * period
+    finally:
+        fleet.stop()
+        stop_hearts(hearts)
+        if second is not None:
+            second.stop()
+
+
+def beats_seen_from_start(monitor: HeartMonitor) -> list:
+    """Start ``monitor``; the list every one of its beats will be added to."""
+    beats: list = []
+    monitor.add_beat_handler(beats.append)
+    monitor.start()
+    return beats
 
 
 def test_hearts_of_a_paused_process_fail_and_come_back(make_monitor):

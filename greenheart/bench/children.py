@@ -406,7 +406,7 @@ def run_soak_fleet(
     per_round = max(1, round(size * churn * every / 60))
     with HeartFleet(ping, pong, size=size, prefix="soak") as fleet:
         _say(json.dumps({"event": "started", "hearts": len(fleet.alive), "at": time.monotonic()}))
-        sender = gevent.spawn(_send_garbage, pong, garbage, seed)
+        sender = gevent.spawn(_send_garbage, pong, garbage, seed) if garbage > 0 else None
         try:
             while True:
                 gevent.sleep(every)
@@ -418,7 +418,8 @@ def run_soak_fleet(
                 _say(json.dumps({"event": "killed", "hearts": killed, "at": time.monotonic()}))
                 fleet.grow(len(victims))
         finally:
-            sender.kill()
+            if sender is not None:
+                sender.kill()
 
 
 def _send_garbage(pong: str, rate: float, seed: int) -> None:

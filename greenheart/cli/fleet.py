@@ -13,7 +13,7 @@ from greenheart.cli.args import count, delay, event, positive_float, probability
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.printer import now_text
 from greenheart.cli.signals import exit_status, wait_for_signal
-from greenheart.core.behaviour import Behaviour
+from greenheart.core.behaviour import Behaviour, Reconnect
 from greenheart.green.fleet import FleetStatus, HeartFleet
 
 
@@ -43,6 +43,19 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         fleet.add_argument(
             f"--{kind}", type=event(kind), action="append", default=[], metavar=syntax, help=text
         )
+    fleet.add_argument(
+        "--reconnect-max",
+        type=positive_float,
+        metavar="MS",
+        help="back off reconnecting (doubling from 100 ms) up to MS; off by default, as a Heart",
+    )
+    fleet.add_argument(
+        "--reconnect-jitter",
+        type=probability,
+        default=0.0,
+        metavar="F",
+        help="spread each heart's reconnect interval by up to F of itself (0 to 1)",
+    )
     fleet.add_argument("--seed", type=int, default=0, help="same seed, same run")
     fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
     fleet.add_argument("--status-every", type=positive_float, default=5.0, metavar="SECONDS")
@@ -68,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         behaviour=behaviour,
         scenario=scenario,
         curve=client_curve(args),
+        reconnect=Reconnect(max_ms=args.reconnect_max or 0, jitter=args.reconnect_jitter),
         **({"prefix": args.prefix} if args.prefix else {}),
     )
     with fleet:

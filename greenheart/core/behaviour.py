@@ -17,7 +17,7 @@ _MASK = (1 << 64) - 1
 _UNIT = 2.0**-53
 
 # The independent streams of draws, one per kind of decision.
-_LOSS, _DELAY, _SLOW = 1, 2, 3
+_LOSS, _DELAY, _SLOW, _RECONNECT = 1, 2, 3, 4
 
 
 def _mix(value: int) -> int:
@@ -76,6 +76,7 @@ class Delay:
 
 
 _probability = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+_positive_number = attrs.validators.gt(0.0)
 
 
 @attrs.frozen
@@ -110,6 +111,31 @@ class Behaviour:
         if delay is None:
             return 0.0
         return delay.seconds(uniform(self.seed, _DELAY, heart, ping))
+
+
+@attrs.frozen
+class Reconnect:
+    """How a simulated heart reconnects once its monitor went away, as a real one does.
+
+    Every ``interval_ms`` (libzmq's default, 100 ms, which a :class:`~greenheart.Heart` uses);
+    with ``max_ms``, each failed attempt doubles the wait up to that (libzmq's backoff). Each
+    heart's interval is spread by up to ``jitter`` of itself, seeded per heart, so that a fleet
+    need not retry in lockstep.
+    """
+
+    interval_ms: float = attrs.field(default=100.0, converter=float, validator=_positive_number)
+    #: 0 for no backoff
+    max_ms: float = attrs.field(default=0.0, converter=float, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(default=0.0, converter=float, validator=_probability)
+
+    def interval(self, seed: int, heart: int) -> int:
+        """Heart number ``heart``'s reconnect interval, in whole milliseconds."""
+        spread = 1 + self.jitter * uniform(seed, _RECONNECT, heart, 0)
+        return max(1, round(self.interval_ms * spread))
+
+    def interval_max(self, seed: int, heart: int) -> int:
+        """Heart number ``heart``'s longest wait (``ZMQ_RECONNECT_IVL_MAX``); 0 for none."""
+        return max(round(self.max_ms), self.interval(seed, heart)) if self.max_ms else 0
 
 
 # -- the life of a fleet: deaths, revivals, churn, flapping ------------------------------------

@@ -1,11 +1,12 @@
-"""What ZeroMQ's socket monitor says about a socket's connections: who came, and who was refused.
+"""What ZeroMQ's socket monitor says about a socket's connections: who was refused.
 
-libzmq reports each connection a listening socket accepts (with its file descriptor), each
-that closes, and each whose handshake failed: a plaintext peer against a CURVE socket (or
-bytes that are not ZeroMQ at all), a peer with the wrong server key, a key the authenticator
-refused. A :class:`ConnectionWatch` reads those events from an inproc PAIR socket, counts
-every refused peer by reason, and logs it (rate-limited) with the peer's address, which it
-learnt from the descriptor when the connection was accepted.
+libzmq reports each connection whose handshake failed: a plaintext peer against a CURVE
+socket (or bytes that are not ZeroMQ at all), a peer with the wrong server key, a key the
+authenticator refused. A :class:`ConnectionWatch` reads those events from an inproc PAIR
+socket, counts every refused peer by reason, and logs it (rate-limited) with the endpoint
+that refused it. libzmq 4.3's events do not say who the peer was, and its connection is
+closed before the event can be read, so the peer's address is logged only where it is known:
+by the ZAP authenticator, for a refused key.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
-import socket as stdlib_socket
 
 import attrs
 import zmq
@@ -40,22 +39,10 @@ REASONS = {
     "auth": "the authenticator refused its key",
 }
 
-WATCHED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | sum(REFUSALS)
+WATCHED = sum(REFUSALS)
 
 #: seconds the watch sleeps at most before it looks at the queue again
 WAKE_INTERVAL = 1.0
-
-
-def peer_address(fd: int) -> str:
-    """The address of the peer on descriptor ``fd`` as text; ``unknown`` if it is gone."""
-    try:
-        with stdlib_socket.socket(fileno=os.dup(fd)) as connection:
-            peer = connection.getpeername()
-    except OSError:
-        return "unknown"
-    if isinstance(peer, tuple):
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer) or "a local peer"
 
 
 @attrs.define(eq=False)
@@ -69,8 +56,6 @@ class ConnectionWatch:
     #: reason -> peers refused ("protocol", "handshake", "auth")
     refused: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     _events: zmq.green.Socket | None = attrs.field(default=None, init=False)
-    #: descriptor -> the peer's address, for the connections open now
-    _peers: dict[int, str] = attrs.field(factory=dict, init=False)
     _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
 
     def open(self) -> None:
@@ -94,23 +79,19 @@ class ConnectionWatch:
                 except zmq.Again:
                     break
                 event = parse_monitor_message(message)
-                self.handle(int(event["event"]), int(event["value"]))
+                self.handle(int(event["event"]), event["endpoint"])
             wait_for_messages(events, WAKE_INTERVAL)
 
-    def handle(self, kind: int, fd: int) -> None:
-        """Take one event of ``kind`` (``zmq.EVENT_...``) about descriptor ``fd``."""
-        if kind == zmq.EVENT_ACCEPTED:
-            self._peers[fd] = peer_address(fd)
-        elif kind == zmq.EVENT_DISCONNECTED:
-            self._peers.pop(fd, None)
-        elif kind in REFUSALS:
+    def handle(self, kind: int, endpoint: bytes) -> None:
+        """Take one event of ``kind`` (``zmq.EVENT_...``) on the socket's ``endpoint``."""
+        if kind in REFUSALS:
             reason = REFUSALS[zmq.Event(kind)]
             self.refused[reason] += 1
             self._limited(
                 logging.WARNING,
                 f"refused {reason}",
-                "refused a peer at %s on the %s socket: %s",
-                self._peers.get(fd, "unknown"),
+                "refused a peer on the %s socket (%s): %s",
                 self.role,
+                endpoint.decode("utf-8", "replace"),
                 REASONS[reason],
             )

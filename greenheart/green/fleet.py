@@ -25,7 +25,7 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Reconnect, Revive
 from greenheart.core.checks import COUNT
 from greenheart.core.timeline import (
     Action,
@@ -146,6 +146,10 @@ class HeartFleet(Service):
     #: thread alone takes longer to push them out than the Python loop takes to hand them over
     io_threads: int = attrs.field(
         default=2, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
+    #: how hearts reconnect after the monitor went away: by default as a real Heart does
+    reconnect: Reconnect = attrs.field(
+        factory=Reconnect, validator=attrs.validators.instance_of(Reconnect)
     )
     #: the monitor's public key and the fleet's key pair (one for all its hearts), for CURVE
     curve: ClientCurve | None = attrs.field(
@@ -296,8 +300,10 @@ class HeartFleet(Service):
             socket.setsockopt(zmq.IDENTITY, heart.id)
             # as in Heart: a pong queued on a connection not yet up would arrive stale
             socket.setsockopt(zmq.IMMEDIATE, 1)
-            # after a monitor restart, thousands of hearts must not all retry every 100 ms
-            socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            # as a real heart reconnects: a fleet that came back later would fail its tests
+            seed, serial = self.behaviour.seed, heart.serial
+            socket.setsockopt(zmq.RECONNECT_IVL, self.reconnect.interval(seed, serial))
+            socket.setsockopt(zmq.RECONNECT_IVL_MAX, self.reconnect.interval_max(seed, serial))
             if self.curve is not None:
                 self.curve.apply(socket)
             connect(socket, self.pong_addr, "pongs")

@@ -13,7 +13,8 @@ between). Each ping a user answers is two entries in Locust's statistics:
 * ``PING interval``: milliseconds since the user's previous ping (the period, and its
   jitter as Locust's percentiles);
 * ``PONG send``: milliseconds from receiving the ping to sending the pong, failed when
-  the pong could not be sent (no live connection, or the queue full).
+  the pong could not be sent (the connection lost, or its queue full). A user joins only
+  once its connection is up, so no pong fails for want of one at the start.
 
 Users of one process share one SUB socket for pings, so a user costs 2 file
 descriptors (its DEALER's mailbox and its connection); the soft open-file limit is
@@ -89,6 +90,22 @@ class PingHub:
 
 _serials = itertools.count()
 
+#: seconds a user waits for its connection to the monitor before it gives up
+CONNECT_TIMEOUT = 60.0
+
+
+def _wait_until_connected(dealer: zmq.Socket, pong_addr: str) -> None:
+    """Return once ``dealer`` can send, so that no pong is reported failed for want of a
+    connection: with ``ZMQ_IMMEDIATE`` a DEALER can send only once a connection is up."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while not int(dealer.get(zmq.EVENTS)) & zmq.POLLOUT:
+        if time.monotonic() > deadline:
+            raise ConnectionError(
+                f"no connection to the monitor's pong address {pong_addr}"
+                f" within {CONNECT_TIMEOUT:g} s"
+            )
+        gevent.sleep(0.01)
+
 
 class HeartUser(User):
     """A heart: joins the monitor named by ``--host`` and answers every ping."""
@@ -106,6 +123,7 @@ class HeartUser(User):
         dealer.setsockopt(zmq.IMMEDIATE, 1)  # as Heart: no pongs queued for a connection not up
         dealer.connect(pong_addr)
         self.dealer = dealer
+        _wait_until_connected(dealer, pong_addr)
         self.hub = PingHub.for_address(ping_addr)
         self.hub.users[self] = self.pings
 
