@@ -170,8 +170,10 @@ class MetricsServer(Service):
 
     def _open(self) -> None:
         app = make_wsgi_app(register(self.monitor, self.registry))
-        # each request is handled in a greenlet of this object's
-        self._server = WSGIServer((self.host, self.port), app, log=None, spawn=self._spawn)
+        # Each request is handled in a greenlet of this object's group, killed on stop() but not
+        # supervised: pywsgi answers a failing request itself, and one bad client must not stop
+        # the metrics of a monitor.
+        self._server = WSGIServer((self.host, self.port), app, log=None, spawn=self._group.spawn)
         try:
             self._server.start()
         except OSError as error:
