@@ -68,6 +68,7 @@ def run_seeded(seed: int) -> tuple[list[tuple[bytes, int, float | None]], dict[b
         behaviour=behaviour,
         prefix="seeded",
         on_decision=lambda *decision: decisions.append(decision),
+        answer_every_ping=True,  # the 30 pings come at once: every one is to be decided
     )
     try:
         with fleet:

@@ -156,6 +156,43 @@ def test_a_clock_stepping_back_never_repeats_an_older_ping(then):
     assert ledger.pong(b"b", ledger.ping, then + 0.1).kind is PongKind.ON_TIME
 
 
+def test_a_pong_read_after_the_next_ping_was_published_still_counts_for_its_own_round():
+    ledger = Ledger(tic=0.0)
+    ledger.pong(b"a", ledger.ping, 0.1)
+    ledger.pong(b"b", ledger.ping, 0.1)
+    ledger.beat(1.0)
+    closing = ledger.ping
+    # the next ping leaves on its grid time, 2.0; the monitor reads its queue afterwards
+    upcoming = ledger.publish(2.0)
+    assert upcoming != closing and ledger.publish(2.0) == upcoming  # opened once
+    assert ledger.pong(b"a", closing, 2.05).kind is PongKind.ON_TIME  # queued before 2.0
+    fast = ledger.pong(b"b", upcoming, 2.01)  # b already answered the new ping
+    assert fast.kind is PongKind.ON_TIME and fast.rtt == pytest.approx(0.01)
+    assert ledger.pong(b"b", upcoming, 2.02).kind is PongKind.REPEAT
+    beat = ledger.beat(2.1)
+    # a answered the round that closed; b did not, though it answered the next one
+    assert beat.on_time_pongs == 1 and b"b" in ledger.on_probation
+    assert ledger.tic == 2.0 and ledger.ping == upcoming  # the new round began at its ping
+    assert ledger.responses == {b"b"}  # b's early answer is the new round's
+    assert ledger.beat(3.0).on_time_pongs == 1 and ledger.on_probation == {b"a": 1}
+
+
+def test_a_heart_failed_between_beats_is_not_taken_for_a_new_one():
+    ledger = Ledger(tic=0.0, max_misses=3)
+    for heart in (b"a", b"b"):
+        ledger.pong(heart, ledger.ping, 0.1)
+    ledger.beat(1.0)
+    ledger.pong(b"a", ledger.ping, 1.1)  # it answered, then its connection closed
+    ledger.pong(b"newcomer", ledger.ping, 1.1)  # so did a heart not yet registered
+    assert ledger.fail(b"a") and not ledger.fail(b"newcomer") and not ledger.fail(b"a")
+    assert b"a" not in ledger.hearts and ledger.counters.failed_hearts == 1
+    beat = ledger.beat(2.0)
+    assert beat.disconnected == (b"a",) and beat.failed_hearts == ()
+    assert beat.new_hearts == () and ledger.hearts == {b"b"}
+    assert ledger.counters.on_time_pongs == 4  # the answers were made, and stay counted
+    assert ledger.beat(3.0).disconnected == ()  # reported once
+
+
 def test_an_unjudged_beat_charges_no_miss_and_fails_nobody():
     ledger = Ledger(tic=0.0, max_misses=1)
     ledger.pong(b"a", ledger.ping, 0.1)
@@ -320,6 +357,8 @@ class ModelHeart:
     misses: int = 0
     on_time: bool = False
     late: bool = False
+    #: answered the next round's ping, published before this round closed
+    early: bool = False
     events: list[str] = attrs.Factory(list)
 
 
@@ -336,6 +375,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lifetime = 0.0
         self.current = encode_ping(0.0)
         self.previous: bytes | None = None
+        #: the next round's ping once published, its lifetime and when it was published
+        self.next: tuple[bytes, float, float] | None = None
+        self.disconnected: list[bytes] = []
         self.model = {heart: ModelHeart() for heart in HEARTS}
         self.pongs = {kind: 0 for kind in PongKind}
 
@@ -346,17 +388,39 @@ class LedgerMachine(RuleBasedStateMachine):
         self.max_hearts = max_hearts
         self.ledger = Ledger(tic=0.0, max_misses=max_misses, max_hearts=max_hearts)
 
+    def next_ping(self, now: float) -> tuple[bytes, float, float]:
+        """The next round's ping as the rules say, opened at ``now``: time moves the ping on,
+        and a clock that does not still makes a new ping."""
+        if self.next is None:
+            elapsed = now - self.now
+            lifetime = (
+                self.lifetime + elapsed if elapsed > 0 else math.nextafter(self.lifetime, math.inf)
+            )
+            self.next = (encode_ping(lifetime), lifetime, now)
+        return self.next
+
+    @rule(elapsed=st.floats(-1, 10))
+    def publish(self, elapsed):
+        payload, _, _ = self.next_ping(self.now + elapsed)
+        assert self.ledger.publish(self.now + elapsed) == payload
+
     @rule(
         heart=st.sampled_from(HEARTS),
-        answer=st.sampled_from(["current", "previous", "stale"]),
+        answer=st.sampled_from(["current", "previous", "next", "stale"]),
         delay=st.floats(0, 5),
     )
     def pong(self, heart, answer, delay):
-        payload = {"current": self.current, "previous": self.previous}.get(answer) or b"9e99"
+        upcoming = self.next[0] if self.next else None
+        payload = {"current": self.current, "previous": self.previous, "next": upcoming}.get(
+            answer
+        ) or b"9e99"
         now = self.now + delay
         pong = self.ledger.pong(heart, payload, now)
         state = self.model[heart]
-        if payload == self.current:
+        if payload == upcoming:
+            expected = PongKind.REPEAT if state.early else PongKind.ON_TIME
+            state.early = True
+        elif payload == self.current:
             expected = PongKind.REPEAT if state.on_time else PongKind.ON_TIME
             state.on_time = True
         elif payload == self.previous:
@@ -374,9 +438,20 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.malformed(shape).kind is PongKind.MALFORMED
         self.pongs[PongKind.MALFORMED] += 1
 
+    @rule(heart=st.sampled_from(HEARTS))
+    def fail(self, heart):
+        state = self.model[heart]
+        assert self.ledger.fail(heart) is state.registered  # its answers stay counted
+        state.on_time = state.late = state.early = False
+        if state.registered:
+            state.registered, state.misses = False, 0
+            state.events.append("failed")
+            self.disconnected.append(heart)
+
     @rule(elapsed=st.floats(-1, 10), judge=st.sampled_from([True, True, True, False]))
     def beat(self, elapsed, judge):
         now = self.now + elapsed
+        payload, lifetime, opened = self.next_ping(now)
         beat = self.ledger.beat(now, judge=judge)
         assert beat.judged is judge
         new, failed = [], []
@@ -405,16 +480,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.refused += len(candidates[room:])
         assert beat.refused_hearts == len(candidates[room:])
         for state in self.model.values():
-            state.on_time = state.late = False
+            # answers to the new ping, read before the round opened, are its answers
+            state.on_time, state.late, state.early = state.early, False, False
         assert beat.new_hearts == tuple(sorted(new))
         assert beat.failed_hearts == tuple(sorted(failed))
-        # time moves the ping on; a clock that does not still makes a new ping
-        elapsed = now - self.now
-        self.lifetime = (
-            self.lifetime + elapsed if elapsed > 0 else math.nextafter(self.lifetime, math.inf)
-        )
-        self.previous, self.current = self.current, encode_ping(self.lifetime)
-        self.now = now
+        assert beat.disconnected == tuple(self.disconnected)
+        self.disconnected = []
+        self.previous, self.current, self.lifetime = self.current, payload, lifetime
+        self.now, self.next = opened, None
         assert beat.ping == self.current == self.ledger.ping
 
     @invariant()

@@ -56,6 +56,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         metavar="F",
         help="spread each heart's reconnect interval by up to F of itself (0 to 1)",
     )
+    fleet.add_argument(
+        "--every-ping",
+        action="store_true",
+        help="answer every ping queued, not only the newest (as the seed's thread device does)",
+    )
     fleet.add_argument("--seed", type=int, default=0, help="same seed, same run")
     fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
     fleet.add_argument("--status-every", type=positive_float, default=5.0, metavar="SECONDS")
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         scenario=scenario,
         curve=client_curve(args),
         reconnect=Reconnect(max_ms=args.reconnect_max or 0, jitter=args.reconnect_jitter),
+        answer_every_ping=args.every_ping,
         **({"prefix": args.prefix} if args.prefix else {}),
     )
     with fleet:
@@ -104,7 +110,8 @@ def status_line(status: FleetStatus, as_json: bool) -> str:
         return json.dumps({"event": "status", "time": now_text(), **attrs.asdict(status)})
     return (
         f"{now_text()} {status.alive} alive ({status.silent} silent,"
-        f" {status.hearts - status.alive} dead), {status.fleet_pings} pings,"
+        f" {status.hearts - status.alive} dead), {status.fleet_pings} pings"
+        f" ({status.skipped_pings} skipped),"
         f" {status.pongs} pongs, {status.dropped} dropped, {status.delayed} delayed,"
         f" {status.unsent} unsent"
     )

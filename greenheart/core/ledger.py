@@ -121,6 +121,9 @@ class Beat:
     refused_hearts: int = 0
     #: seconds the beat ran behind its schedule, as the driver measured it
     lag: float = 0.0
+    #: hearts failed since the beat before because their connection closed (their failure
+    #: handlers were called then); not in ``failed_hearts``
+    disconnected: tuple[bytes, ...] = ()
 
 
 @attrs.define
@@ -191,6 +194,17 @@ class _Record:
         self.last_arrival = arrival
 
 
+@attrs.define(slots=True)
+class _Upcoming:
+    """The next round, from the moment its ping was published until the current one closes."""
+
+    ping: bytes
+    tic: float
+    lifetime: float
+    #: heart -> round trip, for the answers to this ping read before the round opened
+    on_time: dict[bytes, float] = attrs.field(factory=dict)
+
+
 @attrs.define
 class Ledger:
     """The state of one heart monitor, changed only by :meth:`beat` and :meth:`pong`."""
@@ -231,6 +245,10 @@ class Ledger:
     #: heart -> round trip, for the answers to the previous ping in this round
     _late: dict[bytes, float] = attrs.field(factory=dict, init=False)
     _round_bad: int = attrs.field(default=0, init=False)
+    #: the next round, once its ping is published and until this one closes
+    _upcoming: _Upcoming | None = attrs.field(default=None, init=False)
+    #: hearts failed since the last beat because their connection closed
+    _disconnected: list[bytes] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.ping = encode_ping(self.lifetime)
@@ -248,9 +266,10 @@ class Ledger:
     @property
     def counters(self) -> Counters:
         """Totals since the ledger was made, the current round included (a copy)."""
+        early = len(self._upcoming.on_time) if self._upcoming is not None else 0
         return attrs.evolve(
             self._totals,
-            on_time_pongs=self._totals.on_time_pongs + len(self._on_time),
+            on_time_pongs=self._totals.on_time_pongs + len(self._on_time) + early,
             late_pongs=self._totals.late_pongs + len(self._late),
         )
 
@@ -306,6 +325,15 @@ class Ledger:
             if key is not None:
                 self._owners.setdefault(heart, key)
             return Pong(PongKind.LATE, heart, rtt)
+        upcoming = self._upcoming
+        if upcoming is not None and payload == upcoming.ping:
+            # the ping of the next round, published before this one closed: on time for it
+            if heart in upcoming.on_time:
+                return self._repeat(heart)
+            rtt = upcoming.on_time[heart] = now - upcoming.tic
+            if key is not None:
+                self._owners.setdefault(heart, key)
+            return Pong(PongKind.ON_TIME, heart, rtt)
         self._totals.stale_pongs += 1
         self._round_bad += 1
         return Pong(PongKind.STALE, heart, None)
@@ -321,14 +349,59 @@ class Ledger:
         self._round_bad += 1
         return Pong(PongKind.MALFORMED, heart, None)
 
+    def publish(self, now: float) -> bytes:
+        """Open the next round at ``now``, before the current one closes: the payload of its
+        ping, to publish at once.
+
+        A monitor publishes each ping on its grid time, then reads the answers still queued,
+        then closes the round with :meth:`beat`. Meanwhile answers to the current ping still
+        count for the current round, and answers to the new one for the round it opened.
+        Publishing twice before the beat opens the round once.
+        """
+        if self._upcoming is None:
+            elapsed = now - self.tic
+            # A clock that stands still or steps back (an injected one) must not make the new
+            # ping repeat the old one: its answers would be taken for answers to the new round.
+            if elapsed > 0:
+                lifetime = self.lifetime + elapsed
+            else:
+                lifetime = math.nextafter(self.lifetime, math.inf)
+            self._upcoming = _Upcoming(encode_ping(lifetime), now, lifetime)
+        return self._upcoming.ping
+
+    def fail(self, heart: bytes) -> bool:
+        """Declare ``heart`` failed now, between beats (its connection closed, say); True if
+        it was known. Its answers of the current round go with it, so that it is not taken
+        for a new heart at the beat; the next :class:`Beat` lists it in ``disconnected``."""
+        totals = self._totals
+        # its answers were made, and stay counted; they only no longer make it a live heart
+        if self._on_time.pop(heart, None) is not None:
+            totals.on_time_pongs += 1
+        if self._late.pop(heart, None) is not None:
+            totals.late_pongs += 1
+        if self._upcoming is not None and self._upcoming.on_time.pop(heart, None) is not None:
+            totals.on_time_pongs += 1
+        if heart not in self.hearts:
+            return False
+        self.hearts.discard(heart)
+        self.on_probation.pop(heart, None)
+        self._records.pop(heart, None)
+        self._totals.failed_hearts += 1
+        self._disconnected.append(heart)
+        return True
+
     def beat(self, now: float, judge: bool = True, lag: float = 0.0) -> Beat:
-        """Close the current round at time ``now`` and open the next one.
+        """Close the current round at time ``now`` and open the next one (the one
+        :meth:`publish` opened, or one that opens now).
 
         With ``judge=False`` (the driver knows it could not have heard every answer: it
         was stalled, or is behind) the hearts that did not answer are not charged a miss:
         they stay on probation with the misses they had, and none fails. ``lag`` is only
         reported.
         """
+        self.publish(now)
+        upcoming = self._upcoming
+        assert upcoming is not None
         on_time, late = self._on_time, self._late
         responded = on_time.keys() | late.keys()
         failed, on_probation = self._judge(self.hearts - responded, now, judge)
@@ -351,16 +424,8 @@ class Ledger:
         # a late pong's trip began one ping earlier than the round it came in
         late_by = self.tic - self._previous_tic
         self._previous_ping, self._previous_tic = self.ping, self.tic
-        round_length = now - self.tic
         self.last_ping = self.lifetime
-        # A clock that stands still or steps back (an injected one) must not make the new ping
-        # repeat the old one: its answers would be taken for answers to the new round.
-        if round_length > 0:
-            self.lifetime += round_length
-        else:
-            self.lifetime = math.nextafter(self.lifetime, math.inf)
-        self.ping = encode_ping(self.lifetime)
-        self.tic = now
+        self.lifetime, self.ping, self.tic = upcoming.lifetime, upcoming.ping, upcoming.tic
 
         totals = self._totals
         totals.beats += 1
@@ -390,8 +455,10 @@ class Ledger:
             judged=judge,
             refused_hearts=refused,
             lag=lag,
+            disconnected=tuple(self._disconnected),
         )
-        self._on_time, self._late, self._round_bad = {}, {}, 0
+        self._on_time, self._late, self._round_bad = upcoming.on_time, {}, 0
+        self._upcoming, self._disconnected = None, []
         return beat
 
     def _judge(

@@ -94,8 +94,10 @@ class FleetStatus:
     hearts: int
     alive: int
     silent: int
-    #: pings received by the fleet (each fanned out to every live heart)
+    #: pings received by the fleet and fanned out to every live heart
     fleet_pings: int
+    #: pings received but not fanned out, because a newer one was already queued
+    skipped_pings: int
     pings: int
     pongs: int
     dropped: int
@@ -147,6 +149,9 @@ class HeartFleet(Service):
     io_threads: int = attrs.field(
         default=2, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
     )
+    #: answer every ping queued, as the seed's thread device does, instead of only the newest
+    #: (see :meth:`_newest_ping`)
+    answer_every_ping: bool = False
     #: how hearts reconnect after the monitor went away: by default as a real Heart does
     reconnect: Reconnect = attrs.field(
         factory=Reconnect, validator=attrs.validators.instance_of(Reconnect)
@@ -167,6 +172,7 @@ class HeartFleet(Service):
     _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _delays: DelayQueue = attrs.field(init=False)
     _fleet_pings: int = attrs.field(default=0, init=False)
+    _skipped_pings: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._delays = DelayQueue(self._send, self.clock)
@@ -275,6 +281,7 @@ class HeartFleet(Service):
             alive=len(self._live),
             silent=sum(heart.silent for heart in self._live),
             fleet_pings=self._fleet_pings,
+            skipped_pings=self._skipped_pings,
             pending=len(self._delays),
             **totals,
         )
@@ -357,6 +364,8 @@ class HeartFleet(Service):
         prompt = behaviour.prompt
         while True:
             payload = sub.recv()
+            if not self.answer_every_ping:
+                payload = self._newest_ping(sub, payload)
             self._fleet_pings += 1
             ping = self._fleet_pings
             now = self.clock()
@@ -381,6 +390,22 @@ class HeartFleet(Service):
                         delays.push(now + wait, heart, heart.socket, payload)
                 if served % FANOUT_BATCH == 0:
                     yield_to_others()
+
+    def _newest_ping(self, sub: zmq.green.Socket, payload: bytes) -> bytes:
+        """The newest of the pings queued, counting the older ones skipped.
+
+        A real heart answers within a moment of each ping. A fleet that fell behind (thousands
+        of connections opening, a stolen core) and then answered every queued ping would send
+        only answers already stale, and never catch up: the load generator would collapse
+        and a benchmark would blame the monitor. So by default it answers the newest.
+        """
+        while True:
+            try:
+                newer = sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return payload
+            self._skipped_pings += 1
+            payload = newer
 
     # -- the scenario ----------------------------------------------------------------------------
 

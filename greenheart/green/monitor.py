@@ -1,8 +1,8 @@
 """HeartMonitor: the ledger, driven by gevent and ZeroMQ.
 
 Two greenlets share the work. The beat greenlet wakes on a fixed grid of
-``period`` milliseconds, drains the pongs already queued, closes the round in the
-ledger, publishes the next ping, and only then calls handlers. The pong greenlet
+``period`` milliseconds, publishes the next ping at once, drains the pongs already
+queued, closes the round in the ledger, and only then calls handlers. The pong greenlet
 waits on the ROUTER socket and feeds every message to the ledger, draining
 whatever is queued in bounded batches before it yields, so a burst of pongs costs
 few greenlet switches and cannot starve the beat.
@@ -375,11 +375,17 @@ class HeartMonitor(Service):
     # -- beating ------------------------------------------------------------------------------
 
     def beat(self, lag: float = 0.0, stalled: bool = False) -> Beat:
-        """Close the round: judge the hearts, publish the next ping, call the handlers.
+        """Publish the next ping, then close the round: read the answers still queued, judge
+        the hearts, call the handlers.
 
-        ``lag`` is how late the beat is; a ``stalled`` beat (the process was paused) judges
-        nobody.
+        The ping leaves first, so that hearts get a whole period to answer however long the
+        reading takes; answers to the closing round read after it still count for that round
+        (:meth:`Ledger.publish <greenheart.core.ledger.Ledger.publish>`). ``lag`` is how late
+        the beat is; a ``stalled`` beat (the process was paused) judges nobody.
         """
+        if self.pongstream.closed:  # it cannot judge what it cannot hear
+            raise SocketClosed("the pong socket was closed while the monitor was running")
+        self._publish(self._ledger.publish(self.clock()))
         caught_up = self._catch_up()
         if not caught_up:
             self.behind += 1
@@ -392,7 +398,6 @@ class HeartMonitor(Service):
                 )
         judge = verdict(late=stalled, paused=stalled, caught_up=caught_up) is Verdict.JUDGE
         beat = self._ledger.beat(self.clock(), judge=judge, lag=lag)
-        self._publish(beat.ping)
         self._log_beat(beat)
         for heart in beat.new_hearts:
             self.handle_new_heart(heart)
