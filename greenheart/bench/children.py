@@ -38,7 +38,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from greenheart.bench.beats import beat_report
@@ -82,7 +82,11 @@ def _until_terminated() -> None:
 
 
 def run_greenheart(
-    period: float, max_misses: int, curve_dir: str | None = None, events: bool = False
+    period: float,
+    max_misses: int,
+    curve_dir: str | None = None,
+    events: bool = False,
+    fail_on_disconnect: bool = False,
 ) -> None:
     from greenheart.core.ledger import Beat
     from greenheart.green.monitor import HeartMonitor
@@ -97,7 +101,7 @@ def run_greenheart(
                 responded=beat.responded,
                 on_probation=beat.on_probation,
                 new=len(beat.new_hearts),
-                failed=len(beat.failed_hearts),
+                failed=len(beat.failed_hearts) + len(beat.disconnected),
                 on_time=beat.on_time_pongs,
                 late=beat.late_pongs,
                 bad=beat.bad_pongs,
@@ -107,12 +111,6 @@ def run_greenheart(
             )
         )
 
-    def event(kind: str) -> Callable[[bytes], None]:
-        def say(heart: bytes) -> None:
-            _say(json.dumps({"event": kind, "heart": heart.decode(), "at": time.monotonic()}))
-
-        return say
-
     curve = None
     if curve_dir is not None:
         from greenheart.green.curve import KeyPair, ServerCurve, load_allowed_keys
@@ -120,12 +118,17 @@ def run_greenheart(
         keys = KeyPair.load(os.path.join(curve_dir, SERVER_KEYS))
         curve = ServerCurve(keys, load_allowed_keys(os.path.join(curve_dir, "allowed")))
     monitor = HeartMonitor.bind(
-        LOOPBACK, LOOPBACK, period=period, max_misses=max_misses, curve=curve
+        LOOPBACK,
+        LOOPBACK,
+        period=period,
+        max_misses=max_misses,
+        curve=curve,
+        fail_on_disconnect=fail_on_disconnect,
     )
     monitor.add_beat_handler(report)
     if events:
-        monitor.add_new_heart_handler(event("new"))
-        monitor.add_heart_failure_handler(event("failed"))
+        monitor.add_new_heart_handler(lambda heart: _say_events("new", [heart]))
+        monitor.add_heart_failure_handler(lambda heart: _say_events("failed", [heart]))
     with monitor:
         _ready(monitor.ping_addr, monitor.pong_addr)
         _until_terminated()
@@ -149,7 +152,14 @@ class _Tally(logging.Handler):
             self.bad += 1
 
 
-def run_ipyparallel(period: float, max_misses: int) -> None:
+def _say_events(kind: str, hearts: Iterable[bytes]) -> None:
+    """A line for each heart registered or failed, on the shared monotonic clock."""
+    at = time.monotonic()
+    for heart in hearts:
+        _say(json.dumps({"event": kind, "heart": heart.decode(), "at": at}))
+
+
+def run_ipyparallel(period: float, max_misses: int, events: bool = False) -> None:
     import asyncio
 
     import zmq
@@ -173,10 +183,14 @@ def run_ipyparallel(period: float, max_misses: int) -> None:
 
         def handle_new_hearts(self, hearts: set[bytes]) -> None:
             self.counts["new"] += len(hearts)
+            if events:
+                _say_events("new", hearts)
             super().handle_new_hearts(hearts)
 
         def handle_heart_failure(self, hearts: list[bytes]) -> None:
             self.counts["failed"] += len(hearts)
+            if events:
+                _say_events("failed", hearts)
             super().handle_heart_failure(hearts)
 
         def beat(self) -> None:
@@ -458,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("kind", choices=(*MONITORS, *LOADS))
     parser.add_argument("--period", type=float, default=1000.0, help="milliseconds")
     parser.add_argument("--max-misses", type=int, default=1)
-    parser.add_argument("--events", action="store_true", help="greenheart: a line per event")
+    parser.add_argument("--events", action="store_true", help="a line per heart event")
+    parser.add_argument("--fail-on-disconnect", action="store_true", help="greenheart: so")
     parser.add_argument("--curve", metavar="DIR", help="CURVE keys, for greenheart-curve")
     parser.add_argument("--ping", help="for a load: the monitor's ping address")
     parser.add_argument("--pong", help="for a load: the monitor's pong address")
@@ -481,9 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.ping, args.pong, args.size, args.churn, args.garbage, args.every, args.seed
         )
     elif args.kind in ("greenheart", "greenheart-curve"):
-        run_greenheart(args.period, args.max_misses, args.curve, args.events)
+        run_greenheart(
+            args.period, args.max_misses, args.curve, args.events, args.fail_on_disconnect
+        )
     elif args.kind == "ipyparallel":
-        run_ipyparallel(args.period, args.max_misses)
+        run_ipyparallel(args.period, args.max_misses, args.events)
     else:
         run_raw(args.period)
     return 0

@@ -46,6 +46,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         metavar="MS",
         help="with --phi: a pause of this long is expected, not suspicious",
     )
+    monitor.add_argument(
+        "--fail-on-disconnect",
+        action="store_true",
+        help="fail a heart at once when its connection closes (its process died), not after"
+        " its missed beats",
+    )
     add_server_arguments(monitor)
     monitor.add_argument(
         "--events", metavar="ADDR", help="publish new_heart and heart_failure events (XPUB) here"
@@ -72,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         max_hearts=args.max_hearts,
         phi=phi,
         curve=server_curve(args),
+        fail_on_disconnect=args.fail_on_disconnect,
     )
-    monitor.add_beat_handler(EventPrinter(sys.stdout, as_json=args.json, summary=args.summary))
+    EventPrinter(sys.stdout, as_json=args.json, summary=args.summary).attach(monitor)
     with monitor, contextlib.ExitStack() as extras:
         services: list[Service] = [monitor]
         if args.events:

@@ -10,6 +10,7 @@ import attrs
 
 from greenheart.core.ledger import Beat
 from greenheart.core.wire import display_id
+from greenheart.green.monitor import HeartMonitor
 
 
 def now_text() -> str:
@@ -23,23 +24,34 @@ def _ms(seconds: float | None) -> float | None:
 
 @attrs.define
 class EventPrinter:
-    """Prints what each beat meant: one line per event, and a summary line when asked."""
+    """Prints what a monitor's beats meant: one line per event, and a summary line per beat
+    when asked. A failure is printed when it is declared, which for a heart whose connection
+    closed (``--fail-on-disconnect``) is between beats."""
 
     out: TextIO
     as_json: bool = False
     summary: bool = False
+    _monitor: HeartMonitor | None = attrs.field(default=None, init=False)
 
-    def __call__(self, beat: Beat) -> None:
+    def attach(self, monitor: HeartMonitor) -> None:
+        """Print ``monitor``'s events from now on."""
+        self._monitor = monitor
+        monitor.add_beat_handler(self.beat)
+        monitor.add_heart_failure_handler(self.failed)
+
+    def failed(self, heart: bytes) -> None:
+        beats = self._monitor.counters.beats if self._monitor is not None else 0
+        self._emit("failed_heart", beats, heart=display_id(heart))
+
+    def beat(self, beat: Beat) -> None:
         for heart in beat.new_hearts:
-            self._emit("new_heart", beat, heart=display_id(heart))
+            self._emit("new_heart", beat.number, heart=display_id(heart))
         for heart, late in sorted(beat.late_hearts.items()):
-            self._emit("late_heart", beat, heart=display_id(heart), late_ms=_ms(late))
-        for heart in beat.failed_hearts:
-            self._emit("failed_heart", beat, heart=display_id(heart))
+            self._emit("late_heart", beat.number, heart=display_id(heart), late_ms=_ms(late))
         if self.summary:
             self._emit(
                 "beat",
-                beat,
+                beat.number,
                 hearts=beat.hearts,
                 responded=beat.responded,
                 on_probation=beat.on_probation,
@@ -49,10 +61,10 @@ class EventPrinter:
                 max_rtt_ms=_ms(beat.max_rtt),
             )
 
-    def _emit(self, event: str, beat: Beat, **fields: object) -> None:
+    def _emit(self, event: str, number: int, **fields: object) -> None:
         if self.as_json:
-            line = json.dumps({"event": event, "time": now_text(), "beat": beat.number, **fields})
+            line = json.dumps({"event": event, "time": now_text(), "beat": number, **fields})
         else:
             details = " ".join(f"{key}={value}" for key, value in fields.items())
-            line = f"{now_text()} beat {beat.number} {event.replace('_', ' ')} {details}"
+            line = f"{now_text()} beat {number} {event.replace('_', ' ')} {details}"
         print(line, file=self.out, flush=True)

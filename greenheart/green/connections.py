@@ -1,4 +1,5 @@
-"""What ZeroMQ's socket monitor says about a socket's connections: who was refused.
+"""What ZeroMQ's socket monitor says about a socket's connections: who was refused, and which
+connections closed.
 
 libzmq reports each connection whose handshake failed: a plaintext peer against a CURVE
 socket (or bytes that are not ZeroMQ at all), a peer with the wrong server key, a key the
@@ -7,6 +8,10 @@ socket, counts every refused peer by reason, and logs it (rate-limited) with the
 that refused it. libzmq 4.3's events do not say who the peer was, and its connection is
 closed before the event can be read, so the peer's address is logged only where it is known:
 by the ZAP authenticator, for a refused key.
+
+With a :class:`~greenheart.core.connections.ConnectionBook`, the watch also hands it every
+connection accepted and closed, and reports the hearts a closed connection names (for a
+monitor that fails a heart whose connection closes, ``fail_on_disconnect``).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
 
 import attrs
 import zmq
 import zmq.green
 from zmq.utils.monitor import parse_monitor_message
 
+from greenheart.core.connections import ConnectionBook
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.green.sockets import close_sockets, wait_for_messages
 
@@ -41,6 +48,9 @@ REASONS = {
 
 WATCHED = sum(REFUSALS)
 
+#: what a watch with a connection book watches besides
+CONNECTIONS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
 #: seconds the watch sleeps at most before it looks at the queue again
 WAKE_INTERVAL = 1.0
 
@@ -48,18 +58,22 @@ WAKE_INTERVAL = 1.0
 @attrs.define(eq=False)
 class ConnectionWatch:
     """Counts the peers ``socket`` refused, by reason; its owner runs :meth:`run` in a greenlet
-    and calls :meth:`close` when it stops."""
+    and calls :meth:`close` when it stops. With a ``book``, it keeps the book's connections
+    and calls ``on_closed(hearts)`` with the hearts each closed connection names."""
 
     socket: zmq.green.Socket
     #: which of its owner's sockets this is, for the log ("pings", "pongs")
     role: str
+    book: ConnectionBook | None = None
+    on_closed: Callable[[tuple[bytes, ...]], object] | None = None
     #: reason -> peers refused ("protocol", "handshake", "auth")
     refused: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     _events: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
 
     def open(self) -> None:
-        self._events = self.socket.get_monitor_socket(WATCHED)
+        watched = WATCHED | (CONNECTIONS if self.book is not None else 0)
+        self._events = self.socket.get_monitor_socket(watched)
 
     def close(self) -> None:
         if self._events is not None and not self.socket.closed:
@@ -73,18 +87,33 @@ class ConnectionWatch:
         events = self._events
         assert events is not None, "open() first"
         while True:
-            while True:
-                try:
-                    message = events.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                event = parse_monitor_message(message)
-                self.handle(int(event["event"]), event["endpoint"])
+            self.read_queued()
             wait_for_messages(events, WAKE_INTERVAL)
 
-    def handle(self, kind: int, endpoint: bytes) -> None:
-        """Take one event of ``kind`` (``zmq.EVENT_...``) on the socket's ``endpoint``."""
-        if kind in REFUSALS:
+    def read_queued(self) -> None:
+        """Take every event queued now, without waiting."""
+        events = self._events
+        if events is None:
+            return
+        while True:
+            try:
+                message = events.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = parse_monitor_message(message)
+            self.handle(int(event["event"]), int(event["value"]), event["endpoint"])
+
+    def handle(self, kind: int, fd: int, endpoint: bytes) -> None:
+        """Take one event of ``kind`` (``zmq.EVENT_...``) about descriptor ``fd`` on the
+        socket's ``endpoint``."""
+        book = self.book
+        if book is not None and kind == zmq.EVENT_ACCEPTED:
+            book.accepted(fd)
+        elif book is not None and kind == zmq.EVENT_DISCONNECTED:
+            hearts = book.closed(fd)
+            if hearts and self.on_closed is not None:
+                self.on_closed(hearts)
+        elif kind in REFUSALS:
             reason = REFUSALS[zmq.Event(kind)]
             self.refused[reason] += 1
             self._limited(

@@ -21,6 +21,7 @@ import zmq
 import zmq.green
 
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core.connections import ConnectionBook
 from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
 from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
@@ -122,6 +123,9 @@ class HeartMonitor(Service):
     owns_sockets: bool = False
     #: the CURVE authenticator guarding the sockets, stopped with the monitor
     authenticator: Authenticator | None = None
+    #: fail a known heart at once when its connection closes (its process died), instead of
+    #: after its missed beats; hung hearts, whose connections stay up, are still failed by those
+    fail_on_disconnect: bool = False
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
     clock: Callable[[], float] = time.monotonic
 
@@ -141,6 +145,7 @@ class HeartMonitor(Service):
     #: the pong socket is a CURVE server: every message says which key sent it
     _authenticated: bool = attrs.field(default=False, init=False)
     _watches: tuple[ConnectionWatch, ConnectionWatch] = attrs.field(init=False)
+    _book: ConnectionBook | None = attrs.field(default=None, init=False)
 
     @pingstream.validator
     def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
@@ -159,9 +164,13 @@ class HeartMonitor(Service):
         # handover would let any allowed peer take a live heart's identity away from it;
         # ZMTP heartbeats (set by bind) notice dead connections instead.
         self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 0 if self._authenticated else 1)
+        if self.fail_on_disconnect:
+            self._book = ConnectionBook()
         self._watches = (
             ConnectionWatch(self.pingstream, "pings"),
-            ConnectionWatch(self.pongstream, "pongs"),
+            ConnectionWatch(
+                self.pongstream, "pongs", self._book, on_closed=self._connections_closed
+            ),
         )
         if self.authenticator is not None:
             self.authenticator.add_stop_handler(self._authenticator_stopped)
@@ -525,8 +534,10 @@ class HeartMonitor(Service):
         nothing here can block.
         """
         socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
-        authenticated = self._authenticated
-        key = None
+        authenticated, book = self._authenticated, self._book
+        # the payload's frame is needed for the key it came with, or the descriptor
+        framed = authenticated or book is not None
+        key, fd = None, -1
         for handled in range(limit):
             if socket.closed:  # a handler may close it
                 return handled
@@ -535,16 +546,37 @@ class HeartMonitor(Service):
             except zmq.Again:
                 return handled
             # A ROUTER delivers whole messages: the identity, then at least one frame.
-            if authenticated:
+            if framed:
                 frame = _base_recv(socket, noblock, copy=False)
-                key = _sender_key(frame)
+                if authenticated:
+                    key = _sender_key(frame)
+                if book is not None:
+                    fd = frame.get(zmq.SRCFD)
                 frames = [identity, frame.bytes]
             else:
                 frames = [identity, _base_recv(socket, noblock)]
             while _base_get(socket, zmq.RCVMORE):
                 frames.append(_base_recv(socket, noblock))
             try:
-                handle_pong(frames, key)
+                pong = handle_pong(frames, key)
+                if book is not None and pong.kind in ANSWERS and not book.tied(pong.heart, fd):
+                    self._tie(book, pong.heart, fd)
             except Exception:
                 self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
         return limit
+
+    def _tie(self, book: ConnectionBook, heart: bytes, fd: int) -> None:
+        """Tie ``heart`` to the connection on ``fd``, once the book knows every connection
+        accepted and closed before this answer (see :mod:`greenheart.core.connections`)."""
+        self._watches[1].read_queued()
+        book.answered(heart, fd)
+
+    def _connections_closed(self, hearts: tuple[bytes, ...]) -> None:
+        """Fail at once the hearts whose connection closed (``fail_on_disconnect``)."""
+        failed = [heart for heart in hearts if self._ledger.fail(heart)]
+        if failed:
+            self.log.warning(
+                "%d heart(s) failed, their connection closed: %s", len(failed), _named(failed)
+            )
+        for heart in failed:
+            self.handle_heart_failure(heart)

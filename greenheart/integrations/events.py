@@ -25,7 +25,6 @@ import attrs
 import zmq
 import zmq.green
 
-from greenheart.core.ledger import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
@@ -72,26 +71,30 @@ class EventStream(Service):
         # every subscription, so that every subscriber is welcomed
         socket.setsockopt(zmq.XPUB_VERBOSE, 1)
         bind(socket, self.addr, "events")
-        self.monitor.add_beat_handler(self._publish_beat)
+        # the monitor's handlers, so that a failure is published when it is declared (a
+        # closed connection fails a heart between beats)
+        self.monitor.add_new_heart_handler(self._new_heart)
+        self.monitor.add_heart_failure_handler(self._heart_failure)
         self._spawn(self._welcome, socket)
 
     def _close(self) -> None:
         with contextlib.suppress(ValueError):  # never added: the bind failed
-            self.monitor.remove_beat_handler(self._publish_beat)
+            self.monitor.remove_new_heart_handler(self._new_heart)
+            self.monitor.remove_heart_failure_handler(self._heart_failure)
         close_sockets(self._socket)
         self._socket = None
 
-    def _publish_beat(self, beat: Beat) -> None:
-        for heart in beat.new_hearts:
-            self._send(NEW_HEART, heart, beat.number)
-        for heart in beat.failed_hearts:
-            self._send(HEART_FAILURE, heart, beat.number)
+    def _new_heart(self, heart: bytes) -> None:
+        self._send(NEW_HEART, heart)
 
-    def _send(self, kind: bytes, heart: bytes, beat: int) -> None:
+    def _heart_failure(self, heart: bytes) -> None:
+        self._send(HEART_FAILURE, heart)
+
+    def _send(self, kind: bytes, heart: bytes) -> None:
         body = {
             "event": kind.decode(),
             "heart": display_id(heart),
-            "beat": beat,
+            "beat": self.monitor.counters.beats,
             "time": time.time(),
         }
         self._send_frames([kind, heart, json.dumps(body).encode()])

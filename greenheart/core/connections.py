@@ -1,0 +1,94 @@
+"""Which connection each heart answers on, so that a connection that closes names its hearts.
+
+When a heart's process dies, its kernel closes its connection at once, and libzmq tells the
+monitor: its socket monitor reports each connection the ROUTER accepts and each that closes,
+by file descriptor, and every message says which descriptor it came in on. Descriptor
+numbers are reused, so a descriptor alone cannot name a connection. The book gives each
+connection a serial number, in the order the connections were accepted (the socket
+monitor's ACCEPTED events arrive in that order, each one before the first message of its
+connection and after the close of the connection its descriptor had before).
+
+A heart is tied to the newest connection it has answered on; an answer on an older one (a
+connection that ``ROUTER_HANDOVER`` replaced, still draining) does not tie it back. When a
+connection closes, the hearts still tied to it died with it. A heart that has already
+answered on a new connection is not among them.
+
+The driver must have handed the book every event queued before a message it ties, which it
+does only when a heart answers on a descriptor other than the one it is tied to: that is
+the one case where an event may matter (a new connection), and the fast path costs a
+dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import attrs
+
+
+@attrs.define
+class ConnectionBook:
+    """Connections by serial number, and the hearts tied to them."""
+
+    #: descriptor -> the serial of the connection open on it now
+    _serial_at: dict[int, int] = attrs.field(factory=dict, init=False)
+    #: heart -> (descriptor, serial) of the newest connection it answered on
+    _tie: dict[bytes, tuple[int, int]] = attrs.field(factory=dict, init=False)
+    #: serial -> the hearts tied to that connection
+    _hearts_on: dict[int, set[bytes]] = attrs.field(factory=dict, init=False)
+    _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
+
+    def __len__(self) -> int:
+        """Hearts tied to a connection."""
+        return len(self._tie)
+
+    def accepted(self, fd: int) -> None:
+        """A connection was accepted on descriptor ``fd``."""
+        self._serial_at[fd] = next(self._serials)
+
+    def closed(self, fd: int) -> tuple[bytes, ...]:
+        """The connection on ``fd`` closed: the hearts that were tied to it, now untied."""
+        serial = self._serial_at.pop(fd, None)
+        if serial is None:
+            return ()
+        hearts = self._hearts_on.pop(serial, set())
+        for heart in hearts:
+            del self._tie[heart]
+        return tuple(sorted(hearts))
+
+    def tied(self, heart: bytes, fd: int) -> bool:
+        """Whether ``heart`` is tied to the connection on ``fd`` already (the fast path)."""
+        tie = self._tie.get(heart)
+        return tie is not None and tie[0] == fd
+
+    def answered(self, heart: bytes, fd: int) -> None:
+        """``heart`` answered on descriptor ``fd``; every event before the answer has been
+        handed in. Ties it to that connection, unless it is tied to a newer one."""
+        serial = self._serial_at.get(fd)
+        if serial is None:
+            # a connection accepted before the book was watching
+            serial = self._serial_at[fd] = next(self._serials)
+        tie = self._tie.get(heart)
+        if tie is not None:
+            if tie[1] >= serial:
+                return
+            self._untie(heart, tie[1])
+        self._tie[heart] = (fd, serial)
+        self._hearts_on.setdefault(serial, set()).add(heart)
+
+    def forget(self, heart: bytes) -> None:
+        """``heart`` is gone (failed, or never admitted): untie it."""
+        tie = self._tie.pop(heart, None)
+        if tie is not None:
+            self._untie_serial(heart, tie[1])
+
+    def _untie(self, heart: bytes, serial: int) -> None:
+        del self._tie[heart]
+        self._untie_serial(heart, serial)
+
+    def _untie_serial(self, heart: bytes, serial: int) -> None:
+        hearts = self._hearts_on.get(serial)
+        if hearts is not None:
+            hearts.discard(heart)
+            if not hearts:
+                del self._hearts_on[serial]
