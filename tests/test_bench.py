@@ -314,3 +314,20 @@ def test_the_soak_at_a_tiny_size(tmp_path):
 )
 def test_the_ramp_is_the_default_bench(argv, expected):
     assert with_default_subcommand(argv) == expected
+
+
+@pytest.mark.timeout(120)
+def test_the_detect_bench_at_a_tiny_size(tmp_path):
+    out = tmp_path / "detect.json"
+    run = bench(
+        "detect", *("--periods", "300", "--processes", "3", "--stopped", "1"),
+        *("--fleet", "10", "--fleet-kills", "3", "--no-ipyparallel", "--json", str(out)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=110)
+    assert run.returncode == 0, stderr
+    rows = {(r["fail_on_disconnect"], r["kind"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[(True, "SIGKILL")]["deaths"] == 2 and rows[(True, "kill()")]["deaths"] == 3
+    # with the option a closed connection is news within milliseconds; without, a beat later
+    assert rows[(True, "SIGKILL")]["max_ms"] < 300 < rows[(False, "SIGKILL")]["p50_ms"]
+    assert rows[(True, "SIGSTOP")]["deaths"] == 1  # a hung heart is still found by its misses
+    assert "on disconnect" in stdout

@@ -9,7 +9,7 @@ monitor process's CPU time, every thread included):
 ``on_probation``, ``new`` and ``failed`` hearts; ``on_time``, ``late`` and ``bad`` pongs;
 ``rtt_ms`` (a sample of at most :data:`RTT_SAMPLE` round trips), ``rtt_max_ms``,
 ``round_ms`` (ping sent to its last on-time pong); ``judged`` (False if the beat charged
-nobody a miss).
+nobody a miss); ``lag_ms`` (how long after its grid time the beat's ping left).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def beat_report(
     round_trips: Sequence[float],
     round_s: float | None,
     judged: bool = True,
+    lag: float = 0.0,
 ) -> str:
     """One beat as a JSON line."""
     sample = (
@@ -67,6 +68,7 @@ def beat_report(
             "rtt_max_ms": _ms(max(round_trips)) if round_trips else None,
             "round_ms": _ms(round_s),
             "judged": judged,
+            "lag_ms": _ms(lag),
         }
     )
 

@@ -47,6 +47,7 @@ from greenheart.green.limits import open_descriptors, raise_open_file_limit
 
 if TYPE_CHECKING:
     from greenheart.green.curve import ClientCurve
+    from greenheart.green.fleet import HeartFleet
 
 LOOPBACK = "tcp://127.0.0.1:0"
 
@@ -108,6 +109,7 @@ def run_greenheart(
                 round_trips=beat.round_trips,
                 round_s=beat.max_rtt,
                 judged=beat.judged,
+                lag=beat.lag,
             )
         )
 
@@ -194,6 +196,13 @@ def run_ipyparallel(period: float, max_misses: int, events: bool = False) -> Non
             super().handle_heart_failure(hearts)
 
         def beat(self) -> None:
+            # tornado's PeriodicCallback keeps its own grid, and skips the beats it is late
+            # for: how late this one is, from the nearest point of a grid from the first
+            now = time.monotonic()
+            self.grid_start = getattr(self, "grid_start", now)
+            interval = period / 1000
+            lag = (now - self.grid_start) % interval
+            lag = lag if lag < interval / 2 else 0.0
             self.pong_stream.flush()
             tic, arrivals = self.tic, self.arrivals
             responded = len(self.responses)
@@ -218,6 +227,7 @@ def run_ipyparallel(period: float, max_misses: int, events: bool = False) -> Non
                     bad=bad,
                     round_trips=round_trips,
                     round_s=max(round_trips) if round_trips else None,
+                    lag=lag,
                 )
             )
 
@@ -288,7 +298,10 @@ def run_raw(period: float) -> None:
     while not stopped:
         now = time.monotonic()
         if now >= due:
+            # the ping first, exactly on its grid time; then the round is summed up
             number += 1
+            ping.send(b"%d" % number)
+            lag = now - due
             new = responses - hearts
             hearts |= responses
             round_trips = [arrival - tic for arrival in arrivals]
@@ -305,11 +318,11 @@ def run_raw(period: float) -> None:
                     bad=bad,
                     round_trips=round_trips,
                     round_s=max(round_trips) if round_trips else None,
+                    lag=lag,
                 )
             )
             previous, current, tic = current, b"%d" % number, now
             responses, arrivals, late, bad = set(), [], 0, 0
-            ping.send(current)
             due += interval * (1 + int((now - due) // interval))
             continue
         if not poller.poll(int(max(0.0, due - now) * 1000)):
@@ -356,9 +369,25 @@ def run_fleet(ping: str, pong: str, size: int, prefix: str, curve_dir: str | Non
 
     raise_open_file_limit()
     _say(json.dumps({"before": _footprint()}))
-    with HeartFleet(ping, pong, size=size, prefix=prefix, curve=_load_curve(curve_dir)):
+    import gevent
+
+    with HeartFleet(ping, pong, size=size, prefix=prefix, curve=_load_curve(curve_dir)) as fleet:
         _say(json.dumps({"started": size}))
-        _until_terminated()
+        reporter = gevent.spawn(_report_status, fleet)
+        try:
+            _until_terminated()
+        finally:
+            reporter.kill()
+
+
+def _report_status(fleet: HeartFleet, every: float = 1.0) -> None:
+    """The fleet's counters every ``every`` seconds, to tell whether it kept up."""
+    import gevent
+
+    while True:
+        gevent.sleep(every)
+        status = fleet.status()
+        _say(json.dumps({"skipped_pings": status.skipped_pings, "pings": status.fleet_pings}))
 
 
 def run_hearts(ping: str, pong: str, size: int, prefix: str) -> None:
@@ -436,6 +465,29 @@ def run_soak_fleet(
                 sender.kill()
 
 
+def run_kill_fleet(ping: str, pong: str, size: int, seed: int) -> None:
+    """A fleet that kills one of its hearts (chosen by the seed) each time it reads ``kill``
+    on its stdin, printing which and when."""
+    import gevent
+
+    from greenheart.green.fleet import HeartFleet
+
+    raise_open_file_limit()
+    chooser = random.Random(seed)
+    with HeartFleet(ping, pong, size=size, prefix="doomed") as fleet:
+        _say(json.dumps({"started": size}))
+        while True:
+            # a blocking read, in a thread: the hub goes on answering pings meanwhile
+            line = gevent.get_hub().threadpool.apply(sys.stdin.readline)
+            if line.strip() != "kill":
+                return
+            (victim,) = chooser.sample(list(fleet.alive), 1)
+            fleet.kill([victim])
+            _say(
+                json.dumps({"event": "killed", "hearts": [victim.decode()], "at": time.monotonic()})
+            )
+
+
 def _send_garbage(pong: str, rate: float, seed: int) -> None:
     """About ``rate`` messages a second of random shape, from a few peers."""
     import contextlib
@@ -464,7 +516,7 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
         gevent.sleep(0.1)
 
 
-LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet")
+LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -491,6 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_hearts(args.ping, args.pong, args.size, args.prefix)
     elif args.kind == "ipyparallel-hearts":
         run_ipyparallel_hearts(args.ping, args.pong, args.size, args.limit)
+    elif args.kind == "kill-fleet":
+        run_kill_fleet(args.ping, args.pong, args.size, args.seed)
     elif args.kind == "soak-fleet":
         run_soak_fleet(
             args.ping, args.pong, args.size, args.churn, args.garbage, args.every, args.seed

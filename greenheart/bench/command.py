@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, fleet, soak
+from greenheart.bench import capacity, detect, fleet, soak
 
 
 class BenchModule(Protocol):
@@ -35,7 +35,12 @@ class BenchModule(Protocol):
 
 
 DEFAULT = "ramp"
-SUBCOMMANDS: dict[str, BenchModule] = {"ramp": capacity, "fleet": fleet, "soak": soak}
+SUBCOMMANDS: dict[str, BenchModule] = {
+    "ramp": capacity,
+    "fleet": fleet,
+    "soak": soak,
+    "detect": detect,
+}
 
 
 def with_default_subcommand(argv: Sequence[str]) -> list[str]:

@@ -21,6 +21,10 @@ from greenheart.bench.stats import percentile
 #: the least on-time percentage of a good step
 ON_TIME_FLOOR = 99.0
 
+#: the least share of the beats asked (hold / period) that a good step's monitor made: one
+#: that skips beats under load must not be credited with the period it was asked for
+BEATS_FLOOR = 98.0
+
 
 def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
     if not value or any(not isinstance(n, int) or n < 1 for n in value):
@@ -82,6 +86,8 @@ class StepResult:
     bad_pongs: int = 0
     false_failures: int = 0
     max_on_probation: int = 0
+    #: the beats the period asked for in the hold (0: not known)
+    beats_asked: float = 0.0
     #: the fewest hearts that answered any one beat of the hold
     min_responded: int = 0
     #: beats that charged nobody a miss (the monitor stalled, or was behind)
@@ -96,11 +102,30 @@ class StepResult:
     fleet_cpu_percent: float = 0.0
     fleet_rss_kib_per_heart: float | None = None
     fleet_fds_per_heart: float | None = None
+    #: pings the fleets received but did not answer, a newer one being queued: they fell behind
+    fleet_skipped_pings: int = 0
+    #: how long after its grid time each ping left, p99 (ms)
+    ping_lag_p99_ms: float | None = None
     note: str = ""
 
     @property
+    def beats_percent(self) -> float:
+        """The beats made, of those asked (100 when not known)."""
+        return 100.0 * self.beats / self.beats_asked if self.beats_asked else 100.0
+
+    @property
     def good(self) -> bool:
-        return self.settled and self.false_failures == 0 and self.on_time_percent >= ON_TIME_FLOOR
+        return (
+            self.settled
+            and self.false_failures == 0
+            and self.on_time_percent >= ON_TIME_FLOOR
+            and self.beats_percent >= BEATS_FLOOR
+        )
+
+    @property
+    def fleet_behind(self) -> bool:
+        """The load generator, not the monitor, could not keep up."""
+        return self.fleet_skipped_pings > 0
 
     @property
     def verdict(self) -> str:
@@ -111,6 +136,16 @@ class StepResult:
             problems.append(f"{self.false_failures} heart(s) wrongly failed")
         if self.on_time_percent < ON_TIME_FLOOR:
             problems.append(f"on time {self.on_time_percent:.1f}% < {ON_TIME_FLOOR:g}%")
+        if self.beats_percent < BEATS_FLOOR:
+            problems.append(
+                f"made {self.beats} of {self.beats_asked:.0f} beats asked"
+                f" ({self.beats_percent:.0f}% < {BEATS_FLOOR:g}%)"
+            )
+        if problems and self.fleet_behind:
+            problems.append(
+                f"the fleet fell behind, not the monitor ({self.fleet_skipped_pings} pings"
+                f" skipped, fleet CPU {self.fleet_cpu_percent:.0f}%)"
+            )
         return "; ".join(problems) or "ok"
 
     @property
@@ -129,6 +164,8 @@ class StepResult:
         fields["hearts"] = self.step.hearts
         fields["period_ms"] = self.step.period_ms
         fields["good"] = self.good
+        fields["beats_percent"] = self.beats_percent
+        fields["fleet_behind"] = self.fleet_behind
         fields["verdict"] = self.verdict
         return fields
 
@@ -141,6 +178,7 @@ def summarise(
     fleet_cpu_seconds: float = 0.0,
     fleet_rss_kib: float | None = None,
     fleet_fds: float | None = None,
+    fleet_skipped_pings: int = 0,
 ) -> StepResult:
     """Sum up the beat reports (:mod:`greenheart.bench.beats`) of a step's hold.
 
@@ -163,6 +201,7 @@ def summarise(
         settled=True,
         beats=len(held),
         seconds=seconds,
+        beats_asked=seconds / (step.period_ms / 1000),
         pongs_per_second=answers / seconds if seconds > 0 else 0.0,
         on_time_percent=min(100.0, 100.0 * on_time / (step.hearts * len(held))),
         late_pongs=sum(beat["late"] for beat in held),
@@ -181,6 +220,8 @@ def summarise(
         fleet_cpu_percent=100.0 * fleet_cpu_seconds / seconds if seconds > 0 else 0.0,
         fleet_rss_kib_per_heart=None if fleet_rss_kib is None else fleet_rss_kib / step.hearts,
         fleet_fds_per_heart=None if fleet_fds is None else fleet_fds / step.hearts,
+        fleet_skipped_pings=fleet_skipped_pings,
+        ping_lag_p99_ms=percentile([beat.get("lag_ms") or 0.0 for beat in held], 0.99),
     )
 
 

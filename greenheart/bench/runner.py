@@ -180,7 +180,17 @@ class StepRunner:
             if self.progress:
                 self.progress(monitor, step, held, beat)
 
+        skipped_by = dict.fromkeys((load.pid for load in loads), 0)
+
+        def skipped() -> int:
+            """The pings the loads skipped so far, by the latest status each printed."""
+            for load in loads:
+                for line in load.said():
+                    skipped_by[load.pid] = line.get("skipped_pings", skipped_by[load.pid])
+            return sum(skipped_by.values())
+
         load_cpu = sum(cpu_seconds(load.pid) for load in loads)
+        skipped_before = skipped()
         beats = target.hold(self.hold, progress)
         load_cpu = sum(cpu_seconds(load.pid) for load in loads) - load_cpu
         rss = sum(rss_kib(load.pid) for load in loads) - sum(b["rss_kib"] for b in before)
@@ -192,6 +202,7 @@ class StepRunner:
             fleet_cpu_seconds=load_cpu,
             fleet_rss_kib=rss,
             fleet_fds=fds,
+            fleet_skipped_pings=skipped() - skipped_before,
         )
 
 
