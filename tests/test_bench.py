@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ from greenheart.bench.ramp import (
 )
 from greenheart.bench.report import summary, table
 from greenheart.bench.runner import _split
+from greenheart.bench.soak import match
 from greenheart.bench.stats import percentile
 from tests.helpers import wait_until
 
@@ -331,3 +333,38 @@ def test_the_detect_bench_at_a_tiny_size(tmp_path):
     assert rows[(True, "SIGKILL")]["max_ms"] < 300 < rows[(False, "SIGKILL")]["p50_ms"]
     assert rows[(True, "SIGSTOP")]["deaths"] == 1  # a hung heart is still found by its misses
     assert "on disconnect" in stdout
+
+
+def test_a_monitor_that_skips_beats_is_not_credited_with_the_period_asked():
+    skipping = attrs.evolve(result("ipyparallel", 4000, 80), beats=8, beats_asked=12.5)
+    assert not skipping.good
+    assert "made 8 of 12 beats asked (64% < 98%)" in skipping.verdict
+    assert attrs.evolve(skipping, beats=13).good
+
+
+def test_a_step_lost_by_the_fleet_says_so():
+    lost = attrs.evolve(
+        result("greenheart", 4000, 50, on_time=90.0), fleet_pings=163, fleet_skipped_pings=37
+    )
+    assert not lost.good and lost.fleet_behind
+    assert "the fleet fell behind, not the monitor (37 pings skipped" in lost.verdict
+    assert "fleet fell behind" not in attrs.evolve(lost, on_time_percent=100.0).verdict
+    # a ping skipped now and then is a fleet keeping up
+    assert not attrs.evolve(lost, fleet_pings=199, fleet_skipped_pings=1).fleet_behind
+
+
+def test_a_summed_step_counts_the_beats_the_period_asked_for():
+    beats = [beat(10.0 + 0.2 * n, 5.0, 100, lag_ms=n / 10) for n in range(11)]
+    summed = summarise("raw", Step(100, 100), beats)  # a beat every 200 ms, asked every 100
+    assert summed.beats == 10 and summed.beats_asked == pytest.approx(20)
+    assert not summed.good and summed.ping_lag_p99_ms == pytest.approx(1.0)
+
+
+def test_the_soak_pairs_each_kill_with_the_failure_that_answers_it():
+    kills = [("a", 1.0), ("a", 5.0), ("b", 2.0), ("c", 9.5)]
+    failures = [("a", 1.3), ("a", 5.2), ("b", 2.4), ("b", 3.0), ("d", 4.0)]
+    latencies, false, undetected = match(kills, failures, until=9.0)
+    assert latencies == pytest.approx([0.2, 0.3, 0.4])
+    assert false == [("b", 3.0), ("d", 4.0)]  # b failed twice for one death; d never died
+    assert undetected == []  # c died too late to have been judged yet
+    assert match([("a", 1.0), ("a", 2.0)], [("a", 2.1)], until=9.0)[2] == [("a", 1.0)]

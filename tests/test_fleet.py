@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
 import time
 
 import gevent
 import pytest
 import zmq
 import zmq.green
+from gevent import subprocess
 
 from greenheart import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive, TooManyHearts
 from greenheart.green.delays import DelayQueue
@@ -182,3 +187,33 @@ def test_hearts_killed_while_a_ping_is_being_fanned_out(make_monitor):
         alive = set(fleet.alive)
         assert 500 < len(alive) < 1500
         wait_until(lambda: monitor.hearts == alive, timeout=10)
+
+
+def test_a_fleet_that_fell_behind_answers_the_newest_ping_and_catches_up(make_monitor):
+    monitor = make_monitor(period=50, max_misses=1000)
+    beats: list = []
+    monitor.add_beat_handler(beats.append)
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "fleet", "--ping", monitor.ping_addr,
+         "--pong", monitor.pong_addr, "--size", "300", "--prefix", "behind", "--json",
+         "--status-every", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: len(monitor.hearts) == 300, timeout=30)
+        os.kill(fleet.pid, signal.SIGSTOP)  # a stolen core: 20 pings queue up in its SUB
+        gevent.sleep(1.0)
+        os.kill(fleet.pid, signal.SIGCONT)
+        resumed = len(beats)
+        # it skips the queued pings, answers the newest, and is on time again at once
+        wait_until(lambda: any(b.on_time_pongs == 300 for b in beats[resumed + 1 :]), timeout=5)
+        caught_up = next(n for n, b in enumerate(beats[resumed:]) if b.on_time_pongs == 300)
+        assert caught_up <= 3
+        with gevent.Timeout(10):
+            for line in fleet.stdout:
+                if json.loads(line)["skipped_pings"] > 0:
+                    break
+    finally:
+        os.kill(fleet.pid, signal.SIGCONT)
+        fleet.kill()
+        fleet.wait()

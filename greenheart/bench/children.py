@@ -436,10 +436,18 @@ def run_ipyparallel_hearts(ping: str, pong: str, step: int, limit: int) -> None:
 
 
 def run_soak_fleet(
-    ping: str, pong: str, size: int, churn: float, garbage: float, every: float, seed: int
+    ping: str,
+    pong: str,
+    size: int,
+    churn: float,
+    garbage: float,
+    every: float,
+    seed: int,
+    revive: bool = False,
 ) -> None:
     """A fleet that kills ``churn`` of its hearts a minute, ``every`` seconds, and grows as
-    many; and ``garbage`` random messages a second from a few peers."""
+    many (or, with ``revive``, brings the last round's dead back under their identities);
+    and ``garbage`` random messages a second from a few peers."""
     import gevent
 
     from greenheart.green.fleet import HeartFleet
@@ -451,15 +459,21 @@ def run_soak_fleet(
         _say(json.dumps({"event": "started", "hearts": len(fleet.alive), "at": time.monotonic()}))
         sender = gevent.spawn(_send_garbage, pong, garbage, seed) if garbage > 0 else None
         try:
+            back: list[bytes] = []
             while True:
                 gevent.sleep(every)
                 # only hearts old enough to have registered, so each kill must show as a failure
-                settled = list(fleet.alive)[: -4 * per_round]
+                settled = [h for h in list(fleet.alive)[: -4 * per_round] if h not in back]
                 victims = chooser.sample(settled, min(per_round, len(settled)))
                 fleet.kill(victims)
                 killed = [heart.decode() for heart in victims]
                 _say(json.dumps({"event": "killed", "hearts": killed, "at": time.monotonic()}))
-                fleet.grow(len(victims))
+                if not revive:
+                    fleet.grow(len(victims))
+                    continue
+                fleet.revive(back)  # the last round's dead, under their identities
+                _say(json.dumps({"event": "revived", "hearts": [h.decode() for h in back]}))
+                back = victims
         finally:
             if sender is not None:
                 sender.kill()
@@ -535,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--churn", type=float, default=0.01, help="soak-fleet: killed a minute")
     parser.add_argument("--every", type=float, default=6.0, help="soak-fleet: seconds a round")
     parser.add_argument("--garbage", type=float, default=0.0, help="soak-fleet: messages/s")
+    parser.add_argument("--revive", action="store_true", help="soak-fleet: revive the dead")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.kind == "fleet":
@@ -547,7 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_kill_fleet(args.ping, args.pong, args.size, args.seed)
     elif args.kind == "soak-fleet":
         run_soak_fleet(
-            args.ping, args.pong, args.size, args.churn, args.garbage, args.every, args.seed
+            args.ping,
+            args.pong,
+            args.size,
+            args.churn,
+            args.garbage,
+            args.every,
+            args.seed,
+            args.revive,
         )
     elif args.kind in ("greenheart", "greenheart-curve"):
         run_greenheart(

@@ -25,6 +25,9 @@ ON_TIME_FLOOR = 99.0
 #: that skips beats under load must not be credited with the period it was asked for
 BEATS_FLOOR = 98.0
 
+#: the most pings a fleet may skip, in percent of those it received, and still be keeping up
+SKIPPED_FLOOR = 1.0
+
 
 def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
     if not value or any(not isinstance(n, int) or n < 1 for n in value):
@@ -102,7 +105,8 @@ class StepResult:
     fleet_cpu_percent: float = 0.0
     fleet_rss_kib_per_heart: float | None = None
     fleet_fds_per_heart: float | None = None
-    #: pings the fleets received but did not answer, a newer one being queued: they fell behind
+    #: pings the fleets fanned out, and those they skipped because a newer one was queued
+    fleet_pings: int = 0
     fleet_skipped_pings: int = 0
     #: how long after its grid time each ping left, p99 (ms)
     ping_lag_p99_ms: float | None = None
@@ -124,8 +128,10 @@ class StepResult:
 
     @property
     def fleet_behind(self) -> bool:
-        """The load generator, not the monitor, could not keep up."""
-        return self.fleet_skipped_pings > 0
+        """The load generator, not the monitor, could not keep up: its fleets skipped more than
+        :data:`SKIPPED_FLOOR` percent of the pings they received."""
+        received = self.fleet_pings + self.fleet_skipped_pings
+        return self.fleet_skipped_pings > SKIPPED_FLOOR / 100 * received
 
     @property
     def verdict(self) -> str:
@@ -178,6 +184,7 @@ def summarise(
     fleet_cpu_seconds: float = 0.0,
     fleet_rss_kib: float | None = None,
     fleet_fds: float | None = None,
+    fleet_pings: int = 0,
     fleet_skipped_pings: int = 0,
 ) -> StepResult:
     """Sum up the beat reports (:mod:`greenheart.bench.beats`) of a step's hold.
@@ -220,6 +227,7 @@ def summarise(
         fleet_cpu_percent=100.0 * fleet_cpu_seconds / seconds if seconds > 0 else 0.0,
         fleet_rss_kib_per_heart=None if fleet_rss_kib is None else fleet_rss_kib / step.hearts,
         fleet_fds_per_heart=None if fleet_fds is None else fleet_fds / step.hearts,
+        fleet_pings=fleet_pings,
         fleet_skipped_pings=fleet_skipped_pings,
         ping_lag_p99_ms=percentile([beat.get("lag_ms") or 0.0 for beat in held], 0.99),
     )

@@ -180,21 +180,23 @@ class StepRunner:
             if self.progress:
                 self.progress(monitor, step, held, beat)
 
-        skipped_by = dict.fromkeys((load.pid for load in loads), 0)
+        counts = {load.pid: (0, 0) for load in loads}
 
-        def skipped() -> int:
-            """The pings the loads skipped so far, by the latest status each printed."""
+        def pings() -> tuple[int, int]:
+            """The pings the loads answered and skipped so far, by the status each printed."""
             for load in loads:
                 for line in load.said():
-                    skipped_by[load.pid] = line.get("skipped_pings", skipped_by[load.pid])
-            return sum(skipped_by.values())
+                    if "skipped_pings" in line:
+                        counts[load.pid] = (line["pings"], line["skipped_pings"])
+            return sum(a for a, _ in counts.values()), sum(s for _, s in counts.values())
 
         load_cpu = sum(cpu_seconds(load.pid) for load in loads)
-        skipped_before = skipped()
+        answered_before, skipped_before = pings()
         beats = target.hold(self.hold, progress)
         load_cpu = sum(cpu_seconds(load.pid) for load in loads) - load_cpu
         rss = sum(rss_kib(load.pid) for load in loads) - sum(b["rss_kib"] for b in before)
         fds = sum(open_descriptors(load.pid) for load in loads) - sum(b["fds"] for b in before)
+        answered, skipped = pings()
         return summarise(
             monitor,
             step,
@@ -202,7 +204,8 @@ class StepRunner:
             fleet_cpu_seconds=load_cpu,
             fleet_rss_kib=rss,
             fleet_fds=fds,
-            fleet_skipped_pings=skipped() - skipped_before,
+            fleet_pings=answered - answered_before,
+            fleet_skipped_pings=skipped - skipped_before,
         )
 
 
