@@ -217,3 +217,19 @@ def test_a_fleet_that_fell_behind_answers_the_newest_ping_and_catches_up(make_mo
         os.kill(fleet.pid, signal.SIGCONT)
         fleet.kill()
         fleet.wait()
+
+
+def test_a_fleet_started_cold_against_a_fast_monitor_registers_every_heart(make_monitor):
+    # 1,000 hearts at 20 ms ask for 50,000 pongs a second, more than a fleet sharing two cores
+    # with its monitor can send: it falls behind while its connections open, and must catch up
+    monitor = make_monitor(period=20, max_misses=1000)
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "fleet", "--ping", monitor.ping_addr,
+         "--pong", monitor.pong_addr, "--size", "1000", "--prefix", "cold"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: len(monitor.hearts) == 1000, timeout=30)
+    finally:
+        fleet.kill()
+        fleet.wait()

@@ -465,9 +465,10 @@ def run_soak_fleet(
                 # only hearts old enough to have registered, so each kill must show as a failure
                 settled = [h for h in list(fleet.alive)[: -4 * per_round] if h not in back]
                 victims = chooser.sample(settled, min(per_round, len(settled)))
+                at = time.monotonic()  # before: a monitor may hear of a death before kill() returns
                 fleet.kill(victims)
                 killed = [heart.decode() for heart in victims]
-                _say(json.dumps({"event": "killed", "hearts": killed, "at": time.monotonic()}))
+                _say(json.dumps({"event": "killed", "hearts": killed, "at": at}))
                 if not revive:
                     fleet.grow(len(victims))
                     continue
@@ -496,10 +497,9 @@ def run_kill_fleet(ping: str, pong: str, size: int, seed: int) -> None:
             if line.strip() != "kill":
                 return
             (victim,) = chooser.sample(list(fleet.alive), 1)
+            at = time.monotonic()  # before: a monitor may hear of a death before kill() returns
             fleet.kill([victim])
-            _say(
-                json.dumps({"event": "killed", "hearts": [victim.decode()], "at": time.monotonic()})
-            )
+            _say(json.dumps({"event": "killed", "hearts": [victim.decode()], "at": at}))
 
 
 def _send_garbage(pong: str, rate: float, seed: int) -> None:

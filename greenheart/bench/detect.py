@@ -168,8 +168,8 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
                 fleet.say("kill")  # it says whom, and when
                 continue
             kind = "SIGSTOP" if n < args.stopped else "SIGKILL"
-            os.kill(hearts[n].pid, signal.SIGSTOP if kind == "SIGSTOP" else signal.SIGKILL)
             killed[f"process-{n}"] = (kind, time.monotonic())
+            os.kill(hearts[n].pid, signal.SIGSTOP if kind == "SIGSTOP" else signal.SIGKILL)
         bound = (config.max_misses + 2) * period + 5
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:
