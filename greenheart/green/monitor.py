@@ -73,7 +73,6 @@ WAKE_INTERVAL = 1.0
 
 # The plain pyzmq socket methods, for the drain loop (see HeartMonitor._drain_queued).
 _base_recv = zmq.Socket.recv
-_base_get = zmq.Socket.get
 
 
 def _sender_key(frame: zmq.Frame) -> str | None:
@@ -535,8 +534,6 @@ class HeartMonitor(Service):
         """
         socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
         authenticated, book = self._authenticated, self._book
-        # the payload's frame is needed for the key it came with, or the descriptor
-        framed = authenticated or book is not None
         key, fd = None, -1
         for handled in range(limit):
             if socket.closed:  # a handler may close it
@@ -545,18 +542,20 @@ class HeartMonitor(Service):
                 identity = _base_recv(socket, noblock)
             except zmq.Again:
                 return handled
-            # A ROUTER delivers whole messages: the identity, then at least one frame.
-            if framed:
+            # A ROUTER delivers whole messages: the identity, then at least one frame. That
+            # frame, uncopied, says whether more follow (cheaper than asking RCVMORE), which key
+            # sent it, and which connection it came in on.
+            frame = _base_recv(socket, noblock, copy=False)
+            if authenticated:
+                key = _sender_key(frame)
+            if book is not None:
+                fd = frame.get(zmq.SRCFD)
+            frames = [identity, frame.bytes]
+            more = frame.more
+            while more:
                 frame = _base_recv(socket, noblock, copy=False)
-                if authenticated:
-                    key = _sender_key(frame)
-                if book is not None:
-                    fd = frame.get(zmq.SRCFD)
-                frames = [identity, frame.bytes]
-            else:
-                frames = [identity, _base_recv(socket, noblock)]
-            while _base_get(socket, zmq.RCVMORE):
-                frames.append(_base_recv(socket, noblock))
+                frames.append(frame.bytes)
+                more = frame.more
             try:
                 pong = handle_pong(frames, key)
                 if book is not None and pong.kind in ANSWERS and not book.tied(pong.heart, fd):
