@@ -236,10 +236,10 @@ def test_a_fleet_started_cold_against_a_fast_monitor_registers_every_heart(make_
 
 
 def test_each_ping_is_fanned_out_from_a_batch_further_on():
-    from greenheart.green.fleet import FANOUT_BATCH, _rotated
+    from greenheart.green.fleet import FANOUT_BATCH, fan_out_order
 
     hearts = list(range(3 * FANOUT_BATCH + 7))
-    orders = [_rotated(hearts, ping) for ping in range(1, 5)]
+    orders = [fan_out_order(hearts, ping) for ping in range(1, 5)]
     assert all(sorted(order) == hearts for order in orders)
     firsts = [order[0] for order in orders]
     assert firsts == [FANOUT_BATCH, 2 * FANOUT_BATCH, 3 * FANOUT_BATCH, 0]

@@ -107,7 +107,7 @@ class FleetStatus:
     pending: int
 
 
-def _rotated(hearts: list[_SimHeart], ping: int) -> list[_SimHeart]:
+def fan_out_order(hearts: list[_SimHeart], ping: int) -> list[_SimHeart]:
     """``hearts`` in the order ping number ``ping`` is fanned out in: each ping starts one batch
     further on, so that when a fleet falls behind it is never the same hearts that answer last
     (and late) again and again, which a monitor would then rightly fail."""
@@ -380,7 +380,7 @@ class HeartFleet(Service):
             self._fleet_pings += 1
             ping = self._fleet_pings
             now = self.clock()
-            for served, heart in enumerate(_rotated(self._live, ping), 1):
+            for served, heart in enumerate(fan_out_order(self._live, ping), 1):
                 if heart.socket is None:
                     continue  # killed or removed while this loop let others run
                 heart.pings += 1
