@@ -17,7 +17,7 @@ from greenheart.bench.runner import StepRunner
 from greenheart.core.errors import UsageError
 
 DEFAULT_HEARTS = "1000,2000,4000"
-DEFAULT_PERIODS = "200,133,100,67,50"
+DEFAULT_PERIODS = "200,133,100,90,80,73,67,60,55,50"
 DEFAULT_DURATION = 40.0
 
 
