@@ -484,6 +484,25 @@ class Ledger:
                 on_probation[heart] = misses
         return failed, on_probation
 
+    def _tally(self, responded: set[bytes]) -> None:
+        """:meth:`_record_answers` without a detector: round trips only, on the hot path of
+        every beat (no arrival times, which only the detector needs)."""
+        on_time, late, records, hearts = self._on_time, self._late, self._records, self.hearts
+        for heart in responded:
+            rtt = on_time.get(heart)
+            if rtt is None:
+                rtt = late[heart]
+            record = records.get(heart)
+            if record is None:
+                if heart not in hearts:
+                    continue  # refused
+                record = records[heart] = _Record()
+            record.count += 1
+            record.total += rtt
+            record.last = rtt
+            if rtt > record.max:
+                record.max = rtt
+
     def _forget_bindings(self) -> None:
         """Drop the oldest bindings of identities no longer known, down to ``max_bindings``."""
         excess = len(self._owners) - self.max_bindings
@@ -494,6 +513,9 @@ class Ledger:
         """Update the records of the known hearts that answered; return every round trip."""
         on_time, late, records = self._on_time, self._late, self._records
         tic, previous_tic, detector = self.tic, self._previous_tic, self.detector
+        if detector is None:
+            self._tally(responded)
+            return (*on_time.values(), *late.values())
         for heart in responded:
             record = records.get(heart)
             if record is None:

@@ -152,7 +152,8 @@ class HeartMonitor(Service):
 
     @pongstream.validator
     def _check_pongstream(self, attribute: attrs.Attribute, value: object) -> None:
-        require_green_socket(value, zmq.ROUTER, "pongstream")
+        # bind() makes a plain socket on the green context: see there
+        require_green_socket(value, zmq.ROUTER, "pongstream", plain_ok=self.owns_sockets)
 
     def __attrs_post_init__(self) -> None:
         self._ledger = self._new_ledger()
@@ -211,7 +212,10 @@ class HeartMonitor(Service):
         try:
             ping = context.socket(zmq.PUB)
             ping.linger = 0
-            pong = context.socket(zmq.ROUTER)
+            # The monitor only ever reads its ROUTER without blocking, and waits on its
+            # descriptor through gevent itself; the green wrapper's own watcher on that
+            # descriptor would run a callback at every edge for nothing, thousands a second.
+            pong = zmq.Socket(context, zmq.ROUTER)
             pong.linger = 0
             pong.setsockopt(zmq.MAXMSGSIZE, max_message_size)
             pong.setsockopt(zmq.RCVHWM, PONG_RCVHWM)

@@ -28,9 +28,12 @@ def default_context() -> zmq.green.Context:
     return zmq.green.Context.instance()
 
 
-def require_green_socket(socket: object, socket_type: int, role: str) -> None:
-    """Refuse sockets that would block the gevent hub, or that are of the wrong type."""
-    if not isinstance(socket, zmq.green.Socket):
+def require_green_socket(
+    socket: object, socket_type: int, role: str, *, plain_ok: bool = False
+) -> None:
+    """Refuse sockets that would block the gevent hub, or that are of the wrong type; a
+    plain socket is accepted with ``plain_ok``, for a caller that never blocks on it."""
+    if not isinstance(socket, zmq.green.Socket if not plain_ok else zmq.Socket):
         raise TypeError(
             f"{role} must be a zmq.green socket (one that yields to gevent), got {socket!r}"
         )
