@@ -10,7 +10,7 @@ import time
 import pytest
 from gevent import subprocess
 
-from greenheart import ClientCurve, Heart, KeyPair, ServerCurve
+from greenheart import ClientCurve, Heart, HeartMonitor, KeyPair, ServerCurve
 from tests.helpers import RecordingMonitor, ScriptedHeart, wait_beats, wait_until
 
 
@@ -18,6 +18,15 @@ from tests.helpers import RecordingMonitor, ScriptedHeart, wait_beats, wait_unti
 def monitor(make_monitor) -> RecordingMonitor:
     # a long period: whatever is failed within a fraction of it was not failed by a beat
     return make_monitor(RecordingMonitor, period=1000, max_misses=3, fail_on_disconnect=True)
+
+
+def heart_process(monitor: HeartMonitor, name: str) -> subprocess.Popen:
+    """``greenheart heart`` in a process of its own, answering ``monitor`` as ``name``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
+         "--pong", monitor.pong_addr, "--id", name],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def registered(monitor: RecordingMonitor, heart: Heart) -> None:
@@ -38,11 +47,7 @@ def test_a_stopped_heart_is_failed_at_once_not_at_a_beat(monitor):
 
 
 def test_a_killed_process_is_failed_within_milliseconds(monitor):
-    child = subprocess.Popen(
-        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
-         "--pong", monitor.pong_addr, "--id", "process"],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    child = heart_process(monitor, "process")
     try:
         wait_until(lambda: b"process" in monitor.hearts, timeout=30)
         killed_at = time.monotonic()
@@ -59,11 +64,7 @@ def test_a_hung_process_keeps_its_connection_and_is_failed_by_missed_beats(make_
     monitor = make_monitor(
         RecordingMonitor, period=period * 1000, max_misses=max_misses, fail_on_disconnect=True
     )
-    child = subprocess.Popen(
-        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
-         "--pong", monitor.pong_addr, "--id", "hung"],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    child = heart_process(monitor, "hung")
     try:
         wait_until(lambda: b"hung" in monitor.hearts, timeout=30)
         os.kill(child.pid, signal.SIGSTOP)

@@ -56,7 +56,7 @@ def test_a_service_whose_greenlet_dies_stops_says_why_and_tells_its_handlers_onc
     service.start()
     with caplog.at_level(logging.ERROR, logger="greenheart.lifecycle"):
         service.told.set()
-        wait_until(lambda: not service.running)
+        wait_until(lambda: stopped.calls)  # the handlers run last, once all is closed
         service.stop()  # a second stop changes nothing
     assert isinstance(service.exception, RuntimeError)
     assert stopped.calls == [(service, service.exception)]
@@ -94,7 +94,8 @@ def test_a_heart_whose_context_is_destroyed_stops_and_says_why(make_monitor):
     heart.start()
     wait_until(lambda: b"doomed" in monitor.hearts)
     context.destroy(linger=0)
-    wait_until(lambda: not heart.running)
+    wait_until(lambda: stopped.calls)
+    assert not heart.running
     assert isinstance(heart.exception, zmq.ZMQError)
     assert stopped.calls == [(heart, heart.exception)]
     assert heart.join(timeout=1) and heart.device is None
@@ -112,37 +113,28 @@ def watched_monitor(**kwargs: object) -> tuple[HeartMonitor, StopRecord, Heart]:
 
 
 def assert_stopped_by(monitor: HeartMonitor, stopped: StopRecord, kind: type) -> None:
-    wait_until(lambda: not monitor.running)
+    wait_until(lambda: stopped.calls)  # the handlers run last, once all is closed
+    assert not monitor.running
     assert isinstance(monitor.exception, kind), monitor.exception
     assert stopped.calls == [(monitor, monitor.exception)]
     assert monitor.join(timeout=2)
     assert monitor.pingstream.closed and monitor.pongstream.closed
 
 
-def test_a_monitor_whose_pong_socket_is_closed_from_outside_stops():
+@pytest.mark.parametrize("closed", ["pongstream", "pingstream"])
+def test_a_monitor_whose_socket_is_closed_from_outside_stops_and_fails_nobody(closed):
     fds = settled_descriptors()
     monitor, stopped, heart = watched_monitor()
     failed: list[bytes] = []
     monitor.add_heart_failure_handler(failed.append)
     try:
-        monitor.pongstream.close(linger=0)
+        getattr(monitor, closed).close(linger=0)
         assert_stopped_by(monitor, stopped, SocketClosed)
-        assert failed == []  # it stopped; it did not go on blaming the heart it cannot hear
-    finally:
-        heart.stop()
-    wait_until(lambda: settled_descriptors() <= fds)
-
-
-def test_a_monitor_whose_ping_socket_is_closed_from_outside_stops_and_fails_nobody():
-    monitor, stopped, heart = watched_monitor()
-    failed: list[bytes] = []
-    monitor.add_heart_failure_handler(failed.append)
-    try:
-        monitor.pingstream.close(linger=0)
-        assert_stopped_by(monitor, stopped, SocketClosed)
+        # it stopped: it did not go on blaming the heart it can no longer hear or ping
         assert failed == []
     finally:
         heart.stop()
+    wait_until(lambda: settled_descriptors() <= fds)
 
 
 def test_a_monitor_whose_context_is_terminated_stops():
@@ -175,8 +167,8 @@ def test_a_fleet_whose_greenlet_dies_stops_and_closes_its_sockets(make_monitor):
     stopped = StopRecord()
     fleet.add_stop_handler(stopped)
     fleet.start()
-    wait_until(lambda: not fleet.running)
-    assert isinstance(fleet.exception, RuntimeError)
+    wait_until(lambda: stopped.calls)
+    assert not fleet.running and isinstance(fleet.exception, RuntimeError)
     assert stopped.calls == [(fleet, fleet.exception)]
     assert fleet.join(timeout=1)
     wait_until(lambda: settled_descriptors() <= fds)

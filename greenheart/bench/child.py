@@ -80,10 +80,12 @@ class Child:
         return self.proc.pid
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                self._lines.put(json.loads(line))
+        stdout = self.proc.stdout
+        assert stdout is not None
+        with stdout:  # closed here, by its reader: closing it from stop() could wait on a read
+            for line in stdout:
+                if line.startswith("{"):
+                    self._lines.put(json.loads(line))
         self._lines.put(None)
 
     def next(self, timeout: float) -> Line:
@@ -120,9 +122,8 @@ class Child:
 
     def stop(self) -> None:
         terminate(self.proc)
-        for stream in (self.proc.stdout, self.proc.stdin):
-            if stream:
-                stream.close()
+        if self.proc.stdin:
+            self.proc.stdin.close()
         self.stderr.close()
 
 
