@@ -1,16 +1,18 @@
 """The one way a benchmark runs a process: a child that speaks JSON lines on its stdout.
 
-A :class:`Child` is a Python process started from the benchmark's own interpreter. A thread
-reads its stdout, keeping each line that is a JSON object; what it writes on stderr is kept
-in a file (so that it cannot scramble the benchmark's display) and its last line explains a
-child that died. Children are terminated when their benchmark is done with them, whatever
-happens, and die with the benchmark if it is killed (``PR_SET_PDEATHSIG``).
+A :class:`Child` is a Python process started from the benchmark's own interpreter: one of the
+benchmark's programs (:mod:`greenheart.bench.children`), or the ``greenheart`` command run
+through them. A thread reads its stdout, keeping each line that is a JSON object; what it
+writes on stderr is kept in a file (so that it cannot scramble the benchmark's display) and
+its last line explains a child that died. Children are terminated when their benchmark is
+done with them, whatever happens, and die with the benchmark if it is killed: each asks for
+``PR_SET_PDEATHSIG`` itself, first thing, since a ``preexec_fn`` is not safe in a process
+with threads (the readers), and can hang the child between fork and exec.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import queue
 import signal
@@ -29,11 +31,6 @@ _PR_SET_PDEATHSIG = 1
 Line = dict[str, Any]
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def terminate(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if the process is still there after ``grace`` seconds."""
     if proc.poll() is None:
@@ -50,22 +47,21 @@ class ChildFailed(RuntimeError):
 
 
 class Child:
-    """``python ARGV...`` in a child process, read as JSON lines.
+    """``python -m greenheart.bench.children ARGS...`` in a child process, read as JSON lines.
 
-    ``Child("monitor", ["-m", "greenheart.bench.children", "greenheart"])``; with
-    ``stdin=True`` the benchmark can :meth:`say` lines to it.
+    :meth:`program` and :meth:`command` make one; with ``stdin=True`` the benchmark can
+    :meth:`say` lines to it.
     """
 
-    def __init__(self, role: str, argv: Sequence[str], *, stdin: bool = False) -> None:
+    def __init__(self, role: str, args: Sequence[str], *, stdin: bool = False) -> None:
         self.role = role
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, *argv],
+            [sys.executable, "-m", "greenheart.bench.children", *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=self.stderr,
             text=True,
-            preexec_fn=_die_with_parent,
         )
         self._lines: queue.Queue[Line | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
@@ -73,7 +69,12 @@ class Child:
     @classmethod
     def program(cls, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
         """One of the benchmark's own child programs (:mod:`greenheart.bench.children`)."""
-        return cls(role, ["-m", "greenheart.bench.children", kind, *args], stdin=stdin)
+        return cls(role, [kind, *args], stdin=stdin)
+
+    @classmethod
+    def command(cls, role: str, *args: str) -> Child:
+        """The ``greenheart`` command with ``args``, as a child of the benchmark."""
+        return cls(role, ["cli", *args])
 
     @property
     def pid(self) -> int:

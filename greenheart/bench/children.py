@@ -31,6 +31,8 @@ The loads, given the monitor's ``--ping`` and ``--pong``:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -532,8 +534,22 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
 
 LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet")
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the benchmark that started this process dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    die_with_parent()
+    if argv[:1] == ["cli"]:
+        # the greenheart command itself, as a child of a benchmark: the parent-death signal
+        # is kept across exec
+        os.execv(sys.executable, [sys.executable, "-m", "greenheart", *argv[1:]])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=(*MONITORS, *LOADS))
     parser.add_argument("--period", type=float, default=1000.0, help="milliseconds")

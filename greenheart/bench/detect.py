@@ -145,9 +145,10 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
     with children() as started:
         monitor = MonitorChild(config.monitor, config.period_ms, *extra)
         started.append(monitor.child)
-        command = ["-m", "greenheart", "heart", "--ping", monitor.ping, "--pong", monitor.pong]
+        command = ["heart", "--ping", monitor.ping, "--pong", monitor.pong]
         hearts = [
-            Child(f"heart {n}", [*command, "--id", f"process-{n}"]) for n in range(args.processes)
+            Child.command(f"heart {n}", *command, "--id", f"process-{n}")
+            for n in range(args.processes)
         ]
         started.extend(hearts)
         fleet = monitor.load(

@@ -209,10 +209,9 @@ def fidelity_run(
         ping, pong = f"ipc://{workdir}/ping", f"ipc://{workdir}/pong"
         pub.bind(ping)
         router.bind(pong)
-        fleet = ["-m", "greenheart", "fleet", "--ping", ping, "--pong", pong,
-                 "--size", str(hearts), "--delay", delay, "--loss", str(loss), "--seed", "1",
-                 "--status-every", "3600"]  # fmt: skip
-        started.append(Child("fleet", fleet))
+        fleet = ["fleet", "--ping", ping, "--pong", pong, "--size", str(hearts), "--delay", delay,
+                 "--loss", str(loss), "--seed", "1", "--status-every", "3600"]  # fmt: skip
+        started.append(Child.command("fleet", *fleet))
         try:
             if not pub.poll(int(STARTUP_SECONDS * 1000)):
                 raise TimeoutError("the fleet never subscribed")

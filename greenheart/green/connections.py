@@ -41,8 +41,10 @@ REFUSALS = {
 
 #: what each reason means, for the log
 REASONS = {
-    "protocol": "its handshake broke the protocol (plaintext against CURVE, or not ZeroMQ)",
-    "handshake": "its handshake failed (a wrong server key, or a connection cut short)",
+    "protocol": "its handshake broke the protocol (plaintext against CURVE, not ZeroMQ, a wrong"
+    " server key)",
+    "handshake": "its handshake failed (plaintext against CURVE, a wrong server key, a connection"
+    " cut short)",
     "auth": "the authenticator refused its key",
 }
 

@@ -17,7 +17,7 @@ The families (all names as Prometheus conventions have them):
   ``greenheart_stalls_total`` (late beats of a paused process), ``greenheart_busy_beats_total``
   (late beats of a busy hub, judged), ``greenheart_handler_errors_total`` (counters);
 - ``greenheart_refused_peers_total{reason}`` (counter): peers whose handshake failed, reason
-  ``protocol`` (plaintext against CURVE, or not ZeroMQ), ``handshake`` (a wrong server key)
+  ``protocol`` or ``handshake`` (a plaintext peer against CURVE, not ZeroMQ, a wrong server key)
   or ``auth`` (a key the authenticator refused);
 - ``greenheart_beat_lag_seconds`` (gauge): how late the last beat came;
 - ``greenheart_period_seconds`` (gauge);
