@@ -26,8 +26,6 @@ from typing import Any
 #: seconds a child may take to start (importing ipyparallel is slow on a busy machine)
 STARTUP_SECONDS = 60.0
 
-_PR_SET_PDEATHSIG = 1
-
 Line = dict[str, Any]
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING
 from greenheart.bench.beats import beat_report
 from greenheart.bench.proc import proc_status, rss_kib
 from greenheart.green.limits import open_descriptors, raise_open_file_limit
+from greenheart.green.orphans import die_with_parent
 
 if TYPE_CHECKING:
     from greenheart.green.curve import ClientCurve
@@ -506,7 +506,6 @@ def run_kill_fleet(ping: str, pong: str, size: int, seed: int) -> None:
 
 def _send_garbage(pong: str, rate: float, seed: int) -> None:
     """About ``rate`` messages a second of random shape, from a few peers."""
-    import contextlib
 
     import gevent
     import zmq.green
@@ -533,14 +532,6 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
 
 
 LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet")
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask the kernel for SIGTERM when the benchmark that started this process dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

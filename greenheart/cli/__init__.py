@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from greenheart import __version__
 from greenheart.bench import command as bench_command
-from greenheart.cli import demo, fleet, heart, keys, monitor
+from greenheart.cli import demo, fleet, heart, ipcontroller, keys, monitor
 from greenheart.core.errors import UsageError
 
 
@@ -31,12 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_command(commands)
     keys.add_keys_command(commands)
     demo.add_command(commands)
+    ipcontroller.add_command(commands)
     bench_command.add_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [ipcontroller.NAME]:
+        try:
+            return ipcontroller.main(argv[1:])
+        except UsageError as error:
+            print(f"greenheart {ipcontroller.NAME}: error: {error}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(bench_command.with_default_subcommand(argv))
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

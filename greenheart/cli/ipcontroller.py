@@ -1,0 +1,54 @@
+"""``greenheart ipcontroller``: ipyparallel's controller, with greenheart's heart monitor.
+
+Every argument but ``--fail-on-disconnect`` is ``ipcontroller``'s own, passed on untouched
+(argparse would take ``--profile-dir=...`` for one of ours), so this command is parsed here,
+not by the ``greenheart`` parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from greenheart.core.errors import UsageError
+
+NAME = "ipcontroller"
+FAIL_ON_DISCONNECT = "--fail-on-disconnect"
+
+USAGE = f"""\
+usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [ipcontroller's own arguments]
+
+ipyparallel's controller, with greenheart's heart monitor in place of its own.
+
+  {FAIL_ON_DISCONNECT}  an engine whose connection closes (its process died) leaves the
+                        cluster at once, instead of after its missed beats
+
+ipcontroller's options follow (its --HeartMonitor.period and
+--HeartMonitor.max_heartmonitor_misses set greenheart's monitor too).
+"""
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Listed in ``greenheart --help``; :func:`main` parses it (see the module's docstring)."""
+    commands.add_parser(
+        NAME,
+        help="ipyparallel's ipcontroller with greenheart's heart monitor",
+        add_help=False,
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    if importlib.util.find_spec("ipyparallel") is None:
+        raise UsageError("ipyparallel is not installed: pip install 'greenheart[ipyparallel]'")
+    from greenheart.integrations.ipyparallel.controller import launch
+
+    argv = list(argv)
+    fail_on_disconnect = FAIL_ON_DISCONNECT in argv
+    argv = [arg for arg in argv if arg != FAIL_ON_DISCONNECT]
+    if any(arg in ("-h", "--help", "--help-all") for arg in argv):
+        sys.stdout.write(USAGE + "\n")
+        sys.stdout.flush()
+    launch(argv, fail_on_disconnect=fail_on_disconnect)
+    return 0

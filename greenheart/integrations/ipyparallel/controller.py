@@ -1,0 +1,37 @@
+"""``ipcontroller`` with greenheart's heart monitor.
+
+ipyparallel has no setting for its heart monitor: ``IPController`` starts the function
+``ipyparallel.controller.app.start_heartmonitor`` in a process of its own. :func:`install` puts
+greenheart's :func:`~greenheart.integrations.ipyparallel.heartmonitor.start_heartmonitor` in
+its place before the app starts; everything else (profile, config files, command-line traits,
+CURVE, the hub, the schedulers) is ipyparallel's own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from greenheart.integrations.ipyparallel.heartmonitor import start_heartmonitor
+
+
+def install(*, fail_on_disconnect: bool = False) -> None:
+    """Make every ``IPController`` started in this process use greenheart's heart monitor.
+
+    The function installed is a module-level function (in a :func:`functools.partial`), so
+    it is pickled by name: the controller's heart-monitor process can be started by fork,
+    spawn or forkserver.
+    """
+    import ipyparallel.controller.app as app
+
+    app.start_heartmonitor = functools.partial(  # type: ignore[assignment]
+        start_heartmonitor, fail_on_disconnect=fail_on_disconnect
+    )
+
+
+def launch(argv: Sequence[str], *, fail_on_disconnect: bool = False) -> None:
+    """Run ``ipcontroller argv...`` with greenheart's heart monitor, until it exits."""
+    install(fail_on_disconnect=fail_on_disconnect)
+    from ipyparallel.controller.app import IPController
+
+    IPController.launch_instance(list(argv))

@@ -1,0 +1,256 @@
+"""greenheart's monitor as an ipyparallel controller's heart monitor.
+
+``IPController`` starts its heart monitor as ``Process(target=start_heartmonitor, kwargs=...)``;
+:func:`start_heartmonitor` takes the same arguments, so
+:mod:`~greenheart.integrations.ipyparallel.controller` can put it in the stock one's place.
+It binds the PUB and ROUTER the engines' hearts connect to, and tells the hub who joined and
+who stopped through :class:`HubReporter`, in the hub's own messages: Session-signed
+``new_heart`` and ``stopped_heart``, content ``{"hearts": [...]}``, on an XPUB connected to
+the hub's monitor address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import attrs
+import gevent
+import gevent.event
+import zmq
+import zmq.green
+
+from greenheart.green.curve import KeyPair, ServerCurve
+from greenheart.green.lifecycle import Service
+from greenheart.green.monitor import HeartMonitor
+from greenheart.green.orphans import die_with_parent
+from greenheart.green.sockets import close_sockets, connect, default_context
+
+log = logging.getLogger("greenheart.ipyparallel")
+
+NEW_HEART = "new_heart"
+STOPPED_HEART = "stopped_heart"
+
+#: the hub's SUB sorts its monitor traffic by the first frame; the empty frame ends the
+#: identities (without it the hub cannot find the message's signature)
+HUB_TOPIC = [b"heartmonitor", b""]
+
+#: seconds between warnings while the hub has not subscribed to the monitor's reports
+SUBSCRIPTION_WARNING_INTERVAL = 10.0
+
+
+@attrs.define(eq=False)
+class HubReporter(Service):
+    """Tells an ipyparallel hub of ``monitor``'s new and failed hearts.
+
+    Events are held until the hub has subscribed (an XPUB drops what nobody subscribed to
+    yet), and those that happen together (a beat's, or a batch of closed connections') go
+    in one message per kind, in the order they happened: a heart that failed and came back
+    is reported stopped, then new.
+    """
+
+    monitor: HeartMonitor
+    monitor_url: str
+    #: a ``jupyter_client.session.Session`` with the cluster's key: it signs every message
+    session: Any
+    #: the controller's keys, when the cluster uses CURVE: the hub's SUB is a CURVE server
+    curve_keys: KeyPair | None = None
+    context: zmq.green.Context | None = None
+    #: reports sent, and hearts named in them
+    messages: int = attrs.field(default=0, init=False)
+    reported: dict[str, int] = attrs.field(
+        factory=lambda: {NEW_HEART: 0, STOPPED_HEART: 0}, init=False
+    )
+    #: whether the hub has subscribed
+    subscribed: bool = attrs.field(default=False, init=False)
+    _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    _events: list[tuple[str, bytes]] = attrs.field(factory=list, init=False)
+    _wake: gevent.event.Event = attrs.field(factory=gevent.event.Event, init=False)
+
+    def _open(self) -> None:
+        context = self.context or default_context()
+        socket = self._socket = context.socket(zmq.XPUB)
+        socket.linger = 0
+        socket.setsockopt(zmq.SNDHWM, 0)  # as the hub's SUB: a report is never dropped
+        if self.curve_keys is not None:
+            socket.setsockopt(zmq.CURVE_SERVERKEY, self.curve_keys.public)
+            socket.setsockopt(zmq.CURVE_PUBLICKEY, self.curve_keys.public)
+            socket.setsockopt(zmq.CURVE_SECRETKEY, self.curve_keys.secret)
+        connect(socket, self.monitor_url, "hub reports")
+        self.monitor.add_new_heart_handler(self._new_heart)
+        self.monitor.add_heart_failure_handler(self._heart_failure)
+        self._spawn(self._report)
+
+    def _close(self) -> None:
+        for remove, handler in (
+            (self.monitor.remove_new_heart_handler, self._new_heart),
+            (self.monitor.remove_heart_failure_handler, self._heart_failure),
+        ):
+            with contextlib.suppress(ValueError):  # removed already
+                remove(handler)
+        close_sockets(self._socket)
+
+    def _new_heart(self, heart: bytes) -> None:
+        self._events.append((NEW_HEART, heart))
+        self._wake.set()
+
+    def _heart_failure(self, heart: bytes) -> None:
+        self._events.append((STOPPED_HEART, heart))
+        self._wake.set()
+
+    def _report(self) -> None:
+        socket = self._socket
+        assert socket is not None
+        log.debug("waiting for the hub's subscription on %s", self.monitor_url)
+        while not socket.poll(SUBSCRIPTION_WARNING_INTERVAL * 1000, zmq.POLLIN):
+            log.warning(
+                "the hub has not subscribed to heart reports on %s yet; %d events held",
+                self.monitor_url,
+                len(self._events),
+            )
+        socket.recv()
+        self.subscribed = True
+        log.info("the hub subscribed to heart reports on %s", self.monitor_url)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            events, self._events = self._events, []
+            for kind, hearts in _runs(events):
+                self.session.send(
+                    socket,
+                    kind,
+                    content={"hearts": [heart.decode("utf8", "replace") for heart in hearts]},
+                    ident=HUB_TOPIC,
+                )
+                self.messages += 1
+                self.reported[kind] += len(hearts)
+
+
+def _runs(events: list[tuple[str, bytes]]) -> list[tuple[str, list[bytes]]]:
+    """Consecutive events of one kind, grouped, in order."""
+    runs: list[tuple[str, list[bytes]]] = []
+    for kind, heart in events:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(heart)
+        else:
+            runs.append((kind, [heart]))
+    return runs
+
+
+def monitor_settings(config: Any) -> tuple[float, int]:
+    """The period (ms) and max misses a controller's config asks of its heart monitor.
+
+    ipyparallel's own ``HeartMonitor`` class reads them, so that config files, profiles and
+    command-line traits (still unparsed strings in the config) mean what they mean to it.
+    """
+    from ipyparallel.controller.heartmonitor import HeartMonitor as IPPHeartMonitor
+
+    settings = IPPHeartMonitor(config=config)
+    return float(settings.period), int(settings.max_heartmonitor_misses)
+
+
+def _configure_logging(log_level: int | str) -> None:
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s.%(msecs)03d [%(name)s] %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    logging.getLogger("greenheart").setLevel(log_level)
+
+
+def start_heartmonitor(
+    ping_url: str,
+    pong_url: str,
+    monitor_url: str,
+    log_level: int | str = logging.INFO,
+    curve_publickey: bytes | None = None,
+    curve_secretkey: bytes | None = None,
+    *,
+    fail_on_disconnect: bool = False,
+    **heart_monitor_kwargs: Any,
+) -> None:
+    """ipyparallel's ``start_heartmonitor``, with greenheart's monitor: runs until SIGTERM.
+
+    For a process of its own (``Process(target=start_heartmonitor, kwargs=...)``), under any
+    start method. ``config`` (a traitlets ``Config``) gives the period, the misses allowed and
+    the Session key; with ``curve_secretkey`` the monitor is a CURVE server with the
+    controller's keys and its reports go to the hub encrypted.
+    """
+    die_with_parent()
+    _configure_logging(log_level)
+    config = heart_monitor_kwargs.pop("config", None)
+    for name in heart_monitor_kwargs:
+        log.warning("start_heartmonitor: ignoring %s: greenheart's monitor does not use it", name)
+    status = run_heartmonitor(
+        ping_url,
+        pong_url,
+        monitor_url,
+        config=config,
+        curve_publickey=curve_publickey,
+        curve_secretkey=curve_secretkey,
+        fail_on_disconnect=fail_on_disconnect,
+    )
+    raise SystemExit(status)
+
+
+def run_heartmonitor(
+    ping_url: str,
+    pong_url: str,
+    monitor_url: str,
+    *,
+    config: Any = None,
+    curve_publickey: bytes | None = None,
+    curve_secretkey: bytes | None = None,
+    fail_on_disconnect: bool = False,
+    stop: gevent.event.Event | None = None,
+) -> int:
+    """Run the monitor and its reporter until ``stop`` is set, SIGTERM or SIGINT; the exit status.
+
+    1 if the monitor or the reporter died (the cause is logged), else 0.
+    """
+    from jupyter_client.session import Session
+    from traitlets.config import Config
+
+    config = config if config is not None else Config()
+    period, max_misses = monitor_settings(config)
+    keys = KeyPair(curve_publickey, curve_secretkey) if curve_secretkey else None
+    curve = ServerCurve(keys, allowed=None) if keys is not None else None
+    stop = stop or gevent.event.Event()
+    monitor = HeartMonitor.bind(
+        ping_url,
+        pong_url,
+        curve=curve,
+        period=period,
+        max_misses=max_misses,
+        fail_on_disconnect=fail_on_disconnect,
+        log=logging.getLogger("greenheart.monitor"),
+    )
+    reporter = HubReporter(monitor, monitor_url, Session(config=config), curve_keys=keys)
+    died: list[BaseException | None] = []
+
+    def stopped(service: Service, error: BaseException | None) -> None:
+        if error is not None:
+            died.append(error)
+        stop.set()
+
+    for service in (monitor, reporter):
+        service.add_stop_handler(stopped)
+    signals = (signal.SIGTERM, signal.SIGINT)
+    handlers = [gevent.signal_handler(signum, stop.set) for signum in signals]
+    try:
+        with monitor, reporter:
+            log.info(
+                "greenheart heart monitor: every %g ms, %d misses allowed%s; pings %s, pongs %s",
+                period,
+                max_misses,
+                ", failing hearts whose connection closes" if fail_on_disconnect else "",
+                monitor.ping_addr,
+                monitor.pong_addr,
+            )
+            stop.wait()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+    return 1 if died else 0
