@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from greenheart.core.behaviour import Delay, Event, parse_event
+from greenheart.core.behaviour import Behaviour, Delay, Event, parse_event
 
 
 def positive_float(text: str) -> float:
@@ -67,3 +67,44 @@ def event(kind: str) -> Callable[[str], Event]:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return parse
+
+
+def add_behaviour_arguments(parser: argparse.ArgumentParser, who: str = "hearts") -> None:
+    """How simulated hearts answer (delay, loss, slow ones) and what happens to them."""
+    parser.add_argument(
+        "--delay", type=delay, metavar="SPEC", help="reply delay: fixed:MS, uniform:LO:HI, exp:MEAN"
+    )
+    parser.add_argument(
+        "--loss", type=probability, default=0.0, metavar="P", help="pongs lost, 0 to 1"
+    )
+    parser.add_argument(
+        "--slow",
+        type=slow,
+        metavar="FRACTION:SPEC",
+        help=f"a fraction of slow {who}: 0.1:fixed:500",
+    )
+    for kind, syntax, text in [
+        ("die", "T:N", f"at T seconds, N {who} die"),
+        ("revive", "T:N", f"at T seconds, N dead {who} come back"),
+        ("churn", "EVERY:K", f"every EVERY seconds, K {who} leave and K join"),
+        ("flap", "N:DOWN:UP", f"N {who} answer for UP seconds, then go silent for DOWN"),
+    ]:
+        parser.add_argument(
+            f"--{kind}", type=event(kind), action="append", default=[], metavar=syntax, help=text
+        )
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same run")
+
+
+def behaviour_from(args: argparse.Namespace) -> Behaviour:
+    slow_fraction, slow_delay = args.slow or (0.0, None)
+    return Behaviour(
+        seed=args.seed,
+        delay=args.delay,
+        loss=args.loss,
+        slow_fraction=slow_fraction,
+        slow_delay=slow_delay,
+    )
+
+
+def scenario_from(args: argparse.Namespace) -> list[Event]:
+    return [*args.die, *args.revive, *args.churn, *args.flap]

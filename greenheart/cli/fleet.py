@@ -9,11 +9,18 @@ import sys
 import attrs
 import gevent
 
-from greenheart.cli.args import count, delay, event, positive_float, probability, slow
+from greenheart.cli.args import (
+    add_behaviour_arguments,
+    behaviour_from,
+    count,
+    positive_float,
+    probability,
+    scenario_from,
+)
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.printer import now_text
 from greenheart.cli.signals import exit_status, wait_for_signal
-from greenheart.core.behaviour import Behaviour, Reconnect
+from greenheart.core.behaviour import Reconnect
 from greenheart.green.fleet import FleetStatus, HeartFleet
 
 
@@ -22,27 +29,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     fleet.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
     fleet.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
     fleet.add_argument("--size", type=count, required=True, metavar="N", help="hearts to run")
-    fleet.add_argument(
-        "--delay", type=delay, metavar="SPEC", help="reply delay: fixed:MS, uniform:LO:HI, exp:MEAN"
-    )
-    fleet.add_argument(
-        "--loss", type=probability, default=0.0, metavar="P", help="pongs lost, 0 to 1"
-    )
-    fleet.add_argument(
-        "--slow",
-        type=slow,
-        metavar="FRACTION:SPEC",
-        help="a fraction of slow hearts: 0.1:fixed:500",
-    )
-    for kind, syntax, text in [
-        ("die", "T:N", "at T seconds, N hearts die"),
-        ("revive", "T:N", "at T seconds, N dead hearts come back"),
-        ("churn", "EVERY:K", "every EVERY seconds, K hearts leave and K join"),
-        ("flap", "N:DOWN:UP", "N hearts answer for UP seconds, then go silent for DOWN"),
-    ]:
-        fleet.add_argument(
-            f"--{kind}", type=event(kind), action="append", default=[], metavar=syntax, help=text
-        )
+    add_behaviour_arguments(fleet)
     fleet.add_argument(
         "--reconnect-max",
         type=positive_float,
@@ -61,7 +48,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="answer every ping queued, not only the newest (as the seed's thread device does)",
     )
-    fleet.add_argument("--seed", type=int, default=0, help="same seed, same run")
     fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
     fleet.add_argument("--status-every", type=positive_float, default=5.0, metavar="SECONDS")
     fleet.add_argument("--json", action="store_true", help="print status as JSON lines")
@@ -70,21 +56,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    slow_fraction, slow_delay = args.slow or (0.0, None)
-    behaviour = Behaviour(
-        seed=args.seed,
-        delay=args.delay,
-        loss=args.loss,
-        slow_fraction=slow_fraction,
-        slow_delay=slow_delay,
-    )
-    scenario = [*args.die, *args.revive, *args.churn, *args.flap]
     fleet = HeartFleet(
         args.ping,
         args.pong,
         size=args.size,
-        behaviour=behaviour,
-        scenario=scenario,
+        behaviour=behaviour_from(args),
+        scenario=scenario_from(args),
         curve=client_curve(args),
         reconnect=Reconnect(max_ms=args.reconnect_max or 0, jitter=args.reconnect_jitter),
         answer_every_ping=args.every_ping,

@@ -46,6 +46,9 @@ log = logging.getLogger("greenheart.fleet")
 #: the DEALER's mailbox, and its connection to the monitor
 DESCRIPTORS_PER_HEART = 2
 
+#: and with a SUB of its own (``ping_per_heart``), that SUB's mailbox and connection too
+DESCRIPTORS_PER_HEART_WITH_SUB = 4
+
 #: hearts served per turn of the fan-out greenlet before it lets others run
 FANOUT_BATCH = 512
 
@@ -58,6 +61,9 @@ class _SimHeart:
     id: bytes
     serial: int
     socket: zmq.Socket | None = None
+    #: its own SUB for pings, and the greenlet answering them (``ping_per_heart``)
+    sub: zmq.green.Socket | None = None
+    listener: gevent.Greenlet | None = None
     silent: bool = False
     pings: int = 0
     pongs: int = 0
@@ -163,6 +169,10 @@ class HeartFleet(Service):
     #: answer every ping queued, as the seed's thread device does, instead of only the newest
     #: (see :meth:`_newest_ping`)
     answer_every_ping: bool = False
+    #: give each heart a SUB of its own, so the monitor's PUB sends every ping once per heart
+    #: as it does to real hearts (2 more descriptors and a greenlet per heart); by default one
+    #: SUB receives each ping once and fans it out
+    ping_per_heart: bool = False
     #: how hearts reconnect after the monitor went away: by default as a real Heart does
     reconnect: Reconnect = attrs.field(
         factory=Reconnect, validator=attrs.validators.instance_of(Reconnect)
@@ -196,31 +206,32 @@ class HeartFleet(Service):
         A size that cannot fit under the open-file limit is refused before anything opens.
         """
         if not self.running:  # Service.start refuses the rest, each with its own reason
-            check_room(self.size, DESCRIPTORS_PER_HEART, "a fleet")
+            check_room(self.size, self.descriptors_per_heart, "a fleet")
         return super().start()
+
+    @property
+    def descriptors_per_heart(self) -> int:
+        return DESCRIPTORS_PER_HEART_WITH_SUB if self.ping_per_heart else DESCRIPTORS_PER_HEART
 
     def _open(self) -> None:
         self._context = zmq.green.Context()
         self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
         self._context.set(zmq.IO_THREADS, self.io_threads)
-        self._sub = self._context.socket(zmq.SUB)
-        self._sub.linger = 0
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        if self.curve is not None:
-            self.curve.apply(self._sub)
-        connect(self._sub, self.ping_addr, "pings")
+        if not self.ping_per_heart:
+            self._sub = self._ping_socket()
         self._add(self.size)
         self._spawn(self._delays.run)
-        self._spawn(self._fan_out)
+        if self._sub is not None:
+            self._spawn(self._fan_out)
         if self.scenario:
-            self._spawn(self._play, Timeline.start(self.scenario, self.behaviour.seed, self.alive))
+            timeline = Timeline.start(self.scenario, self.behaviour.seed, self.alive)
+            self._spawn(play, timeline, self.clock, self, self._carry_out)
         log.info("fleet %s: %d hearts answering %s", self.prefix, self.size, self.ping_addr)
 
     def _close(self) -> None:
         self._delays.clear()
         for heart in self._hearts.values():
-            close_sockets(heart.socket)
-            heart.socket = None
+            self._disconnect(heart)
         close_sockets(self._sub)
         if self._context is not None:
             self._context.term()
@@ -245,8 +256,18 @@ class HeartFleet(Service):
     def grow(self, count: int) -> list[bytes]:
         """Add ``count`` new hearts; return their identities."""
         self._require_running()
-        check_room(count, DESCRIPTORS_PER_HEART, f"growing a fleet of {len(self._live)} alive")
+        check_room(count, self.descriptors_per_heart, f"growing a fleet of {len(self._live)} alive")
         return self._add(count)
+
+    def join(self, ids: Iterable[bytes]) -> list[bytes]:
+        """Add hearts with these identities (none may be in the fleet already); return them."""
+        self._require_running()
+        ids = list(ids)
+        taken = [heart_id for heart_id in ids if heart_id in self._hearts]
+        if taken or len(set(ids)) != len(ids):
+            raise ValueError(f"identities already in the fleet, or repeated: {taken[:5]}")
+        check_room(len(ids), self.descriptors_per_heart, f"joining a fleet of {len(self._live)}")
+        return self._add(len(ids), ids)
 
     def shrink(self, count: int) -> list[bytes]:
         """Remove the ``count`` newest hearts (alive or killed); return their identities."""
@@ -259,8 +280,7 @@ class HeartFleet(Service):
         hearts = self._lookup(ids)
         for heart in hearts:
             if heart.socket is not None:
-                close_sockets(heart.socket)
-                heart.socket = None
+                self._disconnect(heart)
                 self._dead.append(heart.id)
         self._refresh_live()
 
@@ -268,12 +288,17 @@ class HeartFleet(Service):
         """Bring killed hearts back, under the same identities."""
         self._require_running()
         hearts = self._lookup(ids)
-        check_room(len(hearts), DESCRIPTORS_PER_HEART, "reviving hearts")
+        check_room(len(hearts), self.descriptors_per_heart, "reviving hearts")
         for heart in hearts:
             if heart.socket is None:
                 self._connect(heart)
                 self._dead.remove(heart.id)
         self._refresh_live()
+
+    def silence(self, ids: Iterable[bytes], silent: bool = True) -> None:
+        """Make these hearts stop answering (their connections stay up), or answer again."""
+        for heart in self._lookup(ids):
+            heart.silent = silent
 
     # -- counters -------------------------------------------------------------------------------
 
@@ -325,16 +350,43 @@ class HeartFleet(Service):
             if self.curve is not None:
                 self.curve.apply(socket)
             connect(socket, self.pong_addr, "pongs")
+            if self.ping_per_heart:
+                heart.sub = self._ping_socket()
         except BaseException:
             socket.close(linger=0)
             raise
         heart.socket = socket
+        if heart.sub is not None:
+            heart.listener = self._spawn(self._answer_own_pings, heart, heart.sub)
 
-    def _add(self, count: int) -> list[bytes]:
+    def _ping_socket(self) -> zmq.green.Socket:
+        assert self._context is not None, "the fleet is not running"
+        sub = self._context.socket(zmq.SUB)
+        try:
+            sub.linger = 0
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            if self.curve is not None:
+                self.curve.apply(sub)
+            connect(sub, self.ping_addr, "pings")
+        except BaseException:
+            sub.close(linger=0)
+            raise
+        return sub
+
+    def _disconnect(self, heart: _SimHeart) -> None:
+        """Close the heart's sockets, as its process's death would."""
+        if heart.listener is not None:
+            heart.listener.kill(block=False)  # before its socket closes under it
+            heart.listener = None
+        close_sockets(heart.socket, heart.sub)
+        heart.socket = heart.sub = None
+
+    def _add(self, count: int, ids: list[bytes] | None = None) -> list[bytes]:
         added = []
         for opened in range(1, count + 1):
             serial = next(self._serials)
-            heart = _SimHeart(f"{self.prefix}-{serial}".encode(), serial)
+            heart_id = ids[opened - 1] if ids is not None else f"{self.prefix}-{serial}".encode()
+            heart = _SimHeart(heart_id, serial)
             self._connect(heart)
             self._hearts[heart.id] = heart
             added.append(heart.id)
@@ -346,8 +398,7 @@ class HeartFleet(Service):
 
     def _remove(self, ids: list[bytes]) -> list[bytes]:
         for heart in self._lookup(ids):
-            close_sockets(heart.socket)
-            heart.socket = None
+            self._disconnect(heart)
             for name in _COUNTS:
                 self._departed[name] += getattr(heart, name)
             del self._hearts[heart.id]
@@ -370,9 +421,9 @@ class HeartFleet(Service):
             heart.pongs += 1
 
     def _fan_out(self) -> None:
-        sub, behaviour, delays, send = self._sub, self.behaviour, self._delays, self._send
+        sub, send = self._sub, self._send
         assert sub is not None, "the fleet is not running"
-        prompt = behaviour.prompt
+        prompt = self.behaviour.prompt
         while True:
             payload = sub.recv()
             if not self.answer_every_ping:
@@ -383,24 +434,41 @@ class HeartFleet(Service):
             for served, heart in enumerate(fan_out_order(self._live, ping), 1):
                 if heart.socket is None:
                     continue  # killed or removed while this loop let others run
-                heart.pings += 1
-                if heart.silent:
-                    heart.dropped += 1
-                elif prompt:
+                if prompt and not heart.silent:  # the hot path, inline
+                    heart.pings += 1
                     send(heart, heart.socket, payload)
                 else:
-                    wait = behaviour.decide(heart.serial, ping)
-                    if self.on_decision is not None:
-                        self.on_decision(heart.id, ping, wait)
-                    if wait is None:
-                        heart.dropped += 1
-                    elif wait <= 0:
-                        send(heart, heart.socket, payload)
-                    else:
-                        heart.delayed += 1
-                        delays.push(now + wait, heart, heart.socket, payload)
+                    self._answer(heart, heart.socket, payload, ping, now)
                 if served % FANOUT_BATCH == 0:
                     yield_to_others()
+
+    def _answer(
+        self, heart: _SimHeart, socket: zmq.Socket, payload: bytes, ping: int, now: float
+    ) -> None:
+        """Answer ping number ``ping`` as the behaviour says: now, later, or not at all."""
+        heart.pings += 1
+        if heart.silent:
+            heart.dropped += 1
+            return
+        wait = self.behaviour.decide(heart.serial, ping)
+        if self.on_decision is not None:
+            self.on_decision(heart.id, ping, wait)
+        if wait is None:
+            heart.dropped += 1
+        elif wait <= 0:
+            self._send(heart, socket, payload)
+        else:
+            heart.delayed += 1
+            self._delays.push(now + wait, heart, socket, payload)
+
+    def _answer_own_pings(self, heart: _SimHeart, sub: zmq.green.Socket) -> None:
+        """A heart with a SUB of its own (``ping_per_heart``) answers what that SUB receives."""
+        while heart.sub is sub:
+            payload = sub.recv()
+            if not self.answer_every_ping:
+                payload = self._newest_ping(sub, payload)
+            if heart.socket is not None:
+                self._answer(heart, heart.socket, payload, heart.pings + 1, self.clock())
 
     def _newest_ping(self, sub: zmq.green.Socket, payload: bytes) -> bytes:
         """The newest of the pings queued, counting the older ones skipped.
@@ -420,16 +488,6 @@ class HeartFleet(Service):
 
     # -- the scenario ----------------------------------------------------------------------------
 
-    def _play(self, timeline: Timeline) -> None:
-        """Carry out the timeline's actions when they are due, from one greenlet."""
-        started = self.clock()
-        while (due := timeline.next_due()) is not None:
-            delay = started + due - self.clock()
-            if delay > 0:
-                gevent.sleep(delay)
-            while action := timeline.pop_due(self.clock() - started, self.alive, self.dead):
-                self._carry_out(action)
-
     def _carry_out(self, action: Action) -> None:
         hearts = list(action.hearts)
         if isinstance(action, KillHearts):
@@ -445,6 +503,20 @@ class HeartFleet(Service):
         else:
             state = "go silent" if action.silent else "answer"
             log.info("scenario: %d flapping hearts %s", len(hearts), state)
-            for heart_id in hearts:
-                if heart_id in self._hearts:
-                    self._hearts[heart_id].silent = action.silent
+            self.silence([heart for heart in hearts if heart in self._hearts], action.silent)
+
+
+def play(
+    timeline: Timeline,
+    clock: Callable[[], float],
+    fleet: HeartFleet,
+    carry_out: Callable[[Action], object],
+) -> None:
+    """Carry out the timeline's actions on ``fleet``'s hearts when they are due (a greenlet)."""
+    started = clock()
+    while (due := timeline.next_due()) is not None:
+        delay = started + due - clock()
+        if delay > 0:
+            gevent.sleep(delay)
+        while action := timeline.pop_due(clock() - started, fleet.alive, fleet.dead):
+            carry_out(action)

@@ -1,0 +1,218 @@
+"""The life of simulated ipyparallel engines as their controller sees it: a state machine.
+
+An engine asks to register (``registration_request``), the hub answers (accepted, or refused
+with an error), the engine starts beating, and the hub announces it registered once its heart
+monitor reported the heart; if that never happens, the hub purges the registration after its
+timeout. Later the hub may announce it unregistered: because it was killed (and how fast that
+was noticed is the point of a benchmark) or, for an engine still alive, wrongly (lost).
+
+:class:`Registry` keeps that per engine, fed with events and the time they happened; the
+driver (:mod:`greenheart.integrations.ipyparallel.engines`) only moves messages and time in.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+
+import attrs
+
+
+class EngineState(enum.Enum):
+    WAITING = "waiting"  # not asked yet
+    ASKED = "asked"  # asked, no answer yet
+    ACCEPTED = "accepted"  # the hub said ok; beating, not announced registered yet
+    REGISTERED = "registered"
+    REFUSED = "refused"
+    UNANSWERED = "unanswered"  # no answer in time
+    UNREGISTERED = "unregistered"
+
+
+@attrs.define
+class EngineRecord:
+    uuid: str
+    #: seconds after the start when it is to ask
+    due: float
+    state: EngineState = EngineState.WAITING
+    asked_at: float | None = None
+    accepted_at: float | None = None
+    killed_at: float | None = None
+    engine_id: int | None = None
+    error: str | None = None
+
+
+@attrs.frozen
+class RegistrationStatus:
+    """The engines' registrations now. Counts of events include engines that asked again."""
+
+    engines: int
+    #: requests sent, answers ok, answers refused, requests never answered in time
+    asked: int
+    accepted: int
+    refused: int
+    unanswered: int
+    #: engines the hub announced registered, and how many of them are registered now
+    registered: int
+    registered_now: int
+    #: accepted, but not announced registered within the hub's registration timeout
+    purged: int
+    #: announced unregistered: all of them, and those of them that were alive (wrongly)
+    unregistered: int
+    lost: int
+    #: killed on purpose, and how many of those the hub has unregistered
+    killed: int
+    killed_unregistered: int
+    #: the last refusal's error
+    last_error: str | None = None
+
+
+def registration_times(count: int, *, rate: float | None, spread: float, seed: int) -> list[float]:
+    """When each of ``count`` engines asks, in seconds after the start, in engine order.
+
+    Each waits a seeded uniform delay in ``[0, spread)`` (engines started together but slow
+    to boot, as in ipyparallel issue #700); ``rate`` caps the requests a second, in the order
+    the delays fall due.
+    """
+    chooser = random.Random(seed)
+    due = [chooser.random() * spread if spread > 0 else 0.0 for _ in range(count)]
+    if rate:
+        previous = -1.0 / rate
+        for engine in sorted(range(count), key=due.__getitem__):
+            due[engine] = previous = max(due[engine], previous + 1.0 / rate)
+    return due
+
+
+@attrs.define
+class Registry:
+    """Every engine's registration, fed with what happened and when (seconds, any clock)."""
+
+    #: seconds the hub waits for an accepted engine's heart before it purges the registration
+    purge_after: float = 30.0
+    _records: dict[str, EngineRecord] = attrs.field(factory=dict)
+    _counts: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(
+            ("asked", "accepted", "refused", "unanswered", "registered", "unregistered", "lost"),
+            0,
+        )
+    )
+    _registration_seconds: list[float] = attrs.field(factory=list)
+    _detection_seconds: list[float] = attrs.field(factory=list)
+    _last_error: str | None = None
+
+    def add(self, uuid: str, due: float) -> None:
+        if uuid in self._records:
+            raise ValueError(f"engine {uuid} is already known")
+        self._records[uuid] = EngineRecord(uuid, due)
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._records
+
+    def __getitem__(self, uuid: str) -> EngineRecord:
+        return self._records[uuid]
+
+    @property
+    def uuids(self) -> tuple[str, ...]:
+        return tuple(self._records)
+
+    def asked(self, uuid: str, now: float) -> None:
+        record = self._records[uuid]
+        record.state, record.asked_at, record.accepted_at = EngineState.ASKED, now, None
+        record.killed_at = None
+        self._counts["asked"] += 1
+
+    def accepted(self, uuid: str, now: float, engine_id: int) -> None:
+        record = self._records[uuid]
+        if record.state is not EngineState.ASKED:
+            return  # answered after it was given up on: not beating
+        record.state, record.accepted_at, record.engine_id = EngineState.ACCEPTED, now, engine_id
+        self._counts["accepted"] += 1
+
+    def refused(self, uuid: str, error: str) -> None:
+        record = self._records[uuid]
+        if record.state is EngineState.ASKED:
+            record.state, record.error = EngineState.REFUSED, error
+            self._counts["refused"] += 1
+            self._last_error = error
+
+    def unanswered(self, uuid: str) -> None:
+        record = self._records[uuid]
+        if record.state is EngineState.ASKED:
+            record.state = EngineState.UNANSWERED
+            self._counts["unanswered"] += 1
+
+    def registered(self, uuid: str, now: float) -> bool:
+        """The hub announced ``uuid`` registered; False if it is not one of these engines."""
+        record = self._records.get(uuid)
+        if record is None or record.state is not EngineState.ACCEPTED:
+            return False
+        record.state = EngineState.REGISTERED
+        self._counts["registered"] += 1
+        assert record.asked_at is not None
+        self._registration_seconds.append(now - record.asked_at)
+        return True
+
+    def killed(self, uuid: str, now: float) -> None:
+        record = self._records[uuid]
+        if record.killed_at is None:
+            record.killed_at = now
+
+    def unregistered(self, uuid: str, now: float) -> float | None:
+        """The hub announced ``uuid`` unregistered: the seconds since it was killed, if it was."""
+        record = self._records.get(uuid)
+        if record is None or record.state is not EngineState.REGISTERED:
+            return None
+        record.state = EngineState.UNREGISTERED
+        self._counts["unregistered"] += 1
+        if record.killed_at is None:
+            self._counts["lost"] += 1
+            return None
+        seconds = now - record.killed_at
+        self._detection_seconds.append(seconds)
+        return seconds
+
+    def due(self, now: float) -> list[str]:
+        """Engines waiting whose time to ask has come (``now`` since the start), in due order."""
+        waiting = [r for r in self._records.values() if r.state is EngineState.WAITING]
+        return [r.uuid for r in sorted(waiting, key=lambda r: r.due) if r.due <= now]
+
+    def overdue(self, now: float, timeout: float) -> list[str]:
+        """Engines that asked more than ``timeout`` seconds ago and have had no answer."""
+        asked = self.in_state(EngineState.ASKED)
+        return [uuid for uuid in asked if now - (self._records[uuid].asked_at or now) > timeout]
+
+    def in_state(self, state: EngineState) -> list[str]:
+        return [r.uuid for r in self._records.values() if r.state is state]
+
+    def registration_seconds(self) -> list[float]:
+        """Request to announcement, for every engine announced registered."""
+        return list(self._registration_seconds)
+
+    def detection_seconds(self) -> list[float]:
+        """Kill to announcement of unregistration, for every killed engine unregistered."""
+        return list(self._detection_seconds)
+
+    def status(self, now: float) -> RegistrationStatus:
+        records = self._records.values()
+        purged = sum(
+            1
+            for r in records
+            if r.state is EngineState.ACCEPTED
+            and r.accepted_at is not None
+            and now - r.accepted_at > self.purge_after
+        )
+        killed = [r for r in records if r.killed_at is not None]
+        return RegistrationStatus(
+            engines=len(self._records),
+            asked=self._counts["asked"],
+            accepted=self._counts["accepted"],
+            refused=self._counts["refused"],
+            unanswered=self._counts["unanswered"],
+            registered=self._counts["registered"],
+            registered_now=sum(r.state is EngineState.REGISTERED for r in records),
+            purged=purged,
+            unregistered=self._counts["unregistered"],
+            lost=self._counts["lost"],
+            killed=len(killed),
+            killed_unregistered=sum(r.state is EngineState.UNREGISTERED for r in killed),
+            last_error=self._last_error,
+        )
