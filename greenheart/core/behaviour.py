@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 import attrs
 
@@ -180,6 +181,11 @@ class Flap:
 
 
 Event = Die | Revive | Churn | Flap
+
+
+def as_scenario(events: Iterable[Event]) -> tuple[Event, ...]:
+    """A scenario: its events, as a tuple (the converter of a fleet's ``scenario``)."""
+    return tuple(events)
 
 
 def parse_event(kind: str, text: str) -> Event:

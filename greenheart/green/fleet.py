@@ -25,7 +25,16 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Reconnect, Revive
+from greenheart.core.behaviour import (
+    Behaviour,
+    Churn,
+    Die,
+    Event,
+    Flap,
+    Reconnect,
+    Revive,
+    as_scenario,
+)
 from greenheart.core.checks import COUNT
 from greenheart.core.timeline import (
     Action,
@@ -151,7 +160,7 @@ class HeartFleet(Service):
     )
     scenario: tuple[Event, ...] = attrs.field(
         factory=tuple,
-        converter=tuple,
+        converter=as_scenario,
         validator=attrs.validators.deep_iterable(
             attrs.validators.instance_of((Die, Revive, Churn, Flap))
         ),
@@ -259,7 +268,7 @@ class HeartFleet(Service):
         check_room(count, self.descriptors_per_heart, f"growing a fleet of {len(self._live)} alive")
         return self._add(count)
 
-    def join(self, ids: Iterable[bytes]) -> list[bytes]:
+    def add_hearts(self, ids: Iterable[bytes]) -> list[bytes]:
         """Add hearts with these identities (none may be in the fleet already); return them."""
         self._require_running()
         ids = list(ids)

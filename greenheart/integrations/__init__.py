@@ -5,4 +5,7 @@
 - :mod:`~greenheart.integrations.events`: new-heart and heart-failure events on a ZeroMQ XPUB
 - :mod:`~greenheart.integrations.locust_user`: a Locust user that is a heart
   (``greenheart[locust]``)
+- :mod:`~greenheart.integrations.ipyparallel`: greenheart's monitor as a real ipyparallel
+  controller's heart monitor, and simulated engines to load-test a controller
+  (``greenheart[ipyparallel]``)
 """

@@ -25,7 +25,11 @@ CLIENT_FILE = "ipcontroller-client.json"
 def _optional_key(value: object) -> bytes | None:
     if not value:
         return None
-    return value.encode("ascii") if isinstance(value, str) else bytes(value)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        return value.encode("ascii")
+    if isinstance(value, bytes):
+        return value
+    raise TypeError(f"a CURVE key is text or bytes, not {value!r}")
 
 
 @attrs.frozen(repr=False)

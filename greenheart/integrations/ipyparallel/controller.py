@@ -24,7 +24,7 @@ def install(*, fail_on_disconnect: bool = False) -> None:
     """
     import ipyparallel.controller.app as app
 
-    app.start_heartmonitor = functools.partial(  # type: ignore[assignment]
+    app.start_heartmonitor = functools.partial(
         start_heartmonitor, fail_on_disconnect=fail_on_disconnect
     )
 

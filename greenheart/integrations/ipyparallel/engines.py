@@ -26,7 +26,7 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive
+from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive, as_scenario
 from greenheart.core.checks import COUNT
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
@@ -78,7 +78,7 @@ class SimulatedEngines(Service):
     )
     scenario: tuple[Event, ...] = attrs.field(
         factory=tuple,
-        converter=tuple,
+        converter=as_scenario,
         validator=attrs.validators.deep_iterable(
             attrs.validators.instance_of((Die, Revive, Churn, Flap))
         ),
@@ -273,7 +273,7 @@ class SimulatedEngines(Service):
             socket.setsockopt(zmq.IDENTITY, uuid.encode())
             connect(socket, self.connection.registration_url, "registration")
             self._request(socket, uuid)
-            if socket.poll(self.reply_timeout * 1000, zmq.POLLIN):
+            if socket.poll(round(self.reply_timeout * 1000), zmq.POLLIN):
                 self._answered(uuid, socket.recv_multipart())
         finally:
             close_sockets(socket)
@@ -302,10 +302,10 @@ class SimulatedEngines(Service):
             self._registry.accepted(uuid, self.clock(), int(content["id"]))
             self._beat(uuid)
         else:
-            error = f"{content.get('ename', kind)}: {content.get('evalue', content)}"
-            if "signature" in error.lower():
-                error += " (the key does not match the controller's)"
-            self._refused(uuid, error)
+            why = f"{content.get('ename', kind)}: {content.get('evalue', content)}"
+            if "signature" in why.lower():
+                why += " (the key does not match the controller's)"
+            self._refused(uuid, why)
 
     def _refused(self, uuid: str, error: str) -> None:
         self._registry.refused(uuid, error)
@@ -317,7 +317,7 @@ class SimulatedEngines(Service):
         if heart in self._fleet.ids:
             self._fleet.revive([heart])
         else:
-            self._fleet.join([heart])
+            self._fleet.add_hearts([heart])
 
     def _watch(self) -> None:
         """Give up on requests unanswered in time; stop when no engine could register."""
@@ -345,7 +345,8 @@ class SimulatedEngines(Service):
     def _warn_if_unanswered(self, status: RegistrationStatus) -> None:
         if self._warned or status.accepted or status.refused:
             return
-        if self._first_asked is not None and self.clock() - self._first_asked > UNANSWERED_WARNING:
+        first = self._first_asked
+        if first is not None and self.clock() - first > UNANSWERED_WARNING:
             self._warned = True
             log.error(
                 "no answer yet from the hub at %s, %g s after the first request: is the key"

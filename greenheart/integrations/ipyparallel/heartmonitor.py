@@ -104,7 +104,7 @@ class HubReporter(Service):
         socket = self._socket
         assert socket is not None
         log.debug("waiting for the hub's subscription on %s", self.monitor_url)
-        while not socket.poll(SUBSCRIPTION_WARNING_INTERVAL * 1000, zmq.POLLIN):
+        while not socket.poll(round(SUBSCRIPTION_WARNING_INTERVAL * 1000), zmq.POLLIN):
             log.warning(
                 "the hub has not subscribed to heart reports on %s yet; %d events held",
                 self.monitor_url,
@@ -242,9 +242,10 @@ def run_heartmonitor(
     try:
         with monitor, reporter:
             log.info(
-                "greenheart heart monitor: every %g ms, %d misses allowed%s; pings %s, pongs %s",
+                "greenheart heart monitor: every %g ms, %d misses allowed%s%s; pings %s, pongs %s",
                 period,
                 max_misses,
+                ", a CURVE server" if curve is not None else "",
                 ", failing hearts whose connection closes" if fail_on_disconnect else "",
                 monitor.ping_addr,
                 monitor.pong_addr,

@@ -1,0 +1,190 @@
+"""A real ipyparallel cluster on greenheart: its controller with our heart monitor, real and
+simulated engines, and the stock controller load-tested by simulated engines."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gevent
+import ipyparallel
+import pytest
+
+from greenheart.integrations.ipyparallel.connection import ControllerConnection
+from greenheart.integrations.ipyparallel.engines import (
+    RegistrationFailed,
+    SimulatedEngines,
+)
+from tests.cluster import BIN, controller, controller_log, engines, terminate_group
+from tests.helpers import wait_until
+
+#: seconds of slack on top of a detection bound: a busy 2-core machine runs the controller,
+#: its schedulers, the engines and the test
+SLACK = 1.5
+
+
+def client(profile_dir) -> ipyparallel.Client:
+    return ipyparallel.Client(profile_dir=str(profile_dir), timeout=START_SECONDS)
+
+
+START_SECONDS = 60
+
+
+def seconds_to_leave(cluster: ipyparallel.Client, engine_id: int, pid: int) -> float:
+    """SIGKILL the engine's process; seconds until it has left ``Client.ids``."""
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    deadline = killed + 60
+    while engine_id in cluster.ids:
+        assert time.monotonic() < deadline, "the killed engine never left the cluster"
+        time.sleep(0.005)
+    return time.monotonic() - killed
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
+@pytest.mark.parametrize("fail_on_disconnect", [False, True], ids=["misses", "disconnect"])
+def test_real_engines_run_work_and_a_killed_one_leaves_in_time(tmp_path, curve, fail_on_disconnect):
+    period_ms, misses = (1000, 10) if fail_on_disconnect else (500, 3)
+    args = [f"--HeartMonitor.period={period_ms}"]
+    args.append(f"--HeartMonitor.max_heartmonitor_misses={misses}")
+    if curve:
+        args.append("--IPController.enable_curve=True")
+    if fail_on_disconnect:
+        args.append("--fail-on-disconnect")
+    profile = tmp_path / "profile"
+    with controller(profile, args=args), engines(profile, 2):
+        cluster = client(profile)
+        try:
+            cluster.wait_for_engines(2, timeout=START_SECONDS)
+            pids = cluster[:].apply_sync(os.getpid)
+            assert sorted(cluster.ids) == [0, 1] and len(set(pids)) == 2
+            seconds = seconds_to_leave(cluster, cluster.ids[0], pids[0])
+            assert cluster.ids == [1]
+            assert cluster[1].apply_sync(lambda: 6 * 7) == 42  # the survivor still works
+        finally:
+            cluster.close()
+        log = controller_log(profile)
+        encrypted = ControllerConnection.from_profile_dir(profile).curve_serverkey is not None
+    assert f"greenheart heart monitor: every {period_ms} ms, {misses} misses" in log  # ours
+    assert encrypted == curve
+    assert ("CURVE server" in log) == curve
+    bound = 1.0 if fail_on_disconnect else (misses + 2) * period_ms / 1000 + SLACK
+    assert seconds <= bound, f"left after {seconds:.3f} s, bound {bound} s"
+
+
+def wait_for_status(engines_: SimulatedEngines, predicate, timeout: float) -> None:
+    wait_until(lambda: predicate(engines_.status()), timeout=timeout, step=0.05)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("ours", [True, False], ids=["greenheart", "stock"])
+def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, ours):
+    profile = tmp_path / "profile"
+    args = ["--HeartMonitor.period=500", "--HeartMonitor.max_heartmonitor_misses=3"]
+    with controller(profile, greenheart=ours, args=args):
+        connection = ControllerConnection.from_profile_dir(profile)
+        with SimulatedEngines(connection, count=50) as simulated:
+            wait_for_status(simulated, lambda s: s.registered_now == 50, timeout=60)
+            cluster = client(profile)
+            try:
+                assert len(cluster.ids) == 50
+                doomed = simulated.uuids[:5]
+                simulated.kill(doomed)
+                wait_for_status(simulated, lambda s: s.killed_unregistered == 5, timeout=30)
+                # the hub's own client view agrees, and nobody alive was unregistered
+                wait_until(lambda: len(cluster.ids) == 45, timeout=10, step=0.05)
+                for _ in range(10):  # some more beats: the survivors stay
+                    gevent.sleep(0.25)
+                status = simulated.status()
+                assert (status.registered_now, status.lost, status.purged) == (45, 0, 0)
+                assert len(cluster.ids) == 45
+            finally:
+                cluster.close()
+        assert len(simulated.detection_seconds()) == 5
+        assert max(simulated.detection_seconds()) <= (3 + 2) * 0.5 + SLACK
+
+
+@pytest.mark.timeout(120)
+def test_a_wrong_key_is_a_clear_error_not_a_silent_wait(tmp_path):
+    profile = tmp_path / "profile"
+    with controller(profile):
+        right = ControllerConnection.from_profile_dir(profile)
+        wrong = ControllerConnection(
+            right.interface,
+            right.registration,
+            right.hb_ping,
+            right.hb_pong,
+            key=b"not-the-key",
+            signature_scheme=right.signature_scheme,
+            notification=right.notification,
+        )
+        simulated = SimulatedEngines(wrong, count=3, reply_timeout=3.0).start()
+        try:
+            wait_until(lambda: not simulated.running, timeout=30, step=0.05)
+        finally:
+            simulated.stop()
+        assert isinstance(simulated.exception, RegistrationFailed)
+        assert "key is wrong" in str(simulated.exception)
+        # the command says so and exits 1
+        bad_file = tmp_path / "ipcontroller-engine.json"
+        text = (profile / "security" / "ipcontroller-engine.json").read_text()
+        bad_file.write_text(text.replace(right.key.decode(), "not-the-key"))
+        command = ["engines", "-n", "2", "--reply-timeout", "3", "--connection-file", str(bad_file)]
+        result = subprocess.run(
+            [sys.executable, "-m", "greenheart", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "RegistrationFailed" in result.stderr and "key is wrong" in result.stderr
+
+
+def documented_ipcluster_config() -> str:
+    """The ``ipcluster_config.py`` docs/ipyparallel.md shows, as it shows it."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "ipyparallel.md").read_text()
+    block = re.search(r"```py\n(# ipcluster_config\.py.*?)```", page, flags=re.DOTALL)
+    assert block, "docs/ipyparallel.md shows no ipcluster_config.py"
+    return block.group(1)
+
+
+@pytest.mark.timeout(180)
+def test_ipcluster_runs_greenheart_as_its_controller_command(tmp_path):
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "ipcluster_config.py").write_text(documented_ipcluster_config())
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(
+        [str(BIN / "ipcluster"), "start", "-n", "2", f"--profile-dir={profile}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        security = profile / "security" / "ipcontroller-client.json"
+        wait_until(security.exists, timeout=START_SECONDS, step=0.1)
+        cluster = client(profile)
+        try:
+            cluster.wait_for_engines(2, timeout=START_SECONDS)
+            assert cluster[:].apply_sync(lambda: "ok") == ["ok", "ok"]
+        finally:
+            cluster.close()
+        logs = "".join(path.read_text() for path in (profile / "log").glob("ipcontroller-*.log"))
+        assert "greenheart heart monitor: every" in logs
+        stop = subprocess.run(
+            [str(BIN / "ipcluster"), "stop", f"--profile-dir={profile}"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert stop.returncode == 0, stop.stderr
+        proc.wait(60)
+    finally:
+        terminate_group(proc)

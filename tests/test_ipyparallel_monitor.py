@@ -1,0 +1,106 @@
+"""start_heartmonitor, as IPController starts it: a process of its own, under every start method,
+telling a hub (here a bare SUB) of new and stopped hearts in the hub's own signed messages."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import socket
+import time
+
+import ipyparallel.controller.app as app
+import pytest
+import zmq
+from jupyter_client.session import Session
+from traitlets.config import Config
+
+from greenheart.integrations.ipyparallel.controller import install
+from greenheart.integrations.ipyparallel.heartmonitor import _runs
+
+KEY = b"a-cluster-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def next_report(hub: zmq.Socket, session: Session, timeout: float) -> tuple[str, list[str]]:
+    assert hub.poll(timeout * 1000), "no report from the heart monitor"
+    idents, message = session.feed_identities(hub.recv_multipart())
+    assert idents == [b"heartmonitor", b""]  # as ipyparallel's own monitor sends them
+    report = session.deserialize(message)  # checks the signature
+    return report["header"]["msg_type"], report["content"]["hearts"]
+
+
+@pytest.fixture
+def installed():
+    original = app.start_heartmonitor
+    install(fail_on_disconnect=True)
+    yield app.start_heartmonitor
+    app.start_heartmonitor = original
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_the_installed_monitor_reports_to_the_hub_under_every_start_method(installed, method):
+    context = zmq.Context()
+    hub = context.socket(zmq.SUB)
+    hub.setsockopt(zmq.SUBSCRIBE, b"")
+    monitor_port = hub.bind_to_random_port("tcp://127.0.0.1")
+    ping_url, pong_url = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    config = Config()
+    config.HeartMonitor.period = 1000
+    config.HeartMonitor.max_heartmonitor_misses = 3
+    config.Session.key = KEY
+    process = multiprocessing.get_context(method).Process(
+        target=installed,
+        kwargs=dict(
+            ping_url=ping_url,
+            pong_url=pong_url,
+            monitor_url=f"tcp://127.0.0.1:{monitor_port}",
+            config=config,
+            log_level=logging.WARNING,
+            curve_publickey=None,
+            curve_secretkey=None,
+        ),
+        daemon=True,
+    )
+    process.start()
+    pings = context.socket(zmq.SUB)
+    pings.setsockopt(zmq.SUBSCRIBE, b"")
+    pings.connect(ping_url)
+    pongs = context.socket(zmq.DEALER)
+    pongs.setsockopt(zmq.IDENTITY, b"engine-1")
+    pongs.connect(pong_url)
+    session = Session(key=KEY)
+    try:
+        deadline = time.monotonic() + 30
+        while not hub.poll(0):  # echo pings, as an engine's heart does, until reported
+            assert time.monotonic() < deadline and process.is_alive()
+            if pings.poll(50):
+                pongs.send(pings.recv())
+        assert next_report(hub, session, 1) == ("new_heart", ["engine-1"])
+        pongs.close(linger=0)  # the engine's process died: fail_on_disconnect was installed
+        started = time.monotonic()
+        assert next_report(hub, session, 5) == ("stopped_heart", ["engine-1"])
+        assert time.monotonic() - started < 1.0  # misses would have taken 4 periods
+    finally:
+        process.terminate()
+        process.join(10)
+        pings.close(linger=0)
+        pongs.close(linger=0)
+        hub.close(linger=0)
+        context.term()
+    assert process.exitcode == 0  # SIGTERM is a clean stop
+
+
+def test_events_that_happen_together_are_reported_in_order_one_message_a_kind_run():
+    events = [("new_heart", b"a"), ("new_heart", b"b"), ("stopped_heart", b"a")]
+    events += [("new_heart", b"a")]
+    assert _runs(events) == [
+        ("new_heart", [b"a", b"b"]),
+        ("stopped_heart", [b"a"]),
+        ("new_heart", [b"a"]),
+    ]
