@@ -25,7 +25,12 @@ The loads, given the monitor's ``--ping`` and ``--pong``:
 - ``ipyparallel-hearts``: ipyparallel's thread hearts, ``--size`` more each time it reads
   ``more`` on its stdin, printing its memory, descriptors and threads each time;
 - ``soak-fleet``: a fleet that kills ``--churn`` of its hearts a minute (printing who, and
-  when) and grows as many, and sends ``--garbage`` messages a second to the pong socket.
+  when) and grows as many, and sends ``--garbage`` messages a second to the pong socket;
+- ``engines``: simulated ipyparallel engines registering with the controller of
+  ``--profile-dir`` (see :func:`run_engines`).
+
+``cli ARGS...`` execs the ``greenheart`` command and ``ipcontroller ARGS...`` ipyparallel's
+controller, each keeping the parent-death signal.
 """
 
 from __future__ import annotations
@@ -504,6 +509,55 @@ def run_kill_fleet(ping: str, pong: str, size: int, seed: int) -> None:
             _say(json.dumps({"event": "killed", "hearts": [victim.decode()], "at": at}))
 
 
+def run_engines(profile_dir: str, size: int, seed: int, sub_per_engine: bool) -> None:
+    """Simulated ipyparallel engines registering with the controller of ``profile_dir``: a
+    status line every half second, a line for each engine unregistered, and ``kill N`` on
+    stdin kills N registered engines (chosen by the seed), saying which and when."""
+    import attrs
+    import gevent
+
+    from greenheart.core.registrations import EngineState
+    from greenheart.integrations.ipyparallel.connection import ControllerConnection
+    from greenheart.integrations.ipyparallel.engines import SimulatedEngines
+
+    raise_open_file_limit()
+    chooser = random.Random(seed)
+
+    def unregistered(uuid: str, seconds: float | None) -> None:
+        _say(json.dumps({"event": "unregistered", "uuid": uuid, "after_kill": seconds}))
+
+    def report() -> None:
+        while True:
+            status = attrs.asdict(engines.status())
+            waits = engines.registration_seconds()  # each engine's, from request to registered
+            status["registration_max_s"] = max(waits, default=None)
+            _say(json.dumps({"event": "status", "at": time.monotonic(), **status}))
+            gevent.sleep(0.5)
+
+    connection = ControllerConnection.from_profile_dir(profile_dir, wait=60)
+    engines = SimulatedEngines(
+        connection,
+        count=size,
+        ping_per_engine=sub_per_engine,
+        on_unregistered=unregistered,
+        prefix="bench",
+    )
+    with engines:
+        reporter = gevent.spawn(report)
+        try:
+            while True:
+                line = gevent.get_hub().threadpool.apply(sys.stdin.readline).split()
+                if line[:1] != ["kill"]:
+                    return
+                registered = engines.engines_in(EngineState.REGISTERED)
+                victims = chooser.sample(registered, min(int(line[1]), len(registered)))
+                at = time.monotonic()
+                engines.kill(victims)
+                _say(json.dumps({"event": "killed", "uuids": victims, "at": at}))
+        finally:
+            reporter.kill()
+
+
 def _send_garbage(pong: str, rate: float, seed: int) -> None:
     """About ``rate`` messages a second of random shape, from a few peers."""
 
@@ -531,7 +585,7 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
         gevent.sleep(0.1)
 
 
-LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet")
+LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet", "engines")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -541,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the greenheart command itself, as a child of a benchmark: the parent-death signal
         # is kept across exec
         os.execv(sys.executable, [sys.executable, "-m", "greenheart", *argv[1:]])
+    if argv[:1] == ["ipcontroller"]:
+        # ipyparallel's own controller, likewise
+        os.execv(sys.executable, [sys.executable, "-m", "ipyparallel.controller", *argv[1:]])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=(*MONITORS, *LOADS))
     parser.add_argument("--period", type=float, default=1000.0, help="milliseconds")
@@ -557,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=6.0, help="soak-fleet: seconds a round")
     parser.add_argument("--garbage", type=float, default=0.0, help="soak-fleet: messages/s")
     parser.add_argument("--revive", action="store_true", help="soak-fleet: revive the dead")
+    parser.add_argument("--profile-dir", help="engines: the controller's profile directory")
+    parser.add_argument("--sub-per-engine", action="store_true", help="engines: so")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.kind == "fleet":
@@ -565,6 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_hearts(args.ping, args.pong, args.size, args.prefix)
     elif args.kind == "ipyparallel-hearts":
         run_ipyparallel_hearts(args.ping, args.pong, args.size, args.limit)
+    elif args.kind == "engines":
+        run_engines(args.profile_dir, args.size, args.seed, args.sub_per_engine)
     elif args.kind == "kill-fleet":
         run_kill_fleet(args.ping, args.pong, args.size, args.seed)
     elif args.kind == "soak-fleet":

@@ -6,7 +6,10 @@
 - ``fleet``: what a simulated heart costs, and how faithfully it misbehaves
   (:mod:`~greenheart.bench.fleet`);
 - ``soak``: minutes of churn and garbage, checked for false failures, late detections and
-  memory growth (:mod:`~greenheart.bench.soak`).
+  memory growth (:mod:`~greenheart.bench.soak`);
+- ``detect``: how long after a heart dies its monitor says so (:mod:`~greenheart.bench.detect`);
+- ``ipyparallel``: a real ipyparallel controller under a storm of simulated engines
+  (:mod:`~greenheart.bench.controller`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, detect, fleet, soak
+from greenheart.bench import capacity, controller, detect, fleet, soak
 
 
 class BenchModule(Protocol):
@@ -40,6 +43,7 @@ SUBCOMMANDS: dict[str, BenchModule] = {
     "fleet": fleet,
     "soak": soak,
     "detect": detect,
+    "ipyparallel": controller,
 }
 
 

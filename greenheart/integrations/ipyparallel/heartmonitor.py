@@ -24,6 +24,7 @@ import zmq.green
 
 from greenheart.green.curve import KeyPair, ServerCurve
 from greenheart.green.lifecycle import Service
+from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
 from greenheart.green.orphans import die_with_parent
 from greenheart.green.sockets import close_sockets, connect, default_context
@@ -179,6 +180,7 @@ def start_heartmonitor(
     controller's keys and its reports go to the hub encrypted.
     """
     die_with_parent()
+    raise_open_file_limit()  # a descriptor for every engine's connection
     _configure_logging(log_level)
     config = heart_monitor_kwargs.pop("config", None)
     for name in heart_monitor_kwargs:

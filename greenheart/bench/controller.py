@@ -1,0 +1,387 @@
+"""``greenheart bench ipyparallel``: a real ipyparallel controller under a storm of engines.
+
+For each controller (the stock ``ipcontroller``, and ``greenheart ipcontroller
+--fail-on-disconnect``), period and number of engines, a fresh controller in a profile
+directory of its own and, in another process, that many simulated engines
+(:class:`~greenheart.integrations.ipyparallel.engines.SimulatedEngines`) registering all at
+once. Measured, from the hub's own notifications:
+
+- registration: how many registered, the time from the requests until the last registered
+  (the hub's CPU meanwhile), how many the hub purged
+  (accepted, but it never heard their hearts within its registration timeout);
+- a hold of steady beating: healthy engines unregistered (there should be none), and the CPU
+  of the hub's process and of the heart monitor's (found as the controller's child process
+  listening on the heartbeat port), as a percentage of one core;
+- crashes: some registered engines are killed (their connections close, as a dead process's
+  do), and the time from the kill to the hub's unregistration of each.
+
+The controllers run at ipyparallel's defaults but for the period (10 misses allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
+from greenheart.bench.proc import cpu_seconds
+from greenheart.bench.stats import percentile
+from greenheart.core.errors import UsageError
+
+HELP = "a real ipyparallel controller (stock or greenheart's) under a storm of engines"
+DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
+
+CONTROLLERS = ("stock", "greenheart")
+
+#: ipyparallel's default misses, kept: the bench compares controllers as users run them
+MAX_MISSES = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engines",
+        default="500,1000,2000,4000",
+        help="engines a step (500,1000,2000,4000)",
+    )
+    parser.add_argument("--periods", default="1000,3000", help="heart periods, ms (1000,3000)")
+    parser.add_argument(
+        "--controllers",
+        default=",".join(CONTROLLERS),
+        help="stock (ipcontroller) and/or greenheart (greenheart ipcontroller"
+        " --fail-on-disconnect)",
+    )
+    parser.add_argument("--kills", type=int, default=10, help="engines killed a step")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=15.0,
+        help="seconds of steady beating (3 periods at least)",
+    )
+    parser.add_argument(
+        "--sub-per-engine",
+        action="store_true",
+        help="a ping SUB per engine, loading the PUB as real engines do",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="write the results here")
+    parser.add_argument("--plot", metavar="FILE", help="plot them here (PNG; needs matplotlib)")
+
+
+@attrs.frozen
+class Step:
+    controller: str
+    period_ms: float
+    engines: int
+
+
+def steps(args: argparse.Namespace) -> list[Step]:
+    try:
+        sizes = [int(text) for text in args.engines.split(",") if text.strip()]
+        periods = [float(text) for text in args.periods.split(",") if text.strip()]
+    except ValueError as error:
+        raise UsageError(f"--engines and --periods are lists of numbers: {error}") from None
+    controllers = [name.strip() for name in args.controllers.split(",") if name.strip()]
+    unknown = sorted(set(controllers) - set(CONTROLLERS))
+    if unknown:
+        raise UsageError(f"unknown controllers {unknown}: choose from {', '.join(CONTROLLERS)}")
+    if any(size < max(1, args.kills) for size in sizes):
+        raise UsageError("every step needs more engines than --kills")
+    # controllers alternate within a period and size, so that they meet the same machine
+    return [Step(c, p, n) for p in periods for n in sizes for c in controllers]
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("ipyparallel") is None:
+        raise UsageError("ipyparallel is not installed: pip install 'greenheart[ipyparallel]'")
+    results = []
+    for step in steps(args):
+        print(
+            f"-- {step.controller} @ {step.period_ms:g} ms, {step.engines} engines ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        results.append(measure(step, args))
+        print(table(results[-1:], header=False), file=sys.stderr, flush=True)
+    print(table(results))
+    print(summary(results))
+    config = {key: getattr(args, key) for key in ("engines", "periods", "controllers", "kills")}
+    config.update(hold=args.hold, sub_per_engine=args.sub_per_engine, max_misses=MAX_MISSES)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"config": config, "rows": results}, indent=2) + "\n")
+    if args.plot:
+        plot(args.plot, results)
+    return 0
+
+
+def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
+    """One step, from a fresh controller to its crashes; a row of the table."""
+    period = step.period_ms / 1000
+    row: dict[str, Any] = {**attrs.asdict(step), "max_misses": MAX_MISSES}
+    with tempfile.TemporaryDirectory(prefix="greenheart-bench-") as root, children() as started:
+        profile = Path(root) / "profile"
+        controller = _start_controller(step, profile)
+        started.append(controller)
+        security = profile / "security"
+        _wait_for(lambda: (security / "ipcontroller-client.json").exists(), controller)
+        engine_file = json.loads((security / "ipcontroller-engine.json").read_text())
+        extra = ["--sub-per-engine"] if args.sub_per_engine else []
+        engines = Child.program(
+            "engines",
+            "engines",
+            f"--profile-dir={profile}",
+            f"--size={step.engines}",
+            f"--seed={args.seed}",
+            *extra,
+            stdin=True,
+        )
+        started.append(engines)
+        hub = controller.pid
+        monitor = _listener(hub, int(engine_file["hb_pong"]))
+        # registration: until every engine registered, or no progress for a purge timeout
+        began = time.monotonic()
+        cpu = {"hub": cpu_seconds(hub), "monitor": cpu_seconds(monitor) if monitor else 0.0}
+        stall = max(30.0, 10 * period) + 10
+        status, progressed = _status(engines, STARTUP_SECONDS), time.monotonic()
+        while status["registered_now"] + status["refused"] < step.engines:
+            seen = status["registered"]
+            status = _status(engines, stall)
+            if status["registered"] > seen:
+                progressed = time.monotonic()
+            elif time.monotonic() - progressed > stall:
+                break
+        registered_at = time.monotonic()
+        row.update(
+            registered=status["registered_now"],
+            refused=status["refused"],
+            # from the first request to the last engine registered (they all ask at once)
+            registration_s=status["registration_max_s"],
+            registration_wall_s=round(registered_at - began, 2),
+            registration_hub_cpu_s=round(cpu_seconds(hub) - cpu["hub"], 2),
+            registration_monitor_cpu_s=round(_cpu(monitor) - cpu["monitor"], 2),
+            monitor_found=monitor is not None,
+        )
+        # the hold: steady beating
+        hold = max(args.hold, 3 * period)
+        lost_before = status["lost"]
+        cpu = {"hub": cpu_seconds(hub), "monitor": _cpu(monitor)}
+        held = time.monotonic()
+        while time.monotonic() - held < hold:
+            status = _status(engines, 10)
+        elapsed = time.monotonic() - held
+        row.update(
+            hold_s=round(elapsed, 1),
+            lost_in_hold=status["lost"] - lost_before,
+            hub_cpu_percent=round(100 * (cpu_seconds(hub) - cpu["hub"]) / elapsed, 1),
+            monitor_cpu_percent=round(100 * (_cpu(monitor) - cpu["monitor"]) / elapsed, 1),
+        )
+        # crashes
+        engines.say(f"kill {args.kills}")
+        bound = (MAX_MISSES + 2) * period + 10
+        deadline = time.monotonic() + bound
+        detections: list[float] = []
+        while len(detections) < args.kills and time.monotonic() < deadline:
+            for line in _lines(engines, deadline):
+                if line.get("event") == "unregistered" and line.get("after_kill") is not None:
+                    detections.append(float(line["after_kill"]))
+                elif line.get("event") == "status":
+                    status = line
+        ms = [seconds * 1000 for seconds in detections]
+        row.update(
+            killed=args.kills,
+            detected=len(ms),
+            detect_p50_ms=_round(percentile(ms, 0.5)),
+            detect_max_ms=_round(max(ms, default=None)),
+            purged=status["purged"],
+            lost=status["lost"],
+        )
+    return row
+
+
+def _start_controller(step: Step, profile: Path) -> Child:
+    args = [
+        f"--profile-dir={profile}",
+        "--ip=127.0.0.1",
+        f"--HeartMonitor.period={step.period_ms:g}",
+        f"--HeartMonitor.max_heartmonitor_misses={MAX_MISSES}",
+    ]
+    if step.controller == "greenheart":
+        return Child.command("controller", "ipcontroller", "--fail-on-disconnect", *args)
+    return Child("controller", ["ipcontroller", *args])
+
+
+def _wait_for(ready: Any, controller: Child) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not ready():
+        if controller.proc.poll() is not None:
+            raise ChildFailed(f"the controller exited: {controller.last_words()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the controller did not write its connection files")
+        time.sleep(0.1)
+
+
+def _status(engines: Child, timeout: float) -> Line:
+    """The engines' next status line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = engines.next(deadline - time.monotonic())
+        if line.get("event") == "status":
+            return line
+
+
+def _lines(engines: Child, deadline: float) -> list[Line]:
+    try:
+        return [engines.next(min(1.0, max(0.0, deadline - time.monotonic())))]
+    except TimeoutError:
+        return []
+
+
+def _cpu(pid: int | None) -> float:
+    return cpu_seconds(pid) if pid is not None else 0.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _listener(root: int, port: int, timeout: float = 30.0) -> int | None:
+    """The process among ``root``'s descendants that listens on TCP ``port`` (the heart
+    monitor, a child process of the controller); None if none does in time."""
+    wanted = f":{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inodes = set()
+        for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = Path(table_path).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for fields in (line.split() for line in rows):
+                if fields[1].endswith(wanted) and fields[3] == "0A":  # LISTEN
+                    inodes.add(fields[9])
+        for pid in _descendants(root):
+            try:
+                links = [link.readlink().as_posix() for link in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:
+                continue
+            if any(link == f"socket:[{inode}]" for inode in inodes for link in links):
+                return pid
+        time.sleep(0.2)
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(kid) for kid in task.read_text().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            queue.extend(kids)
+    return found
+
+
+COLUMNS = [
+    ("controller", "controller", "{}"),
+    ("period", "period_ms", "{:g}"),
+    ("engines", "engines", "{}"),
+    ("registered", "registered", "{}"),
+    ("reg s", "registration_s", "{:.1f}"),
+    ("reg hub cpu s", "registration_hub_cpu_s", "{:.1f}"),
+    ("purged", "purged", "{}"),
+    ("lost", "lost", "{}"),
+    ("hub cpu %", "hub_cpu_percent", "{:.1f}"),
+    ("monitor cpu %", "monitor_cpu_percent", "{:.1f}"),
+    ("detected", "detected", "{}"),
+    ("detect p50 ms", "detect_p50_ms", "{:.0f}"),
+    ("detect max ms", "detect_max_ms", "{:.0f}"),
+]
+
+
+def table(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
+    lines = [[title for title, _, _ in COLUMNS]] if header else []
+    for row in rows:
+        cells = []
+        for _, key, template in COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else template.format(value))
+        lines.append(cells)
+    titles = [title for title, _, _ in COLUMNS]
+    widths = [max(len(line[n]) for line in [titles, *lines]) for n in range(len(COLUMNS))]
+
+    def aligned(line: list[str]) -> str:
+        cells = enumerate(zip(line, widths, strict=True))
+        return "  ".join(
+            cell.rjust(width) if n else cell.ljust(width) for n, (cell, width) in cells
+        )
+
+    return "\n".join(aligned(line) for line in lines)
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> str:
+    """The monitors' CPU and detection side by side, for each period and size both ran."""
+    by = {(r["controller"], r["period_ms"], r["engines"]): r for r in rows}
+    lines = []
+    for (controller, period, size), row in by.items():
+        stock = by.get(("stock", period, size))
+        if controller != "greenheart" or stock is None:
+            continue
+        ours, theirs = row["monitor_cpu_percent"], stock["monitor_cpu_percent"]
+        cpu = f"{ours / theirs:.2f}x" if theirs else "-"
+        lines.append(
+            f"{size} engines @ {period:g} ms: heart monitor CPU greenheart/stock {cpu};"
+            f" crash detection max {_text(row['detect_max_ms'])} vs {_text(stock['detect_max_ms'])}"
+        )
+    return "\n".join(lines)
+
+
+def _text(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.2f} s"
+
+
+def plot(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Registration time and heart-monitor CPU against engines, a line a controller and period."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'greenheart[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (registration, cpu) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
+    keys = sorted({(r["controller"], r["period_ms"]) for r in rows})
+    for number, (controller, period) in enumerate(keys):
+        line = sorted(
+            (r for r in rows if (r["controller"], r["period_ms"]) == (controller, period)),
+            key=lambda r: r["engines"],
+        )
+        label, color = f"{controller} @ {period:g} ms", f"C{number}"
+        sizes = [r["engines"] for r in line]
+        registration.plot(
+            sizes, [r["registration_s"] for r in line], marker="o", color=color, label=label
+        )
+        monitor_cpu = [r["monitor_cpu_percent"] for r in line]
+        cpu.plot(sizes, monitor_cpu, marker="o", color=color, label=f"{label}: heart monitor")
+        hub_cpu = [r["hub_cpu_percent"] for r in line]
+        cpu.plot(sizes, hub_cpu, marker="x", ls="--", color=color, label=f"{label}: hub")
+    registration.set_ylabel("seconds until all registered")
+    registration.set_title("greenheart bench ipyparallel: a controller under a storm of engines")
+    registration.legend(fontsize="small")
+    cpu.set_ylabel("CPU while beating, % of a core")
+    cpu.set_xlabel("engines")
+    cpu.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
