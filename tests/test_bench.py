@@ -368,3 +368,21 @@ def test_the_soak_pairs_each_kill_with_the_failure_that_answers_it():
     assert false == [("b", 3.0), ("d", 4.0)]  # b failed twice for one death; d never died
     assert undetected == []  # c died too late to have been judged yet
     assert match([("a", 1.0), ("a", 2.0)], [("a", 2.1)], until=9.0)[2] == [("a", 1.0)]
+
+
+@pytest.mark.timeout(180)
+def test_the_ipyparallel_bench_at_a_tiny_size(tmp_path):
+    out, png = tmp_path / "ipyparallel.json", tmp_path / "ipyparallel.png"
+    run = bench(
+        "ipyparallel", *("--engines", "20", "--periods", "500", "--kills", "3", "--hold", "2"),
+        *("--json", str(out), "--plot", str(png)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=170)
+    assert run.returncode == 0, stderr
+    rows = {r["controller"]: r for r in json.loads(out.read_text())["rows"]}
+    for row in rows.values():
+        assert (row["registered"], row["purged"], row["lost"], row["detected"]) == (20, 0, 0, 3)
+        assert row["monitor_found"]  # the heart monitor's CPU is its own process's
+    # a closed connection is news at once; the stock monitor waits for 11 missed beats
+    assert rows["greenheart"]["detect_max_ms"] < 500 < 11 * 500 < rows["stock"]["detect_p50_ms"]
+    assert "crash detection" in stdout and png.read_bytes()[:4] == b"\x89PNG"

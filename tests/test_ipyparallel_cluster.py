@@ -146,6 +146,16 @@ def test_a_wrong_key_is_a_clear_error_not_a_silent_wait(tmp_path):
     assert "RegistrationFailed" in result.stderr and "key is wrong" in result.stderr
 
 
+def descendants(pid: int) -> list[int]:
+    found, parents = [], [pid]
+    while parents:
+        for children in Path(f"/proc/{parents.pop()}/task").glob("*/children"):
+            kids = [int(kid) for kid in children.read_text().split()]
+            found += kids
+            parents += kids
+    return found
+
+
 def documented_ipcluster_config() -> str:
     """The ``ipcluster_config.py`` docs/ipyparallel.md shows, as it shows it."""
     page = (Path(__file__).resolve().parent.parent / "docs" / "ipyparallel.md").read_text()
@@ -178,6 +188,9 @@ def test_ipcluster_runs_greenheart_as_its_controller_command(tmp_path):
             cluster.close()
         logs = "".join(path.read_text() for path in (profile / "log").glob("ipcontroller-*.log"))
         assert "greenheart heart monitor: every" in logs
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in descendants(proc.pid)]
+        assert not [command for command in commands if b"ipyparallel.engine.nanny" in command]
+        assert len([command for command in commands if b"ipyparallel.engine" in command]) == 2
         stop = subprocess.run(
             [str(BIN / "ipcluster"), "stop", f"--profile-dir={profile}"],
             env=env,
