@@ -177,8 +177,12 @@ class Registry:
 
     def overdue(self, now: float, timeout: float) -> list[str]:
         """Engines that asked more than ``timeout`` seconds ago and have had no answer."""
-        asked = self.in_state(EngineState.ASKED)
-        return [uuid for uuid in asked if now - (self._records[uuid].asked_at or now) > timeout]
+        overdue = []
+        for uuid in self.in_state(EngineState.ASKED):
+            asked_at = self._records[uuid].asked_at
+            if asked_at is not None and now - asked_at > timeout:
+                overdue.append(uuid)
+        return overdue
 
     def in_state(self, state: EngineState) -> list[str]:
         return [r.uuid for r in self._records.values() if r.state is state]
