@@ -15,6 +15,7 @@ import gevent
 import ipyparallel
 import pytest
 
+from greenheart.core.behaviour import Die, Revive
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.engines import (
     RegistrationFailed,
@@ -201,3 +202,27 @@ def test_ipcluster_runs_greenheart_as_its_controller_command(tmp_path):
         proc.wait(60)
     finally:
         terminate_group(proc)
+
+
+@pytest.mark.timeout(180)
+def test_engines_with_their_own_sockets_at_a_rate_die_and_come_back_registered_again(tmp_path):
+    profile = tmp_path / "profile"
+    with controller(profile, args=["--HeartMonitor.period=500", "--fail-on-disconnect"]):
+        connection = ControllerConnection.from_profile_dir(profile)
+        simulated = SimulatedEngines(
+            connection,
+            count=30,
+            shared_registrar=False,  # a DEALER each
+            ping_per_engine=True,  # a SUB each: the controller's PUB sends 30 pings a beat
+            rate=60.0,
+            spread=0.3,
+            scenario=[Die(at=5.0, count=4), Revive(at=8.0, count=4)],
+        )
+        with simulated:
+            wait_for_status(simulated, lambda s: s.registered == 30, timeout=60)
+            assert simulated.fleet is not None and simulated.fleet.descriptors_per_heart == 4
+            # the dead are unregistered, then register again under their uuids
+            wait_for_status(simulated, lambda s: s.unregistered == 4, timeout=30)
+            wait_for_status(simulated, lambda s: s.registered_now == 30, timeout=30)
+            status = simulated.status()
+    assert (status.asked, status.registered, status.lost, status.purged) == (34, 34, 0, 0)

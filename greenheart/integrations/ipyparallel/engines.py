@@ -188,7 +188,9 @@ class SimulatedEngines(Service):
         self._spawn(self._ask_when_due)
         self._spawn(self._watch)
         if self.scenario:
-            timeline = Timeline.start(self.scenario, self.behaviour.seed, ())
+            # flapping engines are chosen now, from every engine that will register
+            planned = [uuid.encode() for uuid in self._registry.uuids]
+            timeline = Timeline.start(self.scenario, self.behaviour.seed, planned)
             self._spawn(play, timeline, self.clock, self._fleet, self._carry_out)
 
     def _close(self) -> None:
@@ -411,4 +413,6 @@ class SimulatedEngines(Service):
             self.kill(uuids)
             self.add(len(uuids))
         else:
-            self._fleet.silence(list(action.hearts), action.silent)
+            beating = set(self._fleet.ids)
+            hearts = [heart for heart in action.hearts if heart in beating]
+            self._fleet.silence(hearts, action.silent)
