@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from typing import TYPE_CHECKING
 
 import attrs
-import gevent
 
 from greenheart.cli.args import (
     add_behaviour_arguments,
@@ -19,7 +17,7 @@ from greenheart.cli.args import (
     scenario_from,
 )
 from greenheart.cli.printer import now_text
-from greenheart.cli.signals import exit_status, wait_for_signal
+from greenheart.cli.signals import serve
 from greenheart.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,7 +57,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a ping SUB per engine, loading the controller's PUB as real engines do",
     )
-    engines.add_argument("--reply-timeout", type=positive_float, default=60.0, metavar="SECONDS")
+    engines.add_argument("--reply-timeout", type=positive_float, default=30.0, metavar="SECONDS")
     engines.add_argument(
         "--wait",
         type=positive_float,
@@ -96,20 +94,15 @@ def run(args: argparse.Namespace) -> int:
         reply_timeout=args.reply_timeout,
         **({"prefix": args.prefix} if args.prefix else {}),
     )
-    with engines:
-        print(
-            f"greenheart engines {engines.prefix}: {args.engines} engines registering at"
-            f" {connection.registration_url}; Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        reporter = gevent.spawn(_report, engines, args.status_every, args.json)
-        try:
-            stopped = wait_for_signal(engines)
-        finally:
-            reporter.kill()
-        print(_status_line(engines, args.json), flush=True)
-    return exit_status("engines", stopped)
+    banner = (
+        f"greenheart engines {engines.prefix}: {args.engines} engines registering at"
+        f" {connection.registration_url}; Ctrl-C stops"
+    )
+
+    def status() -> str:
+        return _status_line(engines, args.json)
+
+    return serve("engines", engines, banner, status, args.status_every, last_status=True)
 
 
 def _status_line(engines: SimulatedEngines, as_json: bool) -> str:
@@ -126,9 +119,3 @@ def _status_line(engines: SimulatedEngines, as_json: bool) -> str:
     if status.last_error:
         text += f"; last refusal: {status.last_error}"
     return text
-
-
-def _report(engines: SimulatedEngines, every: float, as_json: bool) -> None:
-    while True:
-        gevent.sleep(every)
-        print(_status_line(engines, as_json), flush=True)

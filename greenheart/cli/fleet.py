@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import attrs
-import gevent
 
 from greenheart.cli.args import (
     add_behaviour_arguments,
@@ -19,7 +17,7 @@ from greenheart.cli.args import (
 )
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.printer import now_text
-from greenheart.cli.signals import exit_status, wait_for_signal
+from greenheart.cli.signals import serve
 from greenheart.core.behaviour import Reconnect
 from greenheart.green.fleet import FleetStatus, HeartFleet
 
@@ -67,19 +65,13 @@ def run(args: argparse.Namespace) -> int:
         answer_every_ping=args.every_ping,
         **({"prefix": args.prefix} if args.prefix else {}),
     )
-    with fleet:
-        print(
-            f"greenheart fleet {fleet.prefix}: {args.size} hearts answering {args.ping} on"
-            f" {args.pong}; Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        reporter = gevent.spawn(_report, fleet, args.status_every, args.json)
-        try:
-            stopped = wait_for_signal(fleet)
-        finally:
-            reporter.kill()
-    return exit_status("fleet", stopped)
+    banner = (
+        f"greenheart fleet {fleet.prefix}: {args.size} hearts answering {args.ping} on"
+        f" {args.pong}; Ctrl-C stops"
+    )
+    return serve(
+        "fleet", fleet, banner, lambda: status_line(fleet.status(), args.json), args.status_every
+    )
 
 
 def status_line(status: FleetStatus, as_json: bool) -> str:
@@ -92,9 +84,3 @@ def status_line(status: FleetStatus, as_json: bool) -> str:
         f" {status.pongs} pongs, {status.dropped} dropped, {status.delayed} delayed,"
         f" {status.unsent} unsent"
     )
-
-
-def _report(fleet: HeartFleet, every: float, as_json: bool) -> None:
-    while True:
-        gevent.sleep(every)
-        print(status_line(fleet.status(), as_json), flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -41,3 +42,32 @@ def exit_status(command: str, stopped: Service | None) -> int:
     why = f"{type(cause).__name__}: {cause}" if cause is not None else "it stopped"
     print(f"greenheart {command}: {type(stopped).__name__} stopped: {why}", file=sys.stderr)
     return 1
+
+
+def serve(
+    command: str,
+    service: Service,
+    banner: str,
+    status_line: Callable[[], str],
+    every: float,
+    *,
+    last_status: bool = False,
+) -> int:
+    """Run ``service`` until a signal or its own stop, printing ``status_line()`` every
+    ``every`` seconds (and once more at the end with ``last_status``); the exit status."""
+    with service:
+        print(banner, file=sys.stderr, flush=True)
+        reporter = gevent.spawn(_report, status_line, every)
+        try:
+            stopped = wait_for_signal(service)
+        finally:
+            reporter.kill()
+        if last_status:
+            print(status_line(), flush=True)
+    return exit_status(command, stopped)
+
+
+def _report(status_line: Callable[[], str], every: float) -> None:
+    while True:
+        gevent.sleep(every)
+        print(status_line(), flush=True)
