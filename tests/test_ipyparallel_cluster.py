@@ -54,8 +54,8 @@ def test_real_engines_run_work_and_a_killed_one_leaves_in_time(tmp_path, curve, 
     period_ms, misses = (1000, 10) if fail_on_disconnect else (500, 3)
     args = [f"--HeartMonitor.period={period_ms}"]
     args.append(f"--HeartMonitor.max_heartmonitor_misses={misses}")
-    if curve:
-        args.append("--IPController.enable_curve=True")
+    if curve:  # greenheart's shorthand for --IPController.enable_curve=True
+        args.append("--enable-curve")
     if fail_on_disconnect:
         args.append("--fail-on-disconnect")
     profile = tmp_path / "profile"
@@ -226,3 +226,25 @@ def test_engines_with_their_own_sockets_at_a_rate_die_and_come_back_registered_a
             wait_for_status(simulated, lambda s: s.registered_now == 30, timeout=30)
             status = simulated.status()
     assert (status.asked, status.registered, status.lost, status.purged) == (34, 34, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_the_profile_config_file_and_log_level_reach_greenheart_s_monitor(tmp_path):
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "ipcontroller_config.py").write_text(
+        "c = get_config()  # noqa: F821\nc.HeartMonitor.period = 700\n"
+        "c.HeartMonitor.max_heartmonitor_misses = 4\n"
+    )
+    with controller(profile):
+        connection = ControllerConnection.from_profile_dir(profile)
+        with SimulatedEngines(connection, count=3) as simulated:
+            wait_for_status(simulated, lambda s: s.registered_now == 3, timeout=60)
+            assert simulated.period == 700  # what the hub announces, and ...
+    assert "greenheart heart monitor: every 700 ms, 4 misses" in controller_log(profile)  # ours
+    quiet = tmp_path / "quiet"
+    with controller(quiet, args=["--log-level=WARN"]):
+        connection = ControllerConnection.from_profile_dir(quiet)
+        with SimulatedEngines(connection, count=3) as simulated:
+            wait_for_status(simulated, lambda s: s.registered_now == 3, timeout=60)
+    assert "greenheart heart monitor" not in controller_log(quiet)  # an INFO line

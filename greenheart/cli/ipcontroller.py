@@ -1,6 +1,7 @@
 """``greenheart ipcontroller``: ipyparallel's controller, with greenheart's heart monitor.
 
-Every argument but ``--fail-on-disconnect`` is ``ipcontroller``'s own, passed on untouched
+Every argument but ``--fail-on-disconnect`` (and ``--enable-curve``, a shorthand for
+``--IPController.enable_curve=True``) is ``ipcontroller``'s own, passed on untouched
 (argparse would take ``--profile-dir=...`` for one of ours), so this command is parsed here,
 not by the ``greenheart`` parser.
 """
@@ -16,14 +17,17 @@ from greenheart.core.errors import UsageError
 
 NAME = "ipcontroller"
 FAIL_ON_DISCONNECT = "--fail-on-disconnect"
+#: ipcontroller has only the trait; the shorthand is ours
+ENABLE_CURVE = "--enable-curve"
 
 USAGE = f"""\
-usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [ipcontroller's own arguments]
+usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [{ENABLE_CURVE}] [ipcontroller's arguments]
 
 ipyparallel's controller, with greenheart's heart monitor in place of its own.
 
   {FAIL_ON_DISCONNECT}  an engine whose connection closes (its process died) leaves the
                         cluster at once, instead of after its missed beats
+  {ENABLE_CURVE}        CurveZMQ for the whole cluster: --IPController.enable_curve=True
 
 ipcontroller's options follow (its --HeartMonitor.period and
 --HeartMonitor.max_heartmonitor_misses set greenheart's monitor too).
@@ -47,6 +51,7 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     fail_on_disconnect = FAIL_ON_DISCONNECT in argv
     argv = [arg for arg in argv if arg != FAIL_ON_DISCONNECT]
+    argv = ["--IPController.enable_curve=True" if arg == ENABLE_CURVE else arg for arg in argv]
     if any(arg in ("-h", "--help", "--help-all") for arg in argv):
         sys.stdout.write(USAGE + "\n")
         sys.stdout.flush()

@@ -152,6 +152,20 @@ def monitor_settings(config: Any) -> tuple[float, int]:
     return float(settings.period), int(settings.max_heartmonitor_misses)
 
 
+def controller_log_level(passed: int | str) -> int | str:
+    """The controller's ``--log-level``. ipyparallel passes its logger's effective level, which
+    traitlets leaves at DEBUG whatever was asked (its handlers filter); a forked child still
+    has the controller app itself, and its ``log_level``. Under spawn, the level passed."""
+    try:
+        from ipyparallel.controller.app import IPController
+
+        if IPController.initialized():
+            return IPController.instance().log_level
+    except Exception:  # no app to ask: keep what was passed
+        pass
+    return passed
+
+
 def _configure_logging(log_level: int | str) -> None:
     logging.basicConfig(
         level=log_level,
@@ -181,7 +195,7 @@ def start_heartmonitor(
     """
     die_with_parent()
     raise_open_file_limit()  # a descriptor for every engine's connection
-    _configure_logging(log_level)
+    _configure_logging(controller_log_level(log_level))
     config = heart_monitor_kwargs.pop("config", None)
     for name in heart_monitor_kwargs:
         log.warning("start_heartmonitor: ignoring %s: greenheart's monitor does not use it", name)
