@@ -21,6 +21,7 @@ from greenheart.bench.ramp import (
     StepResult,
     capacity,
     ramp_goes_on,
+    run_again,
     summarise,
     unsettled,
 )
@@ -386,3 +387,14 @@ def test_the_ipyparallel_bench_at_a_tiny_size(tmp_path):
     # a closed connection is news at once; the stock monitor waits for 11 missed beats
     assert rows["greenheart"]["detect_max_ms"] < 500 < 11 * 500 < rows["stock"]["detect_p50_ms"]
     assert "crash detection" in stdout and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_step_lost_by_its_fleet_is_run_once_more_and_only_once():
+    lost = attrs.evolve(
+        result("greenheart", 4000, 50, on_time=90.0), fleet_pings=163, fleet_skipped_pings=37
+    )
+    assert run_again(lost, runs=1) and not run_again(lost, runs=2)
+    assert not run_again(attrs.evolve(lost, fleet_skipped_pings=0), runs=1)  # the monitor's
+    assert not run_again(attrs.evolve(lost, on_time_percent=100.0), runs=1)  # good anyway
+    noted = attrs.evolve(lost, on_time_percent=100.0, note="run 2 times")
+    assert noted.good and noted.verdict == "ok (run 2 times)"

@@ -9,10 +9,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+import attrs
+
 from greenheart.bench import report
 from greenheart.bench.child import ChildFailed
 from greenheart.bench.children import MONITORS
-from greenheart.bench.ramp import RampPlan, Step, StepResult, ramp_goes_on, unsettled
+from greenheart.bench.ramp import (
+    RampPlan,
+    Step,
+    StepResult,
+    ramp_goes_on,
+    run_again,
+    unsettled,
+)
 from greenheart.bench.runner import StepRunner
 from greenheart.core.errors import UsageError
 
@@ -174,10 +183,19 @@ def _ramp(
             ramp = [result for result in results if result.monitor == monitor]
             if not ramp_goes_on(ramp):
                 continue
-            try:
-                result = runner.run(monitor, step)
-            except (TimeoutError, ChildFailed) as error:
-                result = unsettled(monitor, step, str(error))
+            runs = 0
+            while True:
+                runs += 1
+                try:
+                    result = runner.run(monitor, step)
+                except (TimeoutError, ChildFailed) as error:
+                    result = unsettled(monitor, step, str(error))
+                if not run_again(result, runs):
+                    break
+                progress.step_done(result)  # shown, then run again in fresh processes
+            if runs > 1:
+                note = f"run {runs} times: the fleet fell behind in the run before"
+                result = attrs.evolve(result, note=note)
             results.append(result)
             progress.step_done(result)
     return results

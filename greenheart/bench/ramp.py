@@ -28,6 +28,10 @@ BEATS_FLOOR = 98.0
 #: the most pings a fleet may skip, in percent of those it received, and still be keeping up
 SKIPPED_FLOOR = 1.0
 
+#: how many more times a step is run when it went bad because its fleet fell behind: the
+#: monitor was not what was measured, so the step is not yet a verdict on it
+FLEET_RETRIES = 1
+
 
 def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple) -> None:
     if not value or any(not isinstance(n, int) or n < 1 for n in value):
@@ -152,7 +156,8 @@ class StepResult:
                 f"the fleet fell behind, not the monitor ({self.fleet_skipped_pings} pings"
                 f" skipped, fleet CPU {self.fleet_cpu_percent:.0f}%)"
             )
-        return "; ".join(problems) or "ok"
+        text = "; ".join(problems) or "ok"
+        return f"{text} ({self.note})" if self.note else text
 
     @property
     def zero_misses(self) -> bool:
@@ -231,6 +236,12 @@ def summarise(
         fleet_skipped_pings=fleet_skipped_pings,
         ping_lag_p99_ms=percentile([beat.get("lag_ms") or 0.0 for beat in held], 0.99),
     )
+
+
+def run_again(result: StepResult, runs: int) -> bool:
+    """Whether a step that has been run ``runs`` times is to be run once more: it went bad
+    because its fleet fell behind, and has not had its :data:`FLEET_RETRIES` yet."""
+    return not result.good and result.fleet_behind and runs <= FLEET_RETRIES
 
 
 def unsettled(monitor: str, step: Step, note: str) -> StepResult:
