@@ -16,6 +16,7 @@ import ipyparallel
 import pytest
 
 from greenheart.core.behaviour import Die, Revive
+from greenheart.core.errors import TooManyHearts
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.engines import (
     RegistrationFailed,
@@ -248,3 +249,13 @@ def test_the_profile_config_file_and_log_level_reach_greenheart_s_monitor(tmp_pa
         with SimulatedEngines(connection, count=3) as simulated:
             wait_for_status(simulated, lambda s: s.registered_now == 3, timeout=60)
     assert "greenheart heart monitor" not in controller_log(quiet)  # an INFO line
+
+
+def test_a_storm_too_big_for_the_open_file_limit_is_refused_before_it_starts():
+    nowhere = ControllerConnection(
+        "tcp://127.0.0.1", 1, 2, 3, key=b"k", signature_scheme="hmac-sha256"
+    )
+    engines = SimulatedEngines(nowhere, count=1_000_000, ping_per_engine=True)
+    with pytest.raises(TooManyHearts, match="4 file descriptors a heart"):
+        engines.start()
+    assert not engines.running

@@ -37,8 +37,14 @@ from greenheart.core.registrations import (
 )
 from greenheart.core.timeline import Action, KillHearts, ReplaceHearts, ReviveHearts, Timeline
 from greenheart.green.curve import ClientCurve, KeyPair
-from greenheart.green.fleet import HeartFleet, play
+from greenheart.green.fleet import (
+    DESCRIPTORS_PER_HEART,
+    DESCRIPTORS_PER_HEART_WITH_SUB,
+    HeartFleet,
+    play,
+)
 from greenheart.green.lifecycle import Service
+from greenheart.green.limits import check_room
 from greenheart.green.sockets import close_sockets, connect
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 
@@ -148,6 +154,19 @@ class SimulatedEngines(Service):
         return self._fleet
 
     # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> SimulatedEngines:
+        """Start registering; an engine count that cannot fit under the open-file limit is
+        refused first (``TooManyHearts``), not found out halfway through a storm."""
+        if not self.running:
+            check_room(self.count, self.descriptors_per_engine, "simulated engines")
+        return super().start()
+
+    @property
+    def descriptors_per_engine(self) -> int:
+        """Its heart's, and its own registrar's (open until answered) if it has one."""
+        heart = DESCRIPTORS_PER_HEART_WITH_SUB if self.ping_per_engine else DESCRIPTORS_PER_HEART
+        return heart + (0 if self.shared_registrar else 2)
 
     def _open(self) -> None:
         self._session = self.connection.session()
