@@ -62,10 +62,11 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
 def add_command(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
-        help="on loopback: load tests (ramp, the default; fleet; soak)",
+        help="on loopback: load tests (ramp, the default; fleet; soak; detect; ipyparallel)",
         description="Load tests on loopback, each in fresh processes: ramp (the default, so"
         " 'greenheart bench --hearts ...' is a ramp) measures how many hearts a monitor holds;"
-        " fleet what a simulated heart costs; soak checks minutes of churn and garbage.",
+        " fleet what a simulated heart costs; soak checks minutes of churn and garbage; detect"
+        " times crash detection; ipyparallel load-tests a real ipyparallel controller.",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for name, module in SUBCOMMANDS.items():
