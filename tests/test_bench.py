@@ -398,3 +398,26 @@ def test_a_step_lost_by_its_fleet_is_run_once_more_and_only_once():
     assert not run_again(attrs.evolve(lost, on_time_percent=100.0), runs=1)  # good anyway
     noted = attrs.evolve(lost, on_time_percent=100.0, note="run 2 times")
     assert noted.good and noted.verdict == "ok (run 2 times)"
+
+
+@pytest.mark.timeout(60)
+def test_a_pinned_monitor_runs_on_its_own_cpu_threads_included():
+    from greenheart.bench.child import Child
+    from greenheart.bench.runner import pinned_cpus
+
+    monitor_cpus, load_cpus = pinned_cpus()
+    assert monitor_cpus == ["--cpus=0"] and load_cpus[0].startswith("--cpus=1")
+    child = Child.program("raw", "raw", "--period=100", *monitor_cpus)
+    try:
+        child.next(30)  # bound: its ZeroMQ context and I/O thread exist
+        tasks = list(Path(f"/proc/{child.pid}/task").iterdir())
+        assert len(tasks) > 1  # the I/O thread is pinned with the rest
+        for task in tasks:
+            allowed = [
+                line
+                for line in (task / "status").read_text().splitlines()
+                if "Cpus_allowed_list" in line
+            ]
+            assert allowed[0].split()[-1] == "0"
+    finally:
+        child.stop()

@@ -22,7 +22,7 @@ from greenheart.bench.ramp import (
     run_again,
     unsettled,
 )
-from greenheart.bench.runner import StepRunner
+from greenheart.bench.runner import StepRunner, pinned_cpus
 from greenheart.core.errors import UsageError
 
 DEFAULT_HEARTS = "1000,2000,4000"
@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_DURATION,
         help="seconds of measurement per monitor, shared among the steps (default"
         f" {DEFAULT_DURATION:g}); starting each step's processes comes on top",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each monitor on a CPU of its own and its fleets on the others, so that a step"
+        " measures the monitor rather than the scheduler",
     )
     parser.add_argument(
         "--processes", type=int, default=1, help="fleet processes sharing the hearts (default 1)"
@@ -140,6 +146,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         raise UsageError("ipyparallel is not installed: pip install ipyparallel")
     if args.processes < 1:
         raise UsageError("--processes must be at least 1")
+    if args.pin:
+        pinned_cpus()  # refuses a machine of one CPU before anything starts
     if args.duration <= 0:
         raise UsageError("--duration must be positive")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -148,11 +156,16 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     hold = args.duration / len(steps)
     progress = ProgressLine(err)
     runner = StepRunner(
-        hold=hold, processes=args.processes, max_misses=args.max_misses, progress=progress.beat
+        hold=hold,
+        processes=args.processes,
+        max_misses=args.max_misses,
+        progress=progress.beat,
+        pin=args.pin,
     )
     err.write(
         f"greenheart bench: {len(steps)} steps of {hold:.1f} s for {', '.join(monitors)};"
-        f" {args.processes} fleet process(es), loopback TCP\n"
+        f" {args.processes} fleet process(es), loopback TCP"
+        f"{'; the monitor on a CPU of its own' if args.pin else ''}\n"
     )
     results = _ramp(runner, monitors, steps, progress)
     print(report.table(results), file=out)
@@ -163,6 +176,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         "periods_ms": args.period,
         "hold_seconds": hold,
         "processes": args.processes,
+        "pinned": args.pin,
         "max_misses": args.max_misses,
         "monitors": monitors,
     }

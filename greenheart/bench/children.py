@@ -617,7 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile-dir", help="engines: the controller's profile directory")
     parser.add_argument("--sub-per-engine", action="store_true", help="engines: so")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpus", help="run on these CPUs only (a comma list), threads included")
     args = parser.parse_args(argv)
+    if args.cpus:  # first, so that ZeroMQ's I/O threads, started later, inherit it
+        os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     if args.kind == "fleet":
         run_fleet(args.ping, args.pong, args.size, args.prefix, args.curve)
     elif args.kind == "hearts":

@@ -19,6 +19,7 @@ from greenheart.bench.beats import is_beat
 from greenheart.bench.child import STARTUP_SECONDS, Child, Line, children
 from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
+from greenheart.core.errors import UsageError
 from greenheart.green.curve import write_key_pair
 from greenheart.green.limits import open_descriptors
 
@@ -138,6 +139,8 @@ class StepRunner:
     max_misses: int = 3
     load: str = attrs.field(default="fleet", validator=attrs.validators.in_({"fleet", "hearts"}))
     progress: Progress | None = None
+    #: the monitor on a CPU of its own and the loads on the others (see :func:`pinned_cpus`)
+    pin: bool = False
 
     def settle_seconds(self, step: Step) -> float:
         # Connecting thousands of hearts takes a few seconds, and registration a beat.
@@ -150,13 +153,15 @@ class StepRunner:
                 write_key_pair(keys, "server")
                 write_key_pair(os.path.join(keys, "allowed"), "fleet")
                 curve = [f"--curve={keys}"]
+            monitor_cpus, load_cpus = pinned_cpus() if self.pin else ([], [])
             target = MonitorChild(
-                monitor, step.period_ms, f"--max-misses={self.max_misses}", *curve
+                monitor, step.period_ms, f"--max-misses={self.max_misses}", *curve, *monitor_cpus
             )
             started.append(target.child)
             loads, before = [], []
             for number, size in enumerate(_split(step.hearts, self.processes)):
-                load, footprint = start_load(self.load, target, size, f"bench{number}", *curve)
+                extra = [*curve, *load_cpus]
+                load, footprint = start_load(self.load, target, size, f"bench{number}", *extra)
                 started.append(load)
                 loads.append(load)
                 before.append(footprint)
@@ -207,6 +212,17 @@ class StepRunner:
             fleet_pings=answered - answered_before,
             fleet_skipped_pings=skipped - skipped_before,
         )
+
+
+def pinned_cpus() -> tuple[list[str], list[str]]:
+    """``--cpus`` for the monitor (the first CPU this process may use) and for its loads (the
+    rest). On 2 cores a monitor and its fleet otherwise share both with five threads between
+    them, and where the scheduler puts them decides a step near capacity as much as the
+    monitor does: steps then move by one or two 10% steps from run to run."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise UsageError("--pin needs 2 CPUs or more: one for the monitor, the rest for loads")
+    return [f"--cpus={cpus[0]}"], [f"--cpus={','.join(map(str, cpus[1:]))}"]
 
 
 def _split(hearts: int, processes: int) -> list[int]:
