@@ -33,6 +33,7 @@ import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
 from greenheart.bench.proc import cpu_seconds
+from greenheart.bench.report import save_png, two_panels
 from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
 
@@ -353,14 +354,7 @@ def _text(ms: float | None) -> str:
 
 def plot(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Registration time and heart-monitor CPU against engines, a line a controller and period."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'greenheart[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (registration, cpu) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
+    figure, registration, cpu = two_panels()
     keys = sorted({(r["controller"], r["period_ms"]) for r in rows})
     for number, (controller, period) in enumerate(keys):
         line = sorted(
@@ -382,6 +376,4 @@ def plot(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     cpu.set_ylabel("CPU while beating, % of a core")
     cpu.set_xlabel("engines")
     cpu.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=100)
-    plt.close(figure)
+    save_png(figure, path)

@@ -7,6 +7,7 @@ import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from greenheart.bench.ramp import StepResult, capacity
 
@@ -162,8 +163,8 @@ def write_json(path: str | Path, doc: dict) -> None:
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
-def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str]) -> None:
-    """Latency and on-time percentage against load, one line per monitor, as a PNG."""
+def two_panels() -> tuple[Any, Any, Any]:
+    """A figure of two panels, one above the other, sharing their x axis (no display needed)."""
     try:
         import matplotlib
     except ImportError:
@@ -171,7 +172,21 @@ def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (latency, on_time) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 7))
+    return figure, top, bottom
+
+
+def save_png(figure: Any, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str]) -> None:
+    """Latency and on-time percentage against load, one line per monitor, as a PNG."""
+    figure, latency, on_time = two_panels()
     for number, monitor in enumerate(monitors):
         ramp = [r for r in results if r.monitor == monitor and r.settled]
         load = [r.pongs_per_second for r in ramp]
@@ -198,6 +213,4 @@ def plot(path: str | Path, results: Sequence[StepResult], monitors: Sequence[str
     on_time.set_ylabel("on time, %")
     on_time.set_xlabel("pongs per second")
     on_time.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=100)
-    plt.close(figure)
+    save_png(figure, path)
