@@ -122,6 +122,11 @@ class FleetStatus:
     pending: int
 
 
+def descriptors_per_heart(ping_per_heart: bool) -> int:
+    """File descriptors a simulated heart costs, with a ping SUB of its own or without."""
+    return DESCRIPTORS_PER_HEART_WITH_SUB if ping_per_heart else DESCRIPTORS_PER_HEART
+
+
 def fan_out_order(hearts: list[_SimHeart], ping: int) -> list[_SimHeart]:
     """``hearts`` in the order ping number ``ping`` is fanned out in: each ping starts one batch
     further on, so that when a fleet falls behind it is never the same hearts that answer last
@@ -220,7 +225,7 @@ class HeartFleet(Service):
 
     @property
     def descriptors_per_heart(self) -> int:
-        return DESCRIPTORS_PER_HEART_WITH_SUB if self.ping_per_heart else DESCRIPTORS_PER_HEART
+        return descriptors_per_heart(self.ping_per_heart)
 
     def _open(self) -> None:
         self._context = zmq.green.Context()

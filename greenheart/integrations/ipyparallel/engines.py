@@ -37,12 +37,7 @@ from greenheart.core.registrations import (
 )
 from greenheart.core.timeline import Action, KillHearts, ReplaceHearts, ReviveHearts, Timeline
 from greenheart.green.curve import ClientCurve, KeyPair
-from greenheart.green.fleet import (
-    DESCRIPTORS_PER_HEART,
-    DESCRIPTORS_PER_HEART_WITH_SUB,
-    HeartFleet,
-    play,
-)
+from greenheart.green.fleet import HeartFleet, descriptors_per_heart, play
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
 from greenheart.green.sockets import close_sockets, connect
@@ -165,8 +160,7 @@ class SimulatedEngines(Service):
     @property
     def descriptors_per_engine(self) -> int:
         """Its heart's, and its own registrar's (open until answered) if it has one."""
-        heart = DESCRIPTORS_PER_HEART_WITH_SUB if self.ping_per_engine else DESCRIPTORS_PER_HEART
-        return heart + (0 if self.shared_registrar else 2)
+        return descriptors_per_heart(self.ping_per_engine) + (0 if self.shared_registrar else 2)
 
     def _open(self) -> None:
         self._session = self.connection.session()
