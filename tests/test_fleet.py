@@ -245,3 +245,24 @@ def test_each_ping_is_fanned_out_from_a_batch_further_on():
     assert firsts == [FANOUT_BATCH, 2 * FANOUT_BATCH, 3 * FANOUT_BATCH, 0]
     # the last heart of one fan-out is not the last of the next
     assert len({order[-1] for order in orders}) == 4
+
+
+def test_hearts_with_a_ping_socket_each_answer_go_silent_die_and_come_back(monitor):
+    fds = open_descriptors()
+    fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, ping_per_heart=True, prefix="own")
+    with fleet:
+        joined = fleet.add_hearts([b"engine-a", b"engine-b", b"engine-c"])
+        assert joined == [b"engine-a", b"engine-b", b"engine-c"]
+        wait_until(lambda: monitor.hearts == set(joined))
+        # each heart's SUB and DEALER (2 descriptors each), and the monitor's 2 connections a heart
+        assert open_descriptors() - fds <= 3 * (4 + 2) + 10
+        fleet.silence([b"engine-a"])  # hung: its connections stay up, it stops answering
+        wait_until(lambda: b"engine-a" in monitor.failed)
+        fleet.kill([b"engine-b"])  # its listening greenlet ends with its sockets
+        wait_until(lambda: b"engine-b" in monitor.failed)
+        fleet.revive([b"engine-b"])
+        wait_until(lambda: len(monitor.registered[b"engine-b"]) == 2)
+        assert b"engine-c" not in monitor.failed
+        with pytest.raises(ValueError):
+            fleet.add_hearts([b"engine-c"])  # already in the fleet
+    wait_until(lambda: open_descriptors() <= fds, timeout=10)

@@ -464,6 +464,9 @@ class HeartFleet(Service):
         if heart.silent:
             heart.dropped += 1
             return
+        if self.behaviour.prompt:
+            self._send(heart, socket, payload)
+            return
         wait = self.behaviour.decide(heart.serial, ping)
         if self.on_decision is not None:
             self.on_decision(heart.id, ping, wait)
