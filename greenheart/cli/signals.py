@@ -1,37 +1,17 @@
-"""Running until Ctrl-C or SIGTERM, or until something the command runs stops by itself."""
+"""Running until Ctrl-C or SIGTERM, or until something the command runs stops by itself.
+
+:func:`~greenheart.green.lifecycle.wait_for_signal` is re-exported for the commands."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 
 import gevent
-import gevent.event
 
-from greenheart.green.lifecycle import Service
+from greenheart.green.lifecycle import Service, wait_for_signal
 
-
-def wait_for_signal(*services: Service) -> Service | None:
-    """Return when SIGINT or SIGTERM arrives (None), or when one of ``services`` stops by
-    itself (that one); other greenlets run meanwhile."""
-    stop = gevent.event.Event()
-
-    def stopped(service: Service, error: BaseException | None) -> None:
-        stop.set()
-
-    for service in services:
-        service.add_stop_handler(stopped)
-    handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
-    try:
-        if all(service.running for service in services):
-            stop.wait()
-    finally:
-        for handler in handlers:
-            handler.cancel()
-        for service in services:
-            service.remove_stop_handler(stopped)
-    return next((service for service in services if not service.running), None)
+__all__ = ["exit_status", "serve", "wait_for_signal"]
 
 
 def exit_status(command: str, stopped: Service | None) -> int:

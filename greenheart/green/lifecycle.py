@@ -20,18 +20,21 @@ cause, one ERROR record is logged, and the stop handlers run. Stop handlers
 exception that stopped it (None after a plain :meth:`~Service.stop`).
 
 A subclass says what starting and stopping mean in :meth:`~Service._open` and
-:meth:`~Service._close`.
+:meth:`~Service._close`. :func:`wait_for_signal` runs services until SIGINT or SIGTERM, or until
+one of them stops by itself: the main loop of a command, or of a process of its own.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import attrs
 import gevent
+import gevent.event
 import gevent.pool
 
 log = logging.getLogger("greenheart.lifecycle")
@@ -158,3 +161,25 @@ class Service:
                     handler(self, error)
                 except Exception:
                     log.exception("stop handler %r of %s raised", handler, type(self).__name__)
+
+
+def wait_for_signal(*services: Service) -> Service | None:
+    """Return when SIGINT or SIGTERM arrives (None), or when one of ``services`` stops by
+    itself (that one); other greenlets run meanwhile."""
+    stop = gevent.event.Event()
+
+    def stopped(service: Service, error: BaseException | None) -> None:
+        stop.set()
+
+    for service in services:
+        service.add_stop_handler(stopped)
+    handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        if all(service.running for service in services):
+            stop.wait()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        for service in services:
+            service.remove_stop_handler(stopped)
+    return next((service for service in services if not service.running), None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 from typing import Any
 
 import attrs
@@ -22,8 +21,8 @@ import gevent.event
 import zmq
 import zmq.green
 
-from greenheart.green.curve import KeyPair, ServerCurve
-from greenheart.green.lifecycle import Service
+from greenheart.green.curve import ClientCurve, KeyPair, ServerCurve
+from greenheart.green.lifecycle import Service, wait_for_signal
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
 from greenheart.green.orphans import die_with_parent
@@ -56,8 +55,8 @@ class HubReporter(Service):
     monitor_url: str
     #: a ``jupyter_client.session.Session`` with the cluster's key: it signs every message
     session: Any
-    #: the controller's keys, when the cluster uses CURVE: the hub's SUB is a CURVE server
-    curve_keys: KeyPair | None = None
+    #: the hub's SUB is a CURVE server when the cluster uses CURVE, with the controller's keys
+    curve: ClientCurve | None = None
     context: zmq.green.Context | None = None
     #: reports sent, and hearts named in them
     messages: int = attrs.field(default=0, init=False)
@@ -75,10 +74,8 @@ class HubReporter(Service):
         socket = self._socket = context.socket(zmq.XPUB)
         socket.linger = 0
         socket.setsockopt(zmq.SNDHWM, 0)  # as the hub's SUB: a report is never dropped
-        if self.curve_keys is not None:
-            socket.setsockopt(zmq.CURVE_SERVERKEY, self.curve_keys.public)
-            socket.setsockopt(zmq.CURVE_PUBLICKEY, self.curve_keys.public)
-            socket.setsockopt(zmq.CURVE_SECRETKEY, self.curve_keys.secret)
+        if self.curve is not None:
+            self.curve.apply(socket)
         connect(socket, self.monitor_url, "hub reports")
         self.monitor.add_new_heart_handler(self._new_heart)
         self.monitor.add_heart_failure_handler(self._heart_failure)
@@ -220,9 +217,8 @@ def run_heartmonitor(
     curve_publickey: bytes | None = None,
     curve_secretkey: bytes | None = None,
     fail_on_disconnect: bool = False,
-    stop: gevent.event.Event | None = None,
 ) -> int:
-    """Run the monitor and its reporter until ``stop`` is set, SIGTERM or SIGINT; the exit status.
+    """Run the monitor and its reporter until SIGTERM or SIGINT; the exit status.
 
     1 if the monitor or the reporter died (the cause is logged), else 0.
     """
@@ -232,42 +228,27 @@ def run_heartmonitor(
     config = config if config is not None else Config()
     period, max_misses = monitor_settings(config)
     keys = KeyPair(curve_publickey, curve_secretkey) if curve_secretkey else None
-    curve = ServerCurve(keys, allowed=None) if keys is not None else None
-    stop = stop or gevent.event.Event()
     monitor = HeartMonitor.bind(
         ping_url,
         pong_url,
-        curve=curve,
+        curve=ServerCurve(keys, allowed=None) if keys is not None else None,
         period=period,
         max_misses=max_misses,
         fail_on_disconnect=fail_on_disconnect,
         log=logging.getLogger("greenheart.monitor"),
     )
-    reporter = HubReporter(monitor, monitor_url, Session(config=config), curve_keys=keys)
-    died: list[BaseException | None] = []
-
-    def stopped(service: Service, error: BaseException | None) -> None:
-        if error is not None:
-            died.append(error)
-        stop.set()
-
-    for service in (monitor, reporter):
-        service.add_stop_handler(stopped)
-    signals = (signal.SIGTERM, signal.SIGINT)
-    handlers = [gevent.signal_handler(signum, stop.set) for signum in signals]
-    try:
-        with monitor, reporter:
-            log.info(
-                "greenheart heart monitor: every %g ms, %d misses allowed%s%s; pings %s, pongs %s",
-                period,
-                max_misses,
-                ", a CURVE server" if curve is not None else "",
-                ", failing hearts whose connection closes" if fail_on_disconnect else "",
-                monitor.ping_addr,
-                monitor.pong_addr,
-            )
-            stop.wait()
-    finally:
-        for handler in handlers:
-            handler.cancel()
-    return 1 if died else 0
+    # the controller is the hub's CURVE server and this process its client, with one key pair
+    curve = ClientCurve(keys.public, keys) if keys is not None else None
+    reporter = HubReporter(monitor, monitor_url, Session(config=config), curve=curve)
+    with monitor, reporter:
+        log.info(
+            "greenheart heart monitor: every %g ms, %d misses allowed%s%s; pings %s, pongs %s",
+            period,
+            max_misses,
+            ", a CURVE server" if keys is not None else "",
+            ", failing hearts whose connection closes" if fail_on_disconnect else "",
+            monitor.ping_addr,
+            monitor.pong_addr,
+        )
+        stopped = wait_for_signal(monitor, reporter)
+    return 1 if stopped is not None and stopped.exception is not None else 0
