@@ -15,6 +15,7 @@ import gevent
 import ipyparallel
 import pytest
 
+from greenheart.bench.proc import descendants
 from greenheart.core.behaviour import Die, Revive
 from greenheart.core.errors import TooManyHearts
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
@@ -146,16 +147,6 @@ def test_a_wrong_key_is_a_clear_error_not_a_silent_wait(tmp_path):
         )
     assert result.returncode == 1
     assert "RegistrationFailed" in result.stderr and "key is wrong" in result.stderr
-
-
-def descendants(pid: int) -> list[int]:
-    found, parents = [], [pid]
-    while parents:
-        for children in Path(f"/proc/{parents.pop()}/task").glob("*/children"):
-            kids = [int(kid) for kid in children.read_text().split()]
-            found += kids
-            parents += kids
-    return found
 
 
 def documented_ipcluster_config() -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
-from greenheart.bench.proc import cpu_seconds
+from greenheart.bench.proc import cpu_seconds, listening_descendant
 from greenheart.bench.report import save_png, two_panels
 from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
@@ -150,7 +150,7 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
         monitor = _listener(hub, int(engine_file["hb_pong"]))
         # registration: until every engine registered, or no progress for a purge timeout
         began = time.monotonic()
-        cpu = {"hub": cpu_seconds(hub), "monitor": cpu_seconds(monitor) if monitor else 0.0}
+        cpu = {"hub": cpu_seconds(hub), "monitor": _cpu(monitor)}
         stall = max(30.0, 10 * period) + 10
         status, progressed = _status(engines, STARTUP_SECONDS), time.monotonic()
         while status["registered_now"] + status["refused"] < step.engines:
@@ -257,41 +257,13 @@ def _round(value: float | None) -> float | None:
 def _listener(root: int, port: int, timeout: float = 30.0) -> int | None:
     """The process among ``root``'s descendants that listens on TCP ``port`` (the heart
     monitor, a child process of the controller); None if none does in time."""
-    wanted = f":{port:04X}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inodes = set()
-        for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                rows = Path(table_path).read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for fields in (line.split() for line in rows):
-                if fields[1].endswith(wanted) and fields[3] == "0A":  # LISTEN
-                    inodes.add(fields[9])
-        for pid in _descendants(root):
-            try:
-                links = [link.readlink().as_posix() for link in Path(f"/proc/{pid}/fd").iterdir()]
-            except OSError:
-                continue
-            if any(link == f"socket:[{inode}]" for inode in inodes for link in links):
-                return pid
+        pid = listening_descendant(root, port)
+        if pid is not None:
+            return pid
         time.sleep(0.2)
     return None
-
-
-def _descendants(pid: int) -> list[int]:
-    found, queue = [], [pid]
-    while queue:
-        parent = queue.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*/children"):
-            try:
-                kids = [int(kid) for kid in task.read_text().split()]
-            except OSError:
-                continue
-            found.extend(kids)
-            queue.extend(kids)
-    return found
 
 
 COLUMNS = [

@@ -1,4 +1,4 @@
-"""What Linux's /proc says of a process: its CPU time and its memory."""
+"""What Linux's /proc says of a process: its CPU time, its memory, its descendants."""
 
 from __future__ import annotations
 
@@ -23,3 +23,39 @@ def cpu_seconds(pid: int | str = "self") -> float:
     """User + system CPU of a process, all its threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: its children, theirs, and so on."""
+    found, parents = [], [pid]
+    while parents:
+        for task in Path(f"/proc/{parents.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(kid) for kid in task.read_text().split()]
+            except OSError:  # the task ended meanwhile
+                continue
+            found.extend(kids)
+            parents.extend(kids)
+    return found
+
+
+def listening_descendant(root: int, port: int) -> int | None:
+    """The process below ``root`` that holds a TCP socket listening on ``port``, if any."""
+    wanted = f":{port:04X}"
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for fields in (row.split() for row in rows):
+            if fields[1].endswith(wanted) and fields[3] == "0A":  # LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    for pid in descendants(root):
+        try:
+            links = {link.readlink().as_posix() for link in Path(f"/proc/{pid}/fd").iterdir()}
+        except OSError:
+            continue
+        if sockets & links:
+            return pid
+    return None
