@@ -99,3 +99,15 @@ def test_a_revived_engine_asks_again_and_is_timed_afresh():
     assert book.registered("a", 6.0)
     status = book.status(7.0)
     assert (status.asked, status.registered, status.registered_now, status.killed) == (2, 2, 1, 0)
+
+
+def test_engines_fall_due_in_order_once_each_and_the_next_one_is_known():
+    book = Registry()
+    for uuid, due in [("late", 2.0), ("early", 0.5), ("tie-1", 1.0), ("tie-2", 1.0)]:
+        book.add(uuid, due)
+    assert book.next_due() == 0.5
+    assert book.due(0.9) == ["early"] and book.due(0.9) == []
+    book.asked("tie-2", 0.95)  # asked some other way before its time: not due again
+    assert book.due(1.5) == ["tie-1"]
+    assert book.next_due() == 2.0
+    assert book.due(5.0) == ["late"] and book.next_due() is None

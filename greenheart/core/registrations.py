@@ -13,6 +13,8 @@ driver (:mod:`greenheart.integrations.ipyparallel.engines`) only moves messages 
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import random
 
 import attrs
@@ -98,11 +100,15 @@ class Registry:
     _registration_seconds: list[float] = attrs.field(factory=list)
     _detection_seconds: list[float] = attrs.field(factory=list)
     _last_error: str | None = None
+    #: engines not yet asked, soonest first (ties in the order added)
+    _waiting: list[tuple[float, int, str]] = attrs.field(factory=list)
+    _order: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def add(self, uuid: str, due: float) -> None:
         if uuid in self._records:
             raise ValueError(f"engine {uuid} is already known")
         self._records[uuid] = EngineRecord(uuid, due)
+        heapq.heappush(self._waiting, (due, next(self._order), uuid))
 
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._records
@@ -171,9 +177,18 @@ class Registry:
         return seconds
 
     def due(self, now: float) -> list[str]:
-        """Engines waiting whose time to ask has come (``now`` since the start), in due order."""
-        waiting = [r for r in self._records.values() if r.state is EngineState.WAITING]
-        return [r.uuid for r in sorted(waiting, key=lambda r: r.due) if r.due <= now]
+        """Engines waiting whose time to ask has come (``now`` since the start), in due order.
+        Each is returned once: the caller asks them."""
+        due = []
+        while self._waiting and self._waiting[0][0] <= now:
+            _, _, uuid = heapq.heappop(self._waiting)
+            if self._records[uuid].state is EngineState.WAITING:  # else asked some other way
+                due.append(uuid)
+        return due
+
+    def next_due(self) -> float | None:
+        """When the next engine waiting is due to ask; None when none is waiting."""
+        return self._waiting[0][0] if self._waiting else None
 
     def overdue(self, now: float, timeout: float) -> list[str]:
         """Engines that asked more than ``timeout`` seconds ago and have had no answer."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 import gevent
+import gevent.event
 import zmq
 import zmq.green
 
@@ -114,13 +115,16 @@ class SimulatedEngines(Service):
     _notifications: zmq.green.Socket | None = attrs.field(default=None, init=False)
     #: requests on the shared registrar, oldest first: its replies come back in this order
     _awaiting: collections.deque[str] = attrs.field(factory=collections.deque, init=False)
-    _keys: KeyPair | None = attrs.field(default=None, init=False)
+    #: one key pair for every socket of these engines, when the cluster uses CURVE
+    _curve: ClientCurve | None = attrs.field(default=None, init=False)
     _session: Any = attrs.field(default=None, init=False)
     _started: float = attrs.field(default=0.0, init=False)
     _serial: int = attrs.field(default=0, init=False)
     _limited: RateLimitedLog = attrs.field(init=False)
     _warned: bool = attrs.field(default=False, init=False)
     _first_asked: float | None = attrs.field(default=None, init=False)
+    #: set when engines are added, to wake the greenlet that asks for them
+    _added: gevent.event.Event = attrs.field(factory=gevent.event.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._limited = RateLimitedLog(log)
@@ -166,17 +170,15 @@ class SimulatedEngines(Service):
         self._session = self.connection.session()
         self._context = zmq.green.Context()
         self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
-        curve = None
         if self.connection.curve_serverkey is not None:
-            self._keys = KeyPair.generate()
-            curve = ClientCurve(self.connection.curve_serverkey, self._keys)
+            self._curve = ClientCurve(self.connection.curve_serverkey, KeyPair.generate())
         self._fleet = HeartFleet(
             self.connection.ping_url,
             self.connection.pong_url,
             behaviour=self.behaviour,
             prefix=self.prefix,
             ping_per_heart=self.ping_per_engine,
-            curve=curve,
+            curve=self._curve,
             clock=self.clock,
         ).start()
         self._fleet.add_stop_handler(self._part_stopped)
@@ -221,8 +223,8 @@ class SimulatedEngines(Service):
         assert self._context is not None
         socket = self._context.socket(kind)
         socket.linger = 0
-        if self._keys is not None and self.connection.curve_serverkey is not None:
-            ClientCurve(self.connection.curve_serverkey, self._keys).apply(socket)
+        if self._curve is not None:
+            self._curve.apply(socket)
         return socket
 
     # -- engines --------------------------------------------------------------------------------
@@ -260,13 +262,21 @@ class SimulatedEngines(Service):
             self._serial += 1
             self._registry.add(uuid, offset)
             uuids.append(uuid)
+        self._added.set()
         return uuids
 
     def _ask_when_due(self) -> None:
+        """Ask for each engine's registration when it is due; sleep until the next is, or
+        until more engines are added."""
         while True:
+            self._added.clear()
             for uuid in self._registry.due(self.clock() - self._started):
                 self._ask(uuid)
-            gevent.sleep(0.01)
+            upcoming = self._registry.next_due()
+            if upcoming is None:
+                self._added.wait()
+            else:
+                self._added.wait(max(0.0, upcoming - (self.clock() - self._started)))
 
     def _ask(self, uuid: str) -> None:
         self._registry.asked(uuid, self.clock())
