@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from greenheart import HeartMonitor
+
+# GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases
+settings.register_profile("stress", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("GREENHEART_HYPOTHESIS", "default"))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from greenheart.core.registrations import EngineState, Registry, registration_times
@@ -17,6 +17,7 @@ from greenheart.core.registrations import EngineState, Registry, registration_ti
     spread=st.floats(0, 100),
     seed=st.integers(0, 2**32),
 )
+@example(count=1, rate=None, spread=5e-324, seed=0)  # a delay that rounded up to the spread
 def test_engines_ask_within_the_spread_and_never_faster_than_the_rate(count, rate, spread, seed):
     times = registration_times(count, rate=rate, spread=spread, seed=seed)
     assert len(times) == count

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import math
 import random
 
 import attrs
@@ -76,7 +77,9 @@ def registration_times(count: int, *, rate: float | None, spread: float, seed: i
     the delays fall due.
     """
     chooser = random.Random(seed)
-    due = [chooser.random() * spread if spread > 0 else 0.0 for _ in range(count)]
+    # random() < 1, but its product with a tiny spread can round up to the spread itself
+    latest = math.nextafter(spread, 0.0) if spread > 0 else 0.0
+    due = [min(chooser.random() * spread, latest) for _ in range(count)]
     if rate:
         previous = -1.0 / rate
         for engine in sorted(range(count), key=due.__getitem__):
