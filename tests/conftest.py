@@ -8,9 +8,12 @@ from hypothesis import settings
 
 from greenheart import HeartMonitor
 
+# pytest-timeout bounds every test; a per-example deadline would only turn a loaded CI
+# machine's pause into a "flaky" failure
+settings.register_profile("suite", deadline=None)
 # GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases
-settings.register_profile("stress", max_examples=10_000, deadline=None)
-settings.load_profile(os.environ.get("GREENHEART_HYPOTHESIS", "default"))
+settings.register_profile("stress", parent=settings.get_profile("suite"), max_examples=10_000)
+settings.load_profile(os.environ.get("GREENHEART_HYPOTHESIS", "suite"))
 
 
 @pytest.fixture
