@@ -97,6 +97,9 @@ def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, o
             cluster = client(profile)
             try:
                 assert len(cluster.ids) == 50
+                # each engine knows the id the hub gave it, replies matched to requests
+                hub_ids = {uuid: engine_id for engine_id, uuid in cluster._engines.items()}
+                assert simulated.engine_ids() == hub_ids
                 doomed = simulated.uuids[:5]
                 simulated.kill(doomed)
                 wait_for_status(simulated, lambda s: s.killed_unregistered == 5, timeout=30)

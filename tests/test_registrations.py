@@ -52,6 +52,7 @@ def test_an_engine_goes_from_asked_to_registered_and_a_kill_is_timed_to_its_unre
     assert (status.asked, status.accepted, status.registered, status.registered_now) == (1, 1, 1, 0)
     assert (status.killed, status.killed_unregistered, status.lost) == (1, 1, 0)
     assert book.registration_seconds() == [2.0] and book.detection_seconds() == [0.25]
+    assert book.engine_ids() == {"a": 0}  # b was never accepted
 
 
 def test_an_engine_unregistered_alive_is_lost_and_one_never_announced_is_purged():

@@ -205,6 +205,11 @@ class Registry:
     def in_state(self, state: EngineState) -> list[str]:
         return [r.uuid for r in self._records.values() if r.state is state]
 
+    def engine_ids(self) -> dict[str, int]:
+        """The hub's id for every engine it accepted (its latest, for one that registered
+        again), by uuid."""
+        return {r.uuid: r.engine_id for r in self._records.values() if r.engine_id is not None}
+
     def registration_seconds(self) -> list[float]:
         """Request to announcement, for every engine announced registered."""
         return list(self._registration_seconds)

@@ -14,7 +14,6 @@ never heard the heart in time), unregistered (killed, or lost while alive).
 
 from __future__ import annotations
 
-import collections
 import logging
 import secrets
 import time
@@ -85,8 +84,8 @@ class SimulatedEngines(Service):
             attrs.validators.instance_of((Die, Revive, Churn, Flap))
         ),
     )
-    #: one DEALER for every registration request (replies come back in order); else one
-    #: per engine, closed once it is answered
+    #: one DEALER for every registration request; else one per engine, closed once it is
+    #: answered
     shared_registrar: bool = True
     #: registration requests a second at most; None for all at once
     rate: float | None = attrs.field(
@@ -113,8 +112,8 @@ class SimulatedEngines(Service):
     _context: zmq.green.Context | None = attrs.field(default=None, init=False)
     _registrar: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _notifications: zmq.green.Socket | None = attrs.field(default=None, init=False)
-    #: requests on the shared registrar, oldest first: its replies come back in this order
-    _awaiting: collections.deque[str] = attrs.field(factory=collections.deque, init=False)
+    #: engines with a request on the shared registrar and no answer yet, oldest first
+    _awaiting: dict[str, None] = attrs.field(factory=dict, init=False)
     #: one key pair for every socket of these engines, when the cluster uses CURVE
     _curve: ClientCurve | None = attrs.field(default=None, init=False)
     _session: Any = attrs.field(default=None, init=False)
@@ -140,6 +139,10 @@ class SimulatedEngines(Service):
 
     def engines_in(self, state: EngineState) -> list[str]:
         return self._registry.in_state(state)
+
+    def engine_ids(self) -> dict[str, int]:
+        """The id the hub gave each engine it accepted (``Client.ids`` speaks these), by uuid."""
+        return self._registry.engine_ids()
 
     def registration_seconds(self) -> list[float]:
         return self._registry.registration_seconds()
@@ -284,13 +287,17 @@ class SimulatedEngines(Service):
             self._first_asked = self.clock()
         if self.shared_registrar:
             assert self._registrar is not None
-            self._awaiting.append(uuid)
+            self._awaiting[uuid] = None
             self._request(self._registrar, uuid)
         else:
             self._spawn(self._register_alone, uuid)
 
     def _request(self, socket: zmq.Socket, uuid: str) -> None:
-        self._session.send(socket, "registration_request", content={"uuid": uuid})
+        # the hub answers to every routing frame the request came with, so a frame of the
+        # uuid's ahead of the message comes back on its reply, naming the engine it answers
+        self._session.send(
+            socket, "registration_request", content={"uuid": uuid}, ident=[uuid.encode()]
+        )
 
     def _register_alone(self, uuid: str) -> None:
         socket = self._socket(zmq.DEALER)
@@ -299,32 +306,60 @@ class SimulatedEngines(Service):
             connect(socket, self.connection.registration_url, "registration")
             self._request(socket, uuid)
             if socket.poll(round(self.reply_timeout * 1000), zmq.POLLIN):
-                self._answered(uuid, socket.recv_multipart())
+                self._answered(uuid, self._split(socket.recv_multipart())[1])
         finally:
             close_sockets(socket)
 
     def _read_replies(self, socket: zmq.green.Socket) -> None:
         while True:
-            frames = socket.recv_multipart()
-            if not self._awaiting:
+            tag, message = self._split(socket.recv_multipart())
+            uuid = self._whose_reply(tag)
+            if uuid is None:
                 self._limited(logging.WARNING, "reply", "a registration reply nobody waits for")
                 continue
-            self._answered(self._awaiting.popleft(), frames)
+            self._answered(uuid, message)
 
-    def _answered(self, uuid: str, frames: list[bytes]) -> None:
+    def _split(self, frames: list[bytes]) -> tuple[str | None, list[bytes] | None]:
+        """A reply's tag (the uuid its request carried) and its message; None for what
+        is missing."""
         try:
-            _, message = self._session.feed_identities(frames)
+            idents, message = self._session.feed_identities(frames)
+        except ValueError:  # no delimiter: not a message at all
+            return None, None
+        tag = idents[-1].decode("utf8", "replace") if idents else None
+        return tag, message
+
+    def _whose_reply(self, tag: str | None) -> str | None:
+        """The engine a reply on the shared registrar answers: the one its tag names, even
+        if it was given up on (the registry then ignores it). The hub sends its error replies
+        to the socket alone, untagged: those answer the oldest request still waiting."""
+        if tag is not None and tag in self._registry:
+            self._awaiting.pop(tag, None)
+            return tag
+        if self._awaiting:
+            oldest = next(iter(self._awaiting))
+            del self._awaiting[oldest]
+            return oldest
+        return None
+
+    def _answered(self, uuid: str, message: list[bytes] | None) -> None:
+        try:
+            if message is None:
+                raise ValueError("no <IDS|MSG> delimiter")
             reply = self._session.deserialize(message)
+            content = reply["content"]
+            kind = reply["header"]["msg_type"]
+            engine_id = int(content["id"]) if content.get("status") == "ok" else None
         except Exception as error:  # a reply we cannot check is a refusal we cannot read
             self._refused(uuid, f"unreadable reply from the hub ({error!r}): is the key right?")
             return
-        content = reply.get("content", {})
-        kind = reply.get("header", {}).get("msg_type")
-        if kind == "registration_reply" and content.get("status") == "ok":
+        if kind == "registration_reply" and engine_id is not None:
             self.period = float(content.get("hb_period", self.period or 3000.0))
             if self.purge_after is None:
                 self._registry.purge_after = hub_purge_seconds(self.period)
-            self._registry.accepted(uuid, self.clock(), int(content["id"]))
+            if self._registry[uuid].state is not EngineState.ASKED:
+                return  # answered after it was given up on: it does not beat
+            self._registry.accepted(uuid, self.clock(), engine_id)
             self._beat(uuid)
         else:
             why = f"{content.get('ename', kind)}: {content.get('evalue', content)}"
@@ -391,9 +426,8 @@ class SimulatedEngines(Service):
                 uuid,
                 self.reply_timeout,
             )
-            if uuid in self._awaiting:
-                # its answer may still come, and take the place of a later one's
-                self._awaiting.remove(uuid)
+            # its answer may still come: the tag on it will say whose it is
+            self._awaiting.pop(uuid, None)
 
     def _follow_notifications(self, socket: zmq.green.Socket) -> None:
         while True:
