@@ -25,11 +25,13 @@ class ScriptedHub:
         self.session = Session(key=KEY, signature_scheme="hmac-sha256")
         self.sockets = {kind: self.context.socket(kind) for kind in (zmq.ROUTER, zmq.PUB)}
         self.pong = self.context.socket(zmq.ROUTER)
+        self.notices = self.context.socket(zmq.PUB)
         ports = {}
         for name, socket in (
             ("registration", self.sockets[zmq.ROUTER]),
             ("hb_ping", self.sockets[zmq.PUB]),
             ("hb_pong", self.pong),
+            ("notification", self.notices),
         ):
             socket.linger = 0
             ports[name] = socket.bind_to_random_port("tcp://127.0.0.1")
@@ -54,8 +56,11 @@ class ScriptedHub:
         content = {"id": engine_id, "status": "ok", "hb_period": 1000}
         self.session.send(self.sockets[zmq.ROUTER], "registration_reply", content, ident=idents)
 
+    def notify(self, kind: str, content: object) -> None:
+        self.session.send(self.notices, kind, content)
+
     def close(self) -> None:
-        for socket in (*self.sockets.values(), self.pong):
+        for socket in (*self.sockets.values(), self.pong, self.notices):
             socket.close()
         self.context.term()
 
@@ -94,4 +99,25 @@ def test_a_late_reply_to_a_request_given_up_on_neither_beats_nor_takes_another_s
         assert simulated.engine_ids() == {answered: 1, fresh: 3}
         assert simulated.engines_in(EngineState.UNANSWERED) == [late]
         assert sorted(simulated.fleet.ids) == sorted([answered.encode(), fresh.encode()])
+        assert simulated.running
+
+
+@pytest.mark.timeout(30)
+def test_garbage_on_the_notification_channel_is_skipped_and_the_next_notice_is_read(hub):
+    with SimulatedEngines(hub.connection, count=1) as simulated:
+        ((idents, uuid),) = hub.requests(1)
+        hub.accept(idents, 7)
+        wait_until(lambda: simulated.status().accepted == 1, timeout=10)
+
+        # the engines' SUB joins a moment after it connects: send until a notice gets through
+        def registered_after_garbage() -> bool:
+            hub.notices.send_multipart([b"not", b"a", b"message"])
+            hub.notices.send_multipart([b"<IDS|MSG>", b"bad signature", b"{}", b"{}", b"{}", b"{}"])
+            hub.notify("registration_notification", b'["not", "a", "dict"]')  # packed
+            hub.notify("registration_notification", {"uuid": ["un", "hashable"]})
+            hub.notify("registration_notification", {"uuid": uuid, "id": 7})
+            gevent.sleep(0.05)
+            return simulated.status().registered_now == 1
+
+        wait_until(registered_after_garbage, timeout=10)
         assert simulated.running

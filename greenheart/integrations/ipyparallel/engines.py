@@ -435,12 +435,13 @@ class SimulatedEngines(Service):
             try:
                 _, message = self._session.feed_identities(frames)
                 notice = self._session.deserialize(message)
+                kind = notice["header"]["msg_type"]
+                uuid = notice["content"].get("uuid")
+                ours = isinstance(uuid, str) and uuid in self._registry
             except Exception:
                 self._limited(logging.WARNING, "notice", "an unreadable hub notification")
                 continue
-            kind = notice["header"]["msg_type"]
-            uuid = notice["content"].get("uuid")
-            if uuid not in self._registry:
+            if not ours:
                 continue
             now = self.clock()
             if kind == "registration_notification":
