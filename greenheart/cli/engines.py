@@ -116,6 +116,8 @@ def _status_line(engines: SimulatedEngines, as_json: bool) -> str:
         f" unregistered ({status.lost} alive, {status.killed_unregistered} of"
         f" {status.killed} killed)"
     )
+    if status.unreadable:
+        text += f"; {status.unreadable} unreadable messages from the hub skipped"
     if status.last_error:
         text += f"; last refusal: {status.last_error}"
     return text

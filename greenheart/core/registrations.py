@@ -65,6 +65,8 @@ class RegistrationStatus:
     #: killed on purpose, and how many of those the hub has unregistered
     killed: int
     killed_unregistered: int
+    #: messages from the hub that could not be read, or answered nobody: skipped
+    unreadable: int = 0
     #: the last refusal's error
     last_error: str | None = None
 
@@ -96,7 +98,16 @@ class Registry:
     _records: dict[str, EngineRecord] = attrs.field(factory=dict)
     _counts: dict[str, int] = attrs.field(
         factory=lambda: dict.fromkeys(
-            ("asked", "accepted", "refused", "unanswered", "registered", "unregistered", "lost"),
+            (
+                "asked",
+                "accepted",
+                "refused",
+                "unanswered",
+                "registered",
+                "unregistered",
+                "lost",
+                "unreadable",
+            ),
             0,
         )
     )
@@ -159,6 +170,10 @@ class Registry:
         assert record.asked_at is not None
         self._registration_seconds.append(now - record.asked_at)
         return True
+
+    def unreadable(self) -> None:
+        """A message from the hub was skipped: it could not be read, or answered nobody."""
+        self._counts["unreadable"] += 1
 
     def killed(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
@@ -241,5 +256,6 @@ class Registry:
             lost=self._counts["lost"],
             killed=len(killed),
             killed_unregistered=sum(r.state is EngineState.UNREGISTERED for r in killed),
+            unreadable=self._counts["unreadable"],
             last_error=self._last_error,
         )

@@ -315,6 +315,7 @@ class SimulatedEngines(Service):
             tag, message = self._split(socket.recv_multipart())
             uuid = self._whose_reply(tag)
             if uuid is None:
+                self._registry.unreadable()
                 self._limited(logging.WARNING, "reply", "a registration reply nobody waits for")
                 continue
             self._answered(uuid, message)
@@ -437,12 +438,14 @@ class SimulatedEngines(Service):
                 notice = self._session.deserialize(message)
                 kind = notice["header"]["msg_type"]
                 uuid = notice["content"].get("uuid")
-                ours = isinstance(uuid, str) and uuid in self._registry
+                if not isinstance(uuid, str):
+                    raise TypeError(f"a uuid of {type(uuid).__name__}")
             except Exception:
+                self._registry.unreadable()
                 self._limited(logging.WARNING, "notice", "an unreadable hub notification")
                 continue
-            if not ours:
-                continue
+            if uuid not in self._registry:
+                continue  # another client's engine
             now = self.clock()
             if kind == "registration_notification":
                 self._registry.registered(uuid, now)
