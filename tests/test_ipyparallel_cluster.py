@@ -15,7 +15,7 @@ import gevent
 import ipyparallel
 import pytest
 
-from greenheart.bench.proc import descendants
+from greenheart.bench.proc import descendants, listening_descendant
 from greenheart.core.behaviour import Die, Revive
 from greenheart.core.errors import TooManyHearts
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
@@ -221,6 +221,26 @@ def test_engines_with_their_own_sockets_at_a_rate_die_and_come_back_registered_a
             wait_for_status(simulated, lambda s: s.registered_now == 30, timeout=30)
             status = simulated.status()
     assert (status.asked, status.registered, status.lost, status.purged) == (34, 34, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_engines_leave_a_controller_whose_heart_monitor_froze_and_the_hub_unregisters_them(
+    tmp_path,
+):
+    profile = tmp_path / "profile"
+    with controller(profile, args=["--HeartMonitor.period=200"]) as proc:
+        connection = ControllerConnection.from_profile_dir(profile)
+        with SimulatedEngines(connection, count=10, max_heartbeat_misses=2) as simulated:
+            wait_for_status(simulated, lambda s: s.registered_now == 10, timeout=60)
+            monitor = listening_descendant(proc.pid, connection.hb_ping)
+            assert monitor is not None
+            os.kill(monitor, signal.SIGSTOP)  # its pings stop; the hub cannot tell
+            try:
+                wait_for_status(simulated, lambda s: s.unregistered == 10, timeout=30)
+            finally:
+                os.kill(monitor, signal.SIGCONT)
+            status = simulated.status()
+    assert (status.left, status.lost, status.killed) == (10, 0, 0)
 
 
 @pytest.mark.timeout(120)

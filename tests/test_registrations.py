@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from greenheart.core.registrations import EngineState, Registry, registration_times
+from greenheart.core.registrations import EngineState, PingWatch, Registry, registration_times
 
 
 @given(
@@ -113,3 +113,64 @@ def test_engines_fall_due_in_order_once_each_and_the_next_one_is_known():
     assert book.due(1.5) == ["tie-1"]
     assert book.next_due() == 2.0
     assert book.due(5.0) == ["late"] and book.next_due() is None
+
+
+@given(
+    max_misses=st.integers(1, 6),
+    heard=st.lists(st.lists(st.booleans(), max_size=30), min_size=1, max_size=5),
+)
+def test_an_engine_gives_up_after_max_misses_checks_in_a_row_without_a_ping(max_misses, heard):
+    """``heard[e][c]``: whether engine e heard a ping between check c-1 and check c."""
+    engines = [f"e{n}" for n in range(len(heard))]
+    expected = {}  # the check at which each gives up: the first check cannot miss
+    for engine, checks in zip(engines, heard, strict=True):
+        streak = 0
+        for check, got in enumerate(checks):
+            streak = 0 if got or check == 0 else streak + 1
+            if streak == max_misses:
+                expected[engine] = check
+                break
+    watch = PingWatch(max_misses)
+    counts = dict.fromkeys(engines, 0)
+    given_up = {}
+    for check in range(max(map(len, heard))):
+        watched = {}
+        for engine, checks in zip(engines, heard, strict=True):
+            if check < len(checks) and engine not in given_up:
+                counts[engine] += checks[check]
+                watched[engine] = counts[engine]
+        for engine in watch.check(watched):
+            assert engine not in given_up  # once: it is watched no more
+            given_up[engine] = check
+    assert given_up == expected
+
+
+def test_an_engine_left_out_is_forgotten_and_watched_from_scratch_when_back():
+    watch = PingWatch(2)
+    assert watch.check({"a": 5}) == []
+    assert watch.check({"a": 5}) == []  # one miss
+    assert watch.check({}) == []  # killed: forgotten, misses and all
+    assert watch.check({"a": 5}) == []  # back: its first check again
+    assert watch.check({"a": 5}) == []
+    assert watch.check({"a": 5}) == ["a"]
+
+
+def test_an_engine_that_left_is_unregistered_as_it_asked_not_lost():
+    book = registry("leaver", "killed")
+    for uuid in ("leaver", "killed"):
+        book.asked(uuid, 0.0)
+        book.accepted(uuid, 0.1, engine_id=0)
+        book.registered(uuid, 1.0)
+    book.left("leaver", 80.0)
+    book.killed("killed", 80.0)
+    book.left("killed", 81.0)  # dead already: it cannot leave
+    assert book.unregistered("leaver", 80.1) is None
+    assert book.unregistered("killed", 80.5) == pytest.approx(0.5)
+    status = book.status(90.0)
+    assert (status.left, status.lost, status.unregistered, status.killed_unregistered) == (
+        1,
+        0,
+        2,
+        1,
+    )
+    assert book.detection_seconds() == [pytest.approx(0.5)]

@@ -3,7 +3,10 @@ out of order, late, or with garbage."""
 
 from __future__ import annotations
 
+import time
+
 import gevent
+import gevent.event
 import pytest
 import zmq.green
 from jupyter_client.session import Session
@@ -39,21 +42,31 @@ class ScriptedHub:
             "tcp://127.0.0.1", key=KEY, signature_scheme="hmac-sha256", **ports
         )
 
+    def receive(self, kind: str, timeout: float = 10) -> tuple[list[bytes], dict]:
+        """The next request, which must be of this kind: whom to answer, and its content."""
+        with gevent.Timeout(timeout):
+            frames = self.sockets[zmq.ROUTER].recv_multipart()
+        idents, message = self.session.feed_identities(frames)
+        request = self.session.deserialize(message)
+        assert request["header"]["msg_type"] == kind
+        return idents, request["content"]
+
     def requests(self, count: int) -> list[tuple[list[bytes], str]]:
         """The next ``count`` registration requests: whom to answer, and the uuid asked for."""
         received = []
         for _ in range(count):
-            with gevent.Timeout(10):
-                frames = self.sockets[zmq.ROUTER].recv_multipart()
-            idents, message = self.session.feed_identities(frames)
-            request = self.session.deserialize(message)
-            assert request["header"]["msg_type"] == "registration_request"
-            received.append((idents, request["content"]["uuid"]))
+            idents, content = self.receive("registration_request")
+            received.append((idents, content["uuid"]))
         return received
 
-    def accept(self, idents: list[bytes], engine_id: int) -> None:
+    def ping_until(self, stop: gevent.event.Event, every: float = 0.05) -> None:
+        while not stop.is_set():
+            self.sockets[zmq.PUB].send(b"%.6f" % time.monotonic())
+            gevent.sleep(every)
+
+    def accept(self, idents: list[bytes], engine_id: int, period_ms: int = 1000) -> None:
         # as ipyparallel's hub does: the reply goes back with every routing frame that came
-        content = {"id": engine_id, "status": "ok", "hb_period": 1000}
+        content = {"id": engine_id, "status": "ok", "hb_period": period_ms}
         self.session.send(self.sockets[zmq.ROUTER], "registration_reply", content, ident=idents)
 
     def notify(self, kind: str, content: object) -> None:
@@ -122,3 +135,35 @@ def test_garbage_on_the_notification_channel_is_skipped_and_the_next_notice_is_r
         wait_until(registered_after_garbage, timeout=10)
         assert simulated.running
         assert simulated.status().unreadable >= 4  # all but the last notice, at least once
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-registrar", "own-registrar"])
+def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipengine_does(
+    hub, shared
+):
+    period_ms, misses = 100, 2  # a check every 600 ms
+    with SimulatedEngines(
+        hub.connection, count=2, shared_registrar=shared, max_heartbeat_misses=misses
+    ) as simulated:
+        asked = hub.requests(2)
+        for engine_id, (idents, _) in enumerate(asked, 1):
+            hub.accept(idents, engine_id, period_ms)
+        wait_until(lambda: len(simulated.fleet.alive) == 2, timeout=10)
+        pinging = gevent.event.Event()
+        pinger = gevent.spawn(hub.ping_until, pinging)
+        try:
+            wait_until(lambda: simulated.fleet.status().pings >= 2 * 40, timeout=10)  # 2 s
+            assert simulated.status().left == 0  # as long as the pings come
+        finally:
+            pinging.set()
+            pinger.join()
+        silent_since = time.monotonic()
+        ids = {hub.receive("unregistration_request")[1]["id"] for _ in range(2)}
+        seconds = time.monotonic() - silent_since
+        assert ids == {1, 2}
+        # ipengine's rule: misses checks in a row, the first of them possibly almost a check late
+        check = (period_ms + 500) / 1000
+        assert misses * check - 0.1 <= seconds <= (misses + 1) * check + 1.0
+        wait_until(lambda: not simulated.fleet.alive, timeout=5)
+        assert simulated.status().left == 2 and simulated.running

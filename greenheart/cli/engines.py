@@ -59,6 +59,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     engines.add_argument("--reply-timeout", type=positive_float, default=30.0, metavar="SECONDS")
     engines.add_argument(
+        "--max-heartbeat-misses",
+        type=count,
+        default=50,
+        metavar="N",
+        help="as ipengine's: an engine that heard no ping in N checks in a row (one a period"
+        " + 500 ms) asks to be unregistered and dies; 0 never gives up (default: 50)",
+    )
+    engines.add_argument(
         "--wait",
         type=positive_float,
         default=30.0,
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         spread=args.spread,
         ping_per_engine=args.sub_per_engine,
         reply_timeout=args.reply_timeout,
+        max_heartbeat_misses=args.max_heartbeat_misses,
         **({"prefix": args.prefix} if args.prefix else {}),
     )
     banner = (
@@ -116,6 +125,8 @@ def _status_line(engines: SimulatedEngines, as_json: bool) -> str:
         f" unregistered ({status.lost} alive, {status.killed_unregistered} of"
         f" {status.killed} killed)"
     )
+    if status.left:
+        text += f"; {status.left} left, hearing no pings from the controller"
     if status.unreadable:
         text += f"; {status.unreadable} unreadable messages from the hub skipped"
     if status.last_error:

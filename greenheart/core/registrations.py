@@ -4,7 +4,9 @@ An engine asks to register (``registration_request``), the hub answers (accepted
 with an error), the engine starts beating, and the hub announces it registered once its heart
 monitor reported the heart; if that never happens, the hub purges the registration after its
 timeout. Later the hub may announce it unregistered: because it was killed (and how fast that
-was noticed is the point of a benchmark) or, for an engine still alive, wrongly (lost).
+was noticed is the point of a benchmark), because it left (it stopped hearing the controller's
+pings, and asked to be unregistered, as ipengine does), or, for an engine still alive, wrongly
+(lost). :class:`PingWatch` is ipengine's check on its controller's pings.
 
 :class:`Registry` keeps that per engine, fed with events and the time they happened; the
 driver (:mod:`greenheart.integrations.ipyparallel.engines`) only moves messages and time in.
@@ -17,6 +19,7 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Mapping
 
 import attrs
 
@@ -40,6 +43,8 @@ class EngineRecord:
     asked_at: float | None = None
     accepted_at: float | None = None
     killed_at: float | None = None
+    #: when it gave up on a silent controller and asked to be unregistered
+    left_at: float | None = None
     engine_id: int | None = None
     error: str | None = None
 
@@ -65,6 +70,8 @@ class RegistrationStatus:
     #: killed on purpose, and how many of those the hub has unregistered
     killed: int
     killed_unregistered: int
+    #: engines that stopped hearing the controller's pings and left, asking to be unregistered
+    left: int = 0
     #: messages from the hub that could not be read, or answered nobody: skipped
     unreadable: int = 0
     #: the last refusal's error
@@ -107,6 +114,7 @@ class Registry:
                 "unregistered",
                 "lost",
                 "unreadable",
+                "left",
             ),
             0,
         )
@@ -137,7 +145,7 @@ class Registry:
     def asked(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
         record.state, record.asked_at, record.accepted_at = EngineState.ASKED, now, None
-        record.killed_at = None
+        record.killed_at = record.left_at = None
         self._counts["asked"] += 1
 
     def accepted(self, uuid: str, now: float, engine_id: int) -> None:
@@ -180,6 +188,13 @@ class Registry:
         if record.killed_at is None:
             record.killed_at = now
 
+    def left(self, uuid: str, now: float) -> None:
+        """The engine gave up on its controller and asked to be unregistered."""
+        record = self._records[uuid]
+        if record.left_at is None and record.killed_at is None:
+            record.left_at = now
+            self._counts["left"] += 1
+
     def unregistered(self, uuid: str, now: float) -> float | None:
         """The hub announced ``uuid`` unregistered: the seconds since it was killed, if it was."""
         record = self._records.get(uuid)
@@ -187,6 +202,8 @@ class Registry:
             return None
         record.state = EngineState.UNREGISTERED
         self._counts["unregistered"] += 1
+        if record.left_at is not None:
+            return None  # as it asked
         if record.killed_at is None:
             self._counts["lost"] += 1
             return None
@@ -257,5 +274,38 @@ class Registry:
             killed=len(killed),
             killed_unregistered=sum(r.state is EngineState.UNREGISTERED for r in killed),
             unreadable=self._counts["unreadable"],
+            left=self._counts["left"],
             last_error=self._last_error,
         )
+
+
+@attrs.define
+class PingWatch:
+    """ipengine's check on its controller: at every check (ipengine checks every heart period
+    plus 500 ms), an engine whose heart heard no ping since the check before has missed one;
+    one that has missed ``max_misses`` in a row gives up on the controller and leaves.
+
+    The first check of an engine only notes its count, as ipengine's first check cannot miss.
+    """
+
+    max_misses: int = attrs.field(validator=attrs.validators.ge(1))
+    _heard: dict[str, int] = attrs.field(factory=dict, init=False)
+    _misses: dict[str, int] = attrs.field(factory=dict, init=False)
+
+    def check(self, pings: Mapping[str, int]) -> list[str]:
+        """``pings``: how many pings each engine to watch has heard so far. The engines that
+        have now missed ``max_misses`` checks in a row; they are watched no more (until they
+        are in ``pings`` again, as from scratch). An engine left out of ``pings`` is forgotten.
+        """
+        for uuid in [uuid for uuid in self._heard if uuid not in pings]:
+            del self._heard[uuid], self._misses[uuid]
+        given_up = []
+        for uuid, count in pings.items():
+            if self._heard.get(uuid, -1) != count:
+                self._heard[uuid], self._misses[uuid] = count, 0
+                continue
+            self._misses[uuid] += 1
+            if self._misses[uuid] >= self.max_misses:
+                given_up.append(uuid)
+                del self._heard[uuid], self._misses[uuid]
+        return given_up

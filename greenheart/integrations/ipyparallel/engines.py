@@ -9,7 +9,9 @@ engines would: registrations, heartbeats, deaths.
 
 The hub's notifications (``registration_notification``, ``unregistration_notification``, on
 the channel clients follow) say what the controller made of them: registered, purged (it
-never heard the heart in time), unregistered (killed, or lost while alive).
+never heard the heart in time), unregistered (killed, left, or lost while alive). An engine
+leaves as ipengine does, when its heart has heard no ping for ``max_heartbeat_misses`` checks:
+it asks the hub to unregister it, and dies.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from greenheart.core.checks import COUNT
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
     EngineState,
+    PingWatch,
     RegistrationStatus,
     Registry,
     registration_times,
@@ -53,6 +56,12 @@ UNANSWERED_WARNING = 5.0
 
 #: seconds between looks for requests gone unanswered and registrations purged
 CHECK_INTERVAL = 0.5
+
+#: ipengine checks for its controller's pings every heart period plus this, in ms
+PING_CHECK_SLACK_MS = 500.0
+
+#: seconds a leaving engine's own registrar may take to deliver its unregistration request
+LEAVING_LINGER_MS = 1000
 
 
 class RegistrationFailed(RuntimeError):
@@ -100,6 +109,9 @@ class SimulatedEngines(Service):
     #: seconds after which an accepted engine never announced registered counts as purged;
     #: None for the hub's default for the period it announces
     purge_after: float | None = None
+    #: as ipengine's trait: an engine that heard no ping in this many checks in a row (one
+    #: each period + 500 ms) asks to be unregistered and dies; 0 never gives up
+    max_heartbeat_misses: int = attrs.field(default=50, validator=attrs.validators.ge(0))
     prefix: str = attrs.field(factory=lambda: f"sim-{secrets.token_hex(4)}")
     #: called as ``on_unregistered(uuid, seconds_since_killed_or_None)``
     on_unregistered: Callable[[str, float | None], object] | None = None
@@ -205,6 +217,8 @@ class SimulatedEngines(Service):
         self._add(self.count)
         self._spawn(self._ask_when_due)
         self._spawn(self._watch)
+        if self.max_heartbeat_misses:
+            self._spawn(self._watch_controller, PingWatch(self.max_heartbeat_misses))
         if self.scenario:
             # flapping engines are chosen now, from every engine that will register
             planned = [uuid.encode() for uuid in self._registry.uuids]
@@ -429,6 +443,50 @@ class SimulatedEngines(Service):
             )
             # its answer may still come: the tag on it will say whose it is
             self._awaiting.pop(uuid, None)
+
+    def _watch_controller(self, watch: PingWatch) -> None:
+        """ipengine's check on the controller: an engine whose heart heard no ping for
+        ``max_heartbeat_misses`` checks in a row leaves."""
+        while True:
+            period = self.period  # known from the first acceptance on
+            gevent.sleep(((period or 1000.0) + PING_CHECK_SLACK_MS) / 1000)
+            if period is None:
+                continue
+            assert self._fleet is not None
+            beating = set(self._fleet.alive)
+            pings = {
+                uuid: self._fleet.counters(uuid.encode()).pings
+                for state in (EngineState.ACCEPTED, EngineState.REGISTERED)
+                for uuid in self._registry.in_state(state)
+                if uuid.encode() in beating and self._registry[uuid].killed_at is None
+            }
+            for uuid in watch.check(pings):
+                self._leave(uuid, period + PING_CHECK_SLACK_MS)
+
+    def _leave(self, uuid: str, check_ms: float) -> None:
+        """As ipengine does when its controller has gone silent: ask to be unregistered, and
+        die."""
+        self._registry.left(uuid, self.clock())
+        self._limited(
+            logging.WARNING,
+            "left",
+            "engine %s heard no ping from the controller in %d checks of %g ms: it asks to be"
+            " unregistered and dies, as ipengine does",
+            uuid,
+            self.max_heartbeat_misses,
+            check_ms,
+        )
+        content = {"id": self._registry[uuid].engine_id}
+        if self._registrar is not None:
+            self._session.send(self._registrar, "unregistration_request", content=content)
+        else:
+            socket = self._socket(zmq.DEALER)
+            socket.linger = LEAVING_LINGER_MS  # closed at once, delivered on libzmq's time
+            connect(socket, self.connection.registration_url, "registration")
+            self._session.send(socket, "unregistration_request", content=content)
+            socket.close()
+        assert self._fleet is not None
+        self._fleet.kill([uuid.encode()])
 
     def _follow_notifications(self, socket: zmq.green.Socket) -> None:
         while True:
