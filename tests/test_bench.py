@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenheart.bench.command import with_default_subcommand
+from greenheart.bench.controller import summary as controller_summary
 from greenheart.bench.ramp import (
     ON_TIME_FLOOR,
     RampPlan,
@@ -371,6 +372,17 @@ def test_the_soak_pairs_each_kill_with_the_failure_that_answers_it():
     assert match([("a", 1.0), ("a", 2.0)], [("a", 2.1)], until=9.0)[2] == [("a", 1.0)]
 
 
+def test_the_controller_bench_says_when_engines_left_a_stalled_heart_monitor():
+    row = {"period_ms": 1000.0, "engines": 500, "monitor_cpu_percent": 2.0, "detect_max_ms": 20}
+    rows = [
+        {**row, "controller": "greenheart", "left": 0},
+        {**row, "controller": "stock", "left": 7},
+    ]
+    text = controller_summary(rows)
+    assert "stock @ 1000 ms, 500 engines: 7 engines left" in text
+    assert "greenheart @ 1000 ms, 500 engines:" not in text
+
+
 @pytest.mark.timeout(180)
 def test_the_ipyparallel_bench_at_a_tiny_size(tmp_path):
     out, png = tmp_path / "ipyparallel.json", tmp_path / "ipyparallel.png"
@@ -383,6 +395,7 @@ def test_the_ipyparallel_bench_at_a_tiny_size(tmp_path):
     rows = {r["controller"]: r for r in json.loads(out.read_text())["rows"]}
     for row in rows.values():
         assert (row["registered"], row["purged"], row["lost"], row["detected"]) == (20, 0, 0, 3)
+        assert row["left"] == 0
         assert row["monitor_found"]  # the heart monitor's CPU is its own process's
     # a closed connection is news at once; the stock monitor waits for 11 missed beats
     assert rows["greenheart"]["detect_max_ms"] < 500 < 11 * 500 < rows["stock"]["detect_p50_ms"]

@@ -204,6 +204,8 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
             detect_max_ms=_round(max(ms, default=None)),
             purged=status["purged"],
             lost=status["lost"],
+            # engines that heard no ping for ipengine's 50 checks and left: a stalled monitor
+            left=status["left"],
         )
     return row
 
@@ -317,6 +319,12 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
             f"{size} engines @ {period:g} ms: heart monitor CPU greenheart/stock {cpu};"
             f" crash detection max {_text(row['detect_max_ms'])} vs {_text(stock['detect_max_ms'])}"
         )
+    for row in rows:
+        if row.get("left"):
+            lines.append(
+                f"{row['controller']} @ {row['period_ms']:g} ms, {row['engines']} engines:"
+                f" {row['left']} engines left, hearing no pings: the heart monitor stalled"
+            )
     return "\n".join(lines)
 
 
