@@ -20,6 +20,7 @@ from greenheart.core.behaviour import Die, Revive
 from greenheart.core.errors import TooManyHearts
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.engines import (
+    ControllerSilent,
     RegistrationFailed,
     SimulatedEngines,
 )
@@ -240,6 +241,9 @@ def test_engines_leave_a_controller_whose_heart_monitor_froze_and_the_hub_unregi
             finally:
                 os.kill(monitor, signal.SIGCONT)
             status = simulated.status()
+            # nobody is left to run: they stop, as 10 ipengine processes would have exited
+            wait_until(lambda: not simulated.running, timeout=30)
+    assert isinstance(simulated.exception, ControllerSilent)
     assert (status.left, status.lost, status.killed) == (10, 0, 0)
 
 

@@ -13,7 +13,11 @@ from jupyter_client.session import Session
 
 from greenheart.core.registrations import EngineState
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
-from greenheart.integrations.ipyparallel.engines import SimulatedEngines
+from greenheart.integrations.ipyparallel.engines import (
+    LEAVING_GRACE,
+    ControllerSilent,
+    SimulatedEngines,
+)
 from tests.helpers import wait_until
 
 KEY = b"a-key-for-the-test"
@@ -165,5 +169,8 @@ def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipeng
         # ipengine's rule: misses checks in a row, the first of them possibly almost a check late
         check = (period_ms + 500) / 1000
         assert misses * check - 0.1 <= seconds <= (misses + 1) * check + 1.0
-        wait_until(lambda: not simulated.fleet.alive, timeout=5)
-        assert simulated.status().left == 2 and simulated.running
+        assert simulated.status().left == 2
+        # with nobody left to run, and no hub to say they are unregistered, they stop, saying why
+        wait_until(lambda: not simulated.running, timeout=LEAVING_GRACE + 5)
+        assert isinstance(simulated.exception, ControllerSilent)
+        assert "is it still running?" in str(simulated.exception)

@@ -63,9 +63,17 @@ PING_CHECK_SLACK_MS = 500.0
 #: seconds a leaving engine's own registrar may take to deliver its unregistration request
 LEAVING_LINGER_MS = 1000
 
+#: seconds the engines wait for the hub to announce that those that left are unregistered,
+#: once every engine has left, before they stop
+LEAVING_GRACE = 5.0
+
 
 class RegistrationFailed(RuntimeError):
     """Every engine that asked was refused or went unanswered: none could register."""
+
+
+class ControllerSilent(RuntimeError):
+    """Every engine left, hearing no ping from the controller: there is nobody left to run."""
 
 
 def hub_purge_seconds(period_ms: float) -> float:
@@ -405,6 +413,12 @@ class SimulatedEngines(Service):
             failed = status.refused + status.unanswered
             if status.engines and status.asked == status.engines == failed:
                 raise RegistrationFailed(self._why_none_registered(status))
+            if status.left and self._everyone_left():
+                raise ControllerSilent(
+                    f"all {status.left} engines that were beating left, hearing no ping from"
+                    f" the controller at {self.connection.ping_url} in"
+                    f" {self.max_heartbeat_misses} checks: is it still running?"
+                )
 
     def _why_none_registered(self, status: RegistrationStatus) -> str:
         url = self.connection.registration_url
@@ -462,6 +476,23 @@ class SimulatedEngines(Service):
             }
             for uuid in watch.check(pings):
                 self._leave(uuid, period + PING_CHECK_SLACK_MS)
+
+    def _everyone_left(self) -> bool:
+        """No engine beats or is about to, and every one that left has been unregistered or
+        has waited long enough for it (a dead hub announces nothing)."""
+        assert self._fleet is not None
+        if self._fleet.alive or any(
+            self._registry.in_state(state) for state in (EngineState.WAITING, EngineState.ASKED)
+        ):
+            return False
+        now = self.clock()
+        for uuid in self._registry.uuids:
+            record = self._registry[uuid]
+            if record.left_at is None or record.state is EngineState.UNREGISTERED:
+                continue
+            if now - record.left_at < LEAVING_GRACE:
+                return False
+        return True
 
     def _leave(self, uuid: str, check_ms: float) -> None:
         """As ipengine does when its controller has gone silent: ask to be unregistered, and
