@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from greenheart import Behaviour, Heart, HeartFleet, HeartMonitor, UsageError
 from greenheart.cli import main
-from greenheart.core.errors import SocketClosed
+from greenheart.core.errors import GreenheartError, SocketClosed
 from greenheart.green.lifecycle import Service
 from greenheart.integrations.metrics import serve_metrics
 from greenheart.integrations.wsgi import hearts_app
@@ -31,13 +31,14 @@ class Fragile(Service):
     """A service whose one greenlet raises when told to."""
 
     told: gevent.event.Event = attrs.field(factory=gevent.event.Event)
+    error: BaseException = attrs.field(factory=lambda: RuntimeError("the work went wrong"))
 
     def _open(self) -> None:
         self._spawn(self._work)
 
     def _work(self) -> None:
         self.told.wait()
-        raise RuntimeError("the work went wrong")
+        raise self.error
 
 
 class StopRecord:
@@ -62,7 +63,17 @@ def test_a_service_whose_greenlet_dies_stops_says_why_and_tells_its_handlers_onc
     assert stopped.calls == [(service, service.exception)]
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1 and "the work went wrong" in errors[0].getMessage()
+    assert errors[0].exc_info is not None  # a bug: its traceback
     assert service.join(timeout=1)
+
+
+def test_an_error_raised_on_purpose_is_logged_as_its_message_without_a_traceback(caplog):
+    service = Fragile(error=GreenheartError("the controller went silent")).start()
+    with caplog.at_level(logging.ERROR, logger="greenheart.lifecycle"):
+        service.told.set()
+        wait_until(lambda: not service.running)
+    (error,) = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert "the controller went silent" in error.getMessage() and error.exc_info is None
 
 
 def test_a_plain_stop_tells_the_handlers_once_with_no_exception():

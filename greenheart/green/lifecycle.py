@@ -37,6 +37,8 @@ import gevent
 import gevent.event
 import gevent.pool
 
+from greenheart.core.errors import GreenheartError
+
 log = logging.getLogger("greenheart.lifecycle")
 
 S = TypeVar("S", bound="Service")
@@ -141,7 +143,9 @@ class Service:
         handlers. Nothing if this object is not running (it died of its own stop)."""
         if self._state is not State.RUNNING:
             return
-        log.error("%s stopped: %s: %r", type(self).__name__, why, error, exc_info=error)
+        # an error raised on purpose says what happened; a traceback is for a bug
+        trace = None if isinstance(error, GreenheartError) else error
+        log.error("%s stopped: %s: %r", type(self).__name__, why, error, exc_info=trace)
         self._stop(error)
 
     def _stop(self, error: BaseException | None) -> None:

@@ -30,6 +30,7 @@ import zmq.green
 
 from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive, as_scenario
 from greenheart.core.checks import COUNT
+from greenheart.core.errors import GreenheartError
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
     EngineState,
@@ -68,11 +69,11 @@ LEAVING_LINGER_MS = 1000
 LEAVING_GRACE = 5.0
 
 
-class RegistrationFailed(RuntimeError):
+class RegistrationFailed(GreenheartError):
     """Every engine that asked was refused or went unanswered: none could register."""
 
 
-class ControllerSilent(RuntimeError):
+class ControllerSilent(GreenheartError):
     """Every engine left, hearing no ping from the controller: there is nobody left to run."""
 
 
