@@ -61,7 +61,7 @@ CHECK_INTERVAL = 0.5
 #: ipengine checks for its controller's pings every heart period plus this, in ms
 PING_CHECK_SLACK_MS = 500.0
 
-#: seconds a leaving engine's own registrar may take to deliver its unregistration request
+#: how long (ms) a leaving engine's own registrar may take to deliver its unregistration request
 LEAVING_LINGER_MS = 1000
 
 #: seconds the engines wait for the hub to announce that those that left are unregistered,
