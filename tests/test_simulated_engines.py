@@ -142,13 +142,19 @@ def test_garbage_on_the_notification_channel_is_skipped_and_the_next_notice_is_r
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-registrar", "own-registrar"])
+@pytest.mark.parametrize(
+    "shared", [True, False], ids=["shared-sockets", "own-registrar-and-sub-per-engine"]
+)
 def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipengine_does(
     hub, shared
 ):
     period_ms, misses = 100, 2  # a check every 600 ms
     with SimulatedEngines(
-        hub.connection, count=2, shared_registrar=shared, max_heartbeat_misses=misses
+        hub.connection,
+        count=2,
+        shared_registrar=shared,
+        ping_per_engine=not shared,
+        max_heartbeat_misses=misses,
     ) as simulated:
         asked = hub.requests(2)
         for engine_id, (idents, _) in enumerate(asked, 1):
