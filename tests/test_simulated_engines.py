@@ -3,10 +3,14 @@ out of order, late, or with garbage."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import gevent
 import gevent.event
+import gevent.subprocess
 import pytest
 import zmq.green
 from jupyter_client.session import Session
@@ -180,3 +184,33 @@ def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipeng
         wait_until(lambda: not simulated.running, timeout=LEAVING_GRACE + 5)
         assert isinstance(simulated.exception, ControllerSilent)
         assert "is it still running?" in str(simulated.exception)
+
+
+@pytest.mark.timeout(60)
+def test_the_engines_command_exits_1_saying_why_when_every_engine_left(hub, tmp_path):
+    connection_file = tmp_path / "ipcontroller-engine.json"
+    connection = hub.connection
+    connection_file.write_text(
+        json.dumps(
+            {
+                "interface": connection.interface,
+                "registration": connection.registration,
+                "hb_ping": connection.hb_ping,
+                "hb_pong": connection.hb_pong,
+                "key": KEY.decode(),
+                "signature_scheme": "hmac-sha256",
+            }
+        )
+    )
+    command = [sys.executable, "-m", "greenheart", "engines", "-n", "2"]
+    command += ["--connection-file", str(connection_file), "--max-heartbeat-misses", "1"]
+    run = gevent.subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for idents, _ in hub.requests(2):
+            hub.accept(idents, 1, period_ms=100)  # and never a ping
+        _, stderr = run.communicate(timeout=40)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1
+    assert b"ControllerSilent: all 2 engines that were beating left" in stderr
