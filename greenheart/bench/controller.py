@@ -33,7 +33,7 @@ import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
 from greenheart.bench.proc import cpu_seconds, listening_descendant
-from greenheart.bench.report import save_png, two_panels
+from greenheart.bench.report import aligned, cell_text, save_png, two_panels
 from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
 
@@ -286,23 +286,14 @@ COLUMNS = [
 
 
 def table(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
-    lines = [[title for title, _, _ in COLUMNS]] if header else []
-    for row in rows:
-        cells = []
-        for _, key, template in COLUMNS:
-            value = row.get(key)
-            cells.append("-" if value is None else template.format(value))
-        lines.append(cells)
+    """The rows as a text table; without ``header``, aligned as if it were there (a step's
+    row printed as it comes)."""
     titles = [title for title, _, _ in COLUMNS]
-    widths = [max(len(line[n]) for line in [titles, *lines]) for n in range(len(COLUMNS))]
-
-    def aligned(line: list[str]) -> str:
-        cells = enumerate(zip(line, widths, strict=True))
-        return "  ".join(
-            cell.rjust(width) if n else cell.ljust(width) for n, (cell, width) in cells
-        )
-
-    return "\n".join(aligned(line) for line in lines)
+    lines = [titles] + [
+        [cell_text(template, row.get(key)) for _, key, template in COLUMNS] for row in rows
+    ]
+    text = aligned(lines)
+    return text if header else text.split("\n", 1)[1]
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> str:

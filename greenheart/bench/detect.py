@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, Line, children
+from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
 from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
@@ -122,13 +123,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 *(_ms(r[key]) for key in ("p50_ms", "p99_ms", "max_ms")),
             ]
         )
-    widths = [max(len(line[n]) for line in lines) for n in range(len(head))]
-
-    def aligned(line: list[str]) -> str:
-        cells = zip(line, widths, strict=True)
-        return "  ".join(c.ljust(w) if n < 5 else c.rjust(w) for n, (c, w) in enumerate(cells))
-
-    return "\n".join(aligned(line) for line in lines)
+    return aligned(lines, left=5)
 
 
 def _ms(value: float | None) -> str:

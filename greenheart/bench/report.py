@@ -57,10 +57,26 @@ def _cells(result: StepResult) -> list[object]:
     ]
 
 
-def _format(template: str, value: object) -> str:
+def cell_text(template: str, value: object) -> str:
+    """A value in a table's cell: ``-`` for none."""
     if value is None:
         return "-"
     return template.format(value)
+
+
+def aligned(lines: Sequence[Sequence[str]], left: int = 1, ragged_last: bool = False) -> str:
+    """Rows of cells as text columns two spaces apart: the first ``left`` columns flush left,
+    the others right; with ``ragged_last`` the last column is free text, not padded."""
+    padded = len(lines[0]) - 1 if ragged_last else len(lines[0])
+    widths = [max(len(line[n]) for line in lines) for n in range(padded)]
+    text = []
+    for line in lines:
+        cells = [
+            cell.ljust(width) if n < left else cell.rjust(width)
+            for n, (cell, width) in enumerate(zip(line[:padded], widths, strict=True))
+        ]
+        text.append("  ".join([*cells, *line[padded:]]))
+    return "\n".join(text)
 
 
 def table(results: Sequence[StepResult]) -> str:
@@ -70,7 +86,7 @@ def table(results: Sequence[StepResult]) -> str:
         if result.settled:
             values = _cells(result)
             rows.append(
-                [_format(fmt, value) for (_, fmt), value in zip(COLUMNS, values, strict=True)]
+                [cell_text(fmt, value) for (_, fmt), value in zip(COLUMNS, values, strict=True)]
             )
         else:
             rows.append(
@@ -78,15 +94,7 @@ def table(results: Sequence[StepResult]) -> str:
                 + ["-"] * (len(COLUMNS) - 4)
                 + [result.verdict]
             )
-    widths = [max(len(row[n]) for row in rows) for n in range(len(COLUMNS) - 1)]
-    lines: list[str] = []
-    for row in rows:
-        cells = [
-            cell.ljust(width) if n == 0 else cell.rjust(width)
-            for n, (cell, width) in enumerate(zip(row[:-1], widths, strict=True))
-        ]
-        lines.append("  ".join(cells) + "  " + row[-1])
-    return "\n".join(lines)
+    return aligned(rows, ragged_last=True)
 
 
 def capacities(results: Sequence[StepResult], monitors: Sequence[str]) -> dict[str, dict | None]:
