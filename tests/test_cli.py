@@ -17,7 +17,7 @@ from gevent import subprocess
 import greenheart.cli.heart as heart_command
 from greenheart.cli import main
 from greenheart.cli.demo import run_demo
-from greenheart.core.errors import UsageError
+from greenheart.core.errors import UsageError, require_extra
 from greenheart.green.sockets import close_sockets
 
 
@@ -235,3 +235,11 @@ def test_what_a_user_can_fix_is_one_line_with_status_2(monkeypatch, capsys):
         main(["fleet", "--ping", "a", "--pong", "b", "--size", "1", "--loss", "1.5"])
     assert exit.value.code == 2
     assert "must be from 0 to 1" in capsys.readouterr().err
+
+
+def test_a_missing_optional_dependency_is_a_usage_error_naming_its_extra():
+    require_extra("json", "none-needed")  # installed: nothing happens
+    with pytest.raises(
+        UsageError, match=r"no_such_module is not installed: pip install 'greenheart\[some\]'"
+    ):
+        require_extra("no_such_module", "some")

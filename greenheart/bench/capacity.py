@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from greenheart.bench.ramp import (
     unsettled,
 )
 from greenheart.bench.runner import StepRunner, pinned_cpus
-from greenheart.core.errors import UsageError
+from greenheart.core.errors import UsageError, require_extra
 
 DEFAULT_HEARTS = "1000,2000,4000"
 DEFAULT_PERIODS = "200,133,100,90,80,73,67,60,55,50"
@@ -142,16 +141,16 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     monitors = list(args.monitor)
     if args.compare and "ipyparallel" not in monitors:
         monitors.append("ipyparallel")
-    if "ipyparallel" in monitors and importlib.util.find_spec("ipyparallel") is None:
-        raise UsageError("ipyparallel is not installed: pip install ipyparallel")
+    if "ipyparallel" in monitors:
+        require_extra("ipyparallel", "ipyparallel")
     if args.processes < 1:
         raise UsageError("--processes must be at least 1")
     if args.pin:
         pinned_cpus()  # refuses a machine of one CPU before anything starts
     if args.duration <= 0:
         raise UsageError("--duration must be positive")
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib: pip install 'greenheart[plot]'")
+    if args.plot:
+        require_extra("matplotlib", "plot")
     steps = RampPlan(args.hearts, args.period).steps()
     hold = args.duration / len(steps)
     progress = ProgressLine(err)

@@ -35,7 +35,7 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, ch
 from greenheart.bench.proc import cpu_seconds, listening_descendant
 from greenheart.bench.report import aligned, cell_text, save_png, two_panels
 from greenheart.bench.stats import percentile
-from greenheart.core.errors import UsageError
+from greenheart.core.errors import UsageError, require_extra
 
 HELP = "a real ipyparallel controller (stock or greenheart's) under a storm of engines"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
@@ -100,10 +100,7 @@ def steps(args: argparse.Namespace) -> list[Step]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    if importlib.util.find_spec("ipyparallel") is None:
-        raise UsageError("ipyparallel is not installed: pip install 'greenheart[ipyparallel]'")
+    require_extra("ipyparallel", "ipyparallel")
     results = []
     for step in steps(args):
         print(

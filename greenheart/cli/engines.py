@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from greenheart.cli.args import (
 )
 from greenheart.cli.printer import now_text
 from greenheart.cli.signals import serve
-from greenheart.core.errors import UsageError
+from greenheart.core.errors import require_extra
 
 if TYPE_CHECKING:
     from greenheart.integrations.ipyparallel.engines import SimulatedEngines
@@ -81,8 +80,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("ipyparallel") is None:
-        raise UsageError("ipyparallel is not installed: pip install 'greenheart[ipyparallel]'")
+    require_extra("ipyparallel", "ipyparallel")
     from greenheart.integrations.ipyparallel.connection import ControllerConnection
     from greenheart.integrations.ipyparallel.engines import SimulatedEngines
 

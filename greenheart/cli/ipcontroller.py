@@ -9,11 +9,10 @@ not by the ``greenheart`` parser.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 
-from greenheart.core.errors import UsageError
+from greenheart.core.errors import require_extra
 
 NAME = "ipcontroller"
 FAIL_ON_DISCONNECT = "--fail-on-disconnect"
@@ -44,8 +43,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if importlib.util.find_spec("ipyparallel") is None:
-        raise UsageError("ipyparallel is not installed: pip install 'greenheart[ipyparallel]'")
+    require_extra("ipyparallel", "ipyparallel")
     from greenheart.integrations.ipyparallel.controller import launch
 
     argv = list(argv)

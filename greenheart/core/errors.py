@@ -8,6 +8,8 @@ escapes greenheart is a bug, and surfaces as a traceback.
 
 from __future__ import annotations
 
+import importlib.util
+
 
 class GreenheartError(Exception):
     """The base of every error greenheart raises on purpose."""
@@ -23,3 +25,10 @@ class TooManyHearts(UsageError):
 
 class SocketClosed(GreenheartError):
     """A socket an object needs was closed by someone else while the object was running."""
+
+
+def require_extra(module: str, extra: str) -> None:
+    """Refuse what needs an optional dependency that is not installed, naming the extra that
+    brings it (``pip install 'greenheart[EXTRA]'``)."""
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{module} is not installed: pip install 'greenheart[{extra}]'")
