@@ -106,6 +106,21 @@ def test_replies_on_the_shared_registrar_reach_the_engines_they_answer_in_any_or
 
 
 @pytest.mark.timeout(30)
+def test_an_untagged_reply_answers_the_oldest_request_still_waiting(hub):
+    # the hub sends its error replies to the registrar alone, without the request's tag
+    with SimulatedEngines(hub.connection, count=2, reply_timeout=0.5) as simulated:
+        (first_idents, first), (_, given_up) = hub.requests(2)
+        hub.accept(first_idents, 1)
+        wait_until(lambda: simulated.engines_in(EngineState.UNANSWERED) == [given_up])
+        older, newer = simulated.add(1) + simulated.add(1)
+        (older_idents, _), (newer_idents, _) = hub.requests(2)
+        hub.accept(older_idents[:1], 3)  # untagged: the oldest still waiting, not the given-up
+        hub.accept(newer_idents, 4)
+        wait_until(lambda: len(simulated.engine_ids()) == 3, timeout=10)
+        assert simulated.engine_ids() == {first: 1, older: 3, newer: 4}
+
+
+@pytest.mark.timeout(30)
 def test_a_late_reply_to_a_request_given_up_on_neither_beats_nor_takes_another_s_place(hub):
     with SimulatedEngines(hub.connection, count=2, reply_timeout=0.5) as simulated:
         (late_idents, late), (answered_idents, answered) = hub.requests(2)
