@@ -77,6 +77,7 @@ def test_refusals_and_silence_are_counted_and_a_late_answer_does_not_revive_a_gi
     book.accepted("unanswered", 6.0, engine_id=3)  # too late: it is not beating
     status = book.status(7.0)
     assert (status.refused, status.unanswered, status.accepted) == (1, 1, 0)
+    assert book.oldest_asked() is None  # neither waits for an answer any more
     assert status.last_error == "Invalid Signature"
     assert book.in_state(EngineState.UNANSWERED) == ["unanswered"]
 
@@ -174,3 +175,16 @@ def test_an_engine_that_left_is_unregistered_as_it_asked_not_lost():
         1,
     )
     assert book.detection_seconds() == [pytest.approx(0.5)]
+
+
+def test_the_oldest_request_waiting_is_the_first_asked_of_those_still_unanswered():
+    book = registry("a", "b", "c")
+    assert book.oldest_asked() is None
+    book.asked("b", 1.0)
+    book.asked("a", 2.0)
+    book.asked("c", 3.0)
+    assert book.oldest_asked() == "b"
+    book.unanswered("b")
+    assert book.oldest_asked() == "a"
+    book.accepted("a", 4.0, engine_id=0)
+    assert book.oldest_asked() == "c"

@@ -234,6 +234,11 @@ class Registry:
                 overdue.append(uuid)
         return overdue
 
+    def oldest_asked(self) -> str | None:
+        """The engine that has waited longest for an answer to its request, if any does."""
+        asked = [r for r in self._records.values() if r.state is EngineState.ASKED]
+        return min(asked, key=lambda r: r.asked_at or 0.0).uuid if asked else None
+
     def in_state(self, state: EngineState) -> list[str]:
         return [r.uuid for r in self._records.values() if r.state is state]
 

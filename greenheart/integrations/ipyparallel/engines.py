@@ -133,8 +133,6 @@ class SimulatedEngines(Service):
     _context: zmq.green.Context | None = attrs.field(default=None, init=False)
     _registrar: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _notifications: zmq.green.Socket | None = attrs.field(default=None, init=False)
-    #: engines with a request on the shared registrar and no answer yet, oldest first
-    _awaiting: dict[str, None] = attrs.field(factory=dict, init=False)
     #: one key pair for every socket of these engines, when the cluster uses CURVE
     _curve: ClientCurve | None = attrs.field(default=None, init=False)
     _session: Any = attrs.field(default=None, init=False)
@@ -310,7 +308,6 @@ class SimulatedEngines(Service):
             self._first_asked = self.clock()
         if self.shared_registrar:
             assert self._registrar is not None
-            self._awaiting[uuid] = None
             self._request(self._registrar, uuid)
         else:
             self._spawn(self._register_alone, uuid)
@@ -358,13 +355,8 @@ class SimulatedEngines(Service):
         if it was given up on (the registry then ignores it). The hub sends its error replies
         to the socket alone, untagged: those answer the oldest request still waiting."""
         if tag is not None and tag in self._registry:
-            self._awaiting.pop(tag, None)
             return tag
-        if self._awaiting:
-            oldest = next(iter(self._awaiting))
-            del self._awaiting[oldest]
-            return oldest
-        return None
+        return self._registry.oldest_asked()
 
     def _answered(self, uuid: str, message: list[bytes] | None) -> None:
         try:
@@ -456,8 +448,6 @@ class SimulatedEngines(Service):
                 uuid,
                 self.reply_timeout,
             )
-            # its answer may still come: the tag on it will say whose it is
-            self._awaiting.pop(uuid, None)
 
     def _watch_controller(self, watch: PingWatch) -> None:
         """ipengine's check on the controller: an engine whose heart heard no ping for
