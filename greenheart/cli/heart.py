@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from greenheart.cli.keys import add_client_arguments, client_curve
-from greenheart.cli.signals import exit_status, wait_for_signal
+from greenheart.cli.signals import serve
 from greenheart.core.wire import display_id, parse_id
 from greenheart.green.heart import Heart
 
@@ -27,12 +26,8 @@ def run(args: argparse.Namespace) -> int:
         heart_id=parse_id(args.id) if args.id else None,
         curve=client_curve(args),
     )
-    with heart:
-        print(
-            f"greenheart heart {display_id(heart.id)}: answering {args.ping} on {args.pong};"
-            " Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        stopped = wait_for_signal(heart)
-    return exit_status("heart", stopped)
+    banner = (
+        f"greenheart heart {display_id(heart.id)}: answering {args.ping} on {args.pong};"
+        " Ctrl-C stops"
+    )
+    return serve("heart", heart, banner)

@@ -28,21 +28,23 @@ def serve(
     command: str,
     service: Service,
     banner: str,
-    status_line: Callable[[], str],
-    every: float,
+    status_line: Callable[[], str] | None = None,
+    every: float = 5.0,
     *,
     last_status: bool = False,
 ) -> int:
-    """Run ``service`` until a signal or its own stop, printing ``status_line()`` every
-    ``every`` seconds (and once more at the end with ``last_status``); the exit status."""
+    """Run ``service`` until a signal or its own stop, printing ``banner`` first and
+    ``status_line()``, if given, every ``every`` seconds (and once more at the end with
+    ``last_status``); the exit status."""
     with service:
         print(banner, file=sys.stderr, flush=True)
-        reporter = gevent.spawn(_report, status_line, every)
+        reporter = gevent.spawn(_report, status_line, every) if status_line else None
         try:
             stopped = wait_for_signal(service)
         finally:
-            reporter.kill()
-        if last_status:
+            if reporter is not None:
+                reporter.kill()
+        if last_status and status_line:
             print(status_line(), flush=True)
     return exit_status(command, stopped)
 
