@@ -112,10 +112,10 @@ class RecordingMonitor(HeartMonitor):
         self.events.append(("new", heart))
         super().handle_new_heart(heart)
 
-    def handle_heart_failure(self, heart):
+    def handle_heart_failure(self, heart, failure=None):
         self.failed.setdefault(heart, []).append(time.monotonic())
         self.events.append(("failed", heart))
-        super().handle_heart_failure(heart)
+        super().handle_heart_failure(heart, failure)
 
     def assert_events_alternate(self) -> None:
         """Every heart's events are new, failed, new, ...: each delivered once, in order."""

@@ -14,6 +14,7 @@ import sys
 import time
 
 import gevent
+import pytest
 import zmq
 import zmq.green
 from gevent import subprocess
@@ -248,8 +249,10 @@ def beats_seen_from_start(monitor: HeartMonitor) -> list:
 
 
 def test_hearts_of_a_paused_process_fail_and_come_back(make_monitor):
+    """Without the mass-silence rule (tests/test_mass_silence.py has it on: the same pause is
+    held first), most hearts silent at once fail as one would."""
     period = 0.05
-    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1)
+    monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1, mass_silence=None)
     steady = start_hearts(monitor, 2, prefix="steady")
     fleet = subprocess.Popen(
         [sys.executable, "-m", "greenheart", "fleet", "--ping", monitor.ping_addr,
@@ -292,8 +295,15 @@ def garbage(rng: random.Random) -> list[bytes]:
     return [frame() for _ in range(rng.randint(1, 4))]
 
 
-def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(make_monitor):
-    monitor = make_monitor(RecordingMonitor, period=50, max_misses=1)
+@pytest.mark.parametrize("fail_on_disconnect", [False, True])
+def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(
+    make_monitor, fail_on_disconnect
+):
+    # the raw bytes below include some that libzmq reads as ZMTP 1.0 messages, for which it
+    # knows no source descriptor: the monitor must not die asking for it
+    monitor = make_monitor(
+        RecordingMonitor, period=50, max_misses=1, fail_on_disconnect=fail_on_disconnect
+    )
     hearts = start_hearts(monitor, 5)
     senders = [dealer(monitor.pong_addr, b"garbage-%d" % n) for n in range(3)]
     anonymous = zmq.green.Context.instance().socket(zmq.DEALER)  # ZeroMQ makes up its identity
@@ -304,8 +314,12 @@ def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(make_mo
     raw = socket.create_connection((host, int(port)))
     rng = random.Random(20261203)
     sent = 0
+    deadline = time.monotonic() + 30
     try:
-        while sent < 10_000:
+        # Connections dropped for an oversized frame lose what they had queued, so how much
+        # of the garbage arrives varies: go on until enough of it has been counted.
+        while sent < 10_000 or monitor.counters.bad_pongs <= 1_000:
+            assert time.monotonic() < deadline, f"{monitor.counters.bad_pongs} bad pongs counted"
             for _ in range(100):
                 with contextlib.suppress(zmq.Again):  # the monitor's queue for it is full
                     rng.choice(senders).send_multipart(garbage(rng), zmq.NOBLOCK)

@@ -11,11 +11,14 @@ import time
 import ipyparallel.controller.app as app
 import pytest
 import zmq
+from ipyparallel.controller.app import IPController
 from jupyter_client.session import Session
 from traitlets.config import Config
 
+from greenheart.core.silence import MassSilence
 from greenheart.integrations.ipyparallel.controller import install
 from greenheart.integrations.ipyparallel.heartmonitor import _runs
+from greenheart.integrations.ipyparallel.traits import monitor_settings
 
 KEY = b"a-cluster-key"
 
@@ -104,3 +107,24 @@ def test_events_that_happen_together_are_reported_in_order_one_message_a_kind_ru
         ("stopped_heart", [b"a"]),
         ("new_heart", [b"a"]),
     ]
+
+
+def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
+    """As the controller hands them over: the HeartMonitor section of its config, with the
+    command line's values still strings."""
+    parsed = IPController()
+    parsed.parse_command_line(
+        ["--HeartMonitor.period=500", "--HeartMonitor.mass_silence_hold=12",
+         "--HeartMonitor.mass_silence_share=0.8", "--HeartMonitor.mass_silence_min_hearts=3"]
+    )  # fmt: skip
+    config = Config()
+    config.HeartMonitor = parsed.config.HeartMonitor
+    assert monitor_settings(config) == {
+        "period": 500.0,
+        "max_misses": 10,  # ipyparallel's own default
+        "mass_silence": MassSilence(share=0.8, min_hearts=3, hold=12),
+    }
+    assert monitor_settings(Config())["mass_silence"] == MassSilence()
+    off = Config()
+    off.HeartMonitor.mass_silence = False
+    assert monitor_settings(off)["mass_silence"] is None

@@ -8,10 +8,12 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger, PongKind, RoundTrips
 from greenheart.core.phi import Intervals, PhiAccrual
+from greenheart.core.silence import MassSilence
 from greenheart.core.wire import encode_ping
 
 
@@ -360,16 +362,60 @@ class ModelHeart:
     #: answered the next round's ping, published before this round closed
     early: bool = False
     events: list[str] = attrs.Factory(list)
+    #: its open connection's descriptor, and the one the book ties it to
+    fd: int | None = None
+    tied: int | None = None
+    #: a connection it answered on closed while it was known, and it has not answered on
+    #: another since
+    down: bool = False
+    #: judged beats held as a suspect, if held
+    held: int | None = None
+    #: failed for silence while tied to this connection
+    silenced_on: int | None = None
+
+
+#: the mass-silence rules the machine draws: holds of few beats for few hearts, so that four
+#: hearts can be held, released and failed
+RULES = st.none() | st.builds(
+    MassSilence,
+    share=st.sampled_from([0.25, 0.5, 1.0]),
+    min_hearts=st.integers(1, 3),
+    hold=st.integers(1, 2),
+)
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """Random beats and pongs, checked against a model written from the rules in plain terms."""
+    """Random beats, pongs and connections, checked against a model written from the rules
+    in plain terms: probation and failure, registration, the mass-silence rule and its
+    suspects, connections closing, and false failures."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.max_misses = 1
-        self.max_hearts = None
-        self.ledger = Ledger(tic=0.0, max_misses=self.max_misses)
+        self._start()
+
+    def _start(
+        self,
+        max_misses: int = 1,
+        max_hearts: int | None = None,
+        mass_silence: MassSilence | None = None,
+        fail_on_disconnect: bool = False,
+    ) -> None:
+        """A new ledger with these settings, and its model from nothing."""
+        self.max_misses = max_misses
+        self.max_hearts = max_hearts
+        self.rule = mass_silence
+        self.fail_on_disconnect = fail_on_disconnect
+        self.ledger = Ledger(
+            tic=0.0,
+            max_misses=max_misses,
+            max_hearts=max_hearts,
+            mass_silence=mass_silence,
+            fail_on_disconnect=fail_on_disconnect,
+        )
+        self.next_fd = 10
+        self.held_after_beat = 0
+        self.false_failures = 0
+        self.causes = dict.fromkeys(Cause, 0)
         self.refused = 0
         self.now = 0.0
         self.lifetime = 0.0
@@ -381,12 +427,64 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = {heart: ModelHeart() for heart in HEARTS}
         self.pongs = {kind: 0 for kind in PongKind}
 
-    @rule(max_misses=st.integers(0, 4), max_hearts=st.none() | st.integers(0, len(HEARTS)))
-    def reset(self, max_misses, max_hearts):
-        self.__init__()
-        self.max_misses = max_misses
-        self.max_hearts = max_hearts
-        self.ledger = Ledger(tic=0.0, max_misses=max_misses, max_hearts=max_hearts)
+    @initialize(
+        max_misses=st.integers(0, 4),
+        max_hearts=st.none() | st.integers(0, len(HEARTS)),
+        mass_silence=RULES,
+        fail_on_disconnect=st.booleans(),
+    )
+    def choose_settings(self, max_misses, max_hearts, mass_silence, fail_on_disconnect):
+        self._start(max_misses, max_hearts, mass_silence, fail_on_disconnect)
+
+    @rule(
+        max_misses=st.integers(0, 4),
+        max_hearts=st.none() | st.integers(0, len(HEARTS)),
+        mass_silence=RULES,
+        fail_on_disconnect=st.booleans(),
+    )
+    def reset(self, max_misses, max_hearts, mass_silence, fail_on_disconnect):
+        self._start(max_misses, max_hearts, mass_silence, fail_on_disconnect)
+
+    @rule(heart=st.sampled_from(HEARTS))
+    def connect(self, heart):
+        state = self.model[heart]
+        if state.fd is None:
+            state.fd, self.next_fd = self.next_fd, self.next_fd + 1
+            self.ledger.connections.accepted(state.fd)
+
+    @rule(heart=st.sampled_from(HEARTS), elapsed=st.floats(0, 1))
+    def disconnect(self, heart, elapsed):
+        state = self.model[heart]
+        if state.fd is None:
+            return
+        fd, state.fd = state.fd, None
+        failures = self.ledger.closed(fd, self.now + elapsed)
+        if state.tied != fd:
+            assert failures == ()
+            return
+        state.tied = None
+        state.silenced_on = None
+        if not state.registered:
+            assert failures == ()
+            return
+        state.down = True
+        if self.fail_on_disconnect or state.held is not None:
+            (failure,) = failures
+            assert failure.heart == heart and failure.cause is Cause.DISCONNECTED
+            assert failure.connected is False and failure.held_beats == (state.held or 0)
+            self._failed(heart, Cause.DISCONNECTED)
+            state.on_time = state.late = state.early = False
+            self.disconnected.append(heart)
+        else:
+            assert failures == ()
+
+    def _failed(self, heart: bytes, cause: Cause) -> None:
+        state = self.model[heart]
+        state.registered, state.misses, state.held, state.down = False, 0, None, False
+        state.events.append("failed")
+        self.causes[cause] += 1
+        if cause is not Cause.DISCONNECTED and state.tied is not None:
+            state.silenced_on = state.tied
 
     def next_ping(self, now: float) -> tuple[bytes, float, float]:
         """The next round's ping as the rules say, opened at ``now``: time moves the ping on,
@@ -432,6 +530,21 @@ class LedgerMachine(RuleBasedStateMachine):
         assert pong.heart == heart
         assert (pong.rtt is None) == (expected not in (PongKind.ON_TIME, PongKind.LATE))
         self.pongs[expected] += 1
+        if expected in (PongKind.ON_TIME, PongKind.LATE) and state.fd is not None:
+            # as the monitor's driver does: the answer ties its heart to its connection
+            self.ledger.connections.answered(heart, state.fd)
+            state.tied, state.down = state.fd, False
+
+    @rule(delay=st.floats(0, 0.5), silent=st.sets(st.sampled_from(HEARTS), max_size=1))
+    def most_answer(self, delay, silent):
+        """A healthy round: every heart on a connection, each answering the current ping once
+        (but ``silent``), so that hearts register, miss beats together and come back."""
+        for heart in HEARTS:
+            if heart in silent:
+                continue
+            self.connect(heart)
+            if not self.model[heart].on_time:
+                self.pong(heart, "current", delay)
 
     @rule(shape=st.sampled_from([b"", b"x"]))
     def malformed(self, shape):
@@ -441,11 +554,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(heart=st.sampled_from(HEARTS))
     def fail(self, heart):
         state = self.model[heart]
-        assert self.ledger.fail(heart) is state.registered  # its answers stay counted
+        assert (self.ledger.fail(heart) is not None) is state.registered  # its answers stay counted
         state.on_time = state.late = state.early = False
         if state.registered:
-            state.registered, state.misses = False, 0
-            state.events.append("failed")
+            self._failed(heart, Cause.DISCONNECTED)
             self.disconnected.append(heart)
 
     @rule(elapsed=st.floats(-1, 10), judge=st.sampled_from([True, True, True, False]))
@@ -454,29 +566,65 @@ class LedgerMachine(RuleBasedStateMachine):
         payload, lifetime, opened = self.next_ping(now)
         beat = self.ledger.beat(now, judge=judge)
         assert beat.judged is judge
-        new, failed = [], []
+        new, failed, would_fail, released, expired = [], [], [], [], []
+        up = sum(s.registered and not (s.down and s.tied is None) for s in self.model.values())
         for heart, state in self.model.items():
             answered = state.on_time or state.late
             if answered and state.registered:
                 state.misses = 0
+                if state.held is not None:
+                    state.held = None
+                    released.append(heart)
             elif state.registered and judge:
                 state.misses += 1
-                if state.misses > self.max_misses:
-                    state.registered = False
-                    state.misses = 0
-                    failed.append(heart)
-                    state.events.append("failed")
+                if state.held is not None:
+                    state.held += 1
+                    if state.held >= self.rule.hold:
+                        expired.append(heart)
+                elif state.misses > self.max_misses:
+                    if self.rule is not None and not (state.down and state.tied is None):
+                        would_fail.append(heart)
+                    else:
+                        failed.append(heart)
+        still_held = sum(s.held is not None and h not in expired for h, s in self.model.items())
+        holds = self.rule is not None and self.rule.holds(
+            would_fail=len(would_fail), suspects=still_held, up=up
+        )
+        for heart in expired:
+            self._failed(heart, Cause.HELD)
+        for heart in would_fail:
+            if holds:
+                self.model[heart].held = 0
+            else:
+                failed.append(heart)
+        for heart in failed:
+            self._failed(heart, Cause.MISSED)
+        failed = sorted(failed + expired)
+        # a mass silence begins and ends from one beat to the next, a suspect failed by its
+        # closed connection between them included
+        held_before = self.held_after_beat
+        held_after = self.held_after_beat = sum(s.held is not None for s in self.model.values())
+        assert beat.held == (tuple(sorted(would_fail)) if holds else ())
+        assert beat.released == tuple(sorted(released))
+        assert beat.mass_silence_began == (not held_before and held_after > 0)
+        assert beat.mass_silence_ended == (held_before > 0 and not held_after)
         known = sum(state.registered for state in self.model.values())
         room = len(HEARTS) if self.max_hearts is None else max(0, self.max_hearts - known)
         candidates = sorted(
             h for h, s in self.model.items() if (s.on_time or s.late) and not s.registered
         )
+        returned = []
         for heart in candidates[:room]:
             state = self.model[heart]
             state.registered = True
             state.misses = 0
             new.append(heart)
             state.events.append("new")
+            if state.silenced_on is not None and state.silenced_on == state.tied:
+                returned.append(heart)
+            state.silenced_on = None
+        self.false_failures += len(returned)
+        assert tuple(mistake.heart for mistake in beat.false_failures) == tuple(returned)
         self.refused += len(candidates[room:])
         assert beat.refused_hearts == len(candidates[room:])
         for state in self.model.values():
@@ -496,7 +644,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.hearts == registered
         probation = {h: s.misses for h, s in self.model.items() if s.registered and s.misses}
         assert self.ledger.on_probation == probation
-        assert all(1 <= misses <= self.max_misses for misses in probation.values())
+        held = {h: s.held for h, s in self.model.items() if s.held is not None}
+        assert {h: suspect.beats for h, suspect in self.ledger.suspects.items()} == held
+        # only a suspect may have missed more than max_misses beats
+        assert all(1 <= probation[h] <= self.max_misses for h in probation if h not in held)
         answered = {heart for heart, state in self.model.items() if state.on_time or state.late}
         assert self.ledger.responses == answered
         if self.max_hearts is not None:
@@ -518,6 +669,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert counters.stale_pongs == self.pongs[PongKind.STALE]
         assert counters.refused_hearts == self.refused
         assert counters.malformed_pongs == self.pongs[PongKind.MALFORMED]
+        assert counters.false_failures == self.false_failures
+        assert {cause: counters.failed(cause) for cause in Cause} == self.causes
+        assert counters.failed_hearts == sum(self.causes.values())
 
 
 TestLedgerMachine = LedgerMachine.TestCase

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from greenheart.core.behaviour import Behaviour, Delay, Event, parse_event
+from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 
 
 def positive_float(text: str) -> float:
@@ -34,6 +35,61 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def positive_count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
+    return value
+
+
+def add_mass_silence_arguments(parser: argparse.ArgumentParser) -> None:
+    """The mass-silence rule's settings (see :mod:`greenheart.core.silence`)."""
+    parser.add_argument(
+        "--mass-silence-share",
+        type=share,
+        default=SHARE,
+        metavar="SHARE",
+        help="hold the hearts a beat would fail, as suspects, when they are more than this share"
+        f" of the hearts whose connections are up (default {SHARE:g})",
+    )
+    parser.add_argument(
+        "--mass-silence-min-hearts",
+        type=positive_count,
+        default=MIN_HEARTS,
+        metavar="N",
+        help=f"never hold fewer silent hearts than N (default {MIN_HEARTS})",
+    )
+    parser.add_argument(
+        "--mass-silence-hold",
+        type=positive_count,
+        default=HOLD,
+        metavar="BEATS",
+        help=f"fail a suspect still silent after this many beats (default {HOLD})",
+    )
+    parser.add_argument(
+        "--no-mass-silence",
+        action="store_true",
+        help="fail the hearts of a mass silence at once, as any others",
+    )
+
+
+def mass_silence_from(args: argparse.Namespace) -> MassSilence | None:
+    if args.no_mass_silence:
+        return None
+    return MassSilence(
+        share=args.mass_silence_share,
+        min_hearts=args.mass_silence_min_hearts,
+        hold=args.mass_silence_hold,
+    )
 
 
 def delay(text: str) -> Delay:

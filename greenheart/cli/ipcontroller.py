@@ -29,7 +29,10 @@ ipyparallel's controller, with greenheart's heart monitor in place of its own.
   {ENABLE_CURVE}        CurveZMQ for the whole cluster: --IPController.enable_curve=True
 
 ipcontroller's options follow (its --HeartMonitor.period and
---HeartMonitor.max_heartmonitor_misses set greenheart's monitor too).
+--HeartMonitor.max_heartmonitor_misses set greenheart's monitor too). greenheart's
+mass-silence rule is set in the same section: --HeartMonitor.mass_silence=False turns it
+off, --HeartMonitor.mass_silence_share, --HeartMonitor.mass_silence_min_hearts and
+--HeartMonitor.mass_silence_hold set it (see greenheart monitor --help).
 """
 
 

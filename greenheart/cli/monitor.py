@@ -7,7 +7,13 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
-from greenheart.cli.args import count, non_negative_float, positive_float
+from greenheart.cli.args import (
+    add_mass_silence_arguments,
+    count,
+    mass_silence_from,
+    non_negative_float,
+    positive_float,
+)
 from greenheart.cli.keys import add_server_arguments, server_curve
 from greenheart.cli.printer import EventPrinter
 from greenheart.cli.signals import exit_status, wait_for_signal
@@ -52,6 +58,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="fail a heart at once when its connection closes (its process died), not after"
         " its missed beats",
     )
+    add_mass_silence_arguments(monitor)
     add_server_arguments(monitor)
     monitor.add_argument(
         "--events", metavar="ADDR", help="publish new_heart and heart_failure events (XPUB) here"
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         phi=phi,
         curve=server_curve(args),
         fail_on_disconnect=args.fail_on_disconnect,
+        mass_silence=mass_silence_from(args),
     )
     EventPrinter(sys.stdout, as_json=args.json, summary=args.summary).attach(monitor)
     with monitor, contextlib.ExitStack() as extras:

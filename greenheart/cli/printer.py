@@ -8,6 +8,7 @@ from typing import TextIO
 
 import attrs
 
+from greenheart.core.failures import Failure
 from greenheart.core.ledger import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.monitor import HeartMonitor
@@ -26,28 +27,38 @@ def _ms(seconds: float | None) -> float | None:
 class EventPrinter:
     """Prints what a monitor's beats meant: one line per event, and a summary line per beat
     when asked. A failure is printed when it is declared, which for a heart whose connection
-    closed (``--fail-on-disconnect``) is between beats."""
+    closed (``--fail-on-disconnect``) is between beats, with its certificate."""
 
     out: TextIO
     as_json: bool = False
     summary: bool = False
-    _monitor: HeartMonitor | None = attrs.field(default=None, init=False)
 
     def attach(self, monitor: HeartMonitor) -> None:
         """Print ``monitor``'s events from now on."""
-        self._monitor = monitor
         monitor.add_beat_handler(self.beat)
-        monitor.add_heart_failure_handler(self.failed)
+        monitor.add_heart_failure_handler(self.failed, certificate=True)
 
-    def failed(self, heart: bytes) -> None:
-        beats = self._monitor.counters.beats if self._monitor is not None else 0
-        self._emit("failed_heart", beats, heart=display_id(heart))
+    def failed(self, failure: Failure) -> None:
+        fields = failure.as_json()
+        del fields["beat"]
+        self._emit("failed_heart", failure.beat, **fields)
 
     def beat(self, beat: Beat) -> None:
         for heart in beat.new_hearts:
             self._emit("new_heart", beat.number, heart=display_id(heart))
+        for mistake in beat.false_failures:
+            self._emit("false_failure", beat.number, **mistake.as_json())
         for heart, late in sorted(beat.late_hearts.items()):
             self._emit("late_heart", beat.number, heart=display_id(heart), late_ms=_ms(late))
+        if beat.mass_silence_began or beat.mass_silence_ended:
+            self._emit(
+                "mass_silence",
+                beat.number,
+                state="began" if beat.mass_silence_began else "ended",
+                suspects=len(beat.suspects),
+                held=len(beat.held),
+                released=len(beat.released),
+            )
         if self.summary:
             self._emit(
                 "beat",
@@ -59,6 +70,7 @@ class EventPrinter:
                 late_pongs=beat.late_pongs,
                 bad_pongs=beat.bad_pongs,
                 max_rtt_ms=_ms(beat.max_rtt),
+                suspects=len(beat.suspects),
             )
 
     def _emit(self, event: str, number: int, **fields: object) -> None:

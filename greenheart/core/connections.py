@@ -56,6 +56,12 @@ class ConnectionBook:
             del self._tie[heart]
         return tuple(sorted(hearts))
 
+    def serial_of(self, heart: bytes) -> int | None:
+        """The serial of the connection ``heart`` is tied to; None if it is tied to none (its
+        connection closed, or it never answered)."""
+        tie = self._tie.get(heart)
+        return None if tie is None else tie[1]
+
     def tied(self, heart: bytes, fd: int) -> bool:
         """Whether ``heart`` is tied to the connection on ``fd`` already (the fast path)."""
         tie = self._tie.get(heart)

@@ -33,6 +33,16 @@ refused (and asked again next round). Then the next round opens with a fresh pin
 A beat may be *unjudged* (``judge=False``): the driver knows it could not have heard
 the hearts (it was stalled, or answers are still unread), so nobody is charged a miss.
 
+When one beat would fail most of the hearts whose connections are up, the ledger suspects
+the monitor first and holds them instead (:mod:`~greenheart.core.silence`). Every failure
+comes with its certificate, a :class:`~greenheart.core.failures.Failure`, and a heart failed
+for its silence that answers again on the same connection is counted as a
+:class:`~greenheart.core.failures.FalseFailure`. Which connection a heart answers on is kept
+in :attr:`Ledger.connections`, which the driver feeds (see
+:mod:`~greenheart.core.connections`); :meth:`Ledger.closed` decides what a closed connection
+means: a failure at once with ``fail_on_disconnect`` (or for a held suspect), else only that
+the heart's connection is down, so that it is never held.
+
 With the default ``max_misses=1`` this is IPython.parallel's original rule (on
 probation at the first miss, failed at the second); ipyparallel made the number
 configurable, which is ``max_misses`` here. The result of each transition is
@@ -41,6 +51,7 @@ returned as a value (:class:`Pong`, :class:`Beat`) for the driver to act on.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 from collections.abc import Mapping
@@ -50,8 +61,18 @@ from typing import NamedTuple
 import attrs
 
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core.connections import ConnectionBook
+from greenheart.core.failures import SILENCE, Cause, Failure, FalseFailure
 from greenheart.core.phi import Intervals, PhiAccrual
+from greenheart.core.silence import MassSilence, Outcome, Suspect, Suspects
 from greenheart.core.wire import encode_ping
+
+#: failures and false failures the ledger remembers, the newest
+RECENT = 1000
+
+#: hearts failed for their silence, with their connection, remembered at most to tell a false
+#: failure (entries go when the connection closes or the heart returns)
+MAX_SILENCED = 100_000
 
 
 class PongKind(enum.Enum):
@@ -124,6 +145,20 @@ class Beat:
     #: hearts failed since the beat before because their connection closed (their failure
     #: handlers were called then); not in ``failed_hearts``
     disconnected: tuple[bytes, ...] = ()
+    #: the certificate of every heart in ``failed_hearts``, then in ``disconnected``, in order
+    failures: tuple[Failure, ...] = attrs.field(default=(), repr=False)
+    #: hearts failed for their silence that answered again on the same connection
+    false_failures: tuple[FalseFailure, ...] = ()
+    #: hearts held as suspects of a mass silence after this beat, and of them those held by it
+    suspects: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    held: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    #: suspects that answered again in the round, released
+    released: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    #: this beat began holding suspects, none being held before; or let the last of them go
+    mass_silence_began: bool = False
+    mass_silence_ended: bool = False
+    #: the share of the time since the beat before the driver's thread computed, if measured
+    cpu_share: float | None = None
 
 
 @attrs.define
@@ -142,10 +177,32 @@ class Counters:
     #: times a new heart was turned away because ``max_hearts`` were known
     refused_hearts: int = 0
     unjudged_beats: int = 0
+    #: ``failed_hearts`` by cause (:class:`~greenheart.core.failures.Cause`)
+    failed_disconnected: int = 0
+    failed_missed: int = 0
+    failed_phi: int = 0
+    failed_held: int = 0
+    #: mass silences begun, hearts held as suspects in them, and suspects that answered again
+    mass_silences: int = 0
+    held_hearts: int = 0
+    released_hearts: int = 0
+    #: hearts failed for their silence that answered again on the same connection, and the
+    #: seconds those mistakes lasted, summed
+    false_failures: int = 0
+    false_failure_seconds: float = 0.0
 
     @property
     def bad_pongs(self) -> int:
         return self.repeat_pongs + self.spoofed_pongs + self.stale_pongs + self.malformed_pongs
+
+    def failed(self, cause: Cause) -> int:
+        """Hearts failed for ``cause``."""
+        return int(getattr(self, f"failed_{cause.value}"))
+
+    def _count_failure(self, cause: Cause) -> None:
+        self.failed_hearts += 1
+        name = f"failed_{cause.value}"
+        setattr(self, name, getattr(self, name) + 1)
 
 
 @attrs.frozen
@@ -167,6 +224,8 @@ class HeartState:
     #: beats missed in a row; 0 for a heart that answered the last beat
     misses: int
     round_trips: RoundTrips | None
+    #: held as a suspect of a mass silence
+    suspect: bool = False
 
     @property
     def on_probation(self) -> bool:
@@ -181,6 +240,9 @@ class _Record:
     total: float = 0.0
     max: float = 0.0
     last: float = 0.0
+    #: when its last answer arrived
+    answered_at: float | None = None
+    #: where the detector counts the silence from: the last answer, or the end of a stall
     last_arrival: float | None = None
     #: the intervals between answers, when a phi-accrual detector is used
     intervals: Intervals | None = None
@@ -191,7 +253,7 @@ class _Record:
         self.last = rtt
         if rtt > self.max:
             self.max = rtt
-        self.last_arrival = arrival
+        self.last_arrival = self.answered_at = arrival
 
 
 @attrs.define(slots=True)
@@ -223,6 +285,25 @@ class Ledger:
     )
     #: identities bound to keys remembered at most, known hearts' always included
     max_bindings: int = attrs.field(default=100_000, validator=COUNT)
+    #: hold the hearts of a mass silence as suspects first; None fails them as any others
+    mass_silence: MassSilence | None = attrs.field(
+        factory=MassSilence,
+        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
+    )
+    #: fail a known heart at once when its connection closes (:meth:`closed`)
+    fail_on_disconnect: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
+    #: which connection each heart answers on; the driver feeds it
+    connections: ConnectionBook = attrs.field(factory=ConnectionBook, init=False)
+    #: the certificates of the latest failures, oldest first
+    failures: collections.deque[Failure] = attrs.field(
+        factory=lambda: collections.deque(maxlen=RECENT), init=False
+    )
+    #: the latest false failures, oldest first
+    false_failures: collections.deque[FalseFailure] = attrs.field(
+        factory=lambda: collections.deque(maxlen=RECENT), init=False
+    )
     hearts: set[bytes] = attrs.field(factory=set, init=False)
     #: heart -> consecutive beats missed, for hearts that missed the last beat
     on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)
@@ -247,11 +328,23 @@ class Ledger:
     _round_bad: int = attrs.field(default=0, init=False)
     #: the next round, once its ping is published and until this one closes
     _upcoming: _Upcoming | None = attrs.field(default=None, init=False)
-    #: hearts failed since the last beat because their connection closed
-    _disconnected: list[bytes] = attrs.field(factory=list, init=False)
+    #: hearts failed since the last beat because their connection closed, and why
+    _disconnected: list[Failure] = attrs.field(factory=list, init=False)
+    _suspects: Suspects | None = attrs.field(default=None, init=False)
+    #: known hearts whose connection closed (without failing them), until they answer on another
+    _down: set[bytes] = attrs.field(factory=set, init=False)
+    #: heart -> its failure for silence, and the serial of the connection it was up on
+    _silenced: dict[bytes, tuple[Failure, int]] = attrs.field(factory=dict, init=False)
+    #: the last beat's lag and CPU share, for a failure between beats
+    _lag: float = attrs.field(default=0.0, init=False)
+    _cpu_share: float | None = attrs.field(default=None, init=False)
+    #: suspects held after the last beat
+    _held_after_beat: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.ping = encode_ping(self.lifetime)
+        if self.mass_silence is not None:
+            self._suspects = Suspects(self.mass_silence)
 
     @property
     def responses(self) -> set[bytes]:
@@ -281,12 +374,27 @@ class Ledger:
         return RoundTrips(record.last, record.total / record.count, record.max, record.count)
 
     def states(self) -> list[HeartState]:
-        """Every known heart: its misses in a row and its round trips, as of the last beat."""
-        on_probation = self.on_probation
+        """Every known heart: its misses in a row, its round trips and whether it is held as a
+        suspect, as of the last beat."""
+        on_probation, suspects = self.on_probation, self._suspects or ()
         return [
-            HeartState(heart, on_probation.get(heart, 0), self.round_trips(heart))
+            HeartState(
+                heart, on_probation.get(heart, 0), self.round_trips(heart), heart in suspects
+            )
             for heart in self.hearts
         ]
+
+    @property
+    def suspects(self) -> dict[bytes, Suspect]:
+        """The hearts held as suspects of a mass silence (a copy)."""
+        return dict(self._suspects.items()) if self._suspects is not None else {}
+
+    def connected(self, heart: bytes) -> bool | None:
+        """Whether ``heart``'s connection is up: True if it is tied to an open one, False if
+        the one it answered on closed since, None if :attr:`connections` never saw it."""
+        if self.connections.serial_of(heart) is not None:
+            return True
+        return False if heart in self._down else None
 
     def phi(self, heart: bytes, now: float) -> float | None:
         """The detector's suspicion level for a known heart at ``now``; None without one."""
@@ -369,10 +477,33 @@ class Ledger:
             self._upcoming = _Upcoming(encode_ping(lifetime), now, lifetime)
         return self._upcoming.ping
 
-    def fail(self, heart: bytes) -> bool:
-        """Declare ``heart`` failed now, between beats (its connection closed, say); True if
-        it was known. Its answers of the current round go with it, so that it is not taken
-        for a new heart at the beat; the next :class:`Beat` lists it in ``disconnected``."""
+    def closed(self, fd: int, now: float) -> tuple[Failure, ...]:
+        """The connection on descriptor ``fd`` closed at ``now``: the failures that makes.
+
+        Its known hearts fail at once with ``fail_on_disconnect``, and a held suspect fails
+        whatever the setting (a closed connection is the heart's side, not the monitor's). The
+        others only have their connection down: they are never held, and are failed by their
+        missed beats as before."""
+        hearts = self.connections.closed(fd)
+        failing = []
+        for heart in hearts:
+            self._silenced.pop(heart, None)  # a return is now a new connection's
+            if heart not in self.hearts:
+                continue
+            self._down.add(heart)
+            if self.fail_on_disconnect or (self._suspects is not None and heart in self._suspects):
+                failing.append(heart)
+        return tuple(
+            failure
+            for heart in failing
+            if (failure := self.fail(heart, now, together=len(failing))) is not None
+        )
+
+    def fail(self, heart: bytes, now: float | None = None, *, together: int = 1) -> Failure | None:
+        """Declare ``heart`` failed at ``now`` (the current round's start if not given),
+        between beats, because its connection closed: its certificate, or None if it was not
+        known. Its answers of the current round go with it, so that it is not taken for a new
+        heart at the beat; the next :class:`Beat` lists it in ``disconnected``."""
         totals = self._totals
         # its answers were made, and stay counted; they only no longer make it a live heart
         if self._on_time.pop(heart, None) is not None:
@@ -382,32 +513,96 @@ class Ledger:
         if self._upcoming is not None and self._upcoming.on_time.pop(heart, None) is not None:
             totals.on_time_pongs += 1
         if heart not in self.hearts:
-            return False
+            return None
+        at = self.tic if now is None else now
+        suspect = self._suspects.drop(heart) if self._suspects is not None else None
+        failure = self._certify(
+            heart,
+            Cause.DISCONNECTED,
+            at,
+            self.on_probation.get(heart, 0),
+            together,
+            self._totals.beats,
+            self._lag,
+            self._cpu_share,
+            suspect,
+        )
+        self._forget(heart)
+        self._records.pop(heart, None)
+        totals._count_failure(Cause.DISCONNECTED)
+        self._disconnected.append(failure)
+        self.failures.append(failure)
+        return failure
+
+    def _forget(self, heart: bytes) -> None:
+        """``heart`` is failed: it is no longer known."""
         self.hearts.discard(heart)
         self.on_probation.pop(heart, None)
-        self._records.pop(heart, None)
-        self._totals.failed_hearts += 1
-        self._disconnected.append(heart)
-        return True
+        self._down.discard(heart)
 
-    def beat(self, now: float, judge: bool = True, lag: float = 0.0) -> Beat:
+    def _certify(
+        self,
+        heart: bytes,
+        cause: Cause,
+        now: float,
+        misses: int,
+        together: int,
+        beat: int,
+        lag: float,
+        cpu_share: float | None,
+        suspect: Suspect | None = None,
+    ) -> Failure:
+        """The certificate of ``heart``'s failure, from its record (which must still be there)."""
+        record = self._records.get(heart)
+        trips = self.round_trips(heart)
+        return Failure(
+            heart=heart,
+            cause=cause,
+            at=now,
+            beat=beat,
+            misses=misses,
+            last_answer=record.answered_at if record is not None else None,
+            last_rtt=trips.last if trips is not None else None,
+            mean_rtt=trips.mean if trips is not None else None,
+            phi=self.phi(heart, now),
+            connected=self.connected(heart),
+            lag=lag,
+            cpu_share=cpu_share,
+            failed_together=together,
+            held_since=None if suspect is None else suspect.since,
+            held_beats=0 if suspect is None else suspect.beats,
+        )
+
+    def beat(
+        self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
+    ) -> Beat:
         """Close the current round at time ``now`` and open the next one (the one
         :meth:`publish` opened, or one that opens now).
 
         With ``judge=False`` (the driver knows it could not have heard every answer: it
         was stalled, or is behind) the hearts that did not answer are not charged a miss:
-        they stay on probation with the misses they had, and none fails. ``lag`` is only
-        reported.
+        they stay on probation with the misses they had, and none fails. ``lag`` (how late
+        the beat came) and ``cpu_share`` (how much of the time since the beat before the
+        driver's thread computed) are only reported, in the beat and in its certificates.
         """
         self.publish(now)
         upcoming = self._upcoming
         assert upcoming is not None
         on_time, late = self._on_time, self._late
         responded = on_time.keys() | late.keys()
-        failed, on_probation = self._judge(self.hearts - responded, now, judge)
-        self.hearts.difference_update(failed)
-        for heart in failed:
-            del self._records[heart]
+        self._lag, self._cpu_share = lag, cpu_share
+        verdicts, on_probation, silence = self._judge(responded, now, judge)
+        verdicts.sort(key=lambda verdict: verdict[0])
+        number = self._totals.beats + 1
+        failures = [
+            self._certify(heart, cause, now, misses, len(verdicts), number, lag, cpu_share, held)
+            for heart, cause, misses, held in verdicts
+        ]
+        failed = [failure.heart for failure in failures]
+        for failure in failures:
+            self._forget(failure.heart)
+            del self._records[failure.heart]
+            self._remember(failure)
         self.on_probation = on_probation
 
         new_hearts = sorted(responded - self.hearts)
@@ -417,7 +612,10 @@ class Ledger:
             refused = max(0, len(new_hearts) - room)
             del new_hearts[room:]
         self.hearts.update(new_hearts)
+        false_failures = self._returned(new_hearts) if self._silenced else ()
         round_trips = self._record_answers(responded, now, judge)
+        if self._down:
+            self._down = set(filter(self._is_down, self._down))
         if len(self._owners) > self.max_bindings:
             self._forget_bindings()
 
@@ -434,8 +632,21 @@ class Ledger:
         totals.on_time_pongs += len(on_time)
         totals.late_pongs += len(late)
         totals.new_hearts += len(new_hearts)
-        totals.failed_hearts += len(failed)
+        for failure in failures:
+            totals._count_failure(failure.cause)
         totals.refused_hearts += refused
+        suspects = self._suspects
+        held_before = self._held_after_beat
+        held_after = len(suspects) if suspects is not None else 0
+        self._held_after_beat = held_after
+        totals.mass_silences += not held_before and held_after > 0
+        if silence is not None:
+            totals.held_hearts += len(silence.held)
+            totals.released_hearts += len(silence.released)
+        for mistake in false_failures:
+            totals.false_failures += 1
+            totals.false_failure_seconds += mistake.gone
+        disconnections = tuple(self._disconnected)
         beat = Beat(
             number=totals.beats,
             at=now,
@@ -443,7 +654,7 @@ class Ledger:
             hearts=len(self.hearts),
             responded=len(responded),
             new_hearts=tuple(new_hearts),
-            failed_hearts=tuple(sorted(failed)),
+            failed_hearts=tuple(failed),
             missed=tuple(sorted(on_probation)),
             on_probation=len(on_probation),
             on_time_pongs=len(on_time),
@@ -455,43 +666,112 @@ class Ledger:
             judged=judge,
             refused_hearts=refused,
             lag=lag,
-            disconnected=tuple(self._disconnected),
+            disconnected=tuple(failure.heart for failure in disconnections),
+            failures=(*failures, *disconnections),
+            false_failures=false_failures,
+            suspects=tuple(sorted(suspects)) if suspects else (),
+            held=silence.held if silence is not None else (),
+            released=silence.released if silence is not None else (),
+            mass_silence_began=not held_before and held_after > 0,
+            mass_silence_ended=held_before > 0 and not held_after,
+            cpu_share=cpu_share,
         )
         self._on_time, self._late, self._round_bad = upcoming.on_time, {}, 0
         self._upcoming, self._disconnected = None, []
         return beat
 
     def _judge(
-        self, missed: set[bytes], now: float, judge: bool
-    ) -> tuple[list[bytes], dict[bytes, int]]:
-        """The hearts among ``missed`` that failed, and the misses of the rest."""
-        failed: list[bytes] = []
+        self, responded: set[bytes], now: float, judge: bool
+    ) -> tuple[list[tuple[bytes, Cause, int, Suspect | None]], dict[bytes, int], Outcome | None]:
+        """The hearts that failed (each with its cause, its misses and its hold, if it was
+        held), the misses of the hearts that did not answer and did not fail, and what the
+        mass-silence rule did (None if it had nothing to do)."""
+        failed: list[tuple[bytes, Cause, int, Suspect | None]] = []
         on_probation: dict[bytes, int] = {}
         charge = 1 if judge else 0
         detector = self.detector
-        for heart in missed:
+        cause = Cause.MISSED if detector is None else Cause.PHI
+        suspects = self._suspects
+        # hearts that would fail with their connections up, which the rule may hold instead
+        would_fail: list[bytes] = []
+        for heart in self.hearts - responded:
             misses = self.on_probation.get(heart, 0) + charge
             if not misses:
+                continue
+            if suspects is not None and heart in suspects:
+                on_probation[heart] = misses
                 continue
             if detector is None:
                 gone = misses > self.max_misses
             else:
                 phi = self.phi(heart, now)
                 gone = judge and phi is not None and phi > detector.threshold
-            if gone:
-                failed.append(heart)
-            else:
+            if not gone:
                 on_probation[heart] = misses
-        return failed, on_probation
+            elif suspects is not None and not self._is_down(heart):
+                would_fail.append(heart)
+                on_probation[heart] = misses
+            else:
+                failed.append((heart, cause, misses, None))
+        if suspects is None or not (would_fail or suspects):
+            return failed, on_probation, None
+        outcome = suspects.beat(
+            answered=responded, would_fail=would_fail, up=self._up(), now=now, judged=judge
+        )
+        for heart in outcome.failed:
+            failed.append((heart, cause, on_probation.pop(heart), None))
+        for heart, suspect in outcome.expired:
+            failed.append((heart, Cause.HELD, on_probation.pop(heart), suspect))
+        return failed, on_probation, outcome
+
+    def _is_down(self, heart: bytes) -> bool:
+        """Whether ``heart``'s connection closed, and it has not answered on another since."""
+        return heart in self._down and self.connections.serial_of(heart) is None
+
+    def _up(self) -> int:
+        """Known hearts whose connection is not known to be down."""
+        return len(self.hearts) - sum(map(self._is_down, self._down))
+
+    def _remember(self, failure: Failure) -> None:
+        """Keep ``failure``'s certificate, and, for a verdict on silence made while its
+        connection was up, what tells a false failure."""
+        self.failures.append(failure)
+        serial = self.connections.serial_of(failure.heart)
+        if failure.cause in SILENCE and serial is not None:
+            if len(self._silenced) >= MAX_SILENCED:
+                del self._silenced[next(iter(self._silenced))]
+            self._silenced[failure.heart] = (failure, serial)
+
+    def _returned(self, new_hearts: list[bytes]) -> tuple[FalseFailure, ...]:
+        """The false failures among ``new_hearts``: hearts failed for their silence back on
+        the connection they were failed on. Called before the round's tics move on."""
+        mistakes = []
+        for heart in new_hearts:
+            entry = self._silenced.pop(heart, None)
+            if entry is None:
+                continue
+            failure, serial = entry
+            if self.connections.serial_of(heart) != serial:
+                continue  # it came back on a new connection: it had died
+            rtt = self._on_time.get(heart)
+            arrival = self.tic + rtt if rtt is not None else self._previous_tic + self._late[heart]
+            mistake = FalseFailure(failure, arrival)
+            mistakes.append(mistake)
+            self.false_failures.append(mistake)
+        return tuple(mistakes)
 
     def _tally(self, responded: set[bytes]) -> None:
         """:meth:`_record_answers` without a detector: round trips only, on the hot path of
         every beat (no arrival times, which only the detector needs)."""
         on_time, late, records, hearts = self._on_time, self._late, self._records, self.hearts
+        tic, previous_tic = self.tic, self._previous_tic
         for heart in responded:
             rtt = on_time.get(heart)
             if rtt is None:
                 rtt = late[heart]
+                arrival = previous_tic + rtt
+            else:
+                arrival = tic + rtt
             record = records.get(heart)
             if record is None:
                 if heart not in hearts:
@@ -502,6 +782,7 @@ class Ledger:
             record.last = rtt
             if rtt > record.max:
                 record.max = rtt
+            record.answered_at = arrival
 
     def _forget_bindings(self) -> None:
         """Drop the oldest bindings of identities no longer known, down to ``max_bindings``."""

@@ -9,9 +9,9 @@ that refused it. libzmq 4.3's events do not say who the peer was, and its connec
 closed before the event can be read, so the peer's address is logged only where it is known:
 by the ZAP authenticator, for a refused key.
 
-With a :class:`~greenheart.core.connections.ConnectionBook`, the watch also hands it every
-connection accepted and closed, and reports the hearts a closed connection names (for a
-monitor that fails a heart whose connection closes, ``fail_on_disconnect``).
+With ``on_accepted`` and ``on_closed``, the watch also reports every connection accepted and
+closed, by descriptor: the monitor's ledger keeps which heart answers on which connection
+(:class:`~greenheart.core.connections.ConnectionBook`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import zmq
 import zmq.green
 from zmq.utils.monitor import parse_monitor_message
 
-from greenheart.core.connections import ConnectionBook
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.green.sockets import close_sockets, wait_for_messages
 
@@ -50,7 +49,7 @@ REASONS = {
 
 WATCHED = sum(REFUSALS)
 
-#: what a watch with a connection book watches besides
+#: what a watch that reports connections watches besides
 CONNECTIONS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
 #: seconds the watch sleeps at most before it looks at the queue again
@@ -60,21 +59,21 @@ WAKE_INTERVAL = 1.0
 @attrs.define(eq=False)
 class ConnectionWatch:
     """Counts the peers ``socket`` refused, by reason; its owner runs :meth:`run` in a greenlet
-    and calls :meth:`close` when it stops. With a ``book``, it keeps the book's connections
-    and calls ``on_closed(hearts)`` with the hearts each closed connection names."""
+    and calls :meth:`close` when it stops. With ``on_accepted`` and ``on_closed``, it calls
+    them with the descriptor of each connection accepted and closed."""
 
     socket: zmq.green.Socket
     #: which of its owner's sockets this is, for the log ("pings", "pongs")
     role: str
-    book: ConnectionBook | None = None
-    on_closed: Callable[[tuple[bytes, ...]], object] | None = None
+    on_accepted: Callable[[int], object] | None = None
+    on_closed: Callable[[int], object] | None = None
     #: reason -> peers refused ("protocol", "handshake", "auth")
     refused: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     _events: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
 
     def open(self) -> None:
-        watched = WATCHED | (CONNECTIONS if self.book is not None else 0)
+        watched = WATCHED | (CONNECTIONS if self.on_closed is not None else 0)
         self._events = self.socket.get_monitor_socket(watched)
 
     def close(self) -> None:
@@ -108,13 +107,12 @@ class ConnectionWatch:
     def handle(self, kind: int, fd: int, endpoint: bytes) -> None:
         """Take one event of ``kind`` (``zmq.EVENT_...``) about descriptor ``fd`` on the
         socket's ``endpoint``."""
-        book = self.book
-        if book is not None and kind == zmq.EVENT_ACCEPTED:
-            book.accepted(fd)
-        elif book is not None and kind == zmq.EVENT_DISCONNECTED:
-            hearts = book.closed(fd)
-            if hearts and self.on_closed is not None:
-                self.on_closed(hearts)
+        if kind == zmq.EVENT_ACCEPTED:
+            if self.on_accepted is not None:
+                self.on_accepted(fd)
+        elif kind == zmq.EVENT_DISCONNECTED:
+            if self.on_closed is not None:
+                self.on_closed(fd)
         elif kind in REFUSALS:
             reason = REFUSALS[zmq.Event(kind)]
             self.refused[reason] += 1

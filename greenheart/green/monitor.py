@@ -23,11 +23,13 @@ import zmq.green
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
 from greenheart.core.connections import ConnectionBook
 from greenheart.core.errors import SocketClosed, UsageError
+from greenheart.core.failures import Failure, FalseFailure
 from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
 from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.schedule import BeatSchedule, Slot
+from greenheart.core.silence import MassSilence, Suspect
 from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
 from greenheart.green.connections import ConnectionWatch
 from greenheart.green.curve import ServerCurve
@@ -44,6 +46,7 @@ from greenheart.green.sockets import (
 from greenheart.green.zap import Authenticator
 
 HeartHandler = Callable[[bytes], Any]
+FailureHandler = Callable[[Failure], Any]
 BeatHandler = Callable[[Beat], Any]
 
 #: the pong socket's listen backlog (the kernel caps it at net.core.somaxconn)
@@ -95,6 +98,21 @@ def _named(hearts: Sequence[bytes]) -> str:
     return names
 
 
+def _certified(failures: Sequence[Failure]) -> str:
+    """The failures for a log line: the first few with their certificates, then a count by
+    cause."""
+    named = "; ".join(
+        f"{display_id(failure.heart)} ({failure.describe()})" for failure in failures[:NAMED_IN_LOG]
+    )
+    if len(failures) > NAMED_IN_LOG:
+        causes: dict[str, int] = {}
+        for failure in failures:
+            causes[failure.cause.value] = causes.get(failure.cause.value, 0) + 1
+        by_cause = ", ".join(f"{count} {cause}" for cause, count in sorted(causes.items()))
+        named += f"; and {len(failures) - NAMED_IN_LOG} more (in all: {by_cause})"
+    return named
+
+
 @attrs.define(eq=False)
 class HeartMonitor(Service):
     """Pings hearts on a PUB socket every ``period`` ms and tracks who answers on a ROUTER.
@@ -125,12 +143,21 @@ class HeartMonitor(Service):
     #: fail a known heart at once when its connection closes (its process died), instead of
     #: after its missed beats; hung hearts, whose connections stay up, are still failed by those
     fail_on_disconnect: bool = False
+    #: when a beat would fail most hearts whose connections are up, hold them as suspects
+    #: first (see :mod:`greenheart.core.silence`); None fails them as it would fail a few
+    mass_silence: MassSilence | None = attrs.field(
+        factory=MassSilence,
+        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
+    )
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
     clock: Callable[[], float] = time.monotonic
 
     _ledger: Ledger = attrs.field(init=False)
     _new_heart_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
-    _failure_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
+    #: each with whether it takes the certificate instead of the heart
+    _failure_handlers: list[tuple[Callable[[Any], Any], bool]] = attrs.field(
+        factory=list, init=False
+    )
     _beat_handlers: list[BeatHandler] = attrs.field(factory=list, init=False)
     _limited: RateLimitedLog = attrs.field(init=False)
     #: exceptions raised by handlers, logged and swallowed
@@ -144,7 +171,9 @@ class HeartMonitor(Service):
     #: the pong socket is a CURVE server: every message says which key sent it
     _authenticated: bool = attrs.field(default=False, init=False)
     _watches: tuple[ConnectionWatch, ConnectionWatch] = attrs.field(init=False)
-    _book: ConnectionBook | None = attrs.field(default=None, init=False)
+    #: the share of the time since the beat before that the monitor's thread computed, as the
+    #: beat greenlet measured it for the beat it is taking
+    _cpu_share: float | None = attrs.field(default=None, init=False)
 
     @pingstream.validator
     def _check_pingstream(self, attribute: attrs.Attribute, value: object) -> None:
@@ -164,12 +193,13 @@ class HeartMonitor(Service):
         # handover would let any allowed peer take a live heart's identity away from it;
         # ZMTP heartbeats (set by bind) notice dead connections instead.
         self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 0 if self._authenticated else 1)
-        if self.fail_on_disconnect:
-            self._book = ConnectionBook()
         self._watches = (
             ConnectionWatch(self.pingstream, "pings"),
             ConnectionWatch(
-                self.pongstream, "pongs", self._book, on_closed=self._connections_closed
+                self.pongstream,
+                "pongs",
+                on_accepted=self._connection_accepted,
+                on_closed=self._connection_closed,
             ),
         )
         if self.authenticator is not None:
@@ -245,6 +275,8 @@ class HeartMonitor(Service):
             max_misses=self.max_misses,
             max_hearts=self.max_hearts,
             detector=self.phi,
+            mass_silence=self.mass_silence,
+            fail_on_disconnect=self.fail_on_disconnect,
         )
 
     # -- the state, as snapshots ---------------------------------------------------------
@@ -279,6 +311,23 @@ class HeartMonitor(Service):
     @property
     def counters(self) -> Counters:
         return self._ledger.counters
+
+    @property
+    def suspects(self) -> dict[bytes, Suspect]:
+        """The hearts held as suspects of a mass silence: when each was held, and for how
+        many judged beats so far."""
+        return self._ledger.suspects
+
+    @property
+    def failures(self) -> tuple[Failure, ...]:
+        """The certificates of the latest failures (up to 1,000), oldest first."""
+        return tuple(self._ledger.failures)
+
+    @property
+    def false_failures(self) -> tuple[FalseFailure, ...]:
+        """The latest false failures (up to 1,000): hearts failed for their silence that
+        answered again on the same connection, oldest first."""
+        return tuple(self._ledger.false_failures)
 
     def round_trips(self, heart: bytes) -> RoundTrips | None:
         """Last, mean and longest round trip of a known heart, in seconds; None if unknown."""
@@ -318,13 +367,20 @@ class HeartMonitor(Service):
     def remove_new_heart_handler(self, handler: HeartHandler) -> None:
         self._new_heart_handlers.remove(handler)
 
-    def add_heart_failure_handler(self, handler: HeartHandler) -> None:
-        """Call ``handler(heart)`` for each heart that has failed."""
+    def add_heart_failure_handler(
+        self, handler: HeartHandler | FailureHandler, *, certificate: bool = False
+    ) -> None:
+        """Call ``handler(heart)`` for each heart that has failed; with ``certificate=True``,
+        ``handler(failure)`` with its :class:`~greenheart.core.failures.Failure` instead."""
         _require_callable(handler)
-        self._failure_handlers.append(handler)
+        self._failure_handlers.append((handler, certificate))
 
-    def remove_heart_failure_handler(self, handler: HeartHandler) -> None:
-        self._failure_handlers.remove(handler)
+    def remove_heart_failure_handler(self, handler: HeartHandler | FailureHandler) -> None:
+        for entry in self._failure_handlers:
+            if entry[0] == handler:
+                self._failure_handlers.remove(entry)
+                return
+        raise ValueError(f"{handler!r} is not a heart failure handler of this monitor")
 
     def add_beat_handler(self, handler: BeatHandler) -> None:
         """Call ``handler(beat)`` after every beat, with the :class:`Beat`."""
@@ -337,8 +393,16 @@ class HeartMonitor(Service):
     def handle_new_heart(self, heart: bytes) -> None:
         self._call_handlers(self._new_heart_handlers, "new heart", heart)
 
-    def handle_heart_failure(self, heart: bytes) -> None:
-        self._call_handlers(self._failure_handlers, "heart failure", heart)
+    def handle_heart_failure(self, heart: bytes, failure: Failure | None = None) -> None:
+        """Call the failure handlers for ``heart``, with its certificate ``failure`` (the
+        latest of the heart's if not given)."""
+        if failure is None:
+            failure = next((f for f in reversed(self._ledger.failures) if f.heart == heart), None)
+        for handler, certificate in tuple(self._failure_handlers):  # a handler may remove itself
+            if not certificate:
+                self._call_handlers([handler], "heart failure", heart)
+            elif failure is not None:
+                self._call_handlers([handler], "heart failure", failure)
 
     def _call_handlers(self, handlers: list[Callable[[Any], Any]], event: str, arg: Any) -> None:
         for handler in tuple(handlers):  # a handler may remove itself
@@ -393,7 +457,9 @@ class HeartMonitor(Service):
         The ping leaves first, so that hearts get a whole period to answer however long the
         reading takes; answers to the closing round read after it still count for that round
         (:meth:`Ledger.publish <greenheart.core.ledger.Ledger.publish>`). ``lag`` is how late
-        the beat is; a ``stalled`` beat (the process was paused) judges nobody.
+        the beat is; a ``stalled`` beat (the process was paused) judges nobody. The share of
+        the time since the beat before that the monitor's thread computed, as the beat
+        greenlet measured it, goes into the beat and its certificates.
         """
         if self.pongstream.closed:  # it cannot judge what it cannot hear
             raise SocketClosed("the pong socket was closed while the monitor was running")
@@ -409,12 +475,12 @@ class HeartMonitor(Service):
                     " did not answer are not charged a miss for it",
                 )
         judge = verdict(late=stalled, paused=stalled, caught_up=caught_up) is Verdict.JUDGE
-        beat = self._ledger.beat(self.clock(), judge=judge, lag=lag)
+        beat = self._ledger.beat(self.clock(), judge=judge, lag=lag, cpu_share=self._cpu_share)
         self._log_beat(beat)
         for heart in beat.new_hearts:
             self.handle_new_heart(heart)
-        for heart in beat.failed_hearts:
-            self.handle_heart_failure(heart)
+        for failure in beat.failures[: len(beat.failed_hearts)]:
+            self.handle_heart_failure(failure.heart, failure)
         self._call_handlers(self._beat_handlers, "beat", beat)
         return beat
 
@@ -442,10 +508,12 @@ class HeartMonitor(Service):
             slot = schedule.beat(self.clock())
             # since the beat before, handlers included, as a late beat's cause may be in them
             now, now_cpu = time.monotonic(), time.thread_time()
-            paused = slot.late and was_paused(elapsed=now - since, cpu=now_cpu - cpu)
+            elapsed, used = now - since, now_cpu - cpu
+            paused = slot.late and was_paused(elapsed=elapsed, cpu=used)
             since, cpu = now, now_cpu
             if slot.late:
                 self._note_late(slot, paused)
+            self._cpu_share = used / elapsed if elapsed > 0 else None
             self.beat(slot.lag, stalled=paused)
 
     def _note_late(self, slot: Slot, paused: bool) -> None:
@@ -474,8 +542,29 @@ class HeartMonitor(Service):
         if beat.new_hearts:
             self.log.info("%d new heart(s): %s", len(beat.new_hearts), _named(beat.new_hearts))
         if beat.failed_hearts:
+            failures = beat.failures[: len(beat.failed_hearts)]
+            self.log.warning("%d heart(s) failed: %s", len(failures), _certified(failures))
+        if beat.mass_silence_began:
             self.log.warning(
-                "%d heart(s) failed: %s", len(beat.failed_hearts), _named(beat.failed_hearts)
+                "mass silence: beat %d would have failed %d of %d hearts at once, their"
+                " connections up; holding them as suspects for up to %d beats, since the monitor"
+                " or its network may be at fault",
+                beat.number,
+                len(beat.held),
+                beat.hearts,
+                self._ledger.mass_silence.hold if self._ledger.mass_silence else 0,
+            )
+        if beat.mass_silence_ended:
+            self.log.warning("mass silence over at beat %d: no heart is held", beat.number)
+        for mistake in beat.false_failures[:NAMED_IN_LOG]:
+            self._limited(
+                logging.WARNING,
+                "false failure",
+                "false failure: %s answered again on the connection it was failed on, %.0f ms"
+                " after it was failed (%s)",
+                display_id(mistake.heart),
+                mistake.gone * 1000,
+                mistake.failure.describe(),
             )
         if beat.refused_hearts:
             self._limited(
@@ -537,8 +626,8 @@ class HeartMonitor(Service):
         nothing here can block.
         """
         socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
-        authenticated, book = self._authenticated, self._book
-        key, fd = None, -1
+        authenticated, book = self._authenticated, self._ledger.connections
+        key = None
         for handled in range(limit):
             if socket.closed:  # a handler may close it
                 return handled
@@ -552,8 +641,10 @@ class HeartMonitor(Service):
             frame = _base_recv(socket, noblock, copy=False)
             if authenticated:
                 key = _sender_key(frame)
-            if book is not None:
+            try:
                 fd = frame.get(zmq.SRCFD)
+            except zmq.ZMQError:  # libzmq knows no descriptor for some of a flood's messages
+                fd = -1
             frames = [identity, frame.bytes]
             more = frame.more
             while more:
@@ -562,7 +653,7 @@ class HeartMonitor(Service):
                 more = frame.more
             try:
                 pong = handle_pong(frames, key)
-                if book is not None and pong.kind in ANSWERS and not book.tied(pong.heart, fd):
+                if pong.kind in ANSWERS and fd >= 0 and not book.tied(pong.heart, fd):
                     self._tie(book, pong.heart, fd)
             except Exception:
                 self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
@@ -574,12 +665,13 @@ class HeartMonitor(Service):
         self._watches[1].read_queued()
         book.answered(heart, fd)
 
-    def _connections_closed(self, hearts: tuple[bytes, ...]) -> None:
-        """Fail at once the hearts whose connection closed (``fail_on_disconnect``)."""
-        failed = [heart for heart in hearts if self._ledger.fail(heart)]
-        if failed:
-            self.log.warning(
-                "%d heart(s) failed, their connection closed: %s", len(failed), _named(failed)
-            )
-        for heart in failed:
-            self.handle_heart_failure(heart)
+    def _connection_accepted(self, fd: int) -> None:
+        self._ledger.connections.accepted(fd)
+
+    def _connection_closed(self, fd: int) -> None:
+        """The connection on ``fd`` closed: fail the hearts the ledger says it fails."""
+        failures = self._ledger.closed(fd, self.clock())
+        if failures:
+            self.log.warning("%d heart(s) failed: %s", len(failures), _certified(failures))
+        for failure in failures:
+            self.handle_heart_failure(failure.heart, failure)

@@ -8,9 +8,18 @@ follow to learn who joins and who fails. Every event is three frames:
 
 ``kind`` is ``new_heart`` or ``heart_failure`` (subscribe to a prefix to filter),
 ``identity`` the heart's raw identity, and ``json`` an object with the event, the heart
-as text, the beat number and the time (Unix seconds). The socket is an XPUB: a new
-subscriber first gets a ``hearts`` event whose JSON lists every heart known, so it need
-not wait for hearts to join again to know who is there.
+as text, the beat number and the time (Unix seconds). A ``heart_failure`` carries its
+certificate's fields too (``cause``, ``misses``, ``silent_ms``, ``connected``, ...: see
+:meth:`greenheart.core.failures.Failure.as_json`). Two more kinds, which a subscriber to
+``new_heart`` or ``heart_failure`` alone never sees:
+
+- ``false_failure``: a heart failed for its silence answered again on the same connection;
+  its JSON says how long it was gone (``gone_ms``) and why it had been failed;
+- ``mass_silence`` (empty identity): the monitor began holding hearts as suspects of a mass
+  silence (``"state": "began"``), or holds none any more (``"ended"``).
+
+The socket is an XPUB: a new subscriber first gets a ``hearts`` event whose JSON lists every
+heart known, so it need not wait for hearts to join again to know who is there.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import attrs
 import zmq
 import zmq.green
 
+from greenheart.core.failures import Failure
+from greenheart.core.ledger import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
@@ -40,6 +51,8 @@ log = logging.getLogger("greenheart.events")
 
 NEW_HEART = b"new_heart"
 HEART_FAILURE = b"heart_failure"
+FALSE_FAILURE = b"false_failure"
+MASS_SILENCE = b"mass_silence"
 HEARTS = b"hearts"
 
 #: events queued per subscriber before the slowest ones lose some
@@ -74,30 +87,46 @@ class EventStream(Service):
         # the monitor's handlers, so that a failure is published when it is declared (a
         # closed connection fails a heart between beats)
         self.monitor.add_new_heart_handler(self._new_heart)
-        self.monitor.add_heart_failure_handler(self._heart_failure)
+        self.monitor.add_heart_failure_handler(self._heart_failure, certificate=True)
+        self.monitor.add_beat_handler(self._beat)
         self._spawn(self._welcome, socket)
 
     def _close(self) -> None:
         with contextlib.suppress(ValueError):  # never added: the bind failed
             self.monitor.remove_new_heart_handler(self._new_heart)
             self.monitor.remove_heart_failure_handler(self._heart_failure)
+            self.monitor.remove_beat_handler(self._beat)
         close_sockets(self._socket)
         self._socket = None
 
     def _new_heart(self, heart: bytes) -> None:
         self._send(NEW_HEART, heart)
 
-    def _heart_failure(self, heart: bytes) -> None:
-        self._send(HEART_FAILURE, heart)
+    def _heart_failure(self, failure: Failure) -> None:
+        self._send(HEART_FAILURE, failure.heart, **failure.as_json())
 
-    def _send(self, kind: bytes, heart: bytes) -> None:
+    def _beat(self, beat: Beat) -> None:
+        for mistake in beat.false_failures:
+            self._send(FALSE_FAILURE, mistake.heart, **mistake.as_json())
+        if beat.mass_silence_began or beat.mass_silence_ended:
+            self._send(
+                MASS_SILENCE,
+                b"",
+                state="began" if beat.mass_silence_began else "ended",
+                suspects=len(beat.suspects),
+                held=len(beat.held),
+                released=len(beat.released),
+            )
+
+    def _send(self, kind: bytes, identity: bytes, **fields: object) -> None:
         body = {
             "event": kind.decode(),
-            "heart": display_id(heart),
+            "heart": display_id(identity) if identity else None,
             "beat": self.monitor.counters.beats,
             "time": time.time(),
+            **fields,
         }
-        self._send_frames([kind, heart, json.dumps(body).encode()])
+        self._send_frames([kind, identity, json.dumps(body).encode()])
 
     def _send_frames(self, frames: Sequence[bytes]) -> None:
         if self._socket is None:

@@ -9,8 +9,16 @@ The families (all names as Prometheus conventions have them):
 - ``greenheart_up`` (gauge): 1 while the monitor runs, 0 once it has stopped;
 - ``greenheart_hearts`` (gauge): hearts known, those on probation included;
 - ``greenheart_hearts_on_probation`` (gauge): hearts that missed the last beat;
-- ``greenheart_new_hearts_total``, ``greenheart_heart_failures_total``,
-  ``greenheart_refused_hearts_total`` (counters): hearts registered, failed, refused;
+- ``greenheart_new_hearts_total``, ``greenheart_refused_hearts_total`` (counters): hearts
+  registered, refused;
+- ``greenheart_heart_failures_total{cause}`` (counter): hearts failed, by cause:
+  ``disconnected``, ``missed``, ``phi`` or ``held`` (a suspect of a mass silence, silent
+  through its hold);
+- ``greenheart_false_failures_total``, ``greenheart_false_failure_seconds_total``
+  (counters): hearts failed for their silence that answered again on the same connection,
+  and how long those mistakes lasted, summed (their mean duration is the ratio);
+- ``greenheart_suspects`` (gauge): hearts held as suspects of a mass silence now;
+  ``greenheart_mass_silences_total`` (counter): mass silences begun;
 - ``greenheart_pongs_total{kind}`` (counter): kind is on_time, late, repeat, spoofed,
   stale or malformed;
 - ``greenheart_beats_total``, ``greenheart_unjudged_beats_total`` (stalled or behind),
@@ -40,6 +48,7 @@ from prometheus_client.core import (
 )
 
 from greenheart.core.errors import UsageError
+from greenheart.core.failures import Cause
 from greenheart.core.ledger import Beat
 from greenheart.green.connections import REASONS
 from greenheart.green.lifecycle import Service
@@ -89,10 +98,31 @@ class MonitorCollector:
             "Hearts that missed the last beat",
             len(monitor.on_probation),
         )
+        yield GaugeMetricFamily(
+            "greenheart_suspects",
+            "Hearts held as suspects of a mass silence",
+            len(monitor.suspects),
+        )
+        failures = CounterMetricFamily(
+            "greenheart_heart_failures", "Hearts failed, by cause", labels=["cause"]
+        )
+        for cause in Cause:
+            failures.add_metric([cause.value], counters.failed(cause))
+        yield failures
         for name, text, value in (
             ("greenheart_new_hearts", "Hearts registered", counters.new_hearts),
-            ("greenheart_heart_failures", "Hearts failed", counters.failed_hearts),
             ("greenheart_refused_hearts", "New hearts refused", counters.refused_hearts),
+            (
+                "greenheart_false_failures",
+                "Hearts failed for their silence that answered again on the same connection",
+                counters.false_failures,
+            ),
+            (
+                "greenheart_false_failure_seconds",
+                "Seconds the false failures lasted, summed",
+                counters.false_failure_seconds,
+            ),
+            ("greenheart_mass_silences", "Mass silences begun", counters.mass_silences),
             ("greenheart_beats", "Beats", counters.beats),
             ("greenheart_unjudged_beats", "Beats that judged nobody", counters.unjudged_beats),
             (

@@ -1,9 +1,13 @@
 """A WSGI view of a monitor, for embedding it in a gevent web server.
 
 ``GET /hearts`` answers JSON: whether the monitor runs (and what stopped it), its period and
-counters, and every known heart with its state, beats missed in a row, and round trips::
+counters, the hearts it holds as suspects of a mass silence, the certificates of its latest
+failures and its latest false failures, and every known heart with its state (``beating``,
+``on_probation`` or ``suspect``), beats missed in a row, and round trips::
 
     {"running": true, "stopped_by": null, "period_ms": 1000.0, "beats": 42, "counters": {...},
+     "suspects": 0, "refused_peers": {}, "failures": [{"heart": "web-7", "cause": "missed",
+     "misses": 2, "silent_ms": 2012.0, ...}], "false_failures": [],
      "hearts": [{"heart": "web-1", "state": "beating", "misses": 0,
                  "last_rtt_ms": 0.41, "mean_rtt_ms": 0.39, "max_rtt_ms": 1.2}, ...]}
 
@@ -28,6 +32,9 @@ from greenheart.green.monitor import HeartMonitor
 #: hearts written per chunk of the body
 HEARTS_PER_CHUNK = 500
 
+#: the latest failures and false failures shown
+RECENT_SHOWN = 100
+
 StartResponse = Callable[..., Any]
 
 
@@ -35,11 +42,17 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def _state(state: HeartState) -> str:
+    if state.suspect:
+        return "suspect"
+    return "on_probation" if state.on_probation else "beating"
+
+
 def heart_json(state: HeartState) -> dict[str, Any]:
     trips = state.round_trips
     return {
         "heart": display_id(state.heart),
-        "state": "on_probation" if state.on_probation else "beating",
+        "state": _state(state),
         "misses": state.misses,
         "last_rtt_ms": _ms(trips.last) if trips else None,
         "mean_rtt_ms": _ms(trips.mean) if trips else None,
@@ -76,6 +89,10 @@ def _body(monitor: HeartMonitor) -> Iterator[bytes]:
         "period_ms": monitor.period,
         "beats": counters.beats,
         "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},
+        "suspects": len(monitor.suspects),
+        "refused_peers": monitor.refused_peers,
+        "failures": [failure.as_json() for failure in monitor.failures[-RECENT_SHOWN:]],
+        "false_failures": [mistake.as_json() for mistake in monitor.false_failures[-RECENT_SHOWN:]],
     }
     yield json.dumps(head)[:-1].encode() + b', "hearts": ['
     for start in range(0, len(states), HEARTS_PER_CHUNK):

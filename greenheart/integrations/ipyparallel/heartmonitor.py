@@ -137,18 +137,6 @@ def _runs(events: list[tuple[str, bytes]]) -> list[tuple[str, list[bytes]]]:
     return runs
 
 
-def monitor_settings(config: Any) -> tuple[float, int]:
-    """The period (ms) and max misses a controller's config asks of its heart monitor.
-
-    ipyparallel's own ``HeartMonitor`` class reads them, so that config files, profiles and
-    command-line traits (still unparsed strings in the config) mean what they mean to it.
-    """
-    from ipyparallel.controller.heartmonitor import HeartMonitor as IPPHeartMonitor
-
-    settings = IPPHeartMonitor(config=config)
-    return float(settings.period), int(settings.max_heartmonitor_misses)
-
-
 def controller_log_level(passed: int | str) -> int | str:
     """The controller's ``--log-level``. ipyparallel passes its logger's effective level, which
     traitlets leaves at DEBUG whatever was asked (its handlers filter); a forked child still
@@ -225,28 +213,34 @@ def run_heartmonitor(
     from jupyter_client.session import Session
     from traitlets.config import Config
 
+    from greenheart.integrations.ipyparallel.traits import monitor_settings
+
     config = config if config is not None else Config()
-    period, max_misses = monitor_settings(config)
+    settings = monitor_settings(config)
     keys = KeyPair(curve_publickey, curve_secretkey) if curve_secretkey else None
     monitor = HeartMonitor.bind(
         ping_url,
         pong_url,
         curve=ServerCurve(keys, allowed=None) if keys is not None else None,
-        period=period,
-        max_misses=max_misses,
         fail_on_disconnect=fail_on_disconnect,
         log=logging.getLogger("greenheart.monitor"),
+        **settings,
     )
     # the controller is the hub's CURVE server and this process its client, with one key pair
     curve = ClientCurve(keys.public, keys) if keys is not None else None
     reporter = HubReporter(monitor, monitor_url, Session(config=config), curve=curve)
     with monitor, reporter:
+        rule = monitor.mass_silence
         log.info(
-            "greenheart heart monitor: every %g ms, %d misses allowed%s%s; pings %s, pongs %s",
-            period,
-            max_misses,
+            "greenheart heart monitor: every %g ms, %d misses allowed%s%s, %s; pings %s, pongs %s",
+            monitor.period,
+            monitor.max_misses,
             ", a CURVE server" if keys is not None else "",
             ", failing hearts whose connection closes" if fail_on_disconnect else "",
+            "no mass-silence rule"
+            if rule is None
+            else f"holding more than {rule.share:g} of the hearts (at least {rule.min_hearts})"
+            f" silent at once for up to {rule.hold} beats",
             monitor.ping_addr,
             monitor.pong_addr,
         )

@@ -1,0 +1,158 @@
+"""Why a heart was failed, and which failures were mistakes.
+
+Every failure comes with a :class:`Failure`, a certificate: its :class:`Cause` and the
+evidence the monitor had when it decided (when the heart last answered, its round trips, its
+misses and suspicion, whether its connection was up), with the monitor's own state on that
+beat (how late it came, how much of the time its thread computed, how many hearts failed with
+it). A reader can then tell a heart that died from a monitor that could not hear.
+
+A heart failed for its silence whose identity answers again on the same connection (which
+never closed, so its process never died) was failed by mistake: a :class:`FalseFailure`,
+which carries how long the mistake lasted. With the detection time of a real death, these are
+the three measures failure detectors are compared by (Chen, Toueg and Aguilera, "On the
+quality of service of failure detectors", 2002): detection time, mistake rate and mistake
+duration, counted here in production, not only in a benchmark.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from greenheart.core.wire import display_id
+
+
+class Cause(enum.Enum):
+    """Why a heart was failed."""
+
+    #: its connection closed (its process died), with ``fail_on_disconnect`` or while held
+    DISCONNECTED = "disconnected"
+    #: it missed more than ``max_misses`` beats in a row
+    MISSED = "missed"
+    #: its phi-accrual suspicion passed the threshold
+    PHI = "phi"
+    #: it was held as a suspect in a mass silence, and stayed silent for the whole hold
+    HELD = "held"
+
+
+#: the causes that are a verdict on silence, which a heart can prove wrong by answering again
+SILENCE = frozenset({Cause.MISSED, Cause.PHI, Cause.HELD})
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+@attrs.frozen
+class Failure:
+    """The certificate of one heart's failure; times in seconds on the monitor's clock."""
+
+    heart: bytes
+    cause: Cause
+    #: when it was failed
+    at: float
+    #: the number of the last beat closed when it was failed (the beat that failed it, for
+    #: every cause but a closed connection, which fails a heart between beats)
+    beat: int
+    #: beats missed in a row when it was failed
+    misses: int
+    #: when its last answer arrived; None if it never answered since it was registered
+    last_answer: float | None
+    #: its last and mean round trip; None if never measured
+    last_rtt: float | None
+    mean_rtt: float | None
+    #: its phi-accrual suspicion when it was failed; None without a detector
+    phi: float | None
+    #: whether its connection was still up; None where the monitor does not know
+    connected: bool | None
+    #: how late the monitor's beat came (the last beat's, for a closed connection)
+    lag: float
+    #: the share of the time since the beat before that the monitor's thread computed; None
+    #: where the driver did not measure it
+    cpu_share: float | None
+    #: hearts failed by the same beat (or the same closed connection), this one included
+    failed_together: int
+    #: for a held suspect: when the hold began, and the judged beats it lasted
+    held_since: float | None = None
+    held_beats: int = 0
+
+    @property
+    def silence(self) -> float | None:
+        """Seconds from its last answer to its failure."""
+        return None if self.last_answer is None else self.at - self.last_answer
+
+    def describe(self) -> str:
+        """One line for a log: the cause first, then the evidence."""
+        if self.cause is Cause.DISCONNECTED:
+            what = "its connection closed"
+        elif self.cause is Cause.MISSED:
+            what = f"missed {self.misses} beats"
+        elif self.cause is Cause.PHI:
+            what = f"phi {self.phi:.1f} passed the threshold"
+        else:
+            what = f"silent through a hold of {self.held_beats} beats in a mass silence"
+        parts = [what]
+        if self.silence is not None:
+            parts.append(f"silent {self.silence * 1000:.0f} ms")
+        if self.last_rtt is not None and self.mean_rtt is not None:
+            parts.append(
+                f"round trip last {self.last_rtt * 1000:.2f} ms, mean {self.mean_rtt * 1000:.2f} ms"
+            )
+        if self.connected is not None and self.cause is not Cause.DISCONNECTED:
+            parts.append("connection up" if self.connected else "connection closed")
+        monitor = f"monitor lag {self.lag * 1000:.0f} ms"
+        if self.cpu_share is not None:
+            monitor += f", CPU {self.cpu_share:.0%}"
+        parts.append(monitor)
+        if self.failed_together > 1:
+            parts.append(f"{self.failed_together} failed together")
+        return "; ".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        """The certificate as JSON fields, times in ms (``at`` in seconds, on the monitor's
+        monotonic clock)."""
+        return {
+            "heart": display_id(self.heart),
+            "cause": self.cause.value,
+            "at": round(self.at, 6),
+            "beat": self.beat,
+            "misses": self.misses,
+            "silent_ms": _ms(self.silence),
+            "last_rtt_ms": _ms(self.last_rtt),
+            "mean_rtt_ms": _ms(self.mean_rtt),
+            "phi": None if self.phi is None else round(self.phi, 3),
+            "connected": self.connected,
+            "lag_ms": _ms(self.lag),
+            "cpu_share": None if self.cpu_share is None else round(self.cpu_share, 3),
+            "failed_together": self.failed_together,
+            "held_beats": self.held_beats,
+        }
+
+
+@attrs.frozen
+class FalseFailure:
+    """A heart failed for its silence that answered again on the same connection."""
+
+    failure: Failure
+    #: when its first answer after the failure arrived
+    returned_at: float
+
+    @property
+    def heart(self) -> bytes:
+        return self.failure.heart
+
+    @property
+    def gone(self) -> float:
+        """How long the mistake lasted: seconds from the failure to the answer."""
+        return self.returned_at - self.failure.at
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "heart": display_id(self.heart),
+            "gone_ms": _ms(self.gone),
+            "cause": self.failure.cause.value,
+            "failed_at": round(self.failure.at, 6),
+            "failed_beat": self.failure.beat,
+        }
