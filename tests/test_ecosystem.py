@@ -117,6 +117,7 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
         "greenheart_handler_errors", "greenheart_beat_lag_seconds", "greenheart_period_seconds",
         "greenheart_round_trip_seconds", "greenheart_suspects", "greenheart_mass_silences",
         "greenheart_false_failures", "greenheart_false_failure_seconds",
+        "greenheart_refusing_connections", "greenheart_connection_refusals",
     }  # fmt: skip
     assert documented <= families.keys()
     assert value("greenheart_hearts") == 3
@@ -125,6 +126,7 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
     assert value("greenheart_heart_failures", cause="missed") == 1
     assert value("greenheart_heart_failures", cause="disconnected") == 0
     assert value("greenheart_suspects") == 0 and value("greenheart_false_failures") == 0
+    assert value("greenheart_refusing_connections") == 0
     assert value("greenheart_pongs", kind="on_time") > 10
     assert value("greenheart_pongs", kind="stale") >= 1
     assert value("greenheart_beats") >= 3

@@ -19,12 +19,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import struct
+import time
 from collections.abc import Callable
 
 import attrs
+import gevent
 import zmq
 import zmq.green
-from zmq.utils.monitor import parse_monitor_message
 
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.green.sockets import close_sockets, wait_for_messages
@@ -32,7 +34,7 @@ from greenheart.green.sockets import close_sockets, wait_for_messages
 log = logging.getLogger("greenheart.connections")
 
 #: a refused peer's reason, by the event that told
-REFUSALS = {
+REFUSALS: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake",
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",
@@ -55,6 +57,24 @@ CONNECTIONS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 #: seconds the watch sleeps at most before it looks at the queue again
 WAKE_INTERVAL = 1.0
 
+#: seconds between two reads of the events at least: what a closed connection may wait to be
+#: seen in a burst of events, and what bounds the wake-ups a storm of connections costs
+READ_EVERY = 0.005
+
+#: events queued for the watch before libzmq's I/O thread waits for it to read them. libzmq
+#: sends an event without ZMQ_DONTWAIT, from its I/O thread: at pyzmq's 1,000 a storm of
+#: connections made that thread, and with it every heart's pings and pongs, wait on Python.
+#: Two frames of a few dozen bytes an event: at most a few MiB.
+EVENTS_RCVHWM = 100_000
+
+#: an event's first frame: the event (16 bits) and its value (32), in the machine's order
+_EVENT = struct.Struct("=HI")
+
+# A storm of connections makes thousands of events a second: they are read with the plain
+# pyzmq method (nothing here waits) and parsed by hand, not by zmq.utils.monitor, whose
+# conversions to zmq.Event cost more than everything else an event costs.
+_base_recv = zmq.Socket.recv
+
 
 @attrs.define(eq=False)
 class ConnectionWatch:
@@ -74,7 +94,12 @@ class ConnectionWatch:
 
     def open(self) -> None:
         watched = WATCHED | (CONNECTIONS if self.on_closed is not None else 0)
-        self._events = self.socket.get_monitor_socket(watched)
+        address = f"inproc://greenheart-watch-{id(self):x}"
+        self.socket.monitor(address, watched)
+        events = self._events = self.socket.context.socket(zmq.PAIR)
+        events.linger = 0
+        events.setsockopt(zmq.RCVHWM, EVENTS_RCVHWM)
+        events.connect(address)
 
     def close(self) -> None:
         if self._events is not None and not self.socket.closed:
@@ -89,20 +114,27 @@ class ConnectionWatch:
         assert events is not None, "open() first"
         while True:
             self.read_queued()
+            read_at = time.monotonic()
             wait_for_messages(events, WAKE_INTERVAL)
+            # In a burst (a storm of connections) events come one by one: waking for each
+            # would cost the monitor's thread more than the events themselves.
+            if (rest := read_at + READ_EVERY - time.monotonic()) > 0:
+                gevent.sleep(rest)
 
     def read_queued(self) -> None:
         """Take every event queued now, without waiting."""
         events = self._events
         if events is None:
             return
+        handle, noblock = self.handle, zmq.NOBLOCK
         while True:
             try:
-                message = events.recv_multipart(zmq.NOBLOCK)
+                event = _base_recv(events, noblock)
             except zmq.Again:
                 return
-            event = parse_monitor_message(message)
-            self.handle(int(event["event"]), int(event["value"]), event["endpoint"])
+            endpoint = _base_recv(events, noblock)  # every event is two frames, sent at once
+            kind, value = _EVENT.unpack_from(event)
+            handle(kind, value, endpoint)
 
     def handle(self, kind: int, fd: int, endpoint: bytes) -> None:
         """Take one event of ``kind`` (``zmq.EVENT_...``) about descriptor ``fd`` on the
@@ -114,7 +146,7 @@ class ConnectionWatch:
             if self.on_closed is not None:
                 self.on_closed(fd)
         elif kind in REFUSALS:
-            reason = REFUSALS[zmq.Event(kind)]
+            reason = REFUSALS[kind]
             self.refused[reason] += 1
             self._limited(
                 logging.WARNING,

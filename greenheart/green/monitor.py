@@ -35,6 +35,7 @@ from greenheart.green.connections import ConnectionWatch
 from greenheart.green.curve import ServerCurve
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
+from greenheart.green.refusal import ConnectionGuard
 from greenheart.green.sockets import (
     bind,
     close_sockets,
@@ -60,6 +61,12 @@ PONG_RCVHWM = 64
 #: pings queued per heart before the PUB drops them for that heart: a heart that far behind
 #: would only answer pings that have expired
 PING_SNDHWM = 16
+
+#: ms a connection may take to finish its ZMTP handshake before libzmq hangs up on it (its own
+#: default is 30 s). A heart on loopback or a LAN takes well under one; a connection that never
+#: speaks ZeroMQ (a port scanner, a storm) holds a descriptor for this long, so at 20,000
+#: descriptors a storm must come at more than 4,000 connections a second to take them all.
+HANDSHAKE_IVL_MS = 5_000
 
 #: with CURVE (and so no ROUTER_HANDOVER), ZMTP heartbeats close half-open connections so a
 #: heart restarted under its identity gets it back. A dead process's connection is closed by
@@ -171,6 +178,7 @@ class HeartMonitor(Service):
     #: the pong socket is a CURVE server: every message says which key sent it
     _authenticated: bool = attrs.field(default=False, init=False)
     _watches: tuple[ConnectionWatch, ConnectionWatch] = attrs.field(init=False)
+    _guard: ConnectionGuard = attrs.field(init=False)
     #: the share of the time since the beat before that the monitor's thread computed, as the
     #: beat greenlet measured it for the beat it is taking
     _cpu_share: float | None = attrs.field(default=None, init=False)
@@ -202,6 +210,7 @@ class HeartMonitor(Service):
                 on_closed=self._connection_closed,
             ),
         )
+        self._guard = ConnectionGuard((self.pingstream, self.pongstream))
         if self.authenticator is not None:
             self.authenticator.add_stop_handler(self._authenticator_stopped)
 
@@ -255,6 +264,8 @@ class HeartMonitor(Service):
             # Thousands of hearts connect at once when a fleet starts or the monitor restarts;
             # with ZeroMQ's default backlog of 100 most would wait for SYN retries.
             pong.setsockopt(zmq.BACKLOG, PONG_BACKLOG)
+            for socket in (ping, pong):
+                socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
             if curve is not None:
                 for socket in (ping, pong):
                     curve.apply(socket)
@@ -340,10 +351,21 @@ class HeartMonitor(Service):
     @property
     def refused_peers(self) -> dict[str, int]:
         """Peers whose handshake failed, on either socket, by reason: ``protocol`` (plaintext
-        against CURVE, or not ZeroMQ), ``handshake`` (a wrong server key), ``auth`` (a key
-        the authenticator refused)."""
+        against CURVE, or not ZeroMQ), ``handshake`` (a wrong server key, or no handshake
+        within 5 s), ``auth`` (a key the authenticator refused)."""
         ping, pong = self._watches
         return dict(ping.refused + pong.refused)
+
+    @property
+    def refusing_connections(self) -> bool:
+        """Whether the monitor refuses new connections, its process being out of file
+        descriptors (see :mod:`greenheart.green.refusal`)."""
+        return self._guard.refusing
+
+    @property
+    def connection_refusals(self) -> int:
+        """Times the monitor began refusing new connections."""
+        return self._guard.refusal.refusals
 
     def suspicion(self, heart: bytes) -> float | None:
         """The phi-accrual suspicion level of a known heart now; None without ``phi``."""
@@ -424,6 +446,8 @@ class HeartMonitor(Service):
         for watch in self._watches:
             watch.open()
             self._spawn(watch.run)
+        self._guard.open()
+        self._spawn(self._guard.run)
         self._publish(self._ledger.ping)
         self._spawn(self._drain_pongs)
         self._spawn(self._beat_on_schedule)
@@ -437,6 +461,7 @@ class HeartMonitor(Service):
     def _close(self) -> None:
         for watch in self._watches:
             watch.close()
+        self._guard.close()
         if self.owns_sockets:
             close_sockets(self.pingstream, self.pongstream)
         if self.authenticator is not None:

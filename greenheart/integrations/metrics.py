@@ -27,6 +27,8 @@ The families (all names as Prometheus conventions have them):
 - ``greenheart_refused_peers_total{reason}`` (counter): peers whose handshake failed, reason
   ``protocol`` or ``handshake`` (a plaintext peer against CURVE, not ZeroMQ, a wrong server key)
   or ``auth`` (a key the authenticator refused);
+- ``greenheart_refusing_connections`` (gauge): 1 while the monitor, out of file descriptors,
+  refuses new connections; ``greenheart_connection_refusals_total`` (counter): times it began;
 - ``greenheart_beat_lag_seconds`` (gauge): how late the last beat came;
 - ``greenheart_period_seconds`` (gauge);
 - ``greenheart_round_trip_seconds`` (histogram): ping sent to pong read, every answer.
@@ -147,6 +149,16 @@ class MonitorCollector:
         for reason in REFUSAL_REASONS:
             refused.add_metric([reason], refused_peers.get(reason, 0))
         yield refused
+        yield GaugeMetricFamily(
+            "greenheart_refusing_connections",
+            "1 while the monitor, out of file descriptors, refuses new connections",
+            int(monitor.refusing_connections),
+        )
+        yield CounterMetricFamily(
+            "greenheart_connection_refusals",
+            "Times the monitor began refusing new connections",
+            monitor.connection_refusals,
+        )
         pongs = CounterMetricFamily("greenheart_pongs", "Pongs received, by kind", labels=["kind"])
         for kind in PONG_KINDS:
             pongs.add_metric([kind], getattr(counters, f"{kind}_pongs"))

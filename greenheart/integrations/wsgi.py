@@ -6,8 +6,9 @@ failures and its latest false failures, and every known heart with its state (``
 ``on_probation`` or ``suspect``), beats missed in a row, and round trips::
 
     {"running": true, "stopped_by": null, "period_ms": 1000.0, "beats": 42, "counters": {...},
-     "suspects": 0, "refused_peers": {}, "failures": [{"heart": "web-7", "cause": "missed",
-     "misses": 2, "silent_ms": 2012.0, ...}], "false_failures": [],
+     "suspects": 0, "refused_peers": {}, "refusing_connections": false,
+     "failures": [{"heart": "web-7", "cause": "missed", "misses": 2, "silent_ms": 2012.0, ...}],
+     "false_failures": [],
      "hearts": [{"heart": "web-1", "state": "beating", "misses": 0,
                  "last_rtt_ms": 0.41, "mean_rtt_ms": 0.39, "max_rtt_ms": 1.2}, ...]}
 
@@ -91,6 +92,7 @@ def _body(monitor: HeartMonitor) -> Iterator[bytes]:
         "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},
         "suspects": len(monitor.suspects),
         "refused_peers": monitor.refused_peers,
+        "refusing_connections": monitor.refusing_connections,
         "failures": [failure.as_json() for failure in monitor.failures[-RECENT_SHOWN:]],
         "false_failures": [mistake.as_json() for mistake in monitor.false_failures[-RECENT_SHOWN:]],
     }

@@ -1,0 +1,185 @@
+"""Refusing new connections while the process is out of descriptors, keeping those made.
+
+:class:`~greenheart.core.refusal.Refusal` decides when; a :class:`ConnectionGuard` looks at the
+descriptors a few times a second, and while refusing it makes each of the monitor's TCP
+listening sockets drop new connections: a socket filter (BPF) that drops every packet,
+attached to the listener, discards the SYN of a new connection (its peer retries, as TCP
+does) and leaves every connection already made alone, since each has a socket of its own.
+The queue of connections waiting for ``accept`` then only empties (libzmq takes them as the
+descriptors of unfinished handshakes come free, within its handshake interval), and once it
+is empty the listener is no longer readable and ZeroMQ's I/O thread stops spinning on it.
+
+libzmq offers nothing better (docs/bench.md has the measurements): unbinding and binding the
+endpoint again closes every connection accepted through it, hearts included; a lower
+backlog leaves the listener readable; and a descriptor kept in reserve, freed to accept and
+reset a queued connection from Python, is taken by libzmq's spinning ``accept`` before
+Python's can use it. This is Linux only (the filter, and /proc to find the listeners);
+elsewhere the guard still says that the monitor is out of descriptors, and does nothing else.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import ctypes
+import logging
+import os
+import resource
+import socket
+import sys
+import time
+
+import attrs
+import gevent
+import zmq
+
+from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.core.refusal import Change, Refusal, headroom
+from greenheart.green.sockets import endpoint
+
+log = logging.getLogger("greenheart.refusal")
+
+#: seconds between two looks at the descriptors
+LOOK_EVERY = 0.25
+
+# <asm-generic/socket.h>
+SO_ATTACH_FILTER = 26
+SO_DETACH_FILTER = 27
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+#: one classic BPF instruction, BPF_RET | BPF_K with 0: keep no byte of any packet. The kernel
+#: copies the program when it is attached; these stay alive for the pointer in _DROP_ALL.
+_DROP_ALL_CODE = (_SockFilter * 1)(_SockFilter(0x06, 0, 0, 0))
+_DROP_ALL = bytes(_SockFprog(1, _DROP_ALL_CODE))
+
+
+def _link(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # closed meanwhile, or the directory's own descriptor
+        return ""
+
+
+def listener_descriptor(address: str) -> int | None:
+    """The descriptor of this process's TCP socket listening on ``address``'s port
+    (``tcp://host:port``); None if there is none, or /proc cannot say."""
+    if not address.startswith("tcp://"):
+        return None
+    try:
+        port = int(address.rsplit(":", 1)[1])
+    except ValueError:
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    return next((int(fd) for fd in descriptors if _link(fd) in inodes), None)
+
+
+def _free_descriptors(wanted: int) -> int:
+    """How many descriptors could be opened now, counted up to ``wanted``."""
+    opened: list[int] = []
+    try:
+        for _ in range(wanted):
+            opened.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return len(opened)
+
+
+@attrs.define(eq=False)
+class ConnectionGuard:
+    """Refuses new connections to ``sockets``' TCP listeners while the process is out of
+    descriptors; its owner runs :meth:`run` in a greenlet, between :meth:`open` and
+    :meth:`close`."""
+
+    sockets: tuple[zmq.Socket, ...]
+    refusal: Refusal = attrs.field(
+        factory=lambda: Refusal(headroom(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    )
+    #: descriptor -> what /proc says it is, for each listener found
+    _listeners: dict[int, str] = attrs.field(factory=dict, init=False)
+    _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
+
+    @property
+    def refusing(self) -> bool:
+        return self.refusal.refusing
+
+    def open(self) -> None:
+        if sys.platform.startswith("linux"):
+            for socket_ in self.sockets:
+                fd = listener_descriptor(endpoint(socket_))
+                if fd is not None:
+                    self._listeners[fd] = _link(str(fd))
+
+    def close(self) -> None:
+        if self.refusing:
+            self._filter(SO_DETACH_FILTER)
+        self._listeners.clear()
+
+    def run(self) -> None:
+        while True:
+            self.look()
+            gevent.sleep(LOOK_EVERY)
+
+    def look(self) -> None:
+        """Count the free descriptors, and refuse or admit connections as the rule says."""
+        change = self.refusal.look(
+            free=_free_descriptors(self.refusal.wanted()), now=time.monotonic()
+        )
+        if change is Change.REFUSE:
+            self._filter(SO_ATTACH_FILTER)
+            log.warning(
+                "out of file descriptors: refusing new connections until %d are free; the"
+                " connections made, hearts included, are kept",
+                self.refusal.headroom,
+            )
+        elif change is Change.ADMIT:
+            self._filter(SO_DETACH_FILTER)
+            log.warning("file descriptors free again: admitting new connections")
+
+    def _still_ours(self, fd: int) -> bool:
+        """Whether ``fd`` is still the listener it was (libzmq may have closed it)."""
+        return _link(str(fd)) == self._listeners.get(fd)
+
+    def _filter(self, option: int) -> None:
+        for fd in list(self._listeners):
+            if not self._still_ours(fd):
+                del self._listeners[fd]
+                continue
+            wrapped = _socket.socket(fileno=fd)
+            try:
+                if option == SO_ATTACH_FILTER:
+                    wrapped.setsockopt(socket.SOL_SOCKET, option, _DROP_ALL)
+                else:
+                    wrapped.setsockopt(socket.SOL_SOCKET, option, 0)
+            except OSError as error:  # no BPF here: say so once in a while, go on
+                self._limited(logging.WARNING, "filter", "cannot filter a listener: %s", error)
+            finally:
+                wrapped.detach()

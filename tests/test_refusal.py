@@ -1,0 +1,187 @@
+"""Connection storms: refusing connections while out of descriptors (the rule with a fed
+clock, then the guard on a live monitor's listeners), and a storm that must not wait on
+Python."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+import zmq
+import zmq.green
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenheart import Heart, HeartMonitor
+from greenheart.core.refusal import HEADROOM, Change, Refusal, headroom
+from greenheart.green import refusal as guard_module
+from greenheart.green.limits import open_descriptors
+from greenheart.green.refusal import listener_descriptor
+from greenheart.green.sockets import close_sockets
+from tests.helpers import RecordingMonitor, wait_beats, wait_until
+
+# -- the rule -------------------------------------------------------------------------------
+
+
+def test_refuses_when_none_is_free_and_admits_once_enough_are_for_long_enough():
+    rule = Refusal(headroom=10, min_seconds=5.0)
+    assert rule.wanted() == 1 and rule.look(free=1, now=0.0) is None
+    assert rule.look(free=0, now=1.0) is Change.REFUSE and rule.refusing
+    assert rule.wanted() == 10
+    assert rule.look(free=10, now=5.9) is None  # enough free, not long enough
+    assert rule.look(free=9, now=6.5) is None  # long enough, not enough free
+    assert rule.look(free=10, now=6.5) is Change.ADMIT and not rule.refusing
+    assert (rule.refusals, rule.seconds) == (1, 5.5)
+
+
+def test_a_refusal_soon_after_an_admission_lasts_twice_as_long_up_to_a_cap():
+    rule = Refusal(headroom=1, min_seconds=1.0, max_seconds=4.0, quiet=10.0)
+    now, lasted = 0.0, []
+    for _ in range(5):
+        rule.look(free=0, now=now)
+        lasted.append(rule.lasts)
+        now += rule.lasts
+        assert rule.look(free=1, now=now) is Change.ADMIT
+        now += 1.0  # the storm's retries take every descriptor again a second later
+    assert lasted == [1.0, 2.0, 4.0, 4.0, 4.0]
+    rule.look(free=0, now=now + 10.0)  # after a quiet while, short again
+    assert rule.lasts == 1.0
+
+
+@given(
+    looks=st.lists(st.tuples(st.integers(0, 100), st.floats(0.0, 10.0)), max_size=60),
+    share=st.integers(1, 50),
+)
+def test_admissions_only_with_enough_free_after_the_refusal_lasted(looks, share):
+    rule = Refusal(headroom=share, min_seconds=2.0)
+    now = 0.0
+    for free, step in looks:
+        now += step
+        since, lasts, refusing = rule.since, rule.lasts, rule.refusing
+        change = rule.look(free=min(free, rule.wanted()), now=now)
+        if change is Change.ADMIT:
+            assert refusing and free >= share and now - since >= lasts >= 2.0
+        if change is Change.REFUSE:
+            assert not refusing and free == 0
+        if not refusing and free > 0:
+            assert change is None and not rule.refusing
+    assert rule.seconds >= 2.0 * (rule.refusals - rule.refusing)
+
+
+def test_the_headroom_is_a_quarter_of_the_limit_and_never_below_the_least():
+    assert headroom(20_000) == 5_000 and headroom(100) == HEADROOM
+
+
+# -- the guard on a live monitor --------------------------------------------------------------
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="socket filters and /proc are Linux's"
+)
+
+
+def connects(address: str, timeout: float = 0.5) -> bool:
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    probe = socket.socket()
+    probe.settimeout(timeout)
+    try:
+        probe.connect((host, int(port)))
+        return True
+    except OSError:  # timed out: the listener dropped the SYN
+        return False
+    finally:
+        probe.close()
+
+
+@linux_only
+def test_the_listeners_are_found_by_their_endpoints(make_monitor):
+    monitor = make_monitor(period=100)
+    for address in (monitor.ping_addr, monitor.pong_addr):
+        fd = listener_descriptor(address)
+        assert fd is not None
+        assert socket.socket(fileno=fd).detach() == fd  # it is a socket, and stays open
+    assert listener_descriptor("ipc:///tmp/nothing") is None
+
+
+@linux_only
+def test_out_of_descriptors_new_connections_are_dropped_and_hearts_kept(make_monitor, monkeypatch):
+    free = {"count": 100}
+    monkeypatch.setattr(
+        guard_module, "_free_descriptors", lambda wanted: min(wanted, free["count"])
+    )
+    monkeypatch.setattr(guard_module, "LOOK_EVERY", 0.02)
+    monitor = make_monitor(RecordingMonitor, period=50, max_misses=1)
+    monitor._guard.refusal = Refusal(headroom=10, min_seconds=0.2)
+    heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="connected")
+    heart.start()
+    try:
+        wait_until(lambda: b"connected" in monitor.hearts)
+        assert connects(monitor.pong_addr) and not monitor.refusing_connections
+        free["count"] = 0  # the last descriptor is gone
+        wait_until(lambda: monitor.refusing_connections)
+        assert monitor.connection_refusals == 1
+        assert not connects(monitor.pong_addr) and not connects(monitor.ping_addr)
+        wait_beats(monitor, 5)
+        assert b"connected" in monitor.hearts and not monitor.failed  # kept, and heard
+        free["count"] = 10
+        wait_until(lambda: not monitor.refusing_connections)
+        assert connects(monitor.pong_addr) and connects(monitor.ping_addr)
+        late = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="after")
+        late.start()
+        try:
+            wait_until(lambda: b"after" in monitor.hearts)
+        finally:
+            late.stop()
+    finally:
+        heart.stop()
+
+
+@linux_only
+def test_a_stopped_monitor_leaves_no_filter_on_sockets_it_does_not_own(monkeypatch):
+    """A caller's sockets outlive the monitor: stopped mid-refusal, it lets connections in."""
+    monkeypatch.setattr(guard_module, "_free_descriptors", lambda wanted: 0)
+    monkeypatch.setattr(guard_module, "LOOK_EVERY", 0.02)
+    context = zmq.green.Context.instance()
+    ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    try:
+        for bound in (ping, pong):
+            bound.linger = 0
+            bound.bind("tcp://127.0.0.1:0")
+        with HeartMonitor(ping, pong, period=50) as monitor:
+            wait_until(lambda: monitor.refusing_connections)
+            assert not connects(monitor.pong_addr)
+        assert connects(monitor.pong_addr) and connects(monitor.ping_addr)
+    finally:
+        close_sockets(ping, pong)
+
+
+# -- a storm of connections while Python is busy ------------------------------------------------
+
+
+@linux_only
+def test_a_storm_of_connections_never_waits_on_a_busy_python_thread(make_monitor):
+    """libzmq sends socket-monitor events from its I/O thread and waits when their queue is
+    full: with pyzmq's 1,000 it stopped accepting (and, with it, moving every heart's pings
+    and pongs) until Python read them. Here Python computes, never yielding, while 3,000
+    connections come: every one is accepted all the same."""
+    monitor = make_monitor(period=1000)
+    host, port = monitor.pong_addr.removeprefix("tcp://").rsplit(":", 1)
+    wait_beats(monitor, 1)
+    before = open_descriptors()
+    storm = []
+    try:
+        for _ in range(3000):
+            peer = socket.socket()
+            peer.setblocking(False)
+            peer.connect_ex((host, int(port)))
+            storm.append(peer)
+        deadline = time.monotonic() + 10
+        # the hub is not given a chance to run: time.sleep blocks this whole thread
+        while open_descriptors() - before < 2 * len(storm) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        accepted = open_descriptors() - before - len(storm)
+        assert accepted == len(storm)
+    finally:
+        for peer in storm:
+            peer.close()
