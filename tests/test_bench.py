@@ -337,6 +337,26 @@ def test_the_detect_bench_at_a_tiny_size(tmp_path):
     assert "on disconnect" in stdout
 
 
+@pytest.mark.timeout(150)
+def test_the_storm_bench_at_a_tiny_size(tmp_path):
+    out = tmp_path / "storm.json"
+    run = bench(
+        "storm", *("--hearts", "20", "--fast", "600", "--past", "1500", "--past-rate", "1000"),
+        *("--limit", "512", "--hold", "2", "--after", "3", "--json", str(out)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=140)
+    assert run.returncode == 0, stdout + stderr
+    rows = {(r["storm"], r["monitor"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {(s, m) for s in ("fast", "past-limit") for m in ("greenheart", "raw")}
+    for row in rows.values():
+        assert row["connections"] > 0 and row["after_registered_periods"] is not None
+    assert rows[("fast", "greenheart")]["failed"] == 0
+    past = rows[("past-limit", "greenheart")]
+    assert past["failed"] == past["false_failures"] == 0
+    assert past["refusing"][:2] == [True, False]  # out of descriptors, then admitting again
+    assert "us/conn" in stdout
+
+
 def test_a_monitor_that_skips_beats_is_not_credited_with_the_period_asked():
     skipping = attrs.evolve(result("ipyparallel", 4000, 80), beats=8, beats_asked=12.5)
     assert not skipping.good

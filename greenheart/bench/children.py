@@ -6,7 +6,8 @@ JSON line per beat (:func:`greenheart.bench.beats.beat_report`, the one schema) 
 terminated. The monitors:
 
 - ``greenheart``: :class:`greenheart.HeartMonitor` (``--events`` adds a line for every
-  heart registered or failed: ``{"event": "new" | "failed", "heart": ..., "at": ...}``);
+  heart registered or failed, ``{"event": "new" | "failed", "heart": ..., "at": ...}``, a
+  failure with its ``cause``, and one for every false failure, with ``gone_s``);
 - ``greenheart-curve``: the same with CURVE on: encrypted, and only the fleets' key let in
   (``--curve DIR`` names the keys, for the monitor and its fleets alike);
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop;
@@ -27,7 +28,12 @@ The loads, given the monitor's ``--ping`` and ``--pong``:
 - ``soak-fleet``: a fleet that kills ``--churn`` of its hearts a minute (printing who, and
   when) and grows as many, and sends ``--garbage`` messages a second to the pong socket;
 - ``engines``: simulated ipyparallel engines registering with the controller of
-  ``--profile-dir`` (see :func:`run_engines`).
+  ``--profile-dir`` (see :func:`run_engines`);
+- ``storm``: ``--size`` plain TCP connections to the pong port at ``--rate`` a second that
+  never speak ZeroMQ, held ``--hold`` seconds (see :func:`run_storm`).
+
+``--open-files N`` lowers a child's open-file limit to N, soft and hard, so that a
+benchmark can take a monitor past it.
 
 ``cli ARGS...`` execs the ``greenheart`` command and ``ipcontroller ARGS...`` ipyparallel's
 controller, each keeping the parent-death signal.
@@ -37,11 +43,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
 import random
+import resource
 import signal
+import struct
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -53,6 +62,8 @@ from greenheart.green.limits import open_descriptors, raise_open_file_limit
 from greenheart.green.orphans import die_with_parent
 
 if TYPE_CHECKING:
+    from greenheart.core.failures import Failure
+    from greenheart.core.ledger import Beat
     from greenheart.green.curve import ClientCurve
     from greenheart.green.fleet import HeartFleet
 
@@ -96,7 +107,6 @@ def run_greenheart(
     events: bool = False,
     fail_on_disconnect: bool = False,
 ) -> None:
-    from greenheart.core.ledger import Beat
     from greenheart.green.monitor import HeartMonitor
 
     raise_open_file_limit()
@@ -136,8 +146,17 @@ def run_greenheart(
     )
     monitor.add_beat_handler(report)
     if events:
+        refusing = [False]
+
+        def say_refusing(beat: Beat) -> None:
+            if monitor.refusing_connections != refusing[0]:
+                refusing[0] = monitor.refusing_connections
+                _say(json.dumps({"event": "refusing", "refusing": refusing[0], "at": beat.at}))
+
+        monitor.add_beat_handler(say_refusing)
         monitor.add_new_heart_handler(lambda heart: _say_events("new", [heart]))
-        monitor.add_heart_failure_handler(lambda heart: _say_events("failed", [heart]))
+        monitor.add_heart_failure_handler(_say_failure, certificate=True)
+        monitor.add_beat_handler(_say_false_failures)
     with monitor:
         _ready(monitor.ping_addr, monitor.pong_addr)
         _until_terminated()
@@ -166,6 +185,18 @@ def _say_events(kind: str, hearts: Iterable[bytes]) -> None:
     at = time.monotonic()
     for heart in hearts:
         _say(json.dumps({"event": kind, "heart": heart.decode(), "at": at}))
+
+
+def _say_failure(failure: Failure) -> None:
+    heart, cause = failure.heart.decode(), failure.cause.value
+    _say(json.dumps({"event": "failed", "heart": heart, "at": time.monotonic(), "cause": cause}))
+
+
+def _say_false_failures(beat: Beat) -> None:
+    at = time.monotonic()
+    for mistake in beat.false_failures:
+        heart, gone = mistake.failure.heart.decode(), round(mistake.gone, 3)
+        _say(json.dumps({"event": "false_failure", "heart": heart, "at": at, "gone_s": gone}))
 
 
 def run_ipyparallel(period: float, max_misses: int, events: bool = False) -> None:
@@ -585,7 +616,42 @@ def _send_garbage(pong: str, rate: float, seed: int) -> None:
         gevent.sleep(0.1)
 
 
-LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet", "engines")
+def run_storm(pong: str, size: int, rate: float, hold: float) -> None:
+    """``size`` TCP connections to ``pong``'s port at ``rate`` a second, each left silent (a port
+    scanner, a client of another protocol); says how many it opened, holds them ``hold``
+    seconds, closes them all at once and says so."""
+    import socket
+
+    raise_open_file_limit()
+    host, port = pong.removeprefix("tcp://").rsplit(":", 1)
+    opened: list[socket.socket] = []
+    failed = 0
+    began = time.monotonic()
+    for n in range(size):
+        time.sleep(max(0.0, began + n / rate - time.monotonic()))
+        try:
+            connection = socket.socket()
+        except OSError:  # out of descriptors: the storm goes on
+            failed += 1
+            continue
+        # closed with a reset, as a scanner's are: no TIME_WAIT to run out of ports in
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.setblocking(False)
+        if connection.connect_ex((host, int(port))) not in (0, errno.EINPROGRESS):
+            failed += 1
+            connection.close()
+            continue
+        opened.append(connection)
+    seconds = time.monotonic() - began
+    _say(json.dumps({"opened": len(opened), "failed": failed, "seconds": round(seconds, 3)}))
+    time.sleep(hold)
+    for connection in opened:
+        connection.close()
+    _say(json.dumps({"closed": len(opened), "at": time.monotonic()}))
+    _until_terminated()
+
+
+LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet", "engines", "storm")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -616,11 +682,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--revive", action="store_true", help="soak-fleet: revive the dead")
     parser.add_argument("--profile-dir", help="engines: the controller's profile directory")
     parser.add_argument("--sub-per-engine", action="store_true", help="engines: so")
+    parser.add_argument("--rate", type=float, default=1000.0, help="storm: connections a second")
+    parser.add_argument("--hold", type=float, default=10.0, help="storm: seconds held")
+    parser.add_argument("--open-files", type=int, help="lower the open-file limit to this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpus", help="run on these CPUs only (a comma list), threads included")
     args = parser.parse_args(argv)
     if args.cpus:  # first, so that ZeroMQ's I/O threads, started later, inherit it
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
+    if args.open_files:  # soft and hard, so that raising the limit later leaves it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.open_files, args.open_files))
     if args.kind == "fleet":
         run_fleet(args.ping, args.pong, args.size, args.prefix, args.curve)
     elif args.kind == "hearts":
@@ -629,6 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_ipyparallel_hearts(args.ping, args.pong, args.size, args.limit)
     elif args.kind == "engines":
         run_engines(args.profile_dir, args.size, args.seed, args.sub_per_engine)
+    elif args.kind == "storm":
+        run_storm(args.pong, args.size, args.rate, args.hold)
     elif args.kind == "kill-fleet":
         run_kill_fleet(args.ping, args.pong, args.size, args.seed)
     elif args.kind == "soak-fleet":

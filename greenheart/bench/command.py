@@ -8,6 +8,8 @@
 - ``soak``: minutes of churn and garbage, checked for false failures, late detections and
   memory growth (:mod:`~greenheart.bench.soak`);
 - ``detect``: how long after a heart dies its monitor says so (:mod:`~greenheart.bench.detect`);
+- ``storm``: a monitor holding a fleet under a storm of connections that never speak
+  ZeroMQ, fast and past its open-file limit (:mod:`~greenheart.bench.storm`);
 - ``ipyparallel``: a real ipyparallel controller under a storm of simulated engines
   (:mod:`~greenheart.bench.controller`).
 """
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, controller, detect, fleet, soak
+from greenheart.bench import capacity, controller, detect, fleet, soak, storm
 
 
 class BenchModule(Protocol):
@@ -43,6 +45,7 @@ SUBCOMMANDS: dict[str, BenchModule] = {
     "fleet": fleet,
     "soak": soak,
     "detect": detect,
+    "storm": storm,
     "ipyparallel": controller,
 }
 
@@ -62,11 +65,12 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
 def add_command(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
-        help="on loopback: load tests (ramp, the default; fleet; soak; detect; ipyparallel)",
+        help="on loopback: load tests (ramp, the default; fleet; soak; detect; storm; ipyparallel)",
         description="Load tests on loopback, each in fresh processes: ramp (the default, so"
         " 'greenheart bench --hearts ...' is a ramp) measures how many hearts a monitor holds;"
         " fleet what a simulated heart costs; soak checks minutes of churn and garbage; detect"
-        " times crash detection; ipyparallel load-tests a real ipyparallel controller.",
+        " times crash detection; storm floods the pong port with connections; ipyparallel"
+        " load-tests a real ipyparallel controller.",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for name, module in SUBCOMMANDS.items():

@@ -25,6 +25,28 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU of a process's threads, summed by role: ``python`` (the main thread,
+    where gevent's hub and every greenlet run), ``zmq io`` (libzmq's I/O threads) and
+    ``other`` (libzmq's reaper, a reader thread)."""
+    found = {"python": 0.0, "zmq io": 0.0, "other": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        role = (
+            "python"
+            if task.name == str(pid)
+            else "zmq io"
+            if name.startswith("ZMQbg/IO")
+            else "other"
+        )
+        found[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid``: its children, theirs, and so on."""
     found, parents = [], [pid]

@@ -7,7 +7,8 @@ seconds (and grows as many new ones) and sends garbage to the monitor's pong soc
 kill is reported with its time on the shared monotonic clock. Checked at the end:
 
 - no false failures: every failure of a heart follows a kill of it that no other failure
-  answered;
+  answered, and the monitor itself counted none (a failed heart answering again on the same
+  connection: see :class:`~greenheart.core.failures.FalseFailure`);
 - every kill was answered by a failure within (max_misses + 2) periods, plus slack for the
   beat (within ``SLACK`` alone with ``--fail-on-disconnect``);
 - the monitor's RSS grew by less than 5 MiB after the warm-up.
@@ -183,6 +184,10 @@ def summarise(
     end: float,
 ) -> dict[str, Any]:
     failures = [(event["heart"], event["at"]) for event in events if event["event"] == "failed"]
+    causes: dict[str, int] = {}
+    for event in events:
+        if event["event"] == "failed":
+            causes[event["cause"]] = causes.get(event["cause"], 0) + 1
     # kills of the last moments cannot have been detected yet
     detections, false, undetected = match(kills, failures, until=end - bound)
     warm = [rss for at, rss in samples if at >= args.warmup]
@@ -199,6 +204,8 @@ def summarise(
         "failed": len(failures),
         "false_failures": len(false),
         "false_failure_examples": [heart for heart, _ in false[:3]],
+        "failures_by_cause": causes,
+        "counted_false_failures": sum(event["event"] == "false_failure" for event in events),
         "undetected": len(undetected),
         "detection_bound_s": round(bound, 3),
         "detection_max_s": round(detections[-1], 4) if detections else None,
@@ -220,6 +227,8 @@ def problems_of(result: dict[str, Any]) -> list[str]:
         problems.append(
             f"{result['false_failures']} false failures, e.g. {result['false_failure_examples']}"
         )
+    if result["counted_false_failures"]:
+        problems.append(f"the monitor counted {result['counted_false_failures']} false failures")
     if result["undetected"] or result["late_detections"]:
         problems.append(
             f"{result['undetected']} kills undetected, {result['late_detections']} detected late"
