@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenheart import Heart, HeartMonitor
-from greenheart.core.refusal import HEADROOM, Change, Refusal, headroom
+from greenheart.core.refusal import HANDSHAKE_SECONDS, HEADROOM, Change, Refusal, headroom
 from greenheart.green import refusal as guard_module
 from greenheart.green.limits import open_descriptors
 from greenheart.green.refusal import listener_descriptor
@@ -25,49 +25,66 @@ from tests.helpers import RecordingMonitor, wait_beats, wait_until
 # -- the rule -------------------------------------------------------------------------------
 
 
-def test_refuses_when_none_is_free_and_admits_once_enough_are_for_long_enough():
-    rule = Refusal(headroom=10, min_seconds=5.0)
-    assert rule.wanted() == 1 and rule.look(free=1, now=0.0) is None
-    assert rule.look(free=0, now=1.0) is Change.REFUSE and rule.refusing
+def test_refuses_when_none_is_free_and_admits_once_enough_are_and_the_storm_is_over():
+    rule = Refusal(headroom=10, min_seconds=1.0, calm=100.0)
+    assert rule.wanted() == 1 and rule.look(free=1, dropped=0, now=0.0) is None
+    assert rule.look(free=0, dropped=0, now=1.0) is Change.REFUSE and rule.refusing
     assert rule.wanted() == 10
-    assert rule.look(free=10, now=5.9) is None  # enough free, not long enough
-    assert rule.look(free=9, now=6.5) is None  # long enough, not enough free
-    assert rule.look(free=10, now=6.5) is Change.ADMIT and not rule.refusing
-    assert (rule.refusals, rule.seconds) == (1, 5.5)
+    assert rule.look(free=10, dropped=0, now=1.5) is None  # calm and enough free, too soon
+    assert rule.look(free=10, dropped=1000, now=2.0) is None  # 1,000 a second: a storm
+    assert rule.look(free=10, dropped=1500, now=2.5) is None  # 1,000 a second over the last 1 s
+    assert rule.look(free=9, dropped=1500, now=3.0) is None  # calm, not enough free
+    assert rule.drop_rate() == 500.0  # 500 dropped in the last second (looks at 2.0 and 3.0)
+    # 20 dropped since the look at 2.5: calm for a second
+    assert rule.look(free=10, dropped=1520, now=3.5) is Change.ADMIT and not rule.refusing
+    assert (rule.refusals, rule.seconds) == (1, 2.5)
 
 
-def test_a_refusal_soon_after_an_admission_lasts_twice_as_long_up_to_a_cap():
-    rule = Refusal(headroom=1, min_seconds=1.0, max_seconds=4.0, quiet=10.0)
-    now, lasted = 0.0, []
-    for _ in range(5):
-        rule.look(free=0, now=now)
-        lasted.append(rule.lasts)
-        now += rule.lasts
-        assert rule.look(free=1, now=now) is Change.ADMIT
-        now += 1.0  # the storm's retries take every descriptor again a second later
-    assert lasted == [1.0, 2.0, 4.0, 4.0, 4.0]
-    rule.look(free=0, now=now + 10.0)  # after a quiet while, short again
-    assert rule.lasts == 1.0
+def test_the_default_calm_is_the_rate_whose_handshakes_fit_in_the_headroom():
+    assert Refusal(headroom=1000).calm == 1000 / HANDSHAKE_SECONDS
+
+
+def test_a_storm_stays_refused_however_long_it_lasts_and_is_admitted_a_look_after_it_ends():
+    rule = Refusal(headroom=64, min_seconds=1.0)
+    rule.look(free=0, dropped=0, now=0.0)
+    dropped, now = 0, 0.0
+    while now < 60.0:  # a storm of 2,000 connections a second for a minute
+        now += 0.25
+        dropped += 500
+        assert rule.look(free=64, dropped=dropped, now=now) is None
+    changes = []
+    while rule.refusing:  # then only a few hearts' SYNs
+        now += 0.25
+        dropped += 1
+        changes.append(rule.look(free=64, dropped=dropped, now=now))
+    assert changes[-1] is Change.ADMIT and now <= 61.25
 
 
 @given(
-    looks=st.lists(st.tuples(st.integers(0, 100), st.floats(0.0, 10.0)), max_size=60),
+    looks=st.lists(
+        st.tuples(st.integers(0, 100), st.integers(0, 2000), st.floats(0.0, 3.0)), max_size=60
+    ),
     share=st.integers(1, 50),
 )
-def test_admissions_only_with_enough_free_after_the_refusal_lasted(looks, share):
-    rule = Refusal(headroom=share, min_seconds=2.0)
-    now = 0.0
-    for free, step in looks:
+def test_admissions_only_with_enough_free_once_the_drops_were_calm_for_long_enough(looks, share):
+    rule = Refusal(headroom=share, min_seconds=1.0, calm=100.0)
+    now, dropped, history = 0.0, 0, []
+    for free, more, step in looks:
         now += step
-        since, lasts, refusing = rule.since, rule.lasts, rule.refusing
-        change = rule.look(free=min(free, rule.wanted()), now=now)
+        dropped += more
+        refusing, since = rule.refusing, rule.since
+        change = rule.look(free=min(free, rule.wanted()), dropped=dropped, now=now)
+        history.append((now, dropped))
         if change is Change.ADMIT:
-            assert refusing and free >= share and now - since >= lasts >= 2.0
+            assert refusing and free >= share and since is not None and now - since >= 1.0
+            # over the looks of at least the last second, fewer than 100 drops a second
+            base = max((t, d) for t, d in history if t <= now - 1.0 and t >= since)
+            assert (dropped - base[1]) / (now - base[0]) < 100.0
         if change is Change.REFUSE:
             assert not refusing and free == 0
         if not refusing and free > 0:
             assert change is None and not rule.refusing
-    assert rule.seconds >= 2.0 * (rule.refusals - rule.refusing)
+    assert rule.seconds >= 1.0 * (rule.refusals - rule.refusing)
 
 
 def test_the_headroom_is_a_quarter_of_the_limit_and_never_below_the_least():

@@ -117,6 +117,7 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         started.append(fleet)
         monitor.until_heard(args.hearts, STARTUP_SECONDS)
         quiet = _cpu_over(monitor, QUIET_SECONDS)
+        monitor.said()  # the beats before the storm
         share = storm.connections // args.storms
         before = thread_cpu_seconds(monitor.pid)
         began = time.monotonic()
@@ -135,7 +136,6 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         opened = [stormer.next(timeout) for stormer in stormers]
         for stormer in stormers:
             stormer.next(timeout)  # closed
-        monitor.said()
         time.sleep(AFTERMATH_SECONDS)
         beats = monitor.said()
         after = thread_cpu_seconds(monitor.pid)

@@ -1,4 +1,5 @@
-"""When a monitor's process is out of file descriptors, refuse new connections for a while.
+"""When a monitor's process is out of file descriptors, refuse new connections until the
+storm that took them is over.
 
 Every connection costs a descriptor. When a storm of connections takes the last one, the
 kernel still completes TCP handshakes into the listening socket's queue, libzmq's ``accept``
@@ -6,18 +7,21 @@ fails with EMFILE, the listener stays readable, and ZeroMQ's I/O thread spins on
 core, until descriptors are free again. Meanwhile no heart can connect anyway.
 
 So the monitor looks at its descriptors a few times a second. Once none is free it *refuses*
-connections (its driver makes the listening sockets drop new ones, which keeps every
-connection already made, hearts included), and it admits them again once ``headroom``
-descriptors are free and it has refused for a while. A storm's peers retry, as TCP does, and
-each admission lets a wave of them in that can take every descriptor again; so the while
-starts at ``min_seconds`` and doubles (up to ``max_seconds``) each time a refusal begins
-within ``quiet`` seconds of the last admission. A lone burst keeps new hearts out for a few
-seconds; a storm that goes on is let in ever more rarely. :class:`Refusal` is that decision,
-fed counts and times.
+connections: its driver makes the listening sockets drop new ones, which keeps every
+connection already made, hearts included, and counts the packets they dropped. It admits
+connections again once ``headroom`` descriptors are free and the storm is over: over the last
+``min_seconds`` the listeners dropped fewer than ``calm`` packets a second. At that rate the
+connections an admission lets in give their descriptors back (a monitor's bind() hangs up on
+a peer that has not finished its handshake within :data:`HANDSHAKE_SECONDS`) as fast as they
+take them, so they cannot run the process out again; a faster storm stays refused, however
+long it lasts, instead of being let in wave after wave. Hearts that tried to connect while
+connections were refused are let in at their next SYN (TCP retries 1, 3 and 7 s after the
+first). :class:`Refusal` is that decision, fed counts and times.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 
 import attrs
@@ -37,14 +41,12 @@ def headroom(limit: int) -> int:
     return max(HEADROOM, int(limit * HEADROOM_SHARE))
 
 
-#: seconds a refusal lasts at least, the first time and at most. The first outlasts the
-#: handshakes of the connections that took the descriptors (a monitor's bind() hangs up on one
-#: after 5 s) and a burst's first retries, which TCP makes 1 and 3 s after a dropped SYN.
-MIN_SECONDS = 5.0
-MAX_SECONDS = 40.0
+#: seconds a peer that connected has to finish ZeroMQ's handshake before a monitor's bind()
+#: hangs up on it (libzmq's default is 30 s: a port scanner would hold a descriptor as long)
+HANDSHAKE_SECONDS = 5.0
 
-#: seconds after an admission within which a new refusal lasts twice as long as the last
-QUIET = 30.0
+#: seconds a refusal lasts at least, over which the storm's rate is measured
+MIN_SECONDS = 1.0
 
 
 class Change(enum.Enum):
@@ -54,21 +56,28 @@ class Change(enum.Enum):
 
 @attrs.define
 class Refusal:
-    """Whether new connections are refused, from looks at how many descriptors are free."""
+    """Whether new connections are refused, from looks at how many descriptors are free and
+    how many packets the refusing listeners dropped."""
 
     headroom: int = attrs.field(default=HEADROOM, validator=[COUNT, attrs.validators.gt(0)])
-    min_seconds: float = attrs.field(default=MIN_SECONDS, validator=attrs.validators.ge(0))
-    max_seconds: float = attrs.field(default=MAX_SECONDS, validator=attrs.validators.ge(0))
-    quiet: float = attrs.field(default=QUIET, validator=attrs.validators.ge(0))
+    min_seconds: float = attrs.field(default=MIN_SECONDS, validator=attrs.validators.gt(0))
+    #: packets a second the listeners may drop for the storm to count as over; by default
+    #: the rate whose connections, each held HANDSHAKE_SECONDS, fit in the headroom
+    calm: float = attrs.field(validator=attrs.validators.ge(0))
     #: when the refusal under way began; None while connections are admitted
     since: float | None = attrs.field(default=None, init=False)
-    #: how long the refusal under way lasts at least
-    lasts: float = attrs.field(default=0.0, init=False)
-    #: when connections were last admitted again, after a refusal
-    admitted: float | None = attrs.field(default=None, init=False)
     #: refusals begun, and the seconds the ended ones lasted
     refusals: int = attrs.field(default=0, init=False)
     seconds: float = attrs.field(default=0.0, init=False)
+    #: (time, packets dropped) of the looks of the last min_seconds of a refusal, and the one
+    #: before them
+    _looks: collections.deque[tuple[float, int]] = attrs.field(
+        factory=collections.deque, init=False
+    )
+
+    @calm.default
+    def _calm(self) -> float:
+        return self.headroom / HANDSHAKE_SECONDS
 
     @property
     def refusing(self) -> bool:
@@ -79,19 +88,33 @@ class Refusal:
         (is any free?), ``headroom`` while refusing (are enough free?)."""
         return self.headroom if self.refusing else 1
 
-    def look(self, *, free: int, now: float) -> Change | None:
-        """``free`` descriptors were free at ``now`` (counted up to :meth:`wanted`): the change
-        to make, if any."""
+    def drop_rate(self) -> float | None:
+        """Packets a second the listeners dropped over the last ``min_seconds`` or more of the
+        refusal under way; None before it lasted that long."""
+        if len(self._looks) < 2:
+            return None
+        (first, dropped_first), (last, dropped_last) = self._looks[0], self._looks[-1]
+        if last - first < self.min_seconds:
+            return None
+        return (dropped_last - dropped_first) / (last - first)
+
+    def look(self, *, free: int, dropped: int, now: float) -> Change | None:
+        """``free`` descriptors were free at ``now`` (counted up to :meth:`wanted`) and the
+        listeners had dropped ``dropped`` packets in all: the change to make, if any."""
         if self.since is None:
             if free > 0:
                 return None
-            again = self.admitted is not None and now - self.admitted < self.quiet
-            self.lasts = min(self.max_seconds, 2 * self.lasts) if again else self.min_seconds
             self.since = now
             self.refusals += 1
+            self._looks.clear()
+            self._looks.append((now, dropped))
             return Change.REFUSE
-        if free >= self.headroom and now - self.since >= self.lasts:
+        self._looks.append((now, dropped))
+        while len(self._looks) > 2 and now - self._looks[1][0] >= self.min_seconds:
+            self._looks.popleft()
+        rate = self.drop_rate()
+        if free >= self.headroom and rate is not None and rate < self.calm:
             self.seconds += now - self.since
-            self.since, self.admitted = None, now
+            self.since = None
             return Change.ADMIT
         return None

@@ -28,6 +28,7 @@ from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_p
 from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.core.refusal import HANDSHAKE_SECONDS
 from greenheart.core.schedule import BeatSchedule, Slot
 from greenheart.core.silence import MassSilence, Suspect
 from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES, display_id, split_pong
@@ -66,7 +67,7 @@ PING_SNDHWM = 16
 #: default is 30 s). A heart on loopback or a LAN takes well under one; a connection that never
 #: speaks ZeroMQ (a port scanner, a storm) holds a descriptor for this long, so at 20,000
 #: descriptors a storm must come at more than 4,000 connections a second to take them all.
-HANDSHAKE_IVL_MS = 5_000
+HANDSHAKE_IVL_MS = int(HANDSHAKE_SECONDS * 1000)
 
 #: with CURVE (and so no ROUTER_HANDOVER), ZMTP heartbeats close half-open connections so a
 #: heart restarted under its identity gets it back. A dead process's connection is closed by

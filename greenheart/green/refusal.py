@@ -8,6 +8,8 @@ does) and leaves every connection already made alone, since each has a socket of
 The queue of connections waiting for ``accept`` then only empties (libzmq takes them as the
 descriptors of unfinished handshakes come free, within its handshake interval), and once it
 is empty the listener is no longer readable and ZeroMQ's I/O thread stops spinning on it.
+The kernel counts the packets a listener dropped (``SO_MEMINFO``), which tells the rule when
+the storm is over.
 
 libzmq offers nothing better (docs/bench.md has the measurements): unbinding and binding the
 endpoint again closes every connection accepted through it, hearts included; a lower
@@ -26,6 +28,7 @@ import logging
 import os
 import resource
 import socket
+import struct
 import sys
 import time
 
@@ -45,6 +48,11 @@ LOOK_EVERY = 0.25
 # <asm-generic/socket.h>
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
+SO_MEMINFO = 55
+#: <linux/sock_diag.h>: the index of the drop count in SO_MEMINFO's array of u32, and room
+#: for the whole array
+SK_MEMINFO_DROPS = 8
+MEMINFO_BYTES = 64
 
 
 class _SockFilter(ctypes.Structure):
@@ -151,7 +159,9 @@ class ConnectionGuard:
     def look(self) -> None:
         """Count the free descriptors, and refuse or admit connections as the rule says."""
         change = self.refusal.look(
-            free=_free_descriptors(self.refusal.wanted()), now=time.monotonic()
+            free=_free_descriptors(self.refusal.wanted()),
+            dropped=self._dropped(),
+            now=time.monotonic(),
         )
         if change is Change.REFUSE:
             self._filter(SO_ATTACH_FILTER)
@@ -162,7 +172,22 @@ class ConnectionGuard:
             )
         elif change is Change.ADMIT:
             self._filter(SO_DETACH_FILTER)
-            log.warning("file descriptors free again: admitting new connections")
+            log.warning("file descriptors free again and the storm over: admitting new connections")
+
+    def _dropped(self) -> int:
+        """Packets the listeners dropped so far: SYNs their filter refused, and connections
+        their full accept queues turned away (the kernel's SK_MEMINFO_DROPS)."""
+        dropped = 0
+        for fd in self._listeners:
+            wrapped = _socket.socket(fileno=fd)
+            try:
+                meminfo = wrapped.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, MEMINFO_BYTES)
+                dropped += struct.unpack_from("I", meminfo, SK_MEMINFO_DROPS * 4)[0]
+            except (OSError, struct.error):  # closed meanwhile, or an older kernel
+                pass
+            finally:
+                wrapped.detach()
+        return dropped
 
     def _still_ours(self, fd: int) -> bool:
         """Whether ``fd`` is still the listener it was (libzmq may have closed it)."""
