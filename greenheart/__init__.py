@@ -35,6 +35,10 @@ _EXPORTS = {
     "PongKind": "greenheart.core.ledger",
     "RoundTrips": "greenheart.core.ledger",
     "PhiAccrual": "greenheart.core.phi",
+    "MassSilence": "greenheart.core.silence",
+    "Cause": "greenheart.core.failures",
+    "Failure": "greenheart.core.failures",
+    "FalseFailure": "greenheart.core.failures",
     "Behaviour": "greenheart.core.behaviour",
     "Churn": "greenheart.core.behaviour",
     "Delay": "greenheart.core.behaviour",
@@ -58,11 +62,14 @@ _EXPORTS = {
 __all__ = [
     "Beat",
     "Behaviour",
+    "Cause",
     "Churn",
     "ClientCurve",
     "Counters",
     "Delay",
     "Die",
+    "Failure",
+    "FalseFailure",
     "Flap",
     "FleetStatus",
     "GreenheartError",
@@ -73,6 +80,7 @@ __all__ = [
     "HeartState",
     "KeyPair",
     "Ledger",
+    "MassSilence",
     "PhiAccrual",
     "Pong",
     "PongKind",
@@ -102,6 +110,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Reconnect, Revive
     from greenheart.core.errors import GreenheartError, TooManyHearts, UsageError
+    from greenheart.core.failures import Cause, Failure, FalseFailure
     from greenheart.core.ledger import (
         Beat,
         Counters,
@@ -112,6 +121,7 @@ if TYPE_CHECKING:
         RoundTrips,
     )
     from greenheart.core.phi import PhiAccrual
+    from greenheart.core.silence import MassSilence
     from greenheart.green.curve import ClientCurve, KeyPair, ServerCurve
     from greenheart.green.fleet import FleetStatus, HeartCounters, HeartFleet
     from greenheart.green.heart import Heart

@@ -34,10 +34,12 @@ SHARE = 0.5
 #: the default least number of silent hearts a hold is for: "a handful"; fewer are failed
 MIN_HEARTS = 5
 
-#: the default hold, in judged beats. It must outlast the correlated silences a healthy
-#: cluster sees, and add little to the detection of a real mass death: the connection storm
-#: measured in docs/bench.md silenced every heart of a fleet for about 2.5 periods at 200 ms;
-#: 5 beats more than double that, and at the monitor's default period of 3 s they add 15 s.
+#: the default hold, in judged beats: 15 s at the monitor's default period of 3 s, which
+#: outlasts the correlated silences of a few seconds seen here (a fleet's host starved by a
+#: connection storm silenced all its hearts for 2.2 s before the monitor's storm defences), and
+#: adds less than twice the usual detection time to a real mass death at max_misses=1 (3 beats
+#: become 8). Counted in beats, it scales with the period a user chose for its latency; at
+#: periods well under a second, raise it to cover the same seconds.
 HOLD = 5
 
 
