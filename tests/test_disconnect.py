@@ -7,7 +7,10 @@ import signal
 import sys
 import time
 
+import gevent
 import pytest
+import zmq
+import zmq.green
 from gevent import subprocess
 
 from greenheart import ClientCurve, Heart, HeartMonitor, KeyPair, ServerCurve
@@ -179,3 +182,32 @@ def test_without_the_option_a_stopped_heart_waits_for_its_missed_beats(make_moni
     heart.stop()
     wait_until(lambda: b"patient" in monitor.failed, timeout=5)
     assert monitor.failed[b"patient"][0] - stopped_at > 0.2  # a miss, then a beat to fail it
+
+
+def test_what_a_connection_sent_before_it_closed_registers_nobody(monitor):
+    """libzmq hands on what a connection had queued after it closed: a heart killed right
+    after it answered must not be registered again by that answer (nor tied to a connection
+    that is gone, to be failed for its missed beats later)."""
+    context = zmq.green.Context.instance()
+    pings = context.socket(zmq.SUB)
+    pings.linger = 0
+    pings.setsockopt(zmq.SUBSCRIBE, b"")
+    pings.connect(monitor.ping_addr)
+    with gevent.Timeout(10):
+        ping = pings.recv()
+    pings.close()
+    # A plain (blocking) context, and sleeps that block the hub: the monitor reads nothing
+    # until the ghost has connected, answered and closed, as a heart killed between two reads.
+    plain = zmq.Context()
+    ghost = plain.socket(zmq.DEALER)
+    ghost.setsockopt(zmq.IDENTITY, b"ghost")
+    ghost.connect(monitor.pong_addr)
+    ghost.send(ping)
+    time.sleep(0.3)  # the answer reaches the monitor's ROUTER
+    ghost.close(linger=0)
+    time.sleep(0.3)  # and so does the close
+    stale = monitor.counters.stale_pongs
+    wait_beats(monitor, 2)
+    assert b"ghost" not in monitor.registered and b"ghost" not in monitor.hearts
+    assert monitor.counters.stale_pongs == stale + 1  # counted, as an answer too late to count
+    plain.term()

@@ -8,6 +8,11 @@ connection a serial number, in the order the connections were accepted (the sock
 monitor's ACCEPTED events arrive in that order, each one before the first message of its
 connection and after the close of the connection its descriptor had before).
 
+A connection that has closed may still deliver what it sent before it closed (libzmq hands
+on a pipe's queued messages after its peer is gone): the book remembers the descriptors
+whose connection closed, until a new connection is accepted on one, so that such a leftover
+answer is not taken for a heart answering on a connection of its own.
+
 A heart is tied to the newest connection it has answered on; an answer on an older one (a
 connection that ``ROUTER_HANDOVER`` replaced, still draining) does not tie it back. When a
 connection closes, the hearts still tied to it died with it. A heart that has already
@@ -37,6 +42,8 @@ class ConnectionBook:
     #: serial -> the hearts tied to that connection
     _hearts_on: dict[int, set[bytes]] = attrs.field(factory=dict, init=False)
     _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
+    #: descriptors whose connection closed, with none accepted on them since
+    _gone: set[int] = attrs.field(factory=set, init=False)
 
     def __len__(self) -> int:
         """Hearts tied to a connection."""
@@ -45,16 +52,23 @@ class ConnectionBook:
     def accepted(self, fd: int) -> None:
         """A connection was accepted on descriptor ``fd``."""
         self._serial_at[fd] = next(self._serials)
+        self._gone.discard(fd)
 
     def closed(self, fd: int) -> tuple[bytes, ...]:
         """The connection on ``fd`` closed: the hearts that were tied to it, now untied."""
         serial = self._serial_at.pop(fd, None)
+        self._gone.add(fd)
         if serial is None:
             return ()
         hearts = self._hearts_on.pop(serial, set())
         for heart in hearts:
             del self._tie[heart]
         return tuple(sorted(hearts))
+
+    def gone(self, fd: int) -> bool:
+        """Whether the connection on ``fd`` has closed (none accepted on it since): what comes
+        in on it now was sent before it closed."""
+        return fd in self._gone
 
     def serial_of(self, heart: bytes) -> int | None:
         """The serial of the connection ``heart`` is tied to; None if it is tied to none (its

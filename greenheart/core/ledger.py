@@ -442,14 +442,19 @@ class Ledger:
             if key is not None:
                 self._owners.setdefault(heart, key)
             return Pong(PongKind.ON_TIME, heart, rtt)
-        self._totals.stale_pongs += 1
-        self._round_bad += 1
-        return Pong(PongKind.STALE, heart, None)
+        return self.stale(heart)
 
     def _repeat(self, heart: bytes) -> Pong:
         self._totals.repeat_pongs += 1
         self._round_bad += 1
         return Pong(PongKind.REPEAT, heart, None)
+
+    def stale(self, heart: bytes) -> Pong:
+        """Account for an answer that came too late to count: it came in on a connection that
+        had closed (libzmq delivers what a connection sent before it closed)."""
+        self._totals.stale_pongs += 1
+        self._round_bad += 1
+        return Pong(PongKind.STALE, heart, None)
 
     def malformed(self, heart: bytes = b"") -> Pong:
         """Account for a message that is not a pong at all."""

@@ -21,7 +21,6 @@ import zmq
 import zmq.green
 
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
-from greenheart.core.connections import ConnectionBook
 from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.failures import Failure, FalseFailure
 from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
@@ -677,19 +676,21 @@ class HeartMonitor(Service):
                 frame = _base_recv(socket, noblock, copy=False)
                 frames.append(frame.bytes)
                 more = frame.more
+            untied = fd >= 0 and not book.tied(identity, fd)
+            if untied:
+                # the one case where a connection event may matter: let the book know every
+                # connection accepted and closed before this message
+                self._watches[1].read_queued()
+                if book.gone(fd):  # sent before its connection closed: its heart is not here
+                    self._ledger.stale(identity)
+                    continue
             try:
                 pong = handle_pong(frames, key)
-                if pong.kind in ANSWERS and fd >= 0 and not book.tied(pong.heart, fd):
-                    self._tie(book, pong.heart, fd)
+                if untied and pong.kind in ANSWERS:
+                    book.answered(pong.heart, fd)
             except Exception:
                 self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
         return limit
-
-    def _tie(self, book: ConnectionBook, heart: bytes, fd: int) -> None:
-        """Tie ``heart`` to the connection on ``fd``, once the book knows every connection
-        accepted and closed before this answer (see :mod:`greenheart.core.connections`)."""
-        self._watches[1].read_queued()
-        book.answered(heart, fd)
 
     def _connection_accepted(self, fd: int) -> None:
         self._ledger.connections.accepted(fd)
