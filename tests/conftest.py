@@ -30,3 +30,24 @@ def make_monitor() -> Iterator[Callable[..., HeartMonitor]]:
     yield make
     for monitor in monitors:
         monitor.stop()
+
+
+#: the tiers, by module: the pure core's properties and tests (no sockets, no processes:
+#: ``scripts/test --fast`` runs them in seconds), and the tests against the real ipyparallel
+PURE = {
+    "test_behaviour", "test_connections", "test_judging", "test_ledger", "test_registrations",
+    "test_schedule", "test_silence", "test_timeline",
+}  # fmt: skip
+INTEROP = {
+    "test_interop", "test_ipyparallel_cluster", "test_ipyparallel_monitor",
+    "test_simulated_engines",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in PURE:
+            item.add_marker(pytest.mark.pure)
+        if module in INTEROP:
+            item.add_marker(pytest.mark.interop)

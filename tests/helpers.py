@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -16,12 +19,31 @@ from greenheart.green.sockets import close_sockets, default_context
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:
-    """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first."""
+    """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first,
+    saying what was waited for (the lambda's text) and what it last gave."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (seen := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {predicate}")
+            raise AssertionError(
+                f"not true within {timeout} s: {_text(predicate)} (last: {seen!r})"
+            )
         gevent.sleep(step)
+
+
+def _text(predicate: Callable[[], object]) -> str:
+    """A predicate as its source says it: a lambda's expression, or a function's name."""
+    if getattr(predicate, "__name__", "") != "<lambda>":
+        return getattr(predicate, "__qualname__", repr(predicate))
+    try:
+        source = textwrap.dedent(inspect.getsource(predicate))
+        lambdas = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Lambda)]
+    except (OSError, TypeError, SyntaxError):  # no source, or a fragment of a statement
+        return repr(predicate)
+    return (
+        ast.get_source_segment(source, lambdas[0]) or repr(predicate)
+        if lambdas
+        else repr(predicate)
+    )
 
 
 def settled_descriptors(quiet: float = 0.2, timeout: float = 10.0) -> int:

@@ -25,6 +25,7 @@ from tests.helpers import RecordingMonitor, wait_beats, wait_until
 # -- the rule -------------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_refuses_when_none_is_free_and_admits_once_enough_are_and_the_storm_is_over():
     rule = Refusal(headroom=10, min_seconds=1.0, calm=100.0)
     assert rule.wanted() == 1 and rule.look(free=1, dropped=0, now=0.0) is None
@@ -40,10 +41,12 @@ def test_refuses_when_none_is_free_and_admits_once_enough_are_and_the_storm_is_o
     assert (rule.refusals, rule.seconds) == (1, 2.5)
 
 
+@pytest.mark.pure
 def test_the_default_calm_is_the_rate_whose_handshakes_fit_in_the_headroom():
     assert Refusal(headroom=1000).calm == 1000 / HANDSHAKE_SECONDS
 
 
+@pytest.mark.pure
 def test_a_storm_stays_refused_however_long_it_lasts_and_is_admitted_a_look_after_it_ends():
     rule = Refusal(headroom=64, min_seconds=1.0)
     rule.look(free=0, dropped=0, now=0.0)
@@ -60,6 +63,7 @@ def test_a_storm_stays_refused_however_long_it_lasts_and_is_admitted_a_look_afte
     assert changes[-1] is Change.ADMIT and now <= 61.25
 
 
+@pytest.mark.pure
 @given(
     looks=st.lists(
         st.tuples(st.integers(0, 100), st.integers(0, 2000), st.floats(0.0, 3.0)), max_size=60
@@ -87,6 +91,7 @@ def test_admissions_only_with_enough_free_once_the_drops_were_calm_for_long_enou
     assert rule.seconds >= 1.0 * (rule.refusals - rule.refusing)
 
 
+@pytest.mark.pure
 def test_the_headroom_is_a_quarter_of_the_limit_and_never_below_the_least():
     assert headroom(20_000) == 5_000 and headroom(100) == HEADROOM
 
