@@ -61,3 +61,17 @@ def test_every_file_a_page_names_is_in_the_repository(page):
         assert path in tracked or any(name.startswith(folder) for name in tracked), (
             f"{page.name} names {path}, which is not committed"
         )
+
+
+def test_the_map_names_every_module():
+    listed = subprocess.run(
+        ["git", "ls-files", "greenheart"], cwd=ROOT, capture_output=True, text=True
+    )
+    modules = {
+        path for path in listed.stdout.split() if path.endswith(".py")
+        and not path.endswith("/__init__.py")
+    }  # fmt: skip
+    mapped = set(
+        re.findall(r"`(greenheart/[\w/]+\.py)`", (ROOT / "docs" / "architecture.md").read_text())
+    )
+    assert modules - mapped == set(), "modules missing from docs/architecture.md's map"
