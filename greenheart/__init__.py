@@ -5,7 +5,7 @@ The package is built in layers, each importing only from the layers above it in 
 - :mod:`greenheart.core`: the pure core. Every decision (the ledger of hearts and rounds,
   the beat grid and its stall rule, whether a beat may judge, phi accrual, the wire codec,
   behaviours and the scenario timeline, the ZAP rule) as plain state machines and
-  functions, fed with bytes, counts and times. No gevent, no ZeroMQ, no clock.
+  functions, fed with bytes, counts and times. No gevent, no ZeroMQ.
 - :mod:`greenheart.green`: the gevent drivers. :class:`HeartMonitor`, :class:`Heart`,
   :class:`HeartFleet` and the ZAP authenticator move bytes, time and events between
   ``zmq.green`` sockets and the core, and share one life cycle.
