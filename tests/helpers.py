@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import attrs
 import gevent
 import zmq
 import zmq.green
+from gevent import subprocess
 
 from greenheart import HeartMonitor
 from greenheart.green.limits import open_descriptors
@@ -44,6 +46,15 @@ def _text(predicate: Callable[[], object]) -> str:
         if lambdas
         else repr(predicate)
     )
+
+
+def heart_process(monitor: HeartMonitor, name: str) -> subprocess.Popen[bytes]:
+    """``greenheart heart`` in a process of its own, answering ``monitor`` as ``name``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
+         "--pong", monitor.pong_addr, "--id", name],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def settled_descriptors(quiet: float = 0.2, timeout: float = 10.0) -> int:

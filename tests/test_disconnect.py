@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 import gevent
 import pytest
 import zmq
 import zmq.green
-from gevent import subprocess
 
-from greenheart import ClientCurve, Heart, HeartMonitor, KeyPair, ServerCurve
-from tests.helpers import RecordingMonitor, ScriptedHeart, wait_beats, wait_until
+from greenheart import ClientCurve, Heart, KeyPair, ServerCurve
+from tests.helpers import RecordingMonitor, ScriptedHeart, heart_process, wait_beats, wait_until
 
 
 @pytest.fixture
 def monitor(make_monitor) -> RecordingMonitor:
     # a long period: whatever is failed within a fraction of it was not failed by a beat
     return make_monitor(RecordingMonitor, period=1000, max_misses=3, fail_on_disconnect=True)
-
-
-def heart_process(monitor: HeartMonitor, name: str) -> subprocess.Popen:
-    """``greenheart heart`` in a process of its own, answering ``monitor`` as ``name``."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
-         "--pong", monitor.pong_addr, "--id", name],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def registered(monitor: RecordingMonitor, heart: Heart) -> None:

@@ -19,7 +19,7 @@ from greenheart import HeartMonitor
 from greenheart.core.failures import Cause
 from greenheart.core.silence import MassSilence
 from greenheart.integrations.wsgi import hearts_app
-from tests.helpers import RecordingMonitor, wait_until
+from tests.helpers import RecordingMonitor, heart_process, wait_until
 
 
 def fleet_process(monitor: HeartMonitor, size: int, prefix: str) -> subprocess.Popen:
@@ -28,14 +28,6 @@ def fleet_process(monitor: HeartMonitor, size: int, prefix: str) -> subprocess.P
         [sys.executable, "-m", "greenheart", "fleet", "--ping", monitor.ping_addr,
          "--pong", monitor.pong_addr, "--size", str(size), "--prefix", prefix],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def heart_process(monitor: HeartMonitor, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "greenheart", "heart", "--ping", monitor.ping_addr,
-         "--pong", monitor.pong_addr, "--id", name],
-        stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
