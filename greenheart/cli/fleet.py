@@ -44,7 +44,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     fleet.add_argument(
         "--every-ping",
         action="store_true",
-        help="answer every ping queued, not only the newest (as the seed's thread device does)",
+        help="answer every ping queued, not only the newest (as IPython.parallel's thread device"
+        " does)",
     )
     fleet.add_argument("--prefix", help="identities are PREFIX-N (default: fleet-<random>)")
     fleet.add_argument("--status-every", type=positive_float, default=5.0, metavar="SECONDS")

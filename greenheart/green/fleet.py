@@ -180,8 +180,8 @@ class HeartFleet(Service):
     io_threads: int = attrs.field(
         default=2, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
     )
-    #: answer every ping queued, as the seed's thread device does, instead of only the newest
-    #: (see :meth:`_newest_ping`)
+    #: answer every ping queued, as IPython.parallel's thread device does, instead of only the
+    #: newest (see :meth:`_newest_ping`)
     answer_every_ping: bool = False
     #: give each heart a SUB of its own, so the monitor's PUB sends every ping once per heart
     #: as it does to real hearts (2 more descriptors and a greenlet per heart); by default one

@@ -78,7 +78,8 @@ class Heart(Service):
 
     @property
     def device(self) -> gevent.Greenlet | None:
-        """The forwarding greenlet while the heart runs (the seed's name for it), else None."""
+        """The forwarding greenlet while the heart runs (IPython.parallel's name for it), else
+        None."""
         return self._device if self.running else None
 
     # :meth:`start` connects and starts answering pings, returning at once; :meth:`stop`
