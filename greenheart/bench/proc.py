@@ -21,7 +21,12 @@ def rss_kib(pid: int | str = "self") -> int:
 
 def cpu_seconds(pid: int | str = "self") -> float:
     """User + system CPU of a process, all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _cpu(stat: str) -> float:
+    """User + system CPU, in seconds, from a /proc stat line (a process's or a thread's)."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -35,15 +40,14 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
         except OSError:  # the thread ended meanwhile
             continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        role = (
-            "python"
-            if task.name == str(pid)
-            else "zmq io"
-            if name.startswith("ZMQbg/IO")
-            else "other"
-        )
-        found[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if task.name == str(pid):
+            role = "python"
+        elif name.startswith("ZMQbg/IO"):
+            role = "zmq io"
+        else:
+            role = "other"
+        found[role] += _cpu(stat)
     return found
 
 

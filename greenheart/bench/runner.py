@@ -8,6 +8,7 @@ other's backlog. Children are terminated when the step ends, whatever happens.
 
 from __future__ import annotations
 
+import collections
 import os
 import tempfile
 import time
@@ -105,6 +106,11 @@ class MonitorChild:
 
     def stop(self) -> None:
         self.child.stop()
+
+
+def failures_by_cause(events: Sequence[Line]) -> dict[str, int]:
+    """A greenheart monitor's failure events (``--events``), counted by cause."""
+    return dict(collections.Counter(e["cause"] for e in events if e.get("event") == "failed"))
 
 
 def start_load(

@@ -29,7 +29,7 @@ from typing import Any
 
 from greenheart.bench.child import STARTUP_SECONDS, ChildFailed, Line, children
 from greenheart.bench.proc import rss_kib
-from greenheart.bench.runner import MonitorChild
+from greenheart.bench.runner import MonitorChild, failures_by_cause
 from greenheart.bench.stats import percentile
 
 HELP = "minutes of churn and garbage: false failures, late detections, memory growth"
@@ -184,10 +184,6 @@ def summarise(
     end: float,
 ) -> dict[str, Any]:
     failures = [(event["heart"], event["at"]) for event in events if event["event"] == "failed"]
-    causes: dict[str, int] = {}
-    for event in events:
-        if event["event"] == "failed":
-            causes[event["cause"]] = causes.get(event["cause"], 0) + 1
     # kills of the last moments cannot have been detected yet
     detections, false, undetected = match(kills, failures, until=end - bound)
     warm = [rss for at, rss in samples if at >= args.warmup]
@@ -204,7 +200,7 @@ def summarise(
         "failed": len(failures),
         "false_failures": len(false),
         "false_failure_examples": [heart for heart, _ in false[:3]],
-        "failures_by_cause": causes,
+        "failures_by_cause": failures_by_cause(events),
         "counted_false_failures": sum(event["event"] == "false_failure" for event in events),
         "undetected": len(undetected),
         "detection_bound_s": round(bound, 3),

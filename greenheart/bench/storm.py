@@ -32,10 +32,10 @@ from typing import Any
 
 import attrs
 
-from greenheart.bench.child import STARTUP_SECONDS, Child, children
+from greenheart.bench.child import STARTUP_SECONDS, children
 from greenheart.bench.proc import thread_cpu_seconds
 from greenheart.bench.report import aligned
-from greenheart.bench.runner import MonitorChild, start_load
+from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
 
 HELP = "a monitor holding a fleet under a storm of connections that never speak ZeroMQ"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
@@ -51,7 +51,7 @@ AFTERMATH_SECONDS = 2.0
 
 @attrs.frozen
 class Storm:
-    """One storm: ``connections`` at ``rate`` a second from ``processes``, held ``hold`` s."""
+    """One storm: ``connections`` at ``rate`` a second in all, held ``hold`` seconds."""
 
     name: str
     connections: int
@@ -146,10 +146,7 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
     used = {role: after[role] - before[role] for role in before}
     extra = sum(used.values()) - quiet * seconds
     greenheart = monitor_kind == "greenheart"
-    causes: dict[str, int] = {}
-    for event in events:
-        if event.get("event") == "failed":
-            causes[event["cause"]] = causes.get(event["cause"], 0) + 1
+    causes = failures_by_cause(events)
     return {
         "monitor": monitor_kind,
         "storm": storm.name,
@@ -157,7 +154,7 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         "period_ms": args.period,
         "limit": storm.limit,
         "connections": connections,
-        "refused_by_kernel": sum(line["failed"] for line in opened),
+        "failed_to_open": sum(line["failed"] for line in opened),
         "open_seconds": max(line["seconds"] for line in opened),
         "window_s": round(seconds, 1),
         "failed": sum(causes.values()) if greenheart else None,
@@ -191,7 +188,6 @@ def _registration_periods(
 ) -> float | None:
     """How long, in periods, ``joining`` new hearts took to be registered once their sockets
     were open; None if they were not within 20 periods."""
-    load: Child
     load, _ = start_load("fleet", monitor, joining, "after")
     try:
         opened = time.monotonic()

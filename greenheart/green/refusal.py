@@ -31,6 +31,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 
 import attrs
 import gevent
@@ -178,33 +179,33 @@ class ConnectionGuard:
         """Packets the listeners dropped so far: SYNs their filter refused, and connections
         their full accept queues turned away (the kernel's SK_MEMINFO_DROPS)."""
         dropped = 0
-        for fd in self._listeners:
-            wrapped = _socket.socket(fileno=fd)
-            try:
-                meminfo = wrapped.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, MEMINFO_BYTES)
+        for listener in self._borrowed():
+            with contextlib.suppress(OSError, struct.error):  # an older kernel
+                meminfo = listener.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, MEMINFO_BYTES)
                 dropped += struct.unpack_from("I", meminfo, SK_MEMINFO_DROPS * 4)[0]
-            except (OSError, struct.error):  # closed meanwhile, or an older kernel
-                pass
-            finally:
-                wrapped.detach()
         return dropped
+
+    def _borrowed(self) -> Iterator[_socket.socket]:
+        """Each listener still ours, as a socket object over its descriptor, which it leaves
+        open (libzmq owns it); the listeners libzmq closed meanwhile are forgotten."""
+        for fd in list(self._listeners):
+            if not self._still_ours(fd):
+                del self._listeners[fd]
+                continue
+            listener = _socket.socket(fileno=fd)
+            try:
+                yield listener
+            finally:
+                listener.detach()
 
     def _still_ours(self, fd: int) -> bool:
         """Whether ``fd`` is still the listener it was (libzmq may have closed it)."""
         return _link(str(fd)) == self._listeners.get(fd)
 
     def _filter(self, option: int) -> None:
-        for fd in list(self._listeners):
-            if not self._still_ours(fd):
-                del self._listeners[fd]
-                continue
-            wrapped = _socket.socket(fileno=fd)
+        program = _DROP_ALL if option == SO_ATTACH_FILTER else 0
+        for listener in self._borrowed():
             try:
-                if option == SO_ATTACH_FILTER:
-                    wrapped.setsockopt(socket.SOL_SOCKET, option, _DROP_ALL)
-                else:
-                    wrapped.setsockopt(socket.SOL_SOCKET, option, 0)
+                listener.setsockopt(socket.SOL_SOCKET, option, program)
             except OSError as error:  # no BPF here: say so once in a while, go on
                 self._limited(logging.WARNING, "filter", "cannot filter a listener: %s", error)
-            finally:
-                wrapped.detach()
