@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from greenheart.bench.command import with_default_subcommand
 from greenheart.bench.controller import summary as controller_summary
+from greenheart.bench.lines import BeatReport
 from greenheart.bench.ramp import (
     ON_TIME_FLOOR,
     RampPlan,
@@ -33,7 +34,7 @@ from greenheart.bench.stats import percentile
 from tests.helpers import wait_until
 
 
-def beat(at: float, cpu: float, hearts: int, **overrides: object) -> dict:
+def beat(at: float, cpu: float, hearts: int, **overrides: object) -> BeatReport:
     fields = {
         "beat": 0,
         "at": at,
@@ -50,7 +51,7 @@ def beat(at: float, cpu: float, hearts: int, **overrides: object) -> dict:
         "rtt_max_ms": 4.0,
         "round_ms": 4.0,
     }
-    return fields | overrides
+    return BeatReport(**(fields | overrides))
 
 
 def result(monitor: str, hearts: int, period: float, on_time: float = 100.0, failed: int = 0):
@@ -436,13 +437,14 @@ def test_a_step_lost_by_its_fleet_is_run_once_more_and_only_once():
 @pytest.mark.timeout(60)
 def test_a_pinned_monitor_runs_on_its_own_cpu_threads_included():
     from greenheart.bench.child import Child
+    from greenheart.bench.lines import Ready
     from greenheart.bench.runner import pinned_cpus
 
     monitor_cpus, load_cpus = pinned_cpus()
     assert monitor_cpus == ["--cpus=0"] and load_cpus[0].startswith("--cpus=1")
     child = Child.program("raw", "raw", "--period=100", *monitor_cpus)
     try:
-        child.next(30)  # bound: its ZeroMQ context and I/O thread exist
+        child.expect(Ready, 30)  # bound: its ZeroMQ context and I/O thread exist
         tasks = list(Path(f"/proc/{child.pid}/task").iterdir())
         assert len(tasks) > 1  # the I/O thread is pinned with the rest
         for task in tasks:

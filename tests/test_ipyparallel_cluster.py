@@ -209,7 +209,7 @@ def test_engines_with_their_own_sockets_at_a_rate_die_and_come_back_registered_a
             connection,
             count=30,
             shared_registrar=False,  # a DEALER each
-            ping_per_engine=True,  # a SUB each: the controller's PUB sends 30 pings a beat
+            ping_per_heart=True,  # a SUB each: the controller's PUB sends 30 pings a beat
             rate=60.0,
             spread=0.3,
             scenario=[Die(at=5.0, count=4), Revive(at=8.0, count=4)],
@@ -273,7 +273,7 @@ def test_a_storm_too_big_for_the_open_file_limit_is_refused_before_it_starts():
     nowhere = ControllerConnection(
         "tcp://127.0.0.1", 1, 2, 3, key=b"k", signature_scheme="hmac-sha256"
     )
-    engines = SimulatedEngines(nowhere, count=1_000_000, ping_per_engine=True)
+    engines = SimulatedEngines(nowhere, count=1_000_000, ping_per_heart=True)
     with pytest.raises(TooManyHearts, match="4 file descriptors a heart"):
         engines.start()
     assert not engines.running

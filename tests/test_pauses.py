@@ -18,6 +18,7 @@ from gevent import subprocess
 from gevent.pywsgi import WSGIServer
 
 from greenheart import Heart, HeartFleet
+from greenheart.bench import lines
 from tests.helpers import RecordingMonitor, wait_until
 
 #: clients that ask for the server's page RATE times a second in all, each waiting for its
@@ -52,11 +53,11 @@ def burning_app(seconds: float):
 
 
 def read_kills(fleet: subprocess.Popen, killed: dict[bytes, float]) -> None:
-    for line in fleet.stdout:
-        event = json.loads(line)
-        if event.get("event") == "killed":
-            for heart in event["hearts"]:
-                killed[heart.encode()] = event["at"]
+    for text in fleet.stdout:
+        line = lines.read(text)
+        if isinstance(line, lines.Killed):
+            for heart in line.hearts:
+                killed[heart.encode()] = line.at
 
 
 @pytest.mark.timeout(120)
@@ -69,7 +70,7 @@ def test_a_saturated_hub_still_fails_killed_hearts_within_the_bound_and_no_other
     server.start()
     # 5 of the fleet's hearts die every 8 s (killed at the socket, as by their process's death)
     fleet = subprocess.Popen(
-        [sys.executable, "-m", "greenheart.bench.children", "soak-fleet",
+        [sys.executable, "-m", "greenheart.bench.programs", "soak-fleet",
          "--ping", monitor.ping_addr, "--pong", monitor.pong_addr, "--size", str(hearts),
          "--churn", str(5 * 60 / (hearts * 8)), "--every", "8", "--seed", "3"],
         stdout=subprocess.PIPE, text=True,

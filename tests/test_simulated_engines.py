@@ -162,7 +162,7 @@ def test_garbage_on_the_notification_channel_is_skipped_and_the_next_notice_is_r
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
-    "shared", [True, False], ids=["shared-sockets", "own-registrar-and-sub-per-engine"]
+    "shared", [True, False], ids=["shared-sockets", "own-registrar-and-ping-per-heart"]
 )
 def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipengine_does(
     hub, shared
@@ -172,7 +172,7 @@ def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipeng
         hub.connection,
         count=2,
         shared_registrar=shared,
-        ping_per_engine=not shared,
+        ping_per_heart=not shared,
         max_heartbeat_misses=misses,
     ) as simulated:
         asked = hub.requests(2)

@@ -12,7 +12,8 @@ import attrs
 
 from greenheart.bench import report
 from greenheart.bench.child import ChildFailed
-from greenheart.bench.children import MONITORS
+from greenheart.bench.lines import BeatReport
+from greenheart.bench.programs import MONITORS
 from greenheart.bench.ramp import (
     RampPlan,
     Step,
@@ -117,14 +118,14 @@ class ProgressLine:
         self.live = out.isatty()
         self._shown = 0.0
 
-    def beat(self, monitor: str, step: Step, held: int, beat: dict) -> None:
+    def beat(self, monitor: str, step: Step, held: int, beat: BeatReport) -> None:
         now = time.monotonic()
         if not self.live or now - self._shown < 0.25:
             return
         self._shown = now
-        on_time = 100.0 * beat["on_time"] / max(1, step.hearts)
+        on_time = 100.0 * beat.on_time / max(1, step.hearts)
         self.out.write(
-            f"\r  {monitor:<16} {step}: beat {held}, {beat['responded']} answered,"
+            f"\r  {monitor:<16} {step}: beat {held}, {beat.responded} answered,"
             f" {on_time:.1f}% on time   "
         )
         self.out.flush()

@@ -1,8 +1,9 @@
-"""The one way a benchmark runs a process: a child that speaks JSON lines on its stdout.
+"""The one way a benchmark runs a process: a child that speaks lines on its stdout.
 
 A :class:`Child` is a Python process started from the benchmark's own interpreter: one of the
-benchmark's programs (:mod:`greenheart.bench.children`), or the ``greenheart`` command run
-through them. A thread reads its stdout, keeping each line that is a JSON object; what it
+benchmark's programs (:mod:`greenheart.bench.programs`), or the ``greenheart`` command run
+through them. A thread reads its stdout, keeping each line that is one of
+:mod:`greenheart.bench.lines`, as a value; what it
 writes on stderr is kept in a file (so that it cannot scramble the benchmark's display) and
 its last line explains a child that died. Children are terminated when their benchmark is
 done with them, whatever happens, and die with the benchmark if it is killed: each asks for
@@ -13,7 +14,6 @@ with threads (the readers), and can hang the child between fork and exec.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import signal
 import subprocess
@@ -21,12 +21,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from greenheart.bench.lines import Line, read
 
 #: seconds a child may take to start (importing ipyparallel is slow on a busy machine)
 STARTUP_SECONDS = 60.0
 
-Line = dict[str, Any]
+L = TypeVar("L", bound=Line)
 
 
 def terminate(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
@@ -45,7 +47,7 @@ class ChildFailed(RuntimeError):
 
 
 class Child:
-    """``python -m greenheart.bench.children ARGS...`` in a child process, read as JSON lines.
+    """``python -m greenheart.bench.programs ARGS...`` in a child process, read as lines.
 
     :meth:`program` and :meth:`command` make one; with ``stdin=True`` the benchmark can
     :meth:`say` lines to it.
@@ -55,18 +57,19 @@ class Child:
         self.role = role
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "greenheart.bench.children", *args],
+            [sys.executable, "-m", "greenheart.bench.programs", *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=self.stderr,
             text=True,
         )
-        self._lines: queue.Queue[Line | None] = queue.Queue()
+        #: what the reader read: lines, a line it could not read, and None at the end
+        self._lines: queue.Queue[Line | ValueError | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
 
     @classmethod
     def program(cls, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
-        """One of the benchmark's own child programs (:mod:`greenheart.bench.children`)."""
+        """One of the benchmark's own programs (:mod:`greenheart.bench.programs`)."""
         return cls(role, [kind, *args], stdin=stdin)
 
     @classmethod
@@ -82,9 +85,14 @@ class Child:
         stdout = self.proc.stdout
         assert stdout is not None
         with stdout:  # closed here, by its reader: closing it from stop() could wait on a read
-            for line in stdout:
-                if line.startswith("{"):
-                    self._lines.put(json.loads(line))
+            for text in stdout:
+                try:
+                    line = read(text)
+                except ValueError as error:  # a bug in a program: said once, read no further
+                    self._lines.put(error)
+                    return
+                if line is not None:
+                    self._lines.put(line)
         self._lines.put(None)
 
     def next(self, timeout: float) -> Line:
@@ -93,11 +101,20 @@ class Child:
             line = self._lines.get(timeout=max(0.0, timeout))
         except queue.Empty:
             raise TimeoutError(f"{self.role} said nothing for {timeout:.0f} s") from None
-        if line is None:
-            self._lines.put(None)  # every later read fails too
+        if line is None or isinstance(line, ValueError):
+            self._lines.put(line)  # every later read fails too
+            if line is not None:
+                raise ChildFailed(f"{self.role} said what no benchmark reads: {line}")
             raise ChildFailed(
                 f"{self.role} exited with status {self.proc.wait()}: {self.last_words()}"
             )
+        return line
+
+    def expect(self, kind: type[L], timeout: float) -> L:
+        """The next line, which must be a ``kind`` (:class:`ChildFailed` if it is not)."""
+        line = self.next(timeout)
+        if not isinstance(line, kind):
+            raise ChildFailed(f"{self.role} said {line!r}, not a {kind.__name__}")
         return line
 
     def said(self) -> list[Line]:

@@ -31,7 +31,8 @@ from typing import Any
 
 import attrs
 
-from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, Line, children
+from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
+from greenheart.bench.lines import EngineStatus, Line, Unregistered
 from greenheart.bench.proc import cpu_seconds, listening_descendant
 from greenheart.bench.report import aligned, cell_text, save_png, two_panels
 from greenheart.bench.stats import percentile
@@ -67,9 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds of steady beating (3 periods at least)",
     )
     parser.add_argument(
-        "--sub-per-engine",
+        "--ping-per-heart",
         action="store_true",
         help="a ping SUB per engine, loading the PUB as real engines do",
+    )
+    parser.add_argument(
+        "--sub-per-engine", dest="ping_per_heart", action="store_true", help=argparse.SUPPRESS
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="write the results here")
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     print(table(results))
     print(summary(results))
     config = {key: getattr(args, key) for key in ("engines", "periods", "controllers", "kills")}
-    config.update(hold=args.hold, sub_per_engine=args.sub_per_engine, max_misses=MAX_MISSES)
+    config.update(hold=args.hold, ping_per_heart=args.ping_per_heart, max_misses=MAX_MISSES)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": config, "rows": results}, indent=2) + "\n")
     if args.plot:
@@ -132,7 +136,7 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
         security = profile / "security"
         _wait_for(lambda: (security / "ipcontroller-client.json").exists(), controller)
         engine_file = json.loads((security / "ipcontroller-engine.json").read_text())
-        extra = ["--sub-per-engine"] if args.sub_per_engine else []
+        extra = ["--ping-per-heart"] if args.ping_per_heart else []
         engines = Child.program(
             "engines",
             "engines",
@@ -149,20 +153,22 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
         began = time.monotonic()
         cpu = {"hub": cpu_seconds(hub), "monitor": _cpu(monitor)}
         stall = max(30.0, 10 * period) + 10
-        status, progressed = _status(engines, STARTUP_SECONDS), time.monotonic()
-        while status["registered_now"] + status["refused"] < step.engines:
-            seen = status["registered"]
-            status = _status(engines, stall)
-            if status["registered"] > seen:
+        line, progressed = _status(engines, STARTUP_SECONDS), time.monotonic()
+        status = line.registrations
+        while status.registered_now + status.refused < step.engines:
+            seen = status.registered
+            line = _status(engines, stall)
+            status = line.registrations
+            if status.registered > seen:
                 progressed = time.monotonic()
             elif time.monotonic() - progressed > stall:
                 break
         registered_at = time.monotonic()
         row.update(
-            registered=status["registered_now"],
-            refused=status["refused"],
+            registered=status.registered_now,
+            refused=status.refused,
             # from the first request to the last engine registered (they all ask at once)
-            registration_s=status["registration_max_s"],
+            registration_s=line.registration_max_s,
             registration_wall_s=round(registered_at - began, 2),
             registration_hub_cpu_s=round(cpu_seconds(hub) - cpu["hub"], 2),
             registration_monitor_cpu_s=round(_cpu(monitor) - cpu["monitor"], 2),
@@ -170,15 +176,15 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
         )
         # the hold: steady beating
         hold = max(args.hold, 3 * period)
-        lost_before = status["lost"]
+        lost_before = status.lost
         cpu = {"hub": cpu_seconds(hub), "monitor": _cpu(monitor)}
         held = time.monotonic()
         while time.monotonic() - held < hold:
-            status = _status(engines, 10)
+            status = _status(engines, 10).registrations
         elapsed = time.monotonic() - held
         row.update(
             hold_s=round(elapsed, 1),
-            lost_in_hold=status["lost"] - lost_before,
+            lost_in_hold=status.lost - lost_before,
             hub_cpu_percent=round(100 * (cpu_seconds(hub) - cpu["hub"]) / elapsed, 1),
             monitor_cpu_percent=round(100 * (_cpu(monitor) - cpu["monitor"]) / elapsed, 1),
         )
@@ -188,21 +194,21 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + bound
         detections: list[float] = []
         while len(detections) < args.kills and time.monotonic() < deadline:
-            for line in _lines(engines, deadline):
-                if line.get("event") == "unregistered" and line.get("after_kill") is not None:
-                    detections.append(float(line["after_kill"]))
-                elif line.get("event") == "status":
-                    status = line
+            for said in _lines(engines, deadline):
+                if isinstance(said, Unregistered) and said.after_kill is not None:
+                    detections.append(said.after_kill)
+                elif isinstance(said, EngineStatus):
+                    status = said.registrations
         ms = [seconds * 1000 for seconds in detections]
         row.update(
             killed=args.kills,
             detected=len(ms),
             detect_p50_ms=_round(percentile(ms, 0.5)),
             detect_max_ms=_round(max(ms, default=None)),
-            purged=status["purged"],
-            lost=status["lost"],
+            purged=status.purged,
+            lost=status.lost,
             # engines that heard no ping for ipengine's 50 checks and left: a stalled monitor
-            left=status["left"],
+            left=status.left,
         )
     return row
 
@@ -229,12 +235,12 @@ def _wait_for(ready: Any, controller: Child) -> None:
         time.sleep(0.1)
 
 
-def _status(engines: Child, timeout: float) -> Line:
+def _status(engines: Child, timeout: float) -> EngineStatus:
     """The engines' next status line."""
     deadline = time.monotonic() + timeout
     while True:
         line = engines.next(deadline - time.monotonic())
-        if line.get("event") == "status":
+        if isinstance(line, EngineStatus):
             return line
 
 

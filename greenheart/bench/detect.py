@@ -27,7 +27,8 @@ from typing import Any
 
 import attrs
 
-from greenheart.bench.child import STARTUP_SECONDS, Child, Line, children
+from greenheart.bench.child import STARTUP_SECONDS, Child, children
+from greenheart.bench.lines import Event, Failed, Killed, Started
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
 from greenheart.bench.stats import percentile
@@ -150,7 +151,7 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
             "fleet", "kill-fleet", f"--size={args.fleet}", f"--seed={args.seed}", stdin=True
         )
         started.append(fleet)
-        fleet.next(STARTUP_SECONDS)  # its sockets are open
+        fleet.expect(Started, STARTUP_SECONDS)
         monitor.until_heard(args.processes + args.fleet, STARTUP_SECONDS + 10 * period)
         # every death at a moment of its own over two periods, so anywhere in a round
         window = 2 * period
@@ -171,8 +172,8 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
         while time.monotonic() < deadline:
             time.sleep(0.2)
             for line in fleet.said():
-                if line.get("event") == "killed":
-                    killed.update({heart: ("kill()", line["at"]) for heart in line["hearts"]})
+                if isinstance(line, Killed):
+                    killed.update({heart: ("kill()", line.at) for heart in line.hearts})
             monitor.said()
             failed = _failures(monitor.events)
             if len(killed) == len(deaths) and all(heart in failed for heart in killed):
@@ -187,10 +188,10 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
     return latencies
 
 
-def _failures(events: Sequence[Line]) -> dict[str, float]:
+def _failures(events: Sequence[Event]) -> dict[str, float]:
     """Heart -> when it was first failed."""
     failed: dict[str, float] = {}
     for event in events:
-        if event.get("event") == "failed":
-            failed.setdefault(event["heart"], event["at"])
+        if isinstance(event, Failed):
+            failed.setdefault(event.heart, event.at)
     return failed

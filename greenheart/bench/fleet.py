@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
+from greenheart.bench.lines import ThreadHearts, ThreadHeartsFailed
 from greenheart.bench.ramp import Step, StepResult
 from greenheart.bench.runner import MonitorChild, NotSettled, StepRunner
 from greenheart.bench.stats import percentile
@@ -153,7 +154,8 @@ def _figures(result: StepResult) -> dict[str, Any]:
 def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict[str, Any]:
     """ipyparallel's thread hearts in one process, ``step`` more at a time, until the
     monitor stops hearing every one of them (or one cannot be made)."""
-    held, why, last = 0, f"reached the limit of {limit}", None
+    held, why = 0, f"reached the limit of {limit}"
+    last: ThreadHearts | None = None
     with children() as started:
         monitor = MonitorChild("greenheart", period_ms, "--max-misses=10")
         started.append(monitor.child)
@@ -171,17 +173,19 @@ def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict[str
             except ChildFailed as error:
                 why = f"the process died past {held}: {error}"
                 break
-            if "error" in report:
-                why = f"creating heart {report['count'] + 1} failed: {report['error']}"
+            if isinstance(report, ThreadHeartsFailed):
+                why = f"creating heart {report.hearts + 1} failed: {report.error}"
                 break
-            count = report["count"]
+            if not isinstance(report, ThreadHearts):
+                raise ChildFailed(f"ipyparallel-hearts said {report!r}")
+            count = report.hearts
             try:
                 monitor.until_heard(count, 30)
                 beats = monitor.hold(3 * period_ms / 1000)[1:]
             except (TimeoutError, ChildFailed) as error:
                 why = f"at {count} hearts: {error}"
                 break
-            if min(b["responded"] for b in beats) < count or max(b["on_probation"] for b in beats):
+            if min(b.responded for b in beats) < count or max(b.on_probation for b in beats):
                 why = f"at {count} hearts the monitor missed some"
                 break
             held, last = count, report
@@ -191,9 +195,9 @@ def ipyparallel_ramp(step: int, limit: int, period_ms: float = 1000) -> dict[str
     return {
         "held": held,
         "stopped_because": why,
-        "rss_per_heart_kib": (last["rss_kib"] - last["rss_before_kib"]) / held if last else None,
-        "threads_per_heart": (last["threads"] - 1) / held if last else None,
-        "fds_per_heart": last["fds"] / held if last else None,
+        "rss_per_heart_kib": (last.rss_kib - last.rss_before_kib) / held if last else None,
+        "threads_per_heart": (last.threads - 1) / held if last else None,
+        "fds_per_heart": last.fds / held if last else None,
     }
 
 

@@ -11,12 +11,15 @@ first bad step, and the last good step is the monitor's capacity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from greenheart.bench.stats import percentile
+
+if TYPE_CHECKING:
+    from greenheart.bench.lines import BeatReport
 
 #: the least on-time percentage of a good step
 ON_TIME_FLOOR = 99.0
@@ -184,7 +187,7 @@ class StepResult:
 def summarise(
     monitor: str,
     step: Step,
-    beats: Sequence[Mapping[str, Any]],
+    beats: Sequence[BeatReport],
     *,
     fleet_cpu_seconds: float = 0.0,
     fleet_rss_kib: float | None = None,
@@ -192,7 +195,7 @@ def summarise(
     fleet_pings: int = 0,
     fleet_skipped_pings: int = 0,
 ) -> StepResult:
-    """Sum up the beat reports (:mod:`greenheart.bench.beats`) of a step's hold.
+    """Sum up the beat reports (:class:`~greenheart.bench.lines.BeatReport`) of a step's hold.
 
     ``beats`` starts with the beat before the hold, which only marks the start of the
     clock and of the CPU count.
@@ -200,13 +203,13 @@ def summarise(
     if len(beats) < 2:
         raise ValueError("a hold needs the beat before it and at least one more")
     first, held = beats[0], beats[1:]
-    seconds = held[-1]["at"] - first["at"]
-    monitor_cpu = held[-1]["cpu"] - first["cpu"]
-    answers = sum(beat["on_time"] + beat["late"] for beat in held)
-    on_time = sum(beat["on_time"] for beat in held)
-    round_trips = [rtt for beat in held for rtt in beat["rtt_ms"]]
-    maxima = [beat["rtt_max_ms"] for beat in held if beat["rtt_max_ms"] is not None]
-    rounds = [beat["round_ms"] for beat in held if beat["round_ms"] is not None]
+    seconds = held[-1].at - first.at
+    monitor_cpu = held[-1].cpu - first.cpu
+    answers = sum(beat.on_time + beat.late for beat in held)
+    on_time = sum(beat.on_time for beat in held)
+    round_trips = [rtt for beat in held for rtt in beat.rtt_ms]
+    maxima = [beat.rtt_max_ms for beat in held if beat.rtt_max_ms is not None]
+    rounds = [beat.round_ms for beat in held if beat.round_ms is not None]
     return StepResult(
         monitor=monitor,
         step=step,
@@ -216,12 +219,12 @@ def summarise(
         beats_asked=seconds / (step.period_ms / 1000),
         pongs_per_second=answers / seconds if seconds > 0 else 0.0,
         on_time_percent=min(100.0, 100.0 * on_time / (step.hearts * len(held))),
-        late_pongs=sum(beat["late"] for beat in held),
-        bad_pongs=sum(beat["bad"] for beat in held),
-        false_failures=sum(beat["failed"] for beat in held),
-        max_on_probation=max(beat["on_probation"] for beat in held),
-        min_responded=min(beat["responded"] for beat in held),
-        unjudged_beats=sum(not beat.get("judged", True) for beat in held),
+        late_pongs=sum(beat.late for beat in held),
+        bad_pongs=sum(beat.bad for beat in held),
+        false_failures=sum(beat.failed for beat in held),
+        max_on_probation=max(beat.on_probation for beat in held),
+        min_responded=min(beat.responded for beat in held),
+        unjudged_beats=sum(not beat.judged for beat in held),
         rtt_p50_ms=percentile(round_trips, 0.5),
         rtt_p99_ms=percentile(round_trips, 0.99),
         rtt_max_ms=max(maxima, default=None),
@@ -234,7 +237,7 @@ def summarise(
         fleet_fds_per_heart=None if fleet_fds is None else fleet_fds / step.hearts,
         fleet_pings=fleet_pings,
         fleet_skipped_pings=fleet_skipped_pings,
-        ping_lag_p99_ms=percentile([beat.get("lag_ms") or 0.0 for beat in held], 0.99),
+        ping_lag_p99_ms=percentile([beat.lag_ms or 0.0 for beat in held], 0.99),
     )
 
 

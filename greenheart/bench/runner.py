@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from greenheart.bench.beats import is_beat
-from greenheart.bench.child import STARTUP_SECONDS, Child, Line, children
+from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
+from greenheart.bench.lines import BeatReport, Event, Failed, FleetStatus, Footprint, Ready, Started
 from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
 from greenheart.core.errors import UsageError
@@ -33,24 +33,24 @@ class NotSettled(TimeoutError):
 
 
 class MonitorChild:
-    """A benchmark monitor (:mod:`greenheart.bench.children`) and the beats it reports."""
+    """A benchmark monitor (:mod:`greenheart.bench.programs.monitors`) and the beats it
+    reports."""
 
     def __init__(self, kind: str, period_ms: float, *args: str) -> None:
         self.kind = kind
         self.period_ms = period_ms
         self.child = Child.program(kind, kind, f"--period={period_ms:g}", *args)
-        ready = self.child.next(STARTUP_SECONDS)
-        self.ping: str = ready["ping"]
-        self.pong: str = ready["pong"]
+        ready = self.child.expect(Ready, STARTUP_SECONDS)
+        self.ping, self.pong = ready.ping, ready.pong
         #: the event lines (``--events``) read so far, in order
-        self.events: list[Line] = []
+        self.events: list[Event] = []
 
     @property
     def pid(self) -> int:
         return self.child.pid
 
     def load(self, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
-        """A load process (:mod:`greenheart.bench.children`) aimed at this monitor."""
+        """A load process (:mod:`greenheart.bench.programs.loads`) aimed at this monitor."""
         return Child.program(
             role, kind, f"--ping={self.ping}", f"--pong={self.pong}", *args, stdin=stdin
         )
@@ -60,23 +60,28 @@ class MonitorChild:
         """How long a beat may take to come, on a busy machine."""
         return 10 + 5 * self.period_ms / 1000
 
-    def beat(self, timeout: float | None = None) -> Line:
+    def beat(self, timeout: float | None = None) -> BeatReport:
         """The next beat report (event lines are kept in :attr:`events`)."""
         deadline = time.monotonic() + (self.beat_timeout if timeout is None else timeout)
         while True:
-            line = self.child.next(deadline - time.monotonic())
-            if is_beat(line):
+            line = self._sort(self.child.next(deadline - time.monotonic()))
+            if line is not None:
                 return line
-            self.events.append(line)
 
-    def said(self) -> list[Line]:
+    def said(self) -> list[BeatReport]:
         """The beat reports already printed, without waiting (events go to :attr:`events`)."""
-        beats: list[Line] = []
-        for line in self.child.said():
-            (beats if is_beat(line) else self.events).append(line)
-        return beats
+        return [beat for line in self.child.said() if (beat := self._sort(line)) is not None]
 
-    def until_heard(self, hearts: int, within: float) -> Line:
+    def _sort(self, line: object) -> BeatReport | None:
+        """A beat report, or None once an event is put in :attr:`events`."""
+        if isinstance(line, BeatReport):
+            return line
+        if not isinstance(line, Event):
+            raise ChildFailed(f"{self.kind} said {line!r}: a monitor says beats and events")
+        self.events.append(line)
+        return None
+
+    def until_heard(self, hearts: int, within: float) -> BeatReport:
         """The first beat in which all ``hearts`` were known and answered;
         :class:`NotSettled` if none came within ``within`` seconds."""
         deadline = time.monotonic() + within
@@ -84,21 +89,21 @@ class MonitorChild:
         while True:
             # a beat at least: a monitor still settling near the deadline may beat late
             beat = self.beat(max(0.0, deadline - time.monotonic()) + self.beat_timeout)
-            if beat["hearts"] >= hearts and beat["responded"] >= hearts:
+            if beat.hearts >= hearts and beat.responded >= hearts:
                 return beat
-            best = max(best, beat["responded"])
+            best = max(best, beat.responded)
             if time.monotonic() > deadline:
                 raise NotSettled(
                     f"heard at most {best} of {hearts} hearts in one beat within {within:.0f} s"
                 )
 
     def hold(
-        self, seconds: float, progress: Callable[[int, Line], None] | None = None
-    ) -> list[Line]:
+        self, seconds: float, progress: Callable[[int, BeatReport], None] | None = None
+    ) -> list[BeatReport]:
         """The beats of ``seconds`` of measurement, led by the beat that starts the clock."""
         first = self.beat()
         beats = [first]
-        while beats[-1]["at"] - first["at"] < seconds or len(beats) < 3:
+        while beats[-1].at - first.at < seconds or len(beats) < 3:
             beats.append(self.beat())
             if progress:
                 progress(len(beats) - 1, beats[-1])
@@ -108,20 +113,20 @@ class MonitorChild:
         self.child.stop()
 
 
-def failures_by_cause(events: Sequence[Line]) -> dict[str, int]:
+def failures_by_cause(events: Sequence[Event]) -> dict[str, int]:
     """A greenheart monitor's failure events (``--events``), counted by cause."""
-    return dict(collections.Counter(e["cause"] for e in events if e.get("event") == "failed"))
+    return dict(collections.Counter(str(e.cause) for e in events if isinstance(e, Failed)))
 
 
 def start_load(
     kind: str, monitor: MonitorChild, size: int, prefix: str, *args: str
-) -> tuple[Child, Line]:
+) -> tuple[Child, Footprint]:
     """A load process of ``size`` hearts against ``monitor``, once every socket is open; and
     its footprint before it opened any."""
     load = monitor.load(f"{kind} {prefix}", kind, f"--size={size}", f"--prefix={prefix}", *args)
     try:
-        before: Line = load.next(STARTUP_SECONDS)["before"]
-        load.next(STARTUP_SECONDS)  # every socket is open
+        before = load.expect(Footprint, STARTUP_SECONDS)
+        load.expect(Started, STARTUP_SECONDS)  # every socket is open
     except BaseException:
         load.stop()
         raise
@@ -129,7 +134,7 @@ def start_load(
 
 
 #: called with (monitor, step, beats held so far, the latest beat)
-Progress = Callable[[str, Step, int, Line], None]
+Progress = Callable[[str, Step, int, BeatReport], None]
 
 
 @attrs.define
@@ -185,9 +190,9 @@ class StepRunner:
         step: Step,
         target: MonitorChild,
         loads: Sequence[Child],
-        before: Sequence[Line],
+        before: Sequence[Footprint],
     ) -> StepResult:
-        def progress(held: int, beat: Line) -> None:
+        def progress(held: int, beat: BeatReport) -> None:
             if self.progress:
                 self.progress(monitor, step, held, beat)
 
@@ -197,16 +202,16 @@ class StepRunner:
             """The pings the loads answered and skipped so far, by the status each printed."""
             for load in loads:
                 for line in load.said():
-                    if "skipped_pings" in line:
-                        counts[load.pid] = (line["pings"], line["skipped_pings"])
+                    if isinstance(line, FleetStatus):
+                        counts[load.pid] = (line.pings, line.skipped_pings)
             return sum(a for a, _ in counts.values()), sum(s for _, s in counts.values())
 
         load_cpu = sum(cpu_seconds(load.pid) for load in loads)
         answered_before, skipped_before = pings()
         beats = target.hold(self.hold, progress)
         load_cpu = sum(cpu_seconds(load.pid) for load in loads) - load_cpu
-        rss = sum(rss_kib(load.pid) for load in loads) - sum(b["rss_kib"] for b in before)
-        fds = sum(open_descriptors(load.pid) for load in loads) - sum(b["fds"] for b in before)
+        rss = sum(rss_kib(load.pid) for load in loads) - sum(b.rss_kib for b in before)
+        fds = sum(open_descriptors(load.pid) for load in loads) - sum(b.fds for b in before)
         answered, skipped = pings()
         return summarise(
             monitor,

@@ -27,7 +27,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenheart.bench.child import STARTUP_SECONDS, ChildFailed, Line, children
+from greenheart.bench.child import STARTUP_SECONDS, ChildFailed, children
+from greenheart.bench.lines import (
+    BeatReport,
+    Event,
+    Failed,
+    FalseFailure,
+    Killed,
+    Registered,
+    Started,
+)
 from greenheart.bench.proc import rss_kib
 from greenheart.bench.runner import MonitorChild, failures_by_cause
 from greenheart.bench.stats import percentile
@@ -80,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         args.hearts, args.minutes, args.warmup = 1000, 2.0, 110.0
     period = args.period / 1000
     bound = SLACK if args.fail_on_disconnect else (args.max_misses + 2) * period + SLACK
-    beats: list[Line] = []
+    beats: list[BeatReport] = []
     kills: list[tuple[str, float]] = []
     samples: list[tuple[float, int]] = []
     options = ["--fail-on-disconnect"] if args.fail_on_disconnect else []
@@ -101,15 +110,15 @@ def run(args: argparse.Namespace) -> int:
         )
         started.append(fleet)
         try:
-            fleet.next(STARTUP_SECONDS)
+            fleet.expect(Started, STARTUP_SECONDS)
             began = time.monotonic()
             end = began + args.minutes * 60
             while (left := end - time.monotonic()) > 0:
                 time.sleep(min(SAMPLE_EVERY, left))
                 beats += monitor.said()
                 for line in fleet.said():
-                    if line.get("event") == "killed":
-                        kills.extend((heart, line["at"]) for heart in line["hearts"])
+                    if isinstance(line, Killed):
+                        kills.extend((heart, line.at) for heart in line.hearts)
                 samples.append((time.monotonic() - began, rss_kib(monitor.pid)))
                 _progress(samples[-1], beats, kills, monitor.events)
         except ChildFailed as error:
@@ -129,17 +138,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _progress(
     sample: tuple[float, int],
-    beats: Sequence[Line],
+    beats: Sequence[BeatReport],
     kills: Sequence[tuple[str, float]],
-    events: list[Line],
+    events: Sequence[Event],
 ) -> None:
-    failed = sum(event["event"] == "failed" for event in events)
+    failed = sum(isinstance(event, Failed) for event in events)
     killed = len(kills)
-    hearts = beats[-1]["hearts"] if beats else 0
+    hearts = beats[-1].hearts if beats else 0
     print(
         f"{sample[0]:6.0f} s: {hearts} hearts, {killed} killed, {failed} failed,"
-        f" bad pongs {sum(beat['bad'] for beat in beats)},"
-        f" unjudged beats {sum(not beat['judged'] for beat in beats)},"
+        f" bad pongs {sum(beat.bad for beat in beats)},"
+        f" unjudged beats {sum(not beat.judged for beat in beats)},"
         f" RSS {sample[1] / 1024:.1f} MiB",
         flush=True,
     )
@@ -176,14 +185,14 @@ def match(
 
 def summarise(
     args: argparse.Namespace,
-    beats: Sequence[Line],
-    events: Sequence[Line],
+    beats: Sequence[BeatReport],
+    events: Sequence[Event],
     kills: Sequence[tuple[str, float]],
     samples: Sequence[tuple[float, int]],
     bound: float,
     end: float,
 ) -> dict[str, Any]:
-    failures = [(event["heart"], event["at"]) for event in events if event["event"] == "failed"]
+    failures = [(event.heart, event.at) for event in events if isinstance(event, Failed)]
     # kills of the last moments cannot have been detected yet
     detections, false, undetected = match(kills, failures, until=end - bound)
     warm = [rss for at, rss in samples if at >= args.warmup]
@@ -201,19 +210,19 @@ def summarise(
         "false_failures": len(false),
         "false_failure_examples": [heart for heart, _ in false[:3]],
         "failures_by_cause": failures_by_cause(events),
-        "counted_false_failures": sum(event["event"] == "false_failure" for event in events),
+        "counted_false_failures": sum(isinstance(event, FalseFailure) for event in events),
         "undetected": len(undetected),
         "detection_bound_s": round(bound, 3),
         "detection_max_s": round(detections[-1], 4) if detections else None,
         "detection_p50_s": None if p50 is None else round(p50, 4),
         "detection_p99_s": None if p99 is None else round(p99, 4),
         "late_detections": sum(latency > bound for latency in detections),
-        "bad_pongs": sum(beat["bad"] for beat in beats),
+        "bad_pongs": sum(beat.bad for beat in beats),
         "beats": len(beats),
-        "unjudged_beats": sum(not beat["judged"] for beat in beats),
+        "unjudged_beats": sum(not beat.judged for beat in beats),
         "rss_after_warmup_mib": round(warm[0] / 1024, 1) if warm else None,
         "rss_growth_mib": round(growth_mib, 2),
-        "new_hearts": sum(event["event"] == "new" for event in events),
+        "new_hearts": sum(isinstance(event, Registered) for event in events),
     }
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, children
+from greenheart.bench.lines import FalseFailure, Refusing, StormClosed, StormOpened
 from greenheart.bench.proc import thread_cpu_seconds
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
@@ -133,16 +134,16 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         ]
         started.extend(stormers)
         timeout = STARTUP_SECONDS + storm.connections / storm.rate + storm.hold
-        opened = [stormer.next(timeout) for stormer in stormers]
+        opened = [stormer.expect(StormOpened, timeout) for stormer in stormers]
         for stormer in stormers:
-            stormer.next(timeout)  # closed
+            stormer.expect(StormClosed, timeout)
         time.sleep(AFTERMATH_SECONDS)
         beats = monitor.said()
         after = thread_cpu_seconds(monitor.pid)
         seconds = time.monotonic() - began
         joined = _registration_periods(monitor, args.hearts, args.after, period)
         events = monitor.events
-    connections = sum(line["opened"] for line in opened)
+    connections = sum(line.opened for line in opened)
     used = {role: after[role] - before[role] for role in before}
     extra = sum(used.values()) - quiet * seconds
     greenheart = monitor_kind == "greenheart"
@@ -154,18 +155,16 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         "period_ms": args.period,
         "limit": storm.limit,
         "connections": connections,
-        "failed_to_open": sum(line["failed"] for line in opened),
-        "open_seconds": max(line["seconds"] for line in opened),
+        "failed_to_open": sum(line.failed for line in opened),
+        "open_seconds": max(line.seconds for line in opened),
         "window_s": round(seconds, 1),
         "failed": sum(causes.values()) if greenheart else None,
         "failed_by_cause": causes,
-        "false_failures": sum(e.get("event") == "false_failure" for e in events)
-        if greenheart
-        else None,
-        "refusing": [e["refusing"] for e in events if e.get("event") == "refusing"],
+        "false_failures": sum(isinstance(e, FalseFailure) for e in events) if greenheart else None,
+        "refusing": [e.refusing for e in events if isinstance(e, Refusing)],
         "beats": len(beats),
-        "short_beats": sum(beat["responded"] < args.hearts for beat in beats),
-        "fewest_answers": min((beat["responded"] for beat in beats), default=None),
+        "short_beats": sum(beat.responded < args.hearts for beat in beats),
+        "fewest_answers": min((beat.responded for beat in beats), default=None),
         "cpu_python_s": round(used["python"], 2),
         "cpu_zmq_io_s": round(used["zmq io"], 2),
         "cpu_other_s": round(used["other"], 2),
@@ -178,9 +177,9 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
 def _cpu_over(monitor: MonitorChild, seconds: float) -> float:
     """The monitor's CPU share (all threads) over ``seconds`` of its beats."""
     first = monitor.beat()
-    while (last := monitor.beat())["at"] - first["at"] < seconds:
+    while (last := monitor.beat()).at - first.at < seconds:
         pass
-    return (last["cpu"] - first["cpu"]) / (last["at"] - first["at"])
+    return (last.cpu - first.cpu) / (last.at - first.at)
 
 
 def _registration_periods(
@@ -194,8 +193,8 @@ def _registration_periods(
         deadline = opened + 20 * period + 5
         while time.monotonic() < deadline:
             beat = monitor.beat()
-            if beat["hearts"] >= held + joining:
-                return round((beat["at"] - opened) / period, 1)
+            if beat.hearts >= held + joining:
+                return round((beat.at - opened) / period, 1)
         return None
     finally:
         load.stop()

@@ -52,9 +52,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="each engine first waits a random delay up to this (engines slow to boot)",
     )
     engines.add_argument(
-        "--sub-per-engine",
+        "--ping-per-heart",
         action="store_true",
         help="a ping SUB per engine, loading the controller's PUB as real engines do",
+    )
+    # the name it had before it took HeartFleet's, kept so that scripts go on working
+    engines.add_argument(
+        "--sub-per-engine", dest="ping_per_heart", action="store_true", help=argparse.SUPPRESS
     )
     engines.add_argument("--reply-timeout", type=positive_float, default=30.0, metavar="SECONDS")
     engines.add_argument(
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         shared_registrar=not args.own_registrar,
         rate=args.rate,
         spread=args.spread,
-        ping_per_engine=args.sub_per_engine,
+        ping_per_heart=args.ping_per_heart,
         reply_timeout=args.reply_timeout,
         max_heartbeat_misses=args.max_heartbeat_misses,
         **({"prefix": args.prefix} if args.prefix else {}),

@@ -112,7 +112,7 @@ class SimulatedEngines(Service):
     #: each engine first waits a seeded delay in [0, spread) seconds
     spread: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     #: each engine's heart gets its own SUB, as real engines load the controller's PUB
-    ping_per_engine: bool = False
+    ping_per_heart: bool = False
     #: seconds an engine waits for the hub's answer before it is counted unanswered
     reply_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     #: seconds after which an accepted engine never announced registered counts as purged;
@@ -186,7 +186,7 @@ class SimulatedEngines(Service):
     @property
     def descriptors_per_engine(self) -> int:
         """Its heart's, and its own registrar's (open until answered) if it has one."""
-        return descriptors_per_heart(self.ping_per_engine) + (0 if self.shared_registrar else 2)
+        return descriptors_per_heart(self.ping_per_heart) + (0 if self.shared_registrar else 2)
 
     def _open(self) -> None:
         self._session = self.connection.session()
@@ -199,7 +199,7 @@ class SimulatedEngines(Service):
             self.connection.pong_url,
             behaviour=self.behaviour,
             prefix=self.prefix,
-            ping_per_heart=self.ping_per_engine,
+            ping_per_heart=self.ping_per_heart,
             curve=self._curve,
             clock=self.clock,
         ).start()

@@ -1,0 +1,5 @@
+import sys
+
+from greenheart.bench.programs import main
+
+sys.exit(main())
