@@ -235,18 +235,6 @@ def test_a_fleet_started_cold_against_a_fast_monitor_registers_every_heart(make_
         fleet.wait()
 
 
-def test_each_ping_is_fanned_out_from_a_batch_further_on():
-    from greenheart.green.fleet import FANOUT_BATCH, fan_out_order
-
-    hearts = list(range(3 * FANOUT_BATCH + 7))
-    orders = [fan_out_order(hearts, ping) for ping in range(1, 5)]
-    assert all(sorted(order) == hearts for order in orders)
-    firsts = [order[0] for order in orders]
-    assert firsts == [FANOUT_BATCH, 2 * FANOUT_BATCH, 3 * FANOUT_BATCH, 0]
-    # the last heart of one fan-out is not the last of the next
-    assert len({order[-1] for order in orders}) == 4
-
-
 def test_hearts_with_a_ping_socket_each_answer_go_silent_die_and_come_back(monitor):
     fds = open_descriptors()
     fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, ping_per_heart=True, prefix="own")

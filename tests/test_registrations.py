@@ -8,7 +8,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from greenheart.core.registrations import EngineState, PingWatch, Registry, registration_times
+from greenheart.core.pingwatch import PingWatch
+from greenheart.core.registrations import (
+    LEAVING_GRACE,
+    TRANSITIONS,
+    UNANSWERED_WARNING,
+    EngineState,
+    Happening,
+    Registry,
+    hub_purge_seconds,
+    registration_times,
+)
 
 
 @given(
@@ -33,8 +43,10 @@ def test_engines_ask_within_the_spread_and_never_faster_than_the_rate(count, rat
             assert ordered == pytest.approx([n / rate for n in range(count)])
 
 
-def registry(*uuids: str, purge_after: float = 30.0) -> Registry:
-    book = Registry(purge_after=purge_after)
+def registry(
+    *uuids: str, purge_after: float | None = 30.0, reply_timeout: float = 30.0
+) -> Registry:
+    book = Registry(purge_after=purge_after, reply_timeout=reply_timeout)
     for uuid in uuids:
         book.add(uuid, 0.0)
     return book
@@ -68,12 +80,13 @@ def test_an_engine_unregistered_alive_is_lost_and_one_never_announced_is_purged(
 
 
 def test_refusals_and_silence_are_counted_and_a_late_answer_does_not_revive_a_given_up_request():
-    book = registry("refused", "unanswered")
+    book = registry("refused", "unanswered", reply_timeout=3.0)
     book.asked("refused", 0.0)
     book.asked("unanswered", 0.0)
     book.refused("refused", "Invalid Signature")
-    assert book.overdue(5.0, timeout=3.0) == ["unanswered"]
-    book.unanswered("unanswered")
+    assert book.look(2.9, beating=False).unanswered == ()
+    assert book.look(5.0, beating=False).unanswered == ("unanswered",)
+    assert book.look(5.5, beating=False).unanswered == ()  # given up on once
     book.accepted("unanswered", 6.0, engine_id=3)  # too late: it is not beating
     status = book.status(7.0)
     assert (status.refused, status.unanswered, status.accepted) == (1, 1, 0)
@@ -188,3 +201,99 @@ def test_the_oldest_request_waiting_is_the_first_asked_of_those_still_unanswered
     assert book.oldest_asked() == "a"
     book.accepted("a", 4.0, engine_id=0)
     assert book.oldest_asked() == "c"
+
+
+def test_the_transition_table_moves_only_the_engines_its_pairs_name():
+    for state in EngineState:
+        assert TRANSITIONS[state, Happening.ASKED] is EngineState.ASKED  # asking again, always
+    answers = {h for (s, h) in TRANSITIONS if s is EngineState.ASKED} - {Happening.ASKED}
+    assert answers == {Happening.ACCEPTED, Happening.REFUSED, Happening.UNANSWERED}
+    # an announcement moves only an engine in the state it announces the end of
+    assert [s for (s, h) in TRANSITIONS if h is Happening.REGISTERED] == [EngineState.ACCEPTED]
+    assert [s for (s, h) in TRANSITIONS if h is Happening.UNREGISTERED] == [EngineState.REGISTERED]
+
+
+def test_a_hub_that_answers_nothing_is_warned_of_once_after_the_delay():
+    book = registry("a", "b")
+    book.asked("a", 10.0)
+    assert not book.look(10.0 + UNANSWERED_WARNING, beating=False).warn_unanswered
+    assert book.look(10.1 + UNANSWERED_WARNING, beating=False).warn_unanswered
+    assert not book.look(20.0, beating=False).warn_unanswered  # said once
+
+
+@pytest.mark.parametrize("answer", ["accepted", "refused"])
+def test_a_hub_that_answered_anything_is_not_warned_of(answer):
+    book = registry("a", "b")
+    book.asked("a", 0.0)
+    book.asked("b", 0.0)
+    if answer == "accepted":
+        book.accepted("a", 0.1, engine_id=0)
+    else:
+        book.refused("a", "no")
+    assert not book.look(60.0, beating=False).warn_unanswered
+
+
+def test_registration_fails_once_every_engine_asked_and_none_could_register():
+    book = registry("a", "b", reply_timeout=3.0)
+    book.asked("a", 0.0)
+    book.refused("a", "Invalid Signature")
+    assert not book.look(10.0, beating=False).none_registered  # b has not asked yet
+    book.asked("b", 10.0)
+    assert not book.look(12.0, beating=False).none_registered  # b still waits
+    look = book.look(13.5, beating=False)
+    assert look.none_registered and look.unanswered == ("b",)
+
+
+def test_an_engine_accepted_keeps_registration_from_failing():
+    book = registry("a", "b", reply_timeout=3.0)
+    for uuid in ("a", "b"):
+        book.asked(uuid, 0.0)
+    book.accepted("a", 0.1, engine_id=0)
+    assert not book.look(10.0, beating=True).none_registered
+
+
+def test_everyone_left_waits_for_the_hub_to_announce_them_or_for_the_grace():
+    book = registry("a", "b")
+    for n, uuid in enumerate(("a", "b")):
+        book.asked(uuid, 0.0)
+        book.accepted(uuid, 0.1, engine_id=n)
+        book.registered(uuid, 0.5)
+    book.left("a", 10.0)
+    assert not book.look(10.0, beating=True).everyone_left  # b still beats
+    book.left("b", 11.0)
+    assert not book.look(11.0, beating=False).everyone_left  # the hub may yet announce them
+    book.unregistered("a", 11.5)
+    assert not book.look(11.0 + LEAVING_GRACE - 0.01, beating=False).everyone_left
+    assert book.look(11.0 + LEAVING_GRACE, beating=False).everyone_left
+    book.unregistered("b", 12.0)
+    assert book.look(12.0, beating=False).everyone_left  # every one announced
+
+
+def test_an_engine_waiting_to_ask_means_not_everyone_left():
+    book = registry("a", "later")
+    book.asked("a", 0.0)
+    book.accepted("a", 0.1, engine_id=0)
+    book.left("a", 1.0)
+    assert not book.look(60.0, beating=False).everyone_left
+
+
+def test_the_engines_watched_for_pings_are_those_accepted_beating_and_not_killed():
+    book = registry("waiting", "accepted", "registered", "killed", "silent")
+    for n, uuid in enumerate(("accepted", "registered", "killed", "silent")):
+        book.asked(uuid, 0.0)
+        book.accepted(uuid, 0.1, engine_id=n)
+    for uuid in ("registered", "killed"):
+        book.registered(uuid, 0.5)
+    book.killed("killed", 1.0)
+    beating = {"waiting", "accepted", "registered", "killed"}  # silent's heart is gone
+    assert book.watched(beating) == ["accepted", "registered"]
+
+
+def test_the_purge_time_is_the_hubs_default_for_the_period_it_announced_unless_given():
+    book = registry("a", purge_after=None)
+    assert book.purge_seconds == hub_purge_seconds(3000.0) == 30.0  # no period known yet
+    book.asked("a", 0.0)
+    book.accepted("a", 0.0, engine_id=0, period_ms=10_000.0)
+    assert book.purge_seconds == hub_purge_seconds(10_000.0) == 100.0
+    assert book.status(99.0).purged == 0 and book.status(101.0).purged == 1
+    assert registry("a", purge_after=5.0).purge_seconds == 5.0

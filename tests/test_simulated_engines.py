@@ -15,13 +15,9 @@ import pytest
 import zmq.green
 from jupyter_client.session import Session
 
-from greenheart.core.registrations import EngineState
+from greenheart.core.registrations import LEAVING_GRACE, EngineState
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
-from greenheart.integrations.ipyparallel.engines import (
-    LEAVING_GRACE,
-    ControllerSilent,
-    SimulatedEngines,
-)
+from greenheart.integrations.ipyparallel.engines import ControllerSilent, SimulatedEngines
 from tests.helpers import wait_until
 
 KEY = b"a-key-for-the-test"

@@ -6,10 +6,14 @@ monitor reported the heart; if that never happens, the hub purges the registrati
 timeout. Later the hub may announce it unregistered: because it was killed (and how fast that
 was noticed is the point of a benchmark), because it left (it stopped hearing the controller's
 pings, and asked to be unregistered, as ipengine does), or, for an engine still alive, wrongly
-(lost). :class:`PingWatch` is ipengine's check on its controller's pings.
+(lost).
 
-:class:`Registry` keeps that per engine, fed with events and the time they happened; the
-driver (:mod:`greenheart.integrations.ipyparallel.engines`) only moves messages and time in.
+:class:`Registry` keeps that per engine, fed with events and the time they happened, and
+decides what the driver (:mod:`greenheart.integrations.ipyparallel.engines`) is to do about
+it: which requests to give up on, when to warn that the hub answers nobody, when to stop
+because no engine could register or because every engine left, which engines to check for
+pings (:mod:`greenheart.core.pingwatch`), and when an accepted engine counts as purged. The
+states an engine moves through, and what moves it, are the table :data:`TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,28 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import attrs
+
+#: the hub's default registration timeout: max(30 s, 10 periods)
+MIN_PURGE_SECONDS = 30.0
+
+#: seconds without any answer from the hub before saying so (ipengine gives up after 5)
+UNANSWERED_WARNING = 5.0
+
+#: seconds the engines wait for the hub to announce that those that left are unregistered,
+#: once every engine has left, before they stop
+LEAVING_GRACE = 5.0
+
+#: the heart period (ms) assumed of a hub whose acceptance does not say its own
+DEFAULT_HUB_PERIOD_MS = 3000.0
+
+
+def hub_purge_seconds(period_ms: float) -> float:
+    """How long ipyparallel's hub waits for an accepted engine's first beat, by default."""
+    return max(MIN_PURGE_SECONDS, 10 * period_ms / 1000)
 
 
 class EngineState(enum.Enum):
@@ -32,6 +55,29 @@ class EngineState(enum.Enum):
     REFUSED = "refused"
     UNANSWERED = "unanswered"  # no answer in time
     UNREGISTERED = "unregistered"
+
+
+class Happening(enum.Enum):
+    """What moves an engine from one state to another."""
+
+    ASKED = "asked"  # it sent a registration request (again, perhaps)
+    ACCEPTED = "accepted"  # the hub's reply said ok
+    REFUSED = "refused"  # the hub's reply said no
+    UNANSWERED = "unanswered"  # no reply in time
+    REGISTERED = "registered"  # the hub announced it registered
+    UNREGISTERED = "unregistered"  # the hub announced it unregistered
+
+
+#: (state, happening) -> the next state; a pair not here leaves the engine where it is (an
+#: answer to a request given up on, an announcement of an engine not in that state)
+TRANSITIONS: dict[tuple[EngineState, Happening], EngineState] = {
+    **{(state, Happening.ASKED): EngineState.ASKED for state in EngineState},
+    (EngineState.ASKED, Happening.ACCEPTED): EngineState.ACCEPTED,
+    (EngineState.ASKED, Happening.REFUSED): EngineState.REFUSED,
+    (EngineState.ASKED, Happening.UNANSWERED): EngineState.UNANSWERED,
+    (EngineState.ACCEPTED, Happening.REGISTERED): EngineState.REGISTERED,
+    (EngineState.REGISTERED, Happening.UNREGISTERED): EngineState.UNREGISTERED,
+}
 
 
 @attrs.define
@@ -47,6 +93,39 @@ class EngineRecord:
     left_at: float | None = None
     engine_id: int | None = None
     error: str | None = None
+
+
+@attrs.define
+class RegistrationCounters:
+    """Totals of what happened, engines that asked again counted again."""
+
+    asked: int = 0
+    accepted: int = 0
+    refused: int = 0
+    unanswered: int = 0
+    registered: int = 0
+    unregistered: int = 0
+    #: announced unregistered while alive, neither killed nor gone on their own
+    lost: int = 0
+    #: messages from the hub that could not be read, or answered nobody: skipped
+    unreadable: int = 0
+    #: engines that stopped hearing the controller's pings and left
+    left: int = 0
+
+
+@attrs.frozen
+class Look:
+    """What the driver is to do after a look at the registrations (:meth:`Registry.look`)."""
+
+    #: requests given up on at this look, unanswered in time
+    unanswered: tuple[str, ...]
+    #: say, once, that the hub has answered no request yet
+    warn_unanswered: bool
+    #: every engine asked and none could register: stop (``RegistrationFailed``)
+    none_registered: bool
+    #: every engine that was beating left, and none is left to run: stop (``ControllerSilent``)
+    everyone_left: bool
+    status: RegistrationStatus
 
 
 @attrs.frozen
@@ -100,31 +179,39 @@ def registration_times(count: int, *, rate: float | None, spread: float, seed: i
 class Registry:
     """Every engine's registration, fed with what happened and when (seconds, any clock)."""
 
-    #: seconds the hub waits for an accepted engine's heart before it purges the registration
-    purge_after: float = 30.0
+    #: seconds the hub waits for an accepted engine's heart before it purges the
+    #: registration; None for the hub's default (:func:`hub_purge_seconds`) for the period
+    #: it announced
+    purge_after: float | None = None
+    #: seconds an engine waits for the hub's answer before it is counted unanswered
+    reply_timeout: float = 30.0
+    #: the heart period the hub announced when it accepted an engine, in ms
+    period_ms: float | None = None
+    counters: RegistrationCounters = attrs.field(factory=RegistrationCounters)
     _records: dict[str, EngineRecord] = attrs.field(factory=dict)
-    _counts: dict[str, int] = attrs.field(
-        factory=lambda: dict.fromkeys(
-            (
-                "asked",
-                "accepted",
-                "refused",
-                "unanswered",
-                "registered",
-                "unregistered",
-                "lost",
-                "unreadable",
-                "left",
-            ),
-            0,
-        )
-    )
     _registration_seconds: list[float] = attrs.field(factory=list)
     _detection_seconds: list[float] = attrs.field(factory=list)
     _last_error: str | None = None
     #: engines not yet asked, soonest first (ties in the order added)
     _waiting: list[tuple[float, int, str]] = attrs.field(factory=list)
     _order: itertools.count[int] = attrs.field(factory=itertools.count)
+    _first_asked: float | None = None
+    _warned: bool = False
+
+    @property
+    def purge_seconds(self) -> float:
+        """How long an accepted engine may wait to be announced registered."""
+        if self.purge_after is not None:
+            return self.purge_after
+        return hub_purge_seconds(self.period_ms or DEFAULT_HUB_PERIOD_MS)
+
+    def _move(self, record: EngineRecord, happening: Happening) -> bool:
+        """Move ``record`` as :data:`TRANSITIONS` says; False if it stays where it is."""
+        state = TRANSITIONS.get((record.state, happening))
+        if state is None:
+            return False
+        record.state = state
+        return True
 
     def add(self, uuid: str, due: float) -> None:
         if uuid in self._records:
@@ -144,44 +231,50 @@ class Registry:
 
     def asked(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
-        record.state, record.asked_at, record.accepted_at = EngineState.ASKED, now, None
+        self._move(record, Happening.ASKED)
+        record.asked_at, record.accepted_at = now, None
         record.killed_at = record.left_at = None
-        self._counts["asked"] += 1
+        self.counters.asked += 1
+        if self._first_asked is None:
+            self._first_asked = now
 
-    def accepted(self, uuid: str, now: float, engine_id: int) -> None:
+    def accepted(
+        self, uuid: str, now: float, engine_id: int, period_ms: float | None = None
+    ) -> bool:
+        """The hub accepted ``uuid`` as engine ``engine_id``, announcing its heart period (if
+        it said); whether the engine is to beat now (not if it was given up on)."""
+        self.period_ms = period_ms or self.period_ms or DEFAULT_HUB_PERIOD_MS
         record = self._records[uuid]
-        if record.state is not EngineState.ASKED:
-            return  # answered after it was given up on: not beating
-        record.state, record.accepted_at, record.engine_id = EngineState.ACCEPTED, now, engine_id
-        self._counts["accepted"] += 1
+        if not self._move(record, Happening.ACCEPTED):
+            return False  # answered after it was given up on: not beating
+        record.accepted_at, record.engine_id = now, engine_id
+        self.counters.accepted += 1
+        return True
 
     def refused(self, uuid: str, error: str) -> None:
         record = self._records[uuid]
-        if record.state is EngineState.ASKED:
-            record.state, record.error = EngineState.REFUSED, error
-            self._counts["refused"] += 1
+        if self._move(record, Happening.REFUSED):
+            record.error = error
+            self.counters.refused += 1
             self._last_error = error
 
     def unanswered(self, uuid: str) -> None:
-        record = self._records[uuid]
-        if record.state is EngineState.ASKED:
-            record.state = EngineState.UNANSWERED
-            self._counts["unanswered"] += 1
+        if self._move(self._records[uuid], Happening.UNANSWERED):
+            self.counters.unanswered += 1
 
     def registered(self, uuid: str, now: float) -> bool:
         """The hub announced ``uuid`` registered; False if it is not one of these engines."""
         record = self._records.get(uuid)
-        if record is None or record.state is not EngineState.ACCEPTED:
+        if record is None or not self._move(record, Happening.REGISTERED):
             return False
-        record.state = EngineState.REGISTERED
-        self._counts["registered"] += 1
+        self.counters.registered += 1
         assert record.asked_at is not None
         self._registration_seconds.append(now - record.asked_at)
         return True
 
     def unreadable(self) -> None:
         """A message from the hub was skipped: it could not be read, or answered nobody."""
-        self._counts["unreadable"] += 1
+        self.counters.unreadable += 1
 
     def killed(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
@@ -193,19 +286,18 @@ class Registry:
         record = self._records[uuid]
         if record.left_at is None and record.killed_at is None:
             record.left_at = now
-            self._counts["left"] += 1
+            self.counters.left += 1
 
     def unregistered(self, uuid: str, now: float) -> float | None:
         """The hub announced ``uuid`` unregistered: the seconds since it was killed, if it was."""
         record = self._records.get(uuid)
-        if record is None or record.state is not EngineState.REGISTERED:
+        if record is None or not self._move(record, Happening.UNREGISTERED):
             return None
-        record.state = EngineState.UNREGISTERED
-        self._counts["unregistered"] += 1
+        self.counters.unregistered += 1
         if record.left_at is not None:
             return None  # as it asked
         if record.killed_at is None:
-            self._counts["lost"] += 1
+            self.counters.lost += 1
             return None
         seconds = now - record.killed_at
         self._detection_seconds.append(seconds)
@@ -225,14 +317,58 @@ class Registry:
         """When the next engine waiting is due to ask; None when none is waiting."""
         return self._waiting[0][0] if self._waiting else None
 
-    def overdue(self, now: float, timeout: float) -> list[str]:
-        """Engines that asked more than ``timeout`` seconds ago and have had no answer."""
-        overdue = []
+    def look(self, now: float, *, beating: bool) -> Look:
+        """Give up on the requests unanswered for :attr:`reply_timeout`, and say what the
+        driver is to do; ``beating``: whether any engine's heart is still alive."""
+        unanswered = []
         for uuid in self.in_state(EngineState.ASKED):
             asked_at = self._records[uuid].asked_at
-            if asked_at is not None and now - asked_at > timeout:
-                overdue.append(uuid)
-        return overdue
+            if asked_at is not None and now - asked_at > self.reply_timeout:
+                self.unanswered(uuid)
+                unanswered.append(uuid)
+        status = self.status(now)
+        counters = self.counters
+        warn = (
+            not self._warned
+            and not counters.accepted
+            and not counters.refused
+            and self._first_asked is not None
+            and now - self._first_asked > UNANSWERED_WARNING
+        )
+        self._warned = self._warned or warn
+        failed = counters.refused + counters.unanswered
+        return Look(
+            unanswered=tuple(unanswered),
+            warn_unanswered=warn,
+            none_registered=bool(status.engines) and counters.asked == status.engines == failed,
+            everyone_left=bool(counters.left) and self._everyone_left(now, beating),
+            status=status,
+        )
+
+    def _everyone_left(self, now: float, beating: bool) -> bool:
+        """No engine beats or is about to, and every one that left has been unregistered or
+        has waited :data:`LEAVING_GRACE` for it (a dead hub announces nothing)."""
+        if beating or any(
+            r.state in (EngineState.WAITING, EngineState.ASKED) for r in self._records.values()
+        ):
+            return False
+        return all(
+            r.left_at is None
+            or r.state is EngineState.UNREGISTERED
+            or now - r.left_at >= LEAVING_GRACE
+            for r in self._records.values()
+        )
+
+    def watched(self, beating: Collection[str]) -> list[str]:
+        """The engines whose pings are to be checked (:mod:`greenheart.core.pingwatch`):
+        accepted or registered, with a heart in ``beating``, and not killed on purpose."""
+        return [
+            r.uuid
+            for r in self._records.values()
+            if r.state in (EngineState.ACCEPTED, EngineState.REGISTERED)
+            and r.uuid in beating
+            and r.killed_at is None
+        ]
 
     def oldest_asked(self) -> str | None:
         """The engine that has waited longest for an answer to its request, if any does."""
@@ -262,55 +398,45 @@ class Registry:
             for r in records
             if r.state is EngineState.ACCEPTED
             and r.accepted_at is not None
-            and now - r.accepted_at > self.purge_after
+            and now - r.accepted_at > self.purge_seconds
         )
         killed = [r for r in records if r.killed_at is not None]
         return RegistrationStatus(
             engines=len(self._records),
-            asked=self._counts["asked"],
-            accepted=self._counts["accepted"],
-            refused=self._counts["refused"],
-            unanswered=self._counts["unanswered"],
-            registered=self._counts["registered"],
+            asked=self.counters.asked,
+            accepted=self.counters.accepted,
+            refused=self.counters.refused,
+            unanswered=self.counters.unanswered,
+            registered=self.counters.registered,
             registered_now=sum(r.state is EngineState.REGISTERED for r in records),
             purged=purged,
-            unregistered=self._counts["unregistered"],
-            lost=self._counts["lost"],
+            unregistered=self.counters.unregistered,
+            lost=self.counters.lost,
             killed=len(killed),
             killed_unregistered=sum(r.state is EngineState.UNREGISTERED for r in killed),
-            unreadable=self._counts["unreadable"],
-            left=self._counts["left"],
+            unreadable=self.counters.unreadable,
+            left=self.counters.left,
             last_error=self._last_error,
         )
 
 
-@attrs.define
-class PingWatch:
-    """ipengine's check on its controller: at every check (ipengine checks every heart period
-    plus 500 ms), an engine whose heart heard no ping since the check before has missed one;
-    one that has missed ``max_misses`` in a row gives up on the controller and leaves.
+@attrs.frozen
+class Reply:
+    """What the hub's answer to a registration request says: accepted as ``engine_id``, with
+    its heart period if it said; or refused, and why."""
 
-    The first check of an engine only notes its count, as ipengine's first check cannot miss.
-    """
+    engine_id: int | None = None
+    period_ms: float | None = None
+    error: str | None = None
 
-    max_misses: int = attrs.field(validator=attrs.validators.ge(1))
-    _heard: dict[str, int] = attrs.field(factory=dict, init=False)
-    _misses: dict[str, int] = attrs.field(factory=dict, init=False)
 
-    def check(self, pings: Mapping[str, int]) -> list[str]:
-        """``pings``: how many pings each engine to watch has heard so far. The engines that
-        have now missed ``max_misses`` checks in a row; they are watched no more (until they
-        are in ``pings`` again, as from scratch). An engine left out of ``pings`` is forgotten.
-        """
-        for uuid in [uuid for uuid in self._heard if uuid not in pings]:
-            del self._heard[uuid], self._misses[uuid]
-        given_up = []
-        for uuid, count in pings.items():
-            if self._heard.get(uuid, -1) != count:
-                self._heard[uuid], self._misses[uuid] = count, 0
-                continue
-            self._misses[uuid] += 1
-            if self._misses[uuid] >= self.max_misses:
-                given_up.append(uuid)
-                del self._heard[uuid], self._misses[uuid]
-        return given_up
+def reply_of(msg_type: str, content: Mapping[str, Any]) -> Reply:
+    """The hub's answer (a deserialized message's type and content); ValueError or
+    TypeError when an acceptance is not one."""
+    if msg_type == "registration_reply" and content.get("status") == "ok":
+        period = content.get("hb_period")
+        return Reply(int(content["id"]), None if period is None else float(period))
+    why = f"{content.get('ename', msg_type)}: {content.get('evalue', content)}"
+    if "signature" in why.lower():
+        why += " (the key does not match the controller's)"
+    return Reply(error=why)

@@ -4,8 +4,10 @@ The scenario's events (:class:`~greenheart.core.behaviour.Die`,
 :class:`~greenheart.core.behaviour.Revive`, :class:`~greenheart.core.behaviour.Churn`,
 :class:`~greenheart.core.behaviour.Flap`) become actions at times counted in seconds from the
 start of the fleet. The timeline decides everything (when, and which hearts, chosen by the
-seed from the hearts alive or dead at that moment); the fleet only waits until
-:meth:`Timeline.next_due` and carries out what :meth:`Timeline.pop_due` returns.
+seed from the hearts alive or dead at that moment); the driver only waits until
+:meth:`Timeline.next_due` and has each action that :meth:`Timeline.pop_due` returns
+:meth:`~KillHearts.apply` itself to its :class:`Cast` (a fleet's hearts, or simulated
+engines).
 
 Victims of deaths and churn are drawn when their event comes, from the hearts then alive;
 flapping hearts are drawn once, at the start. Revivals bring back the longest dead first.
@@ -18,6 +20,7 @@ import heapq
 import itertools
 import random
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -26,11 +29,38 @@ from greenheart.core.behaviour import Churn, Die, Event, Revive
 Hearts = tuple[bytes, ...]
 
 
+class Cast(Protocol):
+    """What a scenario plays on: the hearts alive and dead now, and what it does to them.
+    ``noun`` names them in the log ("hearts", "engines")."""
+
+    noun: str
+
+    @property
+    def alive(self) -> Sequence[bytes]: ...
+
+    @property
+    def dead(self) -> Sequence[bytes]: ...
+
+    def kill(self, hearts: Hearts) -> None: ...
+
+    def revive(self, hearts: Hearts) -> None: ...
+
+    def replace(self, hearts: Hearts) -> None: ...
+
+    def silence(self, hearts: Hearts, silent: bool) -> None: ...
+
+
 @attrs.frozen
 class KillHearts:
     """Close these hearts' connections, as if their processes died."""
 
     hearts: Hearts
+
+    def apply(self, cast: Cast) -> None:
+        cast.kill(self.hearts)
+
+    def describe(self, noun: str) -> str:
+        return f"{len(self.hearts)} {noun} die"
 
 
 @attrs.frozen
@@ -39,12 +69,24 @@ class ReviveHearts:
 
     hearts: Hearts
 
+    def apply(self, cast: Cast) -> None:
+        cast.revive(self.hearts)
+
+    def describe(self, noun: str) -> str:
+        return f"{len(self.hearts)} {noun} come back"
+
 
 @attrs.frozen
 class ReplaceHearts:
     """These hearts leave the fleet, and as many new ones join."""
 
     hearts: Hearts
+
+    def apply(self, cast: Cast) -> None:
+        cast.replace(self.hearts)
+
+    def describe(self, noun: str) -> str:
+        return f"churn, {len(self.hearts)} {noun} leave and as many join"
 
 
 @attrs.frozen
@@ -53,6 +95,12 @@ class SilenceHearts:
 
     hearts: Hearts
     silent: bool
+
+    def apply(self, cast: Cast) -> None:
+        cast.silence(self.hearts, self.silent)
+
+    def describe(self, noun: str) -> str:
+        return f"{len(self.hearts)} flapping {noun} {'go silent' if self.silent else 'answer'}"
 
 
 Action = KillHearts | ReviveHearts | ReplaceHearts | SilenceHearts

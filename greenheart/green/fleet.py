@@ -36,13 +36,8 @@ from greenheart.core.behaviour import (
     as_scenario,
 )
 from greenheart.core.checks import COUNT
-from greenheart.core.timeline import (
-    Action,
-    KillHearts,
-    ReplaceHearts,
-    ReviveHearts,
-    Timeline,
-)
+from greenheart.core.fanout import FANOUT_BATCH, fan_out_order
+from greenheart.core.timeline import Cast, Hearts, Timeline
 from greenheart.green.curve import ClientCurve
 from greenheart.green.delays import DelayQueue
 from greenheart.green.hub import yield_to_others
@@ -57,9 +52,6 @@ DESCRIPTORS_PER_HEART = 2
 
 #: and with a SUB of its own (``ping_per_heart``), that SUB's mailbox and connection too
 DESCRIPTORS_PER_HEART_WITH_SUB = 4
-
-#: hearts served per turn of the fan-out greenlet before it lets others run
-FANOUT_BATCH = 512
 
 #: sockets opened per turn when a fleet starts or grows
 OPEN_BATCH = 256
@@ -125,17 +117,6 @@ class FleetStatus:
 def descriptors_per_heart(ping_per_heart: bool) -> int:
     """File descriptors a simulated heart costs, with a ping SUB of its own or without."""
     return DESCRIPTORS_PER_HEART_WITH_SUB if ping_per_heart else DESCRIPTORS_PER_HEART
-
-
-def fan_out_order(hearts: list[_SimHeart], ping: int) -> list[_SimHeart]:
-    """``hearts`` in the order ping number ``ping`` is fanned out in: each ping starts one batch
-    further on, so that when a fleet falls behind it is never the same hearts that answer last
-    (and late) again and again, which a monitor would then rightly fail."""
-    if len(hearts) <= FANOUT_BATCH:
-        return hearts
-    batches = -(-len(hearts) // FANOUT_BATCH)
-    start = (ping % batches) * FANOUT_BATCH
-    return hearts[start:] + hearts[:start]
 
 
 def _counts(hearts: Iterable[_SimHeart]) -> dict[str, int]:
@@ -239,7 +220,7 @@ class HeartFleet(Service):
             self._spawn(self._fan_out)
         if self.scenario:
             timeline = Timeline.start(self.scenario, self.behaviour.seed, self.alive)
-            self._spawn(play, timeline, self.clock, self, self._carry_out)
+            self._spawn(play, timeline, self.clock, _FleetCast(self))
         log.info("fleet %s: %d hearts answering %s", self.prefix, self.size, self.ping_addr)
 
     def _close(self) -> None:
@@ -503,37 +484,45 @@ class HeartFleet(Service):
             self._skipped_pings += 1
             payload = newer
 
-    # -- the scenario ----------------------------------------------------------------------------
 
-    def _carry_out(self, action: Action) -> None:
-        hearts = list(action.hearts)
-        if isinstance(action, KillHearts):
-            log.info("scenario: %d hearts die", len(hearts))
-            self.kill(hearts)
-        elif isinstance(action, ReviveHearts):
-            log.info("scenario: %d hearts come back", len(hearts))
-            self.revive(hearts)
-        elif isinstance(action, ReplaceHearts):
-            log.info("scenario: churn, %d hearts leave and as many join", len(hearts))
-            self._remove(hearts)
-            self._add(len(hearts))
-        else:
-            state = "go silent" if action.silent else "answer"
-            log.info("scenario: %d flapping hearts %s", len(hearts), state)
-            self.silence([heart for heart in hearts if heart in self._hearts], action.silent)
+@attrs.define
+class _FleetCast:
+    """A fleet's hearts, as its scenario plays on them."""
+
+    fleet: HeartFleet
+    noun: str = "hearts"
+
+    @property
+    def alive(self) -> tuple[bytes, ...]:
+        return self.fleet.alive
+
+    @property
+    def dead(self) -> tuple[bytes, ...]:
+        return self.fleet.dead
+
+    def kill(self, hearts: Hearts) -> None:
+        self.fleet.kill(hearts)
+
+    def revive(self, hearts: Hearts) -> None:
+        self.fleet.revive(hearts)
+
+    def replace(self, hearts: Hearts) -> None:
+        self.fleet._remove(list(hearts))
+        self.fleet._add(len(hearts))
+
+    def silence(self, hearts: Hearts, silent: bool) -> None:
+        # flappers were chosen at the start: churn may have taken some away since
+        self.fleet.silence([heart for heart in hearts if heart in self.fleet.ids], silent)
 
 
-def play(
-    timeline: Timeline,
-    clock: Callable[[], float],
-    fleet: HeartFleet,
-    carry_out: Callable[[Action], object],
-) -> None:
-    """Carry out the timeline's actions on ``fleet``'s hearts when they are due (a greenlet)."""
+def play(timeline: Timeline, clock: Callable[[], float], cast: Cast) -> None:
+    """Apply the timeline's actions to ``cast`` when they are due (a greenlet): the one
+    scenario runner, for a fleet and for simulated engines alike."""
     started = clock()
     while (due := timeline.next_due()) is not None:
         delay = started + due - clock()
         if delay > 0:
             gevent.sleep(delay)
-        while action := timeline.pop_due(clock() - started, fleet.alive, fleet.dead):
-            carry_out(action)
+        while action := timeline.pop_due(clock() - started, cast.alive, cast.dead):
+            log.info("scenario: %s", action.describe(cast.noun))
+            action.apply(cast)

@@ -7,11 +7,14 @@ engines have no task, control or IOPub sockets, so they never accept work, and a
 that sends them some waits forever. They exist to load the controller as a storm of real
 engines would: registrations, heartbeats, deaths.
 
-The hub's notifications (``registration_notification``, ``unregistration_notification``, on
-the channel clients follow) say what the controller made of them: registered, purged (it
-never heard the heart in time), unregistered (killed, left, or lost while alive). An engine
-leaves as ipengine does, when its heart has heard no ping for ``max_heartbeat_misses`` checks:
-it asks the hub to unregister it, and dies.
+The hub's notifications (:mod:`~greenheart.integrations.ipyparallel.notifications`) say what
+the controller made of them: registered, purged (it never heard the heart in time),
+unregistered (killed, left, or lost while alive). An engine leaves as ipengine does, when its
+heart has heard no ping for ``max_heartbeat_misses`` checks: it asks the hub to unregister it
+(:mod:`~greenheart.integrations.ipyparallel.registrar`), and dies.
+
+Every decision is the :class:`~greenheart.core.registrations.Registry`'s; this driver moves
+messages, time and hearts.
 """
 
 from __future__ import annotations
@@ -31,42 +34,32 @@ import zmq.green
 from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive, as_scenario
 from greenheart.core.checks import COUNT
 from greenheart.core.errors import GreenheartError
+from greenheart.core.pingwatch import PingWatch
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
+    UNANSWERED_WARNING,
     EngineState,
-    PingWatch,
     RegistrationStatus,
     Registry,
     registration_times,
 )
-from greenheart.core.timeline import Action, KillHearts, ReplaceHearts, ReviveHearts, Timeline
+from greenheart.core.timeline import Hearts, Timeline
 from greenheart.green.curve import ClientCurve, KeyPair
 from greenheart.green.fleet import HeartFleet, descriptors_per_heart, play
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
 from greenheart.green.sockets import close_sockets, connect
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
+from greenheart.integrations.ipyparallel.notifications import follow_notifications
+from greenheart.integrations.ipyparallel.registrar import Registrar
 
 log = logging.getLogger("greenheart.engines")
-
-#: the hub's default registration timeout: max(30 s, 10 periods)
-MIN_PURGE_SECONDS = 30.0
-
-#: seconds without any answer from the hub before saying so (ipengine gives up after 5)
-UNANSWERED_WARNING = 5.0
 
 #: seconds between looks for requests gone unanswered and registrations purged
 CHECK_INTERVAL = 0.5
 
 #: ipengine checks for its controller's pings every heart period plus this, in ms
 PING_CHECK_SLACK_MS = 500.0
-
-#: how long (ms) a leaving engine's own registrar may take to deliver its unregistration request
-LEAVING_LINGER_MS = 1000
-
-#: seconds the engines wait for the hub to announce that those that left are unregistered,
-#: once every engine has left, before they stop
-LEAVING_GRACE = 5.0
 
 
 class RegistrationFailed(GreenheartError):
@@ -75,11 +68,6 @@ class RegistrationFailed(GreenheartError):
 
 class ControllerSilent(GreenheartError):
     """Every engine left, hearing no ping from the controller: there is nobody left to run."""
-
-
-def hub_purge_seconds(period_ms: float) -> float:
-    """How long ipyparallel's hub waits for an accepted engine's first beat, by default."""
-    return max(MIN_PURGE_SECONDS, 10 * period_ms / 1000)
 
 
 @attrs.define(eq=False)
@@ -126,12 +114,10 @@ class SimulatedEngines(Service):
     on_unregistered: Callable[[str, float | None], object] | None = None
     clock: Callable[[], float] = time.monotonic
 
-    #: the heart period the hub announced, in ms
-    period: float | None = attrs.field(default=None, init=False)
-    _registry: Registry = attrs.field(factory=Registry, init=False)
+    _registry: Registry = attrs.field(init=False)
     _fleet: HeartFleet | None = attrs.field(default=None, init=False)
     _context: zmq.green.Context | None = attrs.field(default=None, init=False)
-    _registrar: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    _registrar: Registrar | None = attrs.field(default=None, init=False)
     _notifications: zmq.green.Socket | None = attrs.field(default=None, init=False)
     #: one key pair for every socket of these engines, when the cluster uses CURVE
     _curve: ClientCurve | None = attrs.field(default=None, init=False)
@@ -139,13 +125,17 @@ class SimulatedEngines(Service):
     _started: float = attrs.field(default=0.0, init=False)
     _serial: int = attrs.field(default=0, init=False)
     _limited: RateLimitedLog = attrs.field(init=False)
-    _warned: bool = attrs.field(default=False, init=False)
-    _first_asked: float | None = attrs.field(default=None, init=False)
     #: set when engines are added, to wake the greenlet that asks for them
     _added: gevent.event.Event = attrs.field(factory=gevent.event.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._limited = RateLimitedLog(log)
+        self._registry = Registry(purge_after=self.purge_after, reply_timeout=self.reply_timeout)
+
+    @property
+    def period(self) -> float | None:
+        """The heart period the hub announced, in ms; None until it accepted an engine."""
+        return self._registry.period_ms
 
     # -- what it is doing ---------------------------------------------------------------------
 
@@ -208,18 +198,34 @@ class SimulatedEngines(Service):
             self._notifications = self._socket(zmq.SUB)
             self._notifications.setsockopt(zmq.SUBSCRIBE, b"")
             connect(self._notifications, self.connection.notification_url, "hub notifications")
-            self._spawn(self._follow_notifications, self._notifications)
+            self._spawn(
+                follow_notifications,
+                self._notifications,
+                self._session,
+                self._registry,
+                self.clock,
+                self._limited,
+                self.on_unregistered,
+            )
         else:
             log.warning(
                 "%s names no notification port (no client file beside it): registrations"
                 " and unregistrations will not be known",
                 self.connection.source or "the connection",
             )
-        if self.shared_registrar:
-            self._registrar = self._socket(zmq.DEALER)
-            self._registrar.setsockopt(zmq.IDENTITY, f"{self.prefix}-registrar".encode())
-            connect(self._registrar, self.connection.registration_url, "registration")
-            self._spawn(self._read_replies, self._registrar)
+        self._registrar = Registrar(
+            self.connection.registration_url,
+            self._session,
+            self._registry,
+            socket=self._socket,
+            spawn=self._spawn,
+            on_accepted=self._beat,
+            limited=self._limited,
+            clock=self.clock,
+            shared=self.shared_registrar,
+            identity=f"{self.prefix}-registrar".encode(),
+        )
+        self._registrar.open()
         self._started = self.clock()
         self._add(self.count)
         self._spawn(self._ask_when_due)
@@ -230,12 +236,14 @@ class SimulatedEngines(Service):
             # flapping engines are chosen now, from every engine that will register
             planned = [uuid.encode() for uuid in self._registry.uuids]
             timeline = Timeline.start(self.scenario, self.behaviour.seed, planned)
-            self._spawn(play, timeline, self.clock, self._fleet, self._carry_out)
+            self._spawn(play, timeline, self.clock, _EngineCast(self))
 
     def _close(self) -> None:
         if self._fleet is not None:
             self._fleet.stop()
-        close_sockets(self._registrar, self._notifications)
+        if self._registrar is not None:
+            self._registrar.close()
+        close_sockets(self._notifications)
         if self._context is not None:
             self._context.term()
 
@@ -303,89 +311,8 @@ class SimulatedEngines(Service):
                 self._added.wait(max(0.0, upcoming - (self.clock() - self._started)))
 
     def _ask(self, uuid: str) -> None:
-        self._registry.asked(uuid, self.clock())
-        if self._first_asked is None:
-            self._first_asked = self.clock()
-        if self.shared_registrar:
-            assert self._registrar is not None
-            self._request(self._registrar, uuid)
-        else:
-            self._spawn(self._register_alone, uuid)
-
-    def _request(self, socket: zmq.Socket, uuid: str) -> None:
-        # the hub answers to every routing frame the request came with, so a frame of the
-        # uuid's ahead of the message comes back on its reply, naming the engine it answers
-        self._session.send(
-            socket, "registration_request", content={"uuid": uuid}, ident=[uuid.encode()]
-        )
-
-    def _register_alone(self, uuid: str) -> None:
-        socket = self._socket(zmq.DEALER)
-        try:
-            socket.setsockopt(zmq.IDENTITY, uuid.encode())
-            connect(socket, self.connection.registration_url, "registration")
-            self._request(socket, uuid)
-            if socket.poll(round(self.reply_timeout * 1000), zmq.POLLIN):
-                self._answered(uuid, self._split(socket.recv_multipart())[1])
-        finally:
-            close_sockets(socket)
-
-    def _read_replies(self, socket: zmq.green.Socket) -> None:
-        while True:
-            tag, message = self._split(socket.recv_multipart())
-            uuid = self._whose_reply(tag)
-            if uuid is None:
-                self._registry.unreadable()
-                self._limited(logging.WARNING, "reply", "a registration reply nobody waits for")
-                continue
-            self._answered(uuid, message)
-
-    def _split(self, frames: list[bytes]) -> tuple[str | None, list[bytes] | None]:
-        """A reply's tag (the uuid its request carried) and its message; None for what
-        is missing."""
-        try:
-            idents, message = self._session.feed_identities(frames)
-        except ValueError:  # no delimiter: not a message at all
-            return None, None
-        tag = idents[-1].decode("utf8", "replace") if idents else None
-        return tag, message
-
-    def _whose_reply(self, tag: str | None) -> str | None:
-        """The engine a reply on the shared registrar answers: the one its tag names, even
-        if it was given up on (the registry then ignores it). The hub sends its error replies
-        to the socket alone, untagged: those answer the oldest request still waiting."""
-        if tag is not None and tag in self._registry:
-            return tag
-        return self._registry.oldest_asked()
-
-    def _answered(self, uuid: str, message: list[bytes] | None) -> None:
-        try:
-            if message is None:
-                raise ValueError("no <IDS|MSG> delimiter")
-            reply = self._session.deserialize(message)
-            content = reply["content"]
-            kind = reply["header"]["msg_type"]
-            engine_id = int(content["id"]) if content.get("status") == "ok" else None
-        except Exception as error:  # a reply we cannot check is a refusal we cannot read
-            self._refused(uuid, f"unreadable reply from the hub ({error!r}): is the key right?")
-            return
-        if kind == "registration_reply" and engine_id is not None:
-            self.period = float(content.get("hb_period", self.period or 3000.0))
-            if self.purge_after is None:
-                self._registry.purge_after = hub_purge_seconds(self.period)
-            if self._registry[uuid].state is not EngineState.ASKED:
-                return  # answered after it was given up on: it does not beat
-            self._registry.accepted(uuid, self.clock(), engine_id)
-            self._beat(uuid)
-        else:
-            why = f"{content.get('ename', kind)}: {content.get('evalue', content)}"
-            if "signature" in why.lower():
-                why += " (the key does not match the controller's)"
-            self._refused(uuid, why)
-
-    def _refused(self, uuid: str, error: str) -> None:
-        self._registry.refused(uuid, error)
-        self._limited(logging.ERROR, "refused", "the hub refused engine %s: %s", uuid, error)
+        assert self._registrar is not None
+        self._registrar.ask(uuid)
 
     def _beat(self, uuid: str) -> None:
         assert self._fleet is not None
@@ -396,20 +323,34 @@ class SimulatedEngines(Service):
             self._fleet.add_hearts([heart])
 
     def _watch(self) -> None:
-        """Give up on requests unanswered in time; stop when no engine could register."""
+        """Give up on requests unanswered in time; stop when no engine could register, or
+        when every engine left."""
         while True:
             gevent.sleep(CHECK_INTERVAL)
-            self._give_up_unanswered()
-            status = self.status()
-            if status.asked:
-                self._warn_if_unanswered(status)
-            failed = status.refused + status.unanswered
-            if status.engines and status.asked == status.engines == failed:
-                raise RegistrationFailed(self._why_none_registered(status))
-            if status.left and self._everyone_left():
+            assert self._fleet is not None
+            look = self._registry.look(self.clock(), beating=bool(self._fleet.alive))
+            for uuid in look.unanswered:
+                self._limited(
+                    logging.ERROR,
+                    "unanswered",
+                    "no answer from the hub at %s to engine %s in %g s",
+                    self.connection.registration_url,
+                    uuid,
+                    self.reply_timeout,
+                )
+            if look.warn_unanswered:
+                log.error(
+                    "no answer yet from the hub at %s, %g s after the first request: is the"
+                    " key right? (the hub answers nothing it cannot verify)",
+                    self.connection.registration_url,
+                    UNANSWERED_WARNING,
+                )
+            if look.none_registered:
+                raise RegistrationFailed(self._why_none_registered(look.status))
+            if look.everyone_left:
                 raise ControllerSilent(
-                    f"all {status.left} engines that were beating left, hearing no ping from"
-                    f" the controller at {self.connection.ping_url} in"
+                    f"all {look.status.left} engines that were beating left, hearing no ping"
+                    f" from the controller at {self.connection.ping_url} in"
                     f" {self.max_heartbeat_misses} checks: is it still running?"
                 )
 
@@ -424,31 +365,6 @@ class SimulatedEngines(Service):
             " 'Invalid Signature' and answers nothing)"
         )
 
-    def _warn_if_unanswered(self, status: RegistrationStatus) -> None:
-        if self._warned or status.accepted or status.refused:
-            return
-        first = self._first_asked
-        if first is not None and self.clock() - first > UNANSWERED_WARNING:
-            self._warned = True
-            log.error(
-                "no answer yet from the hub at %s, %g s after the first request: is the key"
-                " right? (the hub answers nothing it cannot verify)",
-                self.connection.registration_url,
-                UNANSWERED_WARNING,
-            )
-
-    def _give_up_unanswered(self) -> None:
-        for uuid in self._registry.overdue(self.clock(), self.reply_timeout):
-            self._registry.unanswered(uuid)
-            self._limited(
-                logging.ERROR,
-                "unanswered",
-                "no answer from the hub at %s to engine %s in %g s",
-                self.connection.registration_url,
-                uuid,
-                self.reply_timeout,
-            )
-
     def _watch_controller(self, watch: PingWatch) -> None:
         """ipengine's check on the controller: an engine whose heart heard no ping for
         ``max_heartbeat_misses`` checks in a row leaves."""
@@ -458,32 +374,13 @@ class SimulatedEngines(Service):
             if period is None:
                 continue
             assert self._fleet is not None
-            beating = set(self._fleet.alive)
+            beating = {heart.decode() for heart in self._fleet.alive}
             pings = {
                 uuid: self._fleet.counters(uuid.encode()).pings
-                for state in (EngineState.ACCEPTED, EngineState.REGISTERED)
-                for uuid in self._registry.in_state(state)
-                if uuid.encode() in beating and self._registry[uuid].killed_at is None
+                for uuid in self._registry.watched(beating)
             }
             for uuid in watch.check(pings):
                 self._leave(uuid, period + PING_CHECK_SLACK_MS)
-
-    def _everyone_left(self) -> bool:
-        """No engine beats or is about to, and every one that left has been unregistered or
-        has waited long enough for it (a dead hub announces nothing)."""
-        assert self._fleet is not None
-        if self._fleet.alive or any(
-            self._registry.in_state(state) for state in (EngineState.WAITING, EngineState.ASKED)
-        ):
-            return False
-        now = self.clock()
-        for uuid in self._registry.uuids:
-            record = self._registry[uuid]
-            if record.left_at is None or record.state is EngineState.UNREGISTERED:
-                continue
-            if now - record.left_at < LEAVING_GRACE:
-                return False
-        return True
 
     def _leave(self, uuid: str, check_ms: float) -> None:
         """As ipengine does when its controller has gone silent: ask to be unregistered, and
@@ -498,62 +395,42 @@ class SimulatedEngines(Service):
             self.max_heartbeat_misses,
             check_ms,
         )
-        content = {"id": self._registry[uuid].engine_id}
-        if self._registrar is not None:
-            self._session.send(self._registrar, "unregistration_request", content=content)
-        else:
-            socket = self._socket(zmq.DEALER)
-            socket.linger = LEAVING_LINGER_MS  # closed at once, delivered on libzmq's time
-            connect(socket, self.connection.registration_url, "registration")
-            self._session.send(socket, "unregistration_request", content=content)
-            socket.close()
-        assert self._fleet is not None
+        assert self._registrar is not None and self._fleet is not None
+        self._registrar.ask_to_leave(self._registry[uuid].engine_id)
         self._fleet.kill([uuid.encode()])
 
-    def _follow_notifications(self, socket: zmq.green.Socket) -> None:
-        while True:
-            frames = socket.recv_multipart()
-            try:
-                _, message = self._session.feed_identities(frames)
-                notice = self._session.deserialize(message)
-                kind = notice["header"]["msg_type"]
-                uuid = notice["content"].get("uuid")
-                if not isinstance(uuid, str):
-                    raise TypeError(f"a uuid of {type(uuid).__name__}")
-            except Exception:
-                self._registry.unreadable()
-                self._limited(logging.WARNING, "notice", "an unreadable hub notification")
-                continue
-            if uuid not in self._registry:
-                continue  # another client's engine
-            now = self.clock()
-            if kind == "registration_notification":
-                self._registry.registered(uuid, now)
-            elif kind == "unregistration_notification":
-                seconds = self._registry.unregistered(uuid, now)
-                if seconds is None and self._registry[uuid].killed_at is None:
-                    self._limited(
-                        logging.WARNING, "lost", "the hub unregistered engine %s, alive", uuid
-                    )
-                if self.on_unregistered is not None:
-                    self.on_unregistered(uuid, seconds)
 
-    # -- the scenario ------------------------------------------------------------------------------
+@attrs.define
+class _EngineCast:
+    """Simulated engines, as their scenario plays on them: a revived engine registers again
+    under its uuid, and churn replaces engines with new ones that register."""
 
-    def _carry_out(self, action: Action) -> None:
-        uuids = [heart.decode() for heart in action.hearts]
-        assert self._fleet is not None
-        if isinstance(action, KillHearts):
-            log.info("scenario: %d engines die", len(uuids))
-            self.kill(uuids)
-        elif isinstance(action, ReviveHearts):
-            log.info("scenario: %d engines come back and register again", len(uuids))
-            self.register_again(uuids)
-        elif isinstance(action, ReplaceHearts):
-            log.info("scenario: churn, %d engines die and as many new ones register", len(uuids))
-            self.kill(uuids)
-            self.add(len(uuids))
-        else:
-            beating = set(self._fleet.ids)
-            hearts = [heart for heart in action.hearts if heart in beating]
-            self._fleet.silence(hearts, action.silent)
+    engines: SimulatedEngines
+    noun: str = "engines"
+
+    @property
+    def _fleet(self) -> HeartFleet:
+        assert self.engines.fleet is not None
+        return self.engines.fleet
+
+    @property
+    def alive(self) -> tuple[bytes, ...]:
+        return self._fleet.alive
+
+    @property
+    def dead(self) -> tuple[bytes, ...]:
+        return self._fleet.dead
+
+    def kill(self, hearts: Hearts) -> None:
+        self.engines.kill(heart.decode() for heart in hearts)
+
+    def revive(self, hearts: Hearts) -> None:
+        self.engines.register_again(heart.decode() for heart in hearts)
+
+    def replace(self, hearts: Hearts) -> None:
+        self.kill(hearts)
+        self.engines.add(len(hearts))
+
+    def silence(self, hearts: Hearts, silent: bool) -> None:
+        beating = set(self._fleet.ids)
+        self._fleet.silence([heart for heart in hearts if heart in beating], silent)
