@@ -8,8 +8,10 @@ import pytest
 import zmq
 import zmq.green
 
-from greenheart import ClientCurve, Heart, HeartFleet, HeartMonitor, KeyPair, ServerCurve
+from greenheart import Heart, HeartMonitor
 from greenheart.core.zap import zap_reply
+from greenheart.curve import ClientCurve, KeyPair, ServerCurve
+from greenheart.fleet import HeartFleet
 from greenheart.green.curve import load_allowed_keys, load_public_key, write_key_pair
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 

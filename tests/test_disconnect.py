@@ -11,7 +11,8 @@ import pytest
 import zmq
 import zmq.green
 
-from greenheart import ClientCurve, Heart, KeyPair, ServerCurve
+from greenheart import Heart
+from greenheart.curve import ClientCurve, KeyPair, ServerCurve
 from tests.helpers import RecordingMonitor, ScriptedHeart, heart_process, wait_beats, wait_until
 
 

@@ -17,7 +17,8 @@ from gevent import subprocess
 from gevent.pywsgi import WSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from greenheart import Heart, HeartFleet
+from greenheart import Heart
+from greenheart.fleet import HeartFleet
 from greenheart.green.sockets import close_sockets
 from greenheart.integrations.events import EventStream
 from greenheart.integrations.metrics import serve_metrics

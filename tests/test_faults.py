@@ -19,8 +19,9 @@ import zmq
 import zmq.green
 from gevent import subprocess
 
-from greenheart import Heart, HeartFleet, HeartMonitor, UsageError
+from greenheart import Heart, HeartMonitor, UsageError
 from greenheart.core.phi import PhiAccrual
+from greenheart.fleet import HeartFleet
 from greenheart.green.sockets import close_sockets
 from tests.helpers import RecordingMonitor, dealer, wait_until
 

@@ -14,7 +14,8 @@ import zmq
 import zmq.green
 from gevent import subprocess
 
-from greenheart import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive, TooManyHearts
+from greenheart import TooManyHearts
+from greenheart.fleet import Behaviour, Churn, Delay, Die, Flap, HeartFleet, Revive
 from greenheart.green.delays import DelayQueue
 from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, default_context

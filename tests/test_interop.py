@@ -18,7 +18,9 @@ import pytest
 import zmq
 import zmq.green
 
-from greenheart import ClientCurve, Heart, HeartFleet, KeyPair, ServerCurve
+from greenheart import Heart
+from greenheart.curve import ClientCurve, KeyPair, ServerCurve
+from greenheart.fleet import HeartFleet
 from greenheart.green.sockets import close_sockets, default_context
 from tests.helpers import RecordingMonitor, wait_until
 

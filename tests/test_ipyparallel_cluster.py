@@ -93,7 +93,7 @@ def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, o
     args = ["--HeartMonitor.period=500", "--HeartMonitor.max_heartmonitor_misses=3"]
     with controller(profile, greenheart=ours, args=args):
         connection = ControllerConnection.from_profile_dir(profile)
-        with SimulatedEngines(connection, count=50) as simulated:
+        with SimulatedEngines(connection, size=50) as simulated:
             wait_for_status(simulated, lambda s: s.registered_now == 50, timeout=60)
             cluster = client(profile)
             try:
@@ -131,7 +131,7 @@ def test_a_wrong_key_is_a_clear_error_not_a_silent_wait(tmp_path):
             signature_scheme=right.signature_scheme,
             notification=right.notification,
         )
-        simulated = SimulatedEngines(wrong, count=3, reply_timeout=3.0).start()
+        simulated = SimulatedEngines(wrong, size=3, reply_timeout=3.0).start()
         try:
             wait_until(lambda: not simulated.running, timeout=30, step=0.05)
         finally:
@@ -207,7 +207,7 @@ def test_engines_with_their_own_sockets_at_a_rate_die_and_come_back_registered_a
         connection = ControllerConnection.from_profile_dir(profile)
         simulated = SimulatedEngines(
             connection,
-            count=30,
+            size=30,
             shared_registrar=False,  # a DEALER each
             ping_per_heart=True,  # a SUB each: the controller's PUB sends 30 pings a beat
             rate=60.0,
@@ -231,7 +231,7 @@ def test_engines_leave_a_controller_whose_heart_monitor_froze_and_the_hub_unregi
     profile = tmp_path / "profile"
     with controller(profile, args=["--HeartMonitor.period=200"]) as proc:
         connection = ControllerConnection.from_profile_dir(profile)
-        with SimulatedEngines(connection, count=10, max_heartbeat_misses=2) as simulated:
+        with SimulatedEngines(connection, size=10, max_heartbeat_misses=2) as simulated:
             wait_for_status(simulated, lambda s: s.registered_now == 10, timeout=60)
             monitor = listening_descendant(proc.pid, connection.hb_ping)
             assert monitor is not None
@@ -257,14 +257,14 @@ def test_the_profile_config_file_and_log_level_reach_greenheart_s_monitor(tmp_pa
     )
     with controller(profile):
         connection = ControllerConnection.from_profile_dir(profile)
-        with SimulatedEngines(connection, count=3) as simulated:
+        with SimulatedEngines(connection, size=3) as simulated:
             wait_for_status(simulated, lambda s: s.registered_now == 3, timeout=60)
             assert simulated.period == 700  # what the hub announces, and ...
     assert "greenheart heart monitor: every 700 ms, 4 misses" in controller_log(profile)  # ours
     quiet = tmp_path / "quiet"
     with controller(quiet, args=["--log-level=WARN"]):
         connection = ControllerConnection.from_profile_dir(quiet)
-        with SimulatedEngines(connection, count=3) as simulated:
+        with SimulatedEngines(connection, size=3) as simulated:
             wait_for_status(simulated, lambda s: s.registered_now == 3, timeout=60)
     assert "greenheart heart monitor" not in controller_log(quiet)  # an INFO line
 
@@ -273,7 +273,7 @@ def test_a_storm_too_big_for_the_open_file_limit_is_refused_before_it_starts():
     nowhere = ControllerConnection(
         "tcp://127.0.0.1", 1, 2, 3, key=b"k", signature_scheme="hmac-sha256"
     )
-    engines = SimulatedEngines(nowhere, count=1_000_000, ping_per_heart=True)
+    engines = SimulatedEngines(nowhere, size=1_000_000, ping_per_heart=True)
     with pytest.raises(TooManyHearts, match="4 file descriptors a heart"):
         engines.start()
     assert not engines.running

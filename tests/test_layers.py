@@ -59,10 +59,22 @@ def modules() -> list[tuple[str, Path]]:
     ]
 
 
+#: beside the layers, at the top: the package, its entry point, and namespaces of re-exports
+NAMESPACES = {"fleet.py", "curve.py"}
+
+
 def test_every_module_is_in_a_layer():
     top_level = {path.name for path in PACKAGE.glob("*.py")}
-    assert top_level == {"__init__.py", "__main__.py"}
+    assert top_level == {"__init__.py", "__main__.py", *NAMESPACES}
     assert {layer for layer, _ in modules()} == set(LAYERS)
+
+
+@pytest.mark.parametrize("name", sorted(NAMESPACES))
+def test_a_namespace_only_re_exports(name):
+    tree = ast.parse((PACKAGE / name).read_text())
+    for node in tree.body[1:]:  # after the docstring
+        is_all = isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"]
+        assert isinstance(node, ast.ImportFrom) or is_all, ast.dump(node)[:80]
 
 
 @pytest.mark.parametrize(
@@ -102,8 +114,6 @@ def test_importing_the_whole_core_loads_neither_gevent_nor_zmq():
 
 
 def test_key_helpers_do_not_load_gevent():
-    loaded = loaded_after(
-        "from greenheart import KeyPair\nfrom greenheart.green.curve import write_key_pair"
-    )
+    loaded = loaded_after("from greenheart.curve import KeyPair, write_key_pair")
     assert "gevent" not in loaded
     assert "zmq" in loaded  # the keys are zmq.auth's

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from greenheart.core.failures import Cause
-from greenheart.core.ledger import Ledger, PongKind, RoundTrips
+from greenheart.core.ledger import Ledger, PongKind, RoundTrips, Rules
 from greenheart.core.phi import Intervals, PhiAccrual
 from greenheart.core.silence import MassSilence
 from greenheart.core.wire import encode_ping
@@ -45,7 +45,7 @@ def test_default_is_probation_at_the_first_miss_and_failure_at_the_second():
 
 @pytest.mark.parametrize("max_misses", [0, 1, 3, 10])
 def test_a_heart_fails_after_exactly_max_misses_plus_one_misses(max_misses):
-    ledger = Ledger(tic=0.0, max_misses=max_misses)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=max_misses))
     ledger.pong(b"a", ledger.ping, 0.1)
     ledger.beat(1.0)
     for miss in range(1, max_misses + 1):
@@ -69,7 +69,7 @@ def test_detection_and_registration_bounds_on_a_punctual_grid(
     """The bounds the socket tests rely on, exactly: registered at the first beat after the
     first answer; a heart that stops is failed more than max_misses and at most
     max_misses + 2 periods later."""
-    ledger = Ledger(tic=0.0, max_misses=max_misses)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=max_misses))
     stopped_at = (beats_alive + stopped_into_round) * period
     registered_at = failed_at = None
     beat_number = 0
@@ -88,7 +88,7 @@ def test_detection_and_registration_bounds_on_a_punctual_grid(
 
 
 def test_an_answer_ends_probation():
-    ledger = Ledger(tic=0.0, max_misses=2)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=2))
     ledger.pong(b"a", ledger.ping, 0.1)
     ledger.beat(1.0)
     ledger.beat(2.0)
@@ -180,7 +180,7 @@ def test_a_pong_read_after_the_next_ping_was_published_still_counts_for_its_own_
 
 
 def test_a_heart_failed_between_beats_is_not_taken_for_a_new_one():
-    ledger = Ledger(tic=0.0, max_misses=3)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=3))
     for heart in (b"a", b"b"):
         ledger.pong(heart, ledger.ping, 0.1)
     ledger.beat(1.0)
@@ -196,7 +196,7 @@ def test_a_heart_failed_between_beats_is_not_taken_for_a_new_one():
 
 
 def test_an_unjudged_beat_charges_no_miss_and_fails_nobody():
-    ledger = Ledger(tic=0.0, max_misses=1)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=1))
     ledger.pong(b"a", ledger.ping, 0.1)
     ledger.pong(b"b", ledger.ping, 0.1)
     ledger.beat(1.0)
@@ -216,9 +216,9 @@ def test_an_unjudged_beat_charges_no_miss_and_fails_nobody():
 
 def test_max_misses_is_validated():
     with pytest.raises(ValueError):
-        Ledger(tic=0.0, max_misses=-1)
+        Ledger(tic=0.0, rules=Rules(max_misses=-1))
     with pytest.raises(TypeError):
-        Ledger(tic=0.0, max_misses=1.5)
+        Ledger(tic=0.0, rules=Rules(max_misses=1.5))
 
 
 def test_a_repeated_answer_is_a_bad_pong_and_is_not_measured():
@@ -246,7 +246,7 @@ def test_a_late_answer_then_an_on_time_one_are_both_answers():
 
 
 def test_hearts_beyond_max_hearts_are_refused_and_asked_again():
-    ledger = Ledger(tic=0.0, max_hearts=2)
+    ledger = Ledger(tic=0.0, rules=Rules(max_hearts=2))
     for heart in (b"c", b"a", b"b"):
         ledger.pong(heart, ledger.ping, 0.1)
     beat = ledger.beat(1.0)
@@ -288,9 +288,9 @@ def _steady(ledger: Ledger, hearts, beats: int, start: float = 0.0, rtt: float =
 
 
 def test_phi_fails_a_silent_heart_and_spares_a_steady_one():
-    ledger = Ledger(tic=0.0, detector=PhiAccrual(threshold=8, min_std_deviation=0.2))
+    ledger = Ledger(tic=0.0, rules=Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
     now = _steady(ledger, [b"a", b"b"], 20)
-    assert ledger.phi(b"a", now) < 1
+    assert ledger.suspicion(b"a", now) < 1
     silent_beats = 0
     while b"b" in ledger.hearts:
         ledger.pong(b"a", ledger.ping, now + 0.01)
@@ -300,12 +300,12 @@ def test_phi_fails_a_silent_heart_and_spares_a_steady_one():
         assert b"a" not in beat.failed_hearts
     # mean 1 s, spread at least 0.2 s: phi passes 8 about 1.9 s after the last answer
     assert silent_beats == 2
-    assert ledger.counters.failed_hearts == 1 and ledger.phi(b"b", now) is None
+    assert ledger.counters.failed_hearts == 1 and ledger.suspicion(b"b", now) is None
 
 
 def test_phi_acceptable_pause_tolerates_more_silence():
     detector = PhiAccrual(threshold=8, min_std_deviation=0.2, acceptable_pause=3.0)
-    ledger = Ledger(tic=0.0, detector=detector)
+    ledger = Ledger(tic=0.0, rules=Rules(phi=detector))
     now = _steady(ledger, [b"a"], 20)
     silent = 0
     while b"a" in ledger.hearts:
@@ -316,13 +316,13 @@ def test_phi_acceptable_pause_tolerates_more_silence():
 
 
 def test_phi_charges_nothing_for_unjudged_beats():
-    ledger = Ledger(tic=0.0, detector=PhiAccrual())
+    ledger = Ledger(tic=0.0, rules=Rules(phi=PhiAccrual()))
     now = _steady(ledger, [b"a"], 10)
     for _ in range(20):
         now += 1.0
         assert ledger.beat(now, judge=False).failed_hearts == ()
     # the stall is not counted: after it, the heart has the usual grace again
-    assert ledger.phi(b"a", now) < 1
+    assert ledger.suspicion(b"a", now) < 1
     assert ledger.beat(now + 1.0).failed_hearts == ()
 
 
@@ -347,7 +347,7 @@ def test_phi_settings_are_validated():
     with pytest.raises(ValueError):
         PhiAccrual(window=1)
     with pytest.raises(ValueError):
-        Ledger(tic=0.0, max_hearts=-1)
+        Ledger(tic=0.0, rules=Rules(max_hearts=-1))
 
 
 HEARTS = [b"a", b"b", b"c", b"\x00\x01"]
@@ -407,10 +407,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.fail_on_disconnect = fail_on_disconnect
         self.ledger = Ledger(
             tic=0.0,
-            max_misses=max_misses,
-            max_hearts=max_hearts,
-            mass_silence=mass_silence,
-            fail_on_disconnect=fail_on_disconnect,
+            rules=Rules(
+                max_misses=max_misses,
+                max_hearts=max_hearts,
+                mass_silence=mass_silence,
+                fail_on_disconnect=fail_on_disconnect,
+            ),
         )
         self.next_fd = 10
         self.held_after_beat = 0
@@ -679,7 +681,7 @@ TestLedgerMachine.settings = settings(max_examples=300, stateful_step_count=60, 
 
 
 def test_an_identity_is_bound_to_the_first_key_that_answers_for_it():
-    ledger = Ledger(tic=0.0, max_misses=0)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=0))
     assert ledger.pong(b"a", ledger.ping, 0.1, key="A").kind is PongKind.ON_TIME
     assert ledger.pong(b"a", ledger.ping, 0.1, key="B").kind is PongKind.SPOOFED
     assert ledger.pong(b"b", b"stale", 0.1, key="A").kind is PongKind.STALE
@@ -694,7 +696,7 @@ def test_an_identity_is_bound_to_the_first_key_that_answers_for_it():
 
 
 def test_bindings_of_departed_hearts_are_forgotten_oldest_first_beyond_the_cap():
-    ledger = Ledger(tic=0.0, max_misses=0, max_bindings=2)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=0), max_bindings=2)
     for heart in (b"a", b"b", b"c"):
         ledger.pong(heart, ledger.ping, 0.1, key=heart)
     ledger.beat(1.0)

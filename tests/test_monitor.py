@@ -295,3 +295,22 @@ def test_a_beat_first_reads_the_pongs_already_queued():
     finally:
         close_sockets(early)
         monitor.stop()
+
+
+@pytest.mark.timeout(20)
+def test_one_status_holds_every_count_a_report_reads(make_monitor):
+    monitor = make_monitor(period=50, max_misses=2)
+    with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"counted"):
+        wait_until(lambda: monitor.hearts == {b"counted"})
+        status = monitor.status()
+    assert status.running and (status.hearts, status.on_probation, status.suspects) == (1, 0, 0)
+    assert status.counters.new_hearts == 1 and status.counters.beats >= 1
+    assert (status.stalls, status.busy_beats, status.behind_beats) == (0, 0, 0)
+    assert not status.refusing_connections and status.refused_peers == {}
+
+
+@pytest.mark.timeout(20)
+def test_a_stopped_monitors_status_says_so(make_monitor):
+    monitor = make_monitor(period=50)
+    monitor.stop()
+    assert not monitor.status().running

@@ -17,8 +17,9 @@ import pytest
 from gevent import subprocess
 from gevent.pywsgi import WSGIServer
 
-from greenheart import Heart, HeartFleet
+from greenheart import Heart
 from greenheart.bench import lines
+from greenheart.fleet import HeartFleet
 from tests.helpers import RecordingMonitor, wait_until
 
 #: clients that ask for the server's page RATE times a second in all, each waiting for its

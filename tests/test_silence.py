@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from greenheart.core.failures import Cause, Failure
-from greenheart.core.ledger import Ledger
+from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence, Suspect, Suspects
 
@@ -164,7 +164,7 @@ NAMES = [b"h%d" % n for n in range(20)]
 
 
 def _ledger(hearts=NAMES, **settings) -> tuple[Ledger, float]:
-    ledger = Ledger(tic=0.0, **settings)
+    ledger = Ledger(tic=0.0, rules=Rules(**settings))
     _tied(ledger, hearts, _fd)
     now = 1.0
     _round(ledger, hearts, now)
@@ -226,7 +226,9 @@ def test_the_bound_for_a_mass_death_is_hold_beats_more(
     """Hearts that all stop at once (hung, their connections up) are failed more than
     ``max_misses + hold`` and at most ``max_misses + 2 + hold`` periods after they stopped,
     on a punctual grid: the bound docs/judging.md states."""
-    ledger = Ledger(tic=0.0, max_misses=max_misses, mass_silence=MassSilence(hold=hold))
+    ledger = Ledger(
+        tic=0.0, rules=Rules(max_misses=max_misses, mass_silence=MassSilence(hold=hold))
+    )
     names = NAMES[:6]
     _tied(ledger, names, _fd)
     stopped_at = (5 + stopped_into_round) * period
@@ -305,7 +307,7 @@ def test_a_closed_connection_fails_a_heart_at_once_only_with_fail_on_disconnect(
 
 
 def test_a_certificate_of_missed_beats_carries_the_evidence():
-    ledger = Ledger(tic=0.0, max_misses=1)
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=1))
     _tied(ledger, [b"a", b"b"], {b"a": 5, b"b": 6}.get)
     ledger.pong(b"a", ledger.ping, 0.02)
     ledger.pong(b"b", ledger.ping, 0.02)
@@ -340,7 +342,7 @@ def test_a_certificate_of_missed_beats_carries_the_evidence():
 
 
 def test_a_certificate_of_phi_says_how_suspicious():
-    ledger = Ledger(tic=0.0, detector=PhiAccrual(threshold=8, min_std_deviation=0.2))
+    ledger = Ledger(tic=0.0, rules=Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
     now = 0.0
     for _ in range(20):
         ledger.pong(b"a", ledger.ping, now + 0.01)

@@ -91,7 +91,7 @@ def hub():
 
 @pytest.mark.timeout(30)
 def test_replies_on_the_shared_registrar_reach_the_engines_they_answer_in_any_order(hub):
-    with SimulatedEngines(hub.connection, count=5) as simulated:
+    with SimulatedEngines(hub.connection, size=5) as simulated:
         asked = hub.requests(5)
         ids = {uuid: 100 + n for n, (_, uuid) in enumerate(asked)}
         for idents, uuid in reversed(asked):
@@ -104,7 +104,7 @@ def test_replies_on_the_shared_registrar_reach_the_engines_they_answer_in_any_or
 @pytest.mark.timeout(30)
 def test_an_untagged_reply_answers_the_oldest_request_still_waiting(hub):
     # the hub sends its error replies to the registrar alone, without the request's tag
-    with SimulatedEngines(hub.connection, count=2, reply_timeout=0.5) as simulated:
+    with SimulatedEngines(hub.connection, size=2, reply_timeout=0.5) as simulated:
         (first_idents, first), (_, given_up) = hub.requests(2)
         hub.accept(first_idents, 1)
         wait_until(lambda: simulated.engines_in(EngineState.UNANSWERED) == [given_up])
@@ -118,7 +118,7 @@ def test_an_untagged_reply_answers_the_oldest_request_still_waiting(hub):
 
 @pytest.mark.timeout(30)
 def test_a_late_reply_to_a_request_given_up_on_neither_beats_nor_takes_another_s_place(hub):
-    with SimulatedEngines(hub.connection, count=2, reply_timeout=0.5) as simulated:
+    with SimulatedEngines(hub.connection, size=2, reply_timeout=0.5) as simulated:
         (late_idents, late), (answered_idents, answered) = hub.requests(2)
         hub.accept(answered_idents, 1)
         wait_until(lambda: simulated.engines_in(EngineState.UNANSWERED) == [late], timeout=10)
@@ -136,7 +136,7 @@ def test_a_late_reply_to_a_request_given_up_on_neither_beats_nor_takes_another_s
 
 @pytest.mark.timeout(30)
 def test_garbage_on_the_notification_channel_is_skipped_and_the_next_notice_is_read(hub):
-    with SimulatedEngines(hub.connection, count=1) as simulated:
+    with SimulatedEngines(hub.connection, size=1) as simulated:
         ((idents, uuid),) = hub.requests(1)
         hub.accept(idents, 7)
         wait_until(lambda: simulated.status().accepted == 1, timeout=10)
@@ -166,7 +166,7 @@ def test_engines_that_stop_hearing_pings_ask_to_be_unregistered_and_die_as_ipeng
     period_ms, misses = 100, 2  # a check every 600 ms
     with SimulatedEngines(
         hub.connection,
-        count=2,
+        size=2,
         shared_registrar=shared,
         ping_per_heart=not shared,
         max_heartbeat_misses=misses,

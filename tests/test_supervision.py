@@ -17,9 +17,10 @@ import zmq.green
 from gevent.pywsgi import WSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from greenheart import Behaviour, Heart, HeartFleet, HeartMonitor, UsageError
+from greenheart import Heart, HeartMonitor, UsageError
 from greenheart.cli import main
 from greenheart.core.errors import GreenheartError, SocketClosed
+from greenheart.fleet import Behaviour, HeartFleet
 from greenheart.green.lifecycle import Service
 from greenheart.integrations.metrics import serve_metrics
 from greenheart.integrations.wsgi import hearts_app

@@ -141,7 +141,7 @@ Progress = Callable[[str, Step, int, BeatReport], None]
 class StepRunner:
     """Runs steps; ``hold`` seconds of measurement each, after the hearts settle.
 
-    ``load`` is what answers: ``fleet`` (a :class:`~greenheart.HeartFleet` a process) or
+    ``load`` is what answers: ``fleet`` (a :class:`~greenheart.fleet.HeartFleet` a process) or
     ``hearts`` (:class:`~greenheart.Heart` objects), in ``processes`` processes.
     """
 

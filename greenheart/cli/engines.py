@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         connection = ControllerConnection.load(args.connection_file, wait=args.wait)
     engines = SimulatedEngines(
         connection,
-        count=args.engines,
+        size=args.engines,
         behaviour=behaviour_from(args),
         scenario=scenario_from(args),
         shared_registrar=not args.own_registrar,

@@ -63,7 +63,7 @@ class Failure:
     #: its last and mean round trip; None if never measured
     last_rtt: float | None
     mean_rtt: float | None
-    #: its phi-accrual suspicion when it was failed; None without a detector
+    #: its phi-accrual suspicion when it was failed; None without phi
     phi: float | None
     #: whether its connection was still up; None where the monitor does not know
     connected: bool | None

@@ -24,9 +24,10 @@ another key is **spoofed**, counted, and otherwise ignored.
 
 :meth:`Ledger.beat` closes the round. Known hearts that did not answer miss a beat:
 they go on probation, and a heart whose consecutive misses exceed ``max_misses`` has
-failed and is forgotten (if it answers again it will be new again). With a
-:class:`~greenheart.core.phi.PhiAccrual` detector the miss count is still kept, but a heart
-fails when its suspicion level passes the detector's threshold instead. Hearts that
+failed and is forgotten (if it answers again it will be new again). With
+:class:`~greenheart.core.phi.PhiAccrual` settings (``phi``) the miss count is still kept, but
+a heart fails when its suspicion passes phi's threshold instead. The settings are one
+:class:`Rules` value. Hearts that
 answered and were unknown become new hearts, up to ``max_hearts``; the rest are
 refused (and asked again next round). Then the next round opens with a fresh ping.
 
@@ -242,9 +243,9 @@ class _Record:
     last: float = 0.0
     #: when its last answer arrived
     answered_at: float | None = None
-    #: where the detector counts the silence from: the last answer, or the end of a stall
+    #: where phi counts the silence from: the last answer, or the end of a stall
     last_arrival: float | None = None
-    #: the intervals between answers, when a phi-accrual detector is used
+    #: the intervals between answers, when the rules have ``phi``
     intervals: Intervals | None = None
 
     def answered(self, rtt: float, arrival: float) -> None:
@@ -267,33 +268,41 @@ class _Upcoming:
     on_time: dict[bytes, float] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class Rules:
+    """How a ledger judges its hearts: every setting a monitor is made with, in one value
+    (:class:`~greenheart.HeartMonitor` builds it from its keyword arguments)."""
+
+    #: beats a heart may miss in a row; one more and it has failed
+    max_misses: int = attrs.field(default=1, validator=COUNT)
+    #: the most hearts known at once; None for no limit
+    max_hearts: int | None = attrs.field(default=None, validator=OPTIONAL_COUNT)
+    #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
+    phi: PhiAccrual | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
+    )
+    #: hold the hearts of a mass silence as suspects first; None fails them as any others
+    mass_silence: MassSilence | None = attrs.field(
+        factory=MassSilence,
+        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
+    )
+    #: fail a known heart at once when its connection closes (:meth:`Ledger.closed`)
+    fail_on_disconnect: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
+
+
 @attrs.define
 class Ledger:
     """The state of one heart monitor, changed only by :meth:`beat` and :meth:`pong`."""
 
     #: when the current ping was sent, on the caller's clock
     tic: float
-    max_misses: int = attrs.field(default=1, validator=COUNT)
-    #: the most hearts known at once; None for no limit
-    max_hearts: int | None = attrs.field(
-        default=None,
-        validator=OPTIONAL_COUNT,
-    )
-    #: fail hearts by suspicion level instead of by ``max_misses``
-    detector: PhiAccrual | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
+    rules: Rules = attrs.field(
+        factory=lambda: Rules(), validator=attrs.validators.instance_of(Rules)
     )
     #: identities bound to keys remembered at most, known hearts' always included
     max_bindings: int = attrs.field(default=100_000, validator=COUNT)
-    #: hold the hearts of a mass silence as suspects first; None fails them as any others
-    mass_silence: MassSilence | None = attrs.field(
-        factory=MassSilence,
-        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
-    )
-    #: fail a known heart at once when its connection closes (:meth:`closed`)
-    fail_on_disconnect: bool = attrs.field(
-        default=False, validator=attrs.validators.instance_of(bool)
-    )
     #: which connection each heart answers on; the driver feeds it
     connections: ConnectionBook = attrs.field(factory=ConnectionBook, init=False)
     #: the certificates of the latest failures, oldest first
@@ -343,8 +352,8 @@ class Ledger:
 
     def __attrs_post_init__(self) -> None:
         self.ping = encode_ping(self.lifetime)
-        if self.mass_silence is not None:
-            self._suspects = Suspects(self.mass_silence)
+        if self.rules.mass_silence is not None:
+            self._suspects = Suspects(self.rules.mass_silence)
 
     @property
     def responses(self) -> set[bytes]:
@@ -396,13 +405,14 @@ class Ledger:
             return True
         return False if heart in self._down else None
 
-    def phi(self, heart: bytes, now: float) -> float | None:
-        """The detector's suspicion level for a known heart at ``now``; None without one."""
+    def suspicion(self, heart: bytes, now: float) -> float | None:
+        """The phi-accrual suspicion of a known heart at ``now``; None without ``rules.phi``."""
         record = self._records.get(heart)
-        if self.detector is None or record is None or record.intervals is None:
+        phi = self.rules.phi
+        if phi is None or record is None or record.intervals is None:
             return None
         assert record.last_arrival is not None
-        return self.detector.phi(now - record.last_arrival, record.intervals)
+        return phi.phi(now - record.last_arrival, record.intervals)
 
     def key_of(self, heart: bytes) -> object | None:
         """The key ``heart`` is bound to, if any."""
@@ -496,7 +506,9 @@ class Ledger:
             if heart not in self.hearts:
                 continue
             self._down.add(heart)
-            if self.fail_on_disconnect or (self._suspects is not None and heart in self._suspects):
+            if self.rules.fail_on_disconnect or (
+                self._suspects is not None and heart in self._suspects
+            ):
                 failing.append(heart)
         return tuple(
             failure
@@ -569,7 +581,7 @@ class Ledger:
             last_answer=record.answered_at if record is not None else None,
             last_rtt=trips.last if trips is not None else None,
             mean_rtt=trips.mean if trips is not None else None,
-            phi=self.phi(heart, now),
+            phi=self.suspicion(heart, now),
             connected=self.connected(heart),
             lag=lag,
             cpu_share=cpu_share,
@@ -612,8 +624,8 @@ class Ledger:
 
         new_hearts = sorted(responded - self.hearts)
         refused = 0
-        if self.max_hearts is not None:
-            room = max(0, self.max_hearts - len(self.hearts))
+        if self.rules.max_hearts is not None:
+            room = max(0, self.rules.max_hearts - len(self.hearts))
             refused = max(0, len(new_hearts) - room)
             del new_hearts[room:]
         self.hearts.update(new_hearts)
@@ -694,8 +706,8 @@ class Ledger:
         failed: list[tuple[bytes, Cause, int, Suspect | None]] = []
         on_probation: dict[bytes, int] = {}
         charge = 1 if judge else 0
-        detector = self.detector
-        cause = Cause.MISSED if detector is None else Cause.PHI
+        phi = self.rules.phi
+        cause = Cause.MISSED if phi is None else Cause.PHI
         suspects = self._suspects
         # hearts that would fail with their connections up, which the rule may hold instead
         would_fail: list[bytes] = []
@@ -706,11 +718,11 @@ class Ledger:
             if suspects is not None and heart in suspects:
                 on_probation[heart] = misses
                 continue
-            if detector is None:
-                gone = misses > self.max_misses
+            if phi is None:
+                gone = misses > self.rules.max_misses
             else:
-                phi = self.phi(heart, now)
-                gone = judge and phi is not None and phi > detector.threshold
+                suspicion = self.suspicion(heart, now)
+                gone = judge and suspicion is not None and suspicion > phi.threshold
             if not gone:
                 on_probation[heart] = misses
             elif suspects is not None and not self._is_down(heart):
@@ -766,8 +778,8 @@ class Ledger:
         return tuple(mistakes)
 
     def _tally(self, responded: set[bytes]) -> None:
-        """:meth:`_record_answers` without a detector: round trips only, on the hot path of
-        every beat (no arrival times, which only the detector needs)."""
+        """:meth:`_record_answers` without phi: round trips only, on the hot path of every
+        beat (no arrival times, which only phi needs)."""
         on_time, late, records, hearts = self._on_time, self._late, self._records, self.hearts
         tic, previous_tic = self.tic, self._previous_tic
         for heart in responded:
@@ -798,8 +810,8 @@ class Ledger:
     def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> tuple[float, ...]:
         """Update the records of the known hearts that answered; return every round trip."""
         on_time, late, records = self._on_time, self._late, self._records
-        tic, previous_tic, detector = self.tic, self._previous_tic, self.detector
-        if detector is None:
+        tic, previous_tic, phi = self.tic, self._previous_tic, self.rules.phi
+        if phi is None:
             self._tally(responded)
             return (*on_time.values(), *late.values())
         for heart in responded:
@@ -812,16 +824,16 @@ class Ledger:
             arrival = tic + rtt if rtt is not None else previous_tic + late[heart]
             if rtt is None:
                 rtt = late[heart]
-            if detector is not None:
+            if phi is not None:
                 last = record.last_arrival
                 if record.intervals is None:
                     # the round length is the interval a heart is expected to answer at
-                    record.intervals = Intervals(detector.window, max(now - tic, 1e-3))
+                    record.intervals = Intervals(phi.window, max(now - tic, 1e-3))
                 elif judge and last is not None:
                     # An unjudged beat's answers were read late: the interval would be a lie.
                     record.intervals.add(arrival - last)
             record.answered(rtt, arrival)
-        if detector is not None and not judge:
+        if phi is not None and not judge:
             # The silent hearts could not be heard either: their suspicion starts again from
             # now, rather than counting the monitor's own stall against them.
             for heart in self.hearts - responded:

@@ -20,7 +20,7 @@ class Slot:
 
     #: seconds the beat came after it was due
     lag: float
-    #: the beat came more than ``stall_after`` late
+    #: the beat came more than ``late_after`` late
     late: bool
     #: whole beats lost to the lag
     skipped: int
@@ -34,9 +34,9 @@ class BeatSchedule:
     #: when the next beat is due
     due: float
     #: a beat later than this is late; half a period unless given
-    stall_after: float = attrs.field()
+    late_after: float = attrs.field()
 
-    @stall_after.default
+    @late_after.default
     def _half_a_period(self) -> float:
         return self.period / 2
 
@@ -52,7 +52,7 @@ class BeatSchedule:
     def beat(self, now: float) -> Slot:
         """Take the beat due at ``self.due``, happening at ``now``, and schedule the next."""
         lag = max(0.0, now - self.due)
-        if lag > self.stall_after:
+        if lag > self.late_after:
             self.due = now + self.period
             return Slot(lag, True, int(lag // self.period))
         self.due += self.period

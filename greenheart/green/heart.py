@@ -66,8 +66,8 @@ class Heart(Service):
     )
 
     id: bytes = attrs.field(init=False)
-    #: pongs dropped because the monitor's connection was not up
-    dropped: int = attrs.field(default=0, init=False)
+    #: pongs that could not be sent, the monitor's connection not up (a fleet heart's ``unsent``)
+    unsent: int = attrs.field(default=0, init=False)
     _device: gevent.Greenlet | None = attrs.field(default=None, init=False)
     _sockets: tuple[zmq.green.Socket | None, zmq.green.Socket | None] = attrs.field(
         default=(None, None), init=False
@@ -118,4 +118,4 @@ class Heart(Service):
             try:
                 outbound.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                self.dropped += 1
+                self.unsent += 1

@@ -20,11 +20,19 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.core.checks import COUNT, OPTIONAL_COUNT
 from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.failures import Failure, FalseFailure
 from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
-from greenheart.core.ledger import ANSWERS, Beat, Counters, HeartState, Ledger, Pong, RoundTrips
+from greenheart.core.ledger import (
+    ANSWERS,
+    Beat,
+    Counters,
+    HeartState,
+    Ledger,
+    Pong,
+    RoundTrips,
+    Rules,
+)
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.refusal import HANDSHAKE_SECONDS
@@ -120,6 +128,29 @@ def _certified(failures: Sequence[Failure]) -> str:
     return named
 
 
+@attrs.frozen
+class MonitorStatus:
+    """The monitor at one moment, for what reports on it (metrics, ``/hearts``): the ledger's
+    counters and the driver's own, read together."""
+
+    running: bool
+    hearts: int
+    on_probation: int
+    #: hearts held as suspects of a mass silence
+    suspects: int
+    counters: Counters
+    #: late beats of a paused or blocked process, and of a busy hub; beats that judged nobody
+    #: because answers were still queued
+    stalls: int
+    busy_beats: int
+    behind_beats: int
+    handler_errors: int
+    #: peers whose handshake failed, by reason
+    refused_peers: dict[str, int]
+    refusing_connections: bool
+    connection_refusals: int
+
+
 @attrs.define(eq=False)
 class HeartMonitor(Service):
     """Pings hearts on a PUB socket every ``period`` ms and tracks who answers on a ROUTER.
@@ -133,16 +164,13 @@ class HeartMonitor(Service):
     pongstream: zmq.green.Socket = attrs.field()
     #: milliseconds between pings
     period: float = attrs.field(default=3000.0, converter=float, validator=attrs.validators.gt(0))
-    max_misses: int = attrs.field(default=1, validator=COUNT)
-    #: the most hearts known at once; new hearts beyond it are refused (and counted)
-    max_hearts: int | None = attrs.field(
-        default=None,
-        validator=OPTIONAL_COUNT,
-    )
-    #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
-    phi: PhiAccrual | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
-    )
+    # The judging settings (max_misses, max_hearts, phi, fail_on_disconnect, mass_silence)
+    # are keyword arguments, as IPython.parallel's are; they mean what the fields of
+    # greenheart.core.ledger.Rules say, are checked there, and reach the ledger as one Rules.
+    max_misses: int = 1
+    #: new hearts beyond this many known at once are refused (and counted)
+    max_hearts: int | None = None
+    phi: PhiAccrual | None = None
     #: close both sockets on :meth:`stop` (set by :meth:`bind`, which made them)
     owns_sockets: bool = False
     #: the CURVE authenticator guarding the sockets, stopped with the monitor
@@ -152,13 +180,12 @@ class HeartMonitor(Service):
     fail_on_disconnect: bool = False
     #: when a beat would fail most hearts whose connections are up, hold them as suspects
     #: first (see :mod:`greenheart.core.silence`); None fails them as it would fail a few
-    mass_silence: MassSilence | None = attrs.field(
-        factory=MassSilence,
-        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
-    )
+    mass_silence: MassSilence | None = attrs.field(factory=MassSilence)
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
     clock: Callable[[], float] = time.monotonic
 
+    #: the judging settings, as one value
+    rules: Rules = attrs.field(init=False)
     _ledger: Ledger = attrs.field(init=False)
     _new_heart_handlers: list[HeartHandler] = attrs.field(factory=list, init=False)
     #: each with whether it takes the certificate instead of the heart
@@ -174,7 +201,7 @@ class HeartMonitor(Service):
     #: late beats of a busy hub, judged once what was queued had been read
     busy_beats: int = attrs.field(default=0, init=False)
     #: beats that judged nobody because answers were still queued
-    behind: int = attrs.field(default=0, init=False)
+    behind_beats: int = attrs.field(default=0, init=False)
     #: the pong socket is a CURVE server: every message says which key sent it
     _authenticated: bool = attrs.field(default=False, init=False)
     _watches: tuple[ConnectionWatch, ConnectionWatch] = attrs.field(init=False)
@@ -193,6 +220,13 @@ class HeartMonitor(Service):
         require_green_socket(value, zmq.ROUTER, "pongstream", plain_ok=self.owns_sockets)
 
     def __attrs_post_init__(self) -> None:
+        self.rules = Rules(
+            max_misses=self.max_misses,
+            max_hearts=self.max_hearts,
+            phi=self.phi,
+            mass_silence=self.mass_silence,
+            fail_on_disconnect=self.fail_on_disconnect,
+        )
         self._ledger = self._new_ledger()
         self._limited = RateLimitedLog(self.log)
         self._authenticated = bool(self.pongstream.getsockopt(zmq.CURVE_SERVER))
@@ -281,14 +315,7 @@ class HeartMonitor(Service):
             raise
 
     def _new_ledger(self) -> Ledger:
-        return Ledger(
-            tic=self.clock(),
-            max_misses=self.max_misses,
-            max_hearts=self.max_hearts,
-            detector=self.phi,
-            mass_silence=self.mass_silence,
-            fail_on_disconnect=self.fail_on_disconnect,
-        )
+        return Ledger(tic=self.clock(), rules=self.rules)
 
     # -- the state, as snapshots ---------------------------------------------------------
 
@@ -348,6 +375,23 @@ class HeartMonitor(Service):
         """Every known heart with its misses in a row and round trips, as of the last beat."""
         return self._ledger.states()
 
+    def status(self) -> MonitorStatus:
+        """Every count at once (see :class:`MonitorStatus`)."""
+        return MonitorStatus(
+            running=self.running,
+            hearts=len(self._ledger.hearts),
+            on_probation=len(self._ledger.on_probation),
+            suspects=len(self._ledger.suspects),
+            counters=self._ledger.counters,
+            stalls=self.stalls,
+            busy_beats=self.busy_beats,
+            behind_beats=self.behind_beats,
+            handler_errors=self.handler_errors,
+            refused_peers=self.refused_peers,
+            refusing_connections=self.refusing_connections,
+            connection_refusals=self.connection_refusals,
+        )
+
     @property
     def refused_peers(self) -> dict[str, int]:
         """Peers whose handshake failed, on either socket, by reason: ``protocol`` (plaintext
@@ -369,7 +413,7 @@ class HeartMonitor(Service):
 
     def suspicion(self, heart: bytes) -> float | None:
         """The phi-accrual suspicion level of a known heart now; None without ``phi``."""
-        return self._ledger.phi(heart, self.clock())
+        return self._ledger.suspicion(heart, self.clock())
 
     @property
     def ping_addr(self) -> str:
@@ -491,7 +535,7 @@ class HeartMonitor(Service):
         self._publish(self._ledger.publish(self.clock()))
         caught_up = self._catch_up()
         if not caught_up:
-            self.behind += 1
+            self.behind_beats += 1
             if self._ledger.hearts:
                 self._limited(
                     logging.WARNING,
@@ -577,7 +621,7 @@ class HeartMonitor(Service):
                 beat.number,
                 len(beat.held),
                 beat.hearts,
-                self._ledger.mass_silence.hold if self._ledger.mass_silence else 0,
+                self.rules.mass_silence.hold if self.rules.mass_silence else 0,
             )
         if beat.mass_silence_ended:
             self.log.warning("mass silence over at beat %d: no heart is held", beat.number)

@@ -89,21 +89,21 @@ class MonitorCollector:
         self._lag = beat.lag
 
     def collect(self) -> Iterator[Metric]:
-        monitor = self.monitor
-        counters = monitor.counters
+        status = self.monitor.status()
+        counters = status.counters
         yield GaugeMetricFamily(
-            "greenheart_up", "1 while the monitor runs, 0 once it stopped", int(monitor.running)
+            "greenheart_up", "1 while the monitor runs, 0 once it stopped", int(status.running)
         )
-        yield GaugeMetricFamily("greenheart_hearts", "Hearts known", len(monitor.hearts))
+        yield GaugeMetricFamily("greenheart_hearts", "Hearts known", status.hearts)
         yield GaugeMetricFamily(
             "greenheart_hearts_on_probation",
             "Hearts that missed the last beat",
-            len(monitor.on_probation),
+            status.on_probation,
         )
         yield GaugeMetricFamily(
             "greenheart_suspects",
             "Hearts held as suspects of a mass silence",
-            len(monitor.suspects),
+            status.suspects,
         )
         failures = CounterMetricFamily(
             "greenheart_heart_failures", "Hearts failed, by cause", labels=["cause"]
@@ -130,14 +130,14 @@ class MonitorCollector:
             (
                 "greenheart_stalls",
                 "Late beats of a paused or blocked process, which judged nobody",
-                monitor.stalls,
+                status.stalls,
             ),
             (
                 "greenheart_busy_beats",
                 "Late beats of a busy hub, judged by the answers already queued",
-                monitor.busy_beats,
+                status.busy_beats,
             ),
-            ("greenheart_handler_errors", "Exceptions raised by handlers", monitor.handler_errors),
+            ("greenheart_handler_errors", "Exceptions raised by handlers", status.handler_errors),
         ):
             yield CounterMetricFamily(name, text, value)
         refused = CounterMetricFamily(
@@ -145,19 +145,19 @@ class MonitorCollector:
             "Peers whose handshake failed, by reason",
             labels=["reason"],
         )
-        refused_peers = monitor.refused_peers
+        refused_peers = status.refused_peers
         for reason in REFUSAL_REASONS:
             refused.add_metric([reason], refused_peers.get(reason, 0))
         yield refused
         yield GaugeMetricFamily(
             "greenheart_refusing_connections",
             "1 while the monitor, out of file descriptors, refuses new connections",
-            int(monitor.refusing_connections),
+            int(status.refusing_connections),
         )
         yield CounterMetricFamily(
             "greenheart_connection_refusals",
             "Times the monitor began refusing new connections",
-            monitor.connection_refusals,
+            status.connection_refusals,
         )
         pongs = CounterMetricFamily("greenheart_pongs", "Pongs received, by kind", labels=["kind"])
         for kind in PONG_KINDS:
@@ -167,7 +167,7 @@ class MonitorCollector:
             "greenheart_beat_lag_seconds", "How late the last beat came", self._lag
         )
         yield GaugeMetricFamily(
-            "greenheart_period_seconds", "The beat period", monitor.period / 1000
+            "greenheart_period_seconds", "The beat period", self.monitor.period / 1000
         )
         cumulative, running = [], 0
         for bound, count in zip((*self.buckets, float("inf")), self._counts, strict=True):

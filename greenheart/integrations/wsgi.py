@@ -83,16 +83,17 @@ def hearts_app(monitor: HeartMonitor) -> Callable[[dict, StartResponse], Iterabl
 
 def _body(monitor: HeartMonitor) -> Iterator[bytes]:
     states = sorted(monitor.heart_states(), key=lambda state: state.heart)
-    counters = monitor.counters
+    status = monitor.status()
+    counters = status.counters
     head = {
-        "running": monitor.running,
+        "running": status.running,
         "stopped_by": None if monitor.exception is None else repr(monitor.exception),
         "period_ms": monitor.period,
         "beats": counters.beats,
         "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},
-        "suspects": len(monitor.suspects),
-        "refused_peers": monitor.refused_peers,
-        "refusing_connections": monitor.refusing_connections,
+        "suspects": status.suspects,
+        "refused_peers": status.refused_peers,
+        "refusing_connections": status.refusing_connections,
         "failures": [failure.as_json() for failure in monitor.failures[-RECENT_SHOWN:]],
         "false_failures": [mistake.as_json() for mistake in monitor.false_failures[-RECENT_SHOWN:]],
     }

@@ -256,7 +256,7 @@ def run_engines(profile_dir: str, size: int, seed: int, ping_per_heart: bool) ->
     connection = ControllerConnection.from_profile_dir(profile_dir, wait=60)
     engines = SimulatedEngines(
         connection,
-        count=size,
+        size=size,
         ping_per_heart=ping_per_heart,
         on_unregistered=unregistered,
         prefix="bench",

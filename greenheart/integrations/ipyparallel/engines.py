@@ -72,14 +72,14 @@ class ControllerSilent(GreenheartError):
 
 @attrs.define(eq=False)
 class SimulatedEngines(Service):
-    """``count`` engines that register with the controller at ``connection`` and then beat.
+    """``size`` engines that register with the controller at ``connection`` and then beat.
 
     ``behaviour`` and ``scenario`` are the fleet's (delay, loss; die, revive, churn, flap):
     a revived engine registers again under its uuid, churn replaces engines with new ones.
     """
 
     connection: ControllerConnection
-    count: int = attrs.field(default=0, validator=COUNT)
+    size: int = attrs.field(default=0, validator=COUNT)
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
@@ -170,7 +170,7 @@ class SimulatedEngines(Service):
         """Start registering; an engine count that cannot fit under the open-file limit is
         refused first (``TooManyHearts``), not found out halfway through a storm."""
         if not self.running:
-            check_room(self.count, self.descriptors_per_engine, "simulated engines")
+            check_room(self.size, self.descriptors_per_engine, "simulated engines")
         return super().start()
 
     @property
@@ -227,7 +227,7 @@ class SimulatedEngines(Service):
         )
         self._registrar.open()
         self._started = self.clock()
-        self._add(self.count)
+        self._add(self.size)
         self._spawn(self._ask_when_due)
         self._spawn(self._watch)
         if self.max_heartbeat_misses:
