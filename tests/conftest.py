@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import gevent.subprocess
 import pytest
 from hypothesis import settings
 
@@ -36,7 +40,7 @@ def make_monitor() -> Iterator[Callable[..., HeartMonitor]]:
 #: ``scripts/test --fast`` runs them in seconds), and the tests against the real ipyparallel
 PURE = {
     "test_behaviour", "test_connections", "test_fanout", "test_judging", "test_ledger",
-    "test_registrations", "test_schedule", "test_silence", "test_timeline",
+    "test_live_core", "test_registrations", "test_schedule", "test_silence", "test_timeline",
 }  # fmt: skip
 INTEROP = {
     "test_interop", "test_ipyparallel_cluster", "test_ipyparallel_monitor",
@@ -44,10 +48,104 @@ INTEROP = {
 }  # fmt: skip
 
 
+#: which tests start processes and which are slow, by node id: ``scripts/test --tiers`` writes
+#: it from a run of the whole suite (a test that starts a process unlisted fails, saying so)
+TIERS = Path(__file__).with_name("tiers.txt")
+#: a test that takes longer than this, in seconds, is ``slow``
+SLOW_SECONDS = 5.0
+RECORDING = os.environ.get("GREENHEART_TIERS") == "record"
+
+
+def _tiers() -> dict[str, set[str]]:
+    tiers: dict[str, set[str]] = {}
+    if TIERS.exists():
+        for line in TIERS.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                marks, nodeid = line.split(" ", 1)
+                tiers[nodeid] = set(marks.split(","))
+    return tiers
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers = _tiers()
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in PURE:
             item.add_marker(pytest.mark.pure)
         if module in INTEROP:
             item.add_marker(pytest.mark.interop)
+        for mark in sorted(tiers.get(item.nodeid, ())):
+            item.add_marker(getattr(pytest.mark, mark))
+
+
+#: what is running now, innermost last: a test's node id, or "fixture:NAME" while one is set up
+_running: list[str] = []
+#: the tests and fixtures that started a process
+_spawners: set[str] = set()
+_recorded: dict[str, set[str]] = {}
+_unmarked: list[str] = []
+
+
+def _noting(original: Callable[..., object]) -> Callable[..., object]:
+    def execute(self: object, *args: object, **kwargs: object) -> object:
+        _spawners.update(_running[-1:])
+        return original(self, *args, **kwargs)
+
+    return execute
+
+
+for _popen in (subprocess.Popen, gevent.subprocess.Popen):
+    _popen._execute_child = _noting(_popen._execute_child)  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    _running.append(f"fixture:{fixturedef.argname}")
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Notes whether a test started a process (itself, or through a fixture it uses) and how
+    long it took; one that started a process unmarked fails the session, so that
+    ``-m "not subprocess"`` means what it says."""
+    _running.append(item.nodeid)
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        _running.pop()
+    fixtures = getattr(item, "fixturenames", ())
+    spawned = item.nodeid in _spawners or any(f"fixture:{name}" in _spawners for name in fixtures)
+    marks = {"subprocess"} if spawned else set()
+    if time.monotonic() - began > SLOW_SECONDS:
+        marks.add("slow")
+    if RECORDING:
+        _recorded[item.nodeid] = marks
+    elif spawned and item.get_closest_marker("subprocess") is None:
+        _unmarked.append(item.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _unmarked:
+        listed = "\n  ".join(_unmarked)
+        print(
+            f"\nthese tests start processes but are not in tests/tiers.txt"
+            f" (scripts/test --tiers rewrites it):\n  {listed}"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not RECORDING or not _recorded:
+        return
+    tiers = _tiers()  # a partial run keeps what it did not run
+    tiers.update(_recorded)
+    lines = [
+        f"{','.join(sorted(marks))} {nodeid}" for nodeid, marks in sorted(tiers.items()) if marks
+    ]
+    header = (
+        "# written by scripts/test --tiers: which tests start processes (subprocess) and take\n"
+    )
+    header += f"# more than {SLOW_SECONDS:g} s (slow); tests/conftest.py applies them\n"
+    TIERS.write_text(header + "\n".join(lines) + "\n")
