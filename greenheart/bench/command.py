@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, controller, detect, fleet, soak, storm
+from greenheart.bench import capacity, controller, detect, fleet, page, soak, storm
 
 
 class BenchModule(Protocol):
@@ -47,6 +47,7 @@ SUBCOMMANDS: dict[str, BenchModule] = {
     "detect": detect,
     "storm": storm,
     "ipyparallel": controller,
+    "page": page,
 }
 
 
@@ -65,12 +66,13 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
 def add_command(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
-        help="on loopback: load tests (ramp, the default; fleet; soak; detect; storm; ipyparallel)",
+        help="on loopback: load tests (ramp, the default; fleet; soak; detect; storm; ipyparallel;"
+        " page)",
         description="Load tests on loopback, each in fresh processes: ramp (the default, so"
         " 'greenheart bench --hearts ...' is a ramp) measures how many hearts a monitor holds;"
         " fleet what a simulated heart costs; soak checks minutes of churn and garbage; detect"
         " times crash detection; storm floods the pong port with connections; ipyparallel"
-        " load-tests a real ipyparallel controller.",
+        " load-tests a real ipyparallel controller; page weighs the live page under a fleet.",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for name, module in SUBCOMMANDS.items():

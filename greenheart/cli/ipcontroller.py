@@ -12,21 +12,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from greenheart.core.errors import require_extra
+from greenheart.core.errors import UsageError, require_extra
 
 NAME = "ipcontroller"
 FAIL_ON_DISCONNECT = "--fail-on-disconnect"
 #: ipcontroller has only the trait; the shorthand is ours
 ENABLE_CURVE = "--enable-curve"
+HTTP_PORT = "--http-port"
+HTTP_HOST = "--http-host"
 
 USAGE = f"""\
-usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [{ENABLE_CURVE}] [ipcontroller's arguments]
+usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [{ENABLE_CURVE}] [{HTTP_PORT}=PORT]
+                               [{HTTP_HOST}=HOST] [ipcontroller's arguments]
 
 ipyparallel's controller, with greenheart's heart monitor in place of its own.
 
   {FAIL_ON_DISCONNECT}  an engine whose connection closes (its process died) leaves the
                         cluster at once, instead of after its missed beats
   {ENABLE_CURVE}        CurveZMQ for the whole cluster: --IPController.enable_curve=True
+  {HTTP_PORT}=PORT      serve the heart monitor's live page (and /live.json, /hearts,
+                        /metrics) on this port, on {HTTP_HOST} (127.0.0.1 unless given)
 
 ipcontroller's options follow (its --HeartMonitor.period and
 --HeartMonitor.max_heartmonitor_misses set greenheart's monitor too). greenheart's
@@ -50,11 +55,38 @@ def main(argv: Sequence[str]) -> int:
     from greenheart.integrations.ipyparallel.controller import launch
 
     argv = list(argv)
+    http_port, argv = _take(argv, HTTP_PORT)
+    http_host, argv = _take(argv, HTTP_HOST)
     fail_on_disconnect = FAIL_ON_DISCONNECT in argv
     argv = [arg for arg in argv if arg != FAIL_ON_DISCONNECT]
     argv = ["--IPController.enable_curve=True" if arg == ENABLE_CURVE else arg for arg in argv]
     if any(arg in ("-h", "--help", "--help-all") for arg in argv):
         sys.stdout.write(USAGE + "\n")
         sys.stdout.flush()
-    launch(argv, fail_on_disconnect=fail_on_disconnect)
+    try:
+        port = None if http_port is None else int(http_port)
+    except ValueError:
+        raise UsageError(f"{HTTP_PORT} takes a port number, not {http_port!r}") from None
+    launch(
+        argv,
+        fail_on_disconnect=fail_on_disconnect,
+        http_port=port,
+        http_host=http_host or "127.0.0.1",
+    )
     return 0
+
+
+def _take(argv: list[str], option: str) -> tuple[str | None, list[str]]:
+    """The value of ``option`` (``--option=V`` or ``--option V``), and the rest of argv."""
+    rest, value = [], None
+    args = iter(argv)
+    for arg in args:
+        if arg == option:
+            value = next(args, None)
+            if value is None:
+                raise UsageError(f"{option} needs a value")
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return value, rest

@@ -23,6 +23,7 @@ from greenheart.green.lifecycle import Service
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
 from greenheart.integrations.events import EventStream
+from greenheart.integrations.live import LiveServer
 
 if TYPE_CHECKING:
     from greenheart.integrations.metrics import MetricsServer
@@ -69,6 +70,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     monitor.add_argument(
         "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
     )
+    add_http_arguments(monitor)
     monitor.add_argument("--summary", action="store_true", help="print a line for every beat")
     monitor.add_argument("--json", action="store_true", help="print JSON lines")
     monitor.set_defaults(run=run)
@@ -105,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
                 f" http://{args.metrics_host}:{server.server_port}/metrics",
                 file=sys.stderr,
             )
+        if args.http_port is not None:
+            page = extras.enter_context(LiveServer(monitor, args.http_port, args.http_host))
+            services.append(page)
+            print(f"greenheart monitor: the live page on {page.url}", file=sys.stderr)
         print(
             f"greenheart monitor: pinging on {monitor.ping_addr} every {args.period:g} ms,"
             f" pongs on {monitor.pong_addr}; Ctrl-C stops",
@@ -113,6 +119,18 @@ def run(args: argparse.Namespace) -> int:
         )
         stopped = wait_for_signal(*services)
     return exit_status("monitor", stopped)
+
+
+def add_http_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live page (and /live.json, /hearts, /metrics) on this port; 0 picks one",
+    )
+    parser.add_argument(
+        "--http-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
+    )
 
 
 def _metrics_server(monitor: HeartMonitor, port: int, host: str) -> MetricsServer:

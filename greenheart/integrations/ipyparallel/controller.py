@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from greenheart.integrations.ipyparallel.heartmonitor import start_heartmonitor
 
 
-def install(*, fail_on_disconnect: bool = False) -> None:
+def install(*, fail_on_disconnect: bool = False, http_port: int | None = None,
+            http_host: str = "127.0.0.1") -> None:  # fmt: skip
     """Make every ``IPController`` started in this process use greenheart's heart monitor.
 
     The function installed is a module-level function (in a :func:`functools.partial`), so
@@ -25,13 +26,23 @@ def install(*, fail_on_disconnect: bool = False) -> None:
     import ipyparallel.controller.app as app
 
     app.start_heartmonitor = functools.partial(
-        start_heartmonitor, fail_on_disconnect=fail_on_disconnect
+        start_heartmonitor,
+        fail_on_disconnect=fail_on_disconnect,
+        http_port=http_port,
+        http_host=http_host,
     )
 
 
-def launch(argv: Sequence[str], *, fail_on_disconnect: bool = False) -> None:
-    """Run ``ipcontroller argv...`` with greenheart's heart monitor, until it exits."""
-    install(fail_on_disconnect=fail_on_disconnect)
+def launch(
+    argv: Sequence[str],
+    *,
+    fail_on_disconnect: bool = False,
+    http_port: int | None = None,
+    http_host: str = "127.0.0.1",
+) -> None:
+    """Run ``ipcontroller argv...`` with greenheart's heart monitor, until it exits; with
+    ``http_port``, the monitor's live page is served there."""
+    install(fail_on_disconnect=fail_on_disconnect, http_port=http_port, http_host=http_host)
     from ipyparallel.controller.app import IPController
 
     IPController.launch_instance(list(argv))

@@ -169,6 +169,8 @@ def start_heartmonitor(
     curve_secretkey: bytes | None = None,
     *,
     fail_on_disconnect: bool = False,
+    http_port: int | None = None,
+    http_host: str = "127.0.0.1",
     **heart_monitor_kwargs: Any,
 ) -> None:
     """ipyparallel's ``start_heartmonitor``, with greenheart's monitor: runs until SIGTERM.
@@ -192,6 +194,8 @@ def start_heartmonitor(
         curve_publickey=curve_publickey,
         curve_secretkey=curve_secretkey,
         fail_on_disconnect=fail_on_disconnect,
+        http_port=http_port,
+        http_host=http_host,
     )
     raise SystemExit(status)
 
@@ -205,8 +209,11 @@ def run_heartmonitor(
     curve_publickey: bytes | None = None,
     curve_secretkey: bytes | None = None,
     fail_on_disconnect: bool = False,
+    http_port: int | None = None,
+    http_host: str = "127.0.0.1",
 ) -> int:
-    """Run the monitor and its reporter until SIGTERM or SIGINT; the exit status.
+    """Run the monitor and its reporter (and, with ``http_port``, its live page: see
+    :mod:`greenheart.integrations.live`) until SIGTERM or SIGINT; the exit status.
 
     1 if the monitor or the reporter died (the cause is logged), else 0.
     """
@@ -244,5 +251,16 @@ def run_heartmonitor(
             monitor.ping_addr,
             monitor.pong_addr,
         )
-        stopped = wait_for_signal(monitor, reporter)
+        services: list[Service] = [monitor, reporter]
+        if http_port is not None:
+            from greenheart.integrations.live import LiveServer
+
+            page = LiveServer(monitor, http_port, http_host).start()
+            services.append(page)
+            log.info("greenheart heart monitor: the live page on %s", page.url)
+        try:
+            stopped = wait_for_signal(*services)
+        finally:
+            for service in services[2:]:
+                service.stop()
     return 1 if stopped is not None and stopped.exception is not None else 0

@@ -1,0 +1,76 @@
+"""What the live page decides: a heart's standing, the order of attention, the history."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenheart.core.live import (
+    HeartRow,
+    History,
+    Standing,
+    attention_order,
+    nearest_rank,
+    standing,
+)
+
+
+def test_a_heart_the_ledger_forgot_has_failed_whatever_else_is_said():
+    assert standing(known=False, suspect=True, misses=3, returned=True) is Standing.FAILED
+
+
+def test_a_suspect_comes_before_probation_and_probation_before_a_return():
+    assert standing(known=True, suspect=True, misses=2, returned=True) is Standing.SUSPECT
+    assert standing(known=True, suspect=False, misses=1, returned=True) is Standing.ON_PROBATION
+    assert standing(known=True, suspect=False, misses=0, returned=True) is Standing.RETURNED
+    assert standing(known=True, suspect=False, misses=0, returned=False) is Standing.ANSWERING
+
+
+def test_each_standing_has_its_own_letter():
+    assert len({s.code for s in Standing}) == len(Standing)
+
+
+rows = st.builds(
+    HeartRow,
+    heart=st.binary(min_size=1, max_size=4),
+    standing=st.sampled_from(Standing),
+    misses=st.integers(0, 5),
+    mean_rtt=st.one_of(st.none(), st.floats(0, 1)),
+)
+
+
+@given(st.lists(rows, max_size=40))
+def test_what_needs_attention_comes_first(listed):
+    ordered = attention_order(listed)
+    assert sorted(ordered, key=id) == sorted(listed, key=id)
+    for before, after in itertools.pairwise(ordered):
+        assert before.standing <= after.standing
+        if before.standing == after.standing:
+            assert before.misses >= after.misses
+
+
+def test_the_nearest_rank_of_a_hundred_values():
+    values = [float(n) for n in range(1, 101)]
+    assert nearest_rank(values, 0.99) == 99.0 and nearest_rank(values, 0.5) == 50.0
+    assert nearest_rank([], 0.5) is None
+
+
+def test_the_history_keeps_a_point_a_resolution_over_its_window():
+    history = History(window=10.0, resolution=1.0)
+    assert history.add(0.0, 3, 3, [0.003, 0.001, 0.002])
+    assert not history.add(0.5, 3, 2, [1.0])  # within a second of the last point
+    for at in range(1, 15):
+        history.add(float(at), 3, 3, [0.001])
+    points = history.points()
+    assert points[0].at == 4.0 and points[-1].at == 14.0  # the last 10 s
+    first = History().points() or None
+    assert first is None
+
+
+def test_a_points_round_trips_are_the_beats_median_and_p99():
+    history = History()
+    history.add(0.0, 100, 100, [n / 1000 for n in range(100, 0, -1)])
+    (point,) = history.points()
+    assert (point.rtt_p50, point.rtt_p99) == (0.05, 0.099)
