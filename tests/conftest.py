@@ -40,7 +40,8 @@ def make_monitor() -> Iterator[Callable[..., HeartMonitor]]:
 #: ``scripts/test --fast`` runs them in seconds), and the tests against the real ipyparallel
 PURE = {
     "test_behaviour", "test_connections", "test_fanout", "test_judging", "test_ledger",
-    "test_live_core", "test_registrations", "test_schedule", "test_silence", "test_timeline",
+    "test_live_core", "test_registrations", "test_replay", "test_schedule", "test_silence",
+    "test_timeline",
 }  # fmt: skip
 INTEROP = {
     "test_interop", "test_ipyparallel_cluster", "test_ipyparallel_monitor",

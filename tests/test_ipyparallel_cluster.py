@@ -18,6 +18,8 @@ import pytest
 from greenheart.bench.proc import descendants, listening_descendant
 from greenheart.core.behaviour import Die, Revive
 from greenheart.core.errors import TooManyHearts
+from greenheart.core.recording import read
+from greenheart.core.replay import replay
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.engines import (
     ControllerSilent,
@@ -91,6 +93,9 @@ def wait_for_status(engines_: SimulatedEngines, predicate, timeout: float) -> No
 def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, ours):
     profile = tmp_path / "profile"
     args = ["--HeartMonitor.period=500", "--HeartMonitor.max_heartmonitor_misses=3"]
+    recorded = tmp_path / "hearts.rec"
+    if ours:
+        args.append(f"--record={recorded}")
     with controller(profile, greenheart=ours, args=args):
         connection = ControllerConnection.from_profile_dir(profile)
         with SimulatedEngines(connection, size=50) as simulated:
@@ -115,6 +120,11 @@ def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, o
                 cluster.close()
         assert len(simulated.detection_seconds()) == 5
         assert max(simulated.detection_seconds()) <= (3 + 2) * 0.5 + SLACK
+    if ours:  # the monitor recorded it all, under ipcontroller's settings
+        recording = read(recorded.read_bytes())
+        assert (recording.header.period, recording.header.rules.max_misses) == (500, 3)
+        failed = {f.heart for f in replay(recording.events, recording.header.rules).failures}
+        assert {uuid.encode() for uuid in doomed} <= failed
 
 
 @pytest.mark.timeout(120)

@@ -11,7 +11,9 @@
 - ``storm``: a monitor holding a fleet under a storm of connections that never speak
   ZeroMQ, fast and past its open-file limit (:mod:`~greenheart.bench.storm`);
 - ``ipyparallel``: a real ipyparallel controller under a storm of simulated engines
-  (:mod:`~greenheart.bench.controller`).
+  (:mod:`~greenheart.bench.controller`);
+- ``tune``: a misbehaving load recorded, tuned to targets, and the choice checked live
+  (:mod:`~greenheart.bench.tuning`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, controller, detect, fleet, page, soak, storm
+from greenheart.bench import capacity, controller, detect, fleet, page, soak, storm, tuning
 
 
 class BenchModule(Protocol):
@@ -48,6 +50,7 @@ SUBCOMMANDS: dict[str, BenchModule] = {
     "storm": storm,
     "ipyparallel": controller,
     "page": page,
+    "tune": tuning,
 }
 
 

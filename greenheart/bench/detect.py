@@ -8,7 +8,7 @@ kills some of its hearts with ``kill()`` (their sockets close). The latency of e
 the kill to the monitor's failure handler, both on the machine's monotonic clock, and the
 table gives p50, p99 and max by monitor, period, ``fail_on_disconnect`` and kind of death.
 
-greenheart runs with ``max_misses=1`` (its default), with and without
+greenheart runs with ``max_misses=1`` (its default; ``--max-misses`` sets others), with and without
 ``fail_on_disconnect``; ipyparallel's monitor at its own defaults (3 s, 10 misses).
 """
 
@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--periods", default="1000,3000", help="greenheart's periods, in ms (default 1000,3000)"
     )
+    parser.add_argument(
+        "--max-misses", default="1", help="greenheart's miss counts, comma-separated (default 1)"
+    )
     parser.add_argument("--processes", type=int, default=12, help="heart processes a run")
     parser.add_argument("--stopped", type=int, default=2, help="of them, SIGSTOPped")
     parser.add_argument("--fleet", type=int, default=100, help="fleet hearts a run")
@@ -69,9 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configs(args: argparse.Namespace) -> list[Config]:
     found = []
+    misses = [int(text) for text in args.max_misses.split(",") if text.strip()]
     for period in (float(text) for text in args.periods.split(",") if text.strip()):
-        for option in (False, True):
-            found.append(Config("greenheart", period, 1, option))
+        for max_misses in misses:
+            for option in (False, True):
+                found.append(Config("greenheart", period, max_misses, option))
     if not args.no_ipyparallel:
         found.append(Config("ipyparallel", 3000.0, 10, False))
     return found

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from greenheart import __version__
 from greenheart.bench import command as bench_command
-from greenheart.cli import demo, engines, fleet, heart, ipcontroller, keys, monitor
+from greenheart.cli import demo, engines, fleet, heart, ipcontroller, keys, monitor, tune
 from greenheart.core.errors import UsageError
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_command(commands)
     ipcontroller.add_command(commands)
     engines.add_command(commands)
+    tune.add_command(commands)
     bench_command.add_command(commands)
     return parser
 

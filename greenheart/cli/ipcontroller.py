@@ -20,10 +20,11 @@ FAIL_ON_DISCONNECT = "--fail-on-disconnect"
 ENABLE_CURVE = "--enable-curve"
 HTTP_PORT = "--http-port"
 HTTP_HOST = "--http-host"
+RECORD = "--record"
 
 USAGE = f"""\
 usage: greenheart ipcontroller [{FAIL_ON_DISCONNECT}] [{ENABLE_CURVE}] [{HTTP_PORT}=PORT]
-                               [{HTTP_HOST}=HOST] [ipcontroller's arguments]
+                               [{HTTP_HOST}=HOST] [{RECORD}=FILE] [ipcontroller's arguments]
 
 ipyparallel's controller, with greenheart's heart monitor in place of its own.
 
@@ -32,6 +33,8 @@ ipyparallel's controller, with greenheart's heart monitor in place of its own.
   {ENABLE_CURVE}        CurveZMQ for the whole cluster: --IPController.enable_curve=True
   {HTTP_PORT}=PORT      serve the heart monitor's live page (and /live.json, /hearts,
                         /metrics) on this port, on {HTTP_HOST} (127.0.0.1 unless given)
+  {RECORD}=FILE         record what the heart monitor's verdicts depend on, for
+                        greenheart tune
 
 ipcontroller's options follow (its --HeartMonitor.period and
 --HeartMonitor.max_heartmonitor_misses set greenheart's monitor too). greenheart's
@@ -57,6 +60,7 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     http_port, argv = _take(argv, HTTP_PORT)
     http_host, argv = _take(argv, HTTP_HOST)
+    record, argv = _take(argv, RECORD)
     fail_on_disconnect = FAIL_ON_DISCONNECT in argv
     argv = [arg for arg in argv if arg != FAIL_ON_DISCONNECT]
     argv = ["--IPController.enable_curve=True" if arg == ENABLE_CURVE else arg for arg in argv]
@@ -72,6 +76,7 @@ def main(argv: Sequence[str]) -> int:
         fail_on_disconnect=fail_on_disconnect,
         http_port=port,
         http_host=http_host or "127.0.0.1",
+        record=record,
     )
     return 0
 

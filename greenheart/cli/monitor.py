@@ -22,6 +22,7 @@ from greenheart.core.phi import PhiAccrual
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
+from greenheart.green.recording import KEEP, MAX_BYTES, RecordingFile
 from greenheart.integrations.events import EventStream
 from greenheart.integrations.live import LiveServer
 
@@ -71,6 +72,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
     )
     add_http_arguments(monitor)
+    add_record_arguments(monitor)
     monitor.add_argument("--summary", action="store_true", help="print a line for every beat")
     monitor.add_argument("--json", action="store_true", help="print JSON lines")
     monitor.set_defaults(run=run)
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         curve=server_curve(args),
         fail_on_disconnect=args.fail_on_disconnect,
         mass_silence=mass_silence_from(args),
+        record=recording_from(args),
     )
     EventPrinter(sys.stdout, as_json=args.json, summary=args.summary).attach(monitor)
     with monitor, contextlib.ExitStack() as extras:
@@ -119,6 +122,36 @@ def run(args: argparse.Namespace) -> int:
         )
         stopped = wait_for_signal(*services)
     return exit_status("monitor", stopped)
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record what the monitor's verdicts depend on, for greenheart tune",
+    )
+    parser.add_argument(
+        "--record-max-mib",
+        type=positive_float,
+        default=MAX_BYTES / 2**20,
+        metavar="MIB",
+        help=f"rotate the recording past this size (default {MAX_BYTES // 2**20})",
+    )
+    parser.add_argument(
+        "--record-keep",
+        type=count,
+        default=KEEP,
+        metavar="N",
+        help=f"rotated files kept, FILE.1 to FILE.N (default {KEEP})",
+    )
+
+
+def recording_from(args: argparse.Namespace) -> RecordingFile | None:
+    if not args.record:
+        return None
+    return RecordingFile(
+        args.record, max_bytes=int(args.record_max_mib * 2**20), keep=args.record_keep
+    )
 
 
 def add_http_arguments(parser: argparse.ArgumentParser) -> None:

@@ -454,6 +454,28 @@ class Ledger:
             return Pong(PongKind.ON_TIME, heart, rtt)
         return self.stale(heart)
 
+    def answers_to(self, payload: bytes) -> int:
+        """Which ping ``payload`` echoes: 0 the current one, 1 the previous one, 2 the one
+        published ahead of the beat, 3 none of them (what a recording keeps of an answer)."""
+        if payload == self.ping:
+            return 0
+        if payload == self._previous_ping:
+            return 1
+        if self._upcoming is not None and payload == self._upcoming.ping:
+            return 2
+        return 3
+
+    def payload_of(self, echoed: int) -> bytes:
+        """A payload that echoes the ping :meth:`answers_to` numbers ``echoed``; one that echoes
+        none if there is no such ping now."""
+        if echoed == 0:
+            return self.ping
+        if echoed == 1 and self._previous_ping is not None:
+            return self._previous_ping
+        if echoed == 2 and self._upcoming is not None:
+            return self._upcoming.ping
+        return b"-"
+
     def _repeat(self, heart: bytes) -> Pong:
         self._totals.repeat_pongs += 1
         self._round_bad += 1

@@ -11,6 +11,7 @@ few greenlet switches and cannot starve the beat.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from greenheart.core.ledger import (
 )
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.core.recording import RecordingLedger
 from greenheart.core.refusal import HANDSHAKE_SECONDS
 from greenheart.core.schedule import BeatSchedule, Slot
 from greenheart.core.silence import MassSilence, Suspect
@@ -43,6 +45,7 @@ from greenheart.green.connections import ConnectionWatch
 from greenheart.green.curve import ServerCurve
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
+from greenheart.green.recording import RecordingFile
 from greenheart.green.refusal import ConnectionGuard
 from greenheart.green.sockets import (
     bind,
@@ -99,6 +102,12 @@ def _sender_key(frame: zmq.Frame) -> str | None:
         return str(frame.get("User-Id"))
     except zmq.ZMQError:  # a CURVE socket with no authenticator: nobody vouched for a key
         return None
+
+
+def _recording_file(value: str | os.PathLike[str] | RecordingFile | None) -> RecordingFile | None:
+    if value is None or isinstance(value, RecordingFile):
+        return value
+    return RecordingFile(value)
 
 
 def _require_callable(handler: object) -> None:
@@ -183,6 +192,9 @@ class HeartMonitor(Service):
     mass_silence: MassSilence | None = attrs.field(factory=MassSilence)
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("greenheart.monitor"))
     clock: Callable[[], float] = time.monotonic
+    #: record every input of the ledger here, for ``greenheart tune`` (a path, or a
+    #: :class:`~greenheart.green.recording.RecordingFile` to set its rotation)
+    record: RecordingFile | None = attrs.field(default=None, converter=_recording_file)
 
     #: the judging settings, as one value
     rules: Rules = attrs.field(init=False)
@@ -315,6 +327,8 @@ class HeartMonitor(Service):
             raise
 
     def _new_ledger(self) -> Ledger:
+        if self.record is not None and self.running:
+            return self.record.ledger(self.clock(), self.rules, self.period, self.clock)
         return Ledger(tic=self.clock(), rules=self.rules)
 
     # -- the state, as snapshots ---------------------------------------------------------
@@ -503,6 +517,8 @@ class HeartMonitor(Service):
         )
 
     def _close(self) -> None:
+        if self.record is not None:
+            self.record.close()
         for watch in self._watches:
             watch.close()
         self._guard.close()
@@ -545,6 +561,8 @@ class HeartMonitor(Service):
                 )
         judge = verdict(late=stalled, paused=stalled, caught_up=caught_up) is Verdict.JUDGE
         beat = self._ledger.beat(self.clock(), judge=judge, lag=lag, cpu_share=self._cpu_share)
+        if isinstance(self._ledger, RecordingLedger):
+            self.record.flush(self._ledger)  # type: ignore[union-attr]
         self._log_beat(beat)
         for heart in beat.new_hearts:
             self.handle_new_heart(heart)

@@ -16,7 +16,7 @@ from greenheart.integrations.ipyparallel.heartmonitor import start_heartmonitor
 
 
 def install(*, fail_on_disconnect: bool = False, http_port: int | None = None,
-            http_host: str = "127.0.0.1") -> None:  # fmt: skip
+            http_host: str = "127.0.0.1", record: str | None = None) -> None:  # fmt: skip
     """Make every ``IPController`` started in this process use greenheart's heart monitor.
 
     The function installed is a module-level function (in a :func:`functools.partial`), so
@@ -30,6 +30,7 @@ def install(*, fail_on_disconnect: bool = False, http_port: int | None = None,
         fail_on_disconnect=fail_on_disconnect,
         http_port=http_port,
         http_host=http_host,
+        record=record,
     )
 
 
@@ -39,10 +40,17 @@ def launch(
     fail_on_disconnect: bool = False,
     http_port: int | None = None,
     http_host: str = "127.0.0.1",
+    record: str | None = None,
 ) -> None:
     """Run ``ipcontroller argv...`` with greenheart's heart monitor, until it exits; with
-    ``http_port``, the monitor's live page is served there."""
-    install(fail_on_disconnect=fail_on_disconnect, http_port=http_port, http_host=http_host)
+    ``http_port``, the monitor's live page is served there; with ``record``, the monitor
+    records to that file (for ``greenheart tune``)."""
+    install(
+        fail_on_disconnect=fail_on_disconnect,
+        http_port=http_port,
+        http_host=http_host,
+        record=record,
+    )
     from ipyparallel.controller.app import IPController
 
     IPController.launch_instance(list(argv))

@@ -171,6 +171,7 @@ def start_heartmonitor(
     fail_on_disconnect: bool = False,
     http_port: int | None = None,
     http_host: str = "127.0.0.1",
+    record: str | None = None,
     **heart_monitor_kwargs: Any,
 ) -> None:
     """ipyparallel's ``start_heartmonitor``, with greenheart's monitor: runs until SIGTERM.
@@ -196,6 +197,7 @@ def start_heartmonitor(
         fail_on_disconnect=fail_on_disconnect,
         http_port=http_port,
         http_host=http_host,
+        record=record,
     )
     raise SystemExit(status)
 
@@ -211,9 +213,11 @@ def run_heartmonitor(
     fail_on_disconnect: bool = False,
     http_port: int | None = None,
     http_host: str = "127.0.0.1",
+    record: str | None = None,
 ) -> int:
     """Run the monitor and its reporter (and, with ``http_port``, its live page: see
-    :mod:`greenheart.integrations.live`) until SIGTERM or SIGINT; the exit status.
+    :mod:`greenheart.integrations.live`; with ``record``, recording to that file) until SIGTERM
+    or SIGINT; the exit status.
 
     1 if the monitor or the reporter died (the cause is logged), else 0.
     """
@@ -230,6 +234,7 @@ def run_heartmonitor(
         pong_url,
         curve=ServerCurve(keys, allowed=None) if keys is not None else None,
         fail_on_disconnect=fail_on_disconnect,
+        record=record,
         log=logging.getLogger("greenheart.monitor"),
         **settings,
     )

@@ -1,0 +1,392 @@
+"""``greenheart tune``: replay a recording under a grid of settings, and choose one from targets.
+
+See :mod:`greenheart.core.tuning` for what is measured and how, and
+:mod:`greenheart.core.replay` for how other periods are made up from the recorded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+
+from greenheart.bench.report import aligned
+from greenheart.cli.args import positive_count
+from greenheart.core.errors import UsageError
+from greenheart.core.recording import Recording, read
+from greenheart.core.silence import MassSilence
+from greenheart.core.tuning import (
+    Choice,
+    Result,
+    Setting,
+    Targets,
+    choose,
+    evaluate,
+    grid,
+    plan_deaths,
+    tape,
+)
+
+#: deaths injected into every replay, half hangs and half crashes
+DEATHS = 40
+
+
+def _list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(part) for part in text.split(",") if part]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a comma-separated list, not {text!r}") from None
+
+    return parse
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """``5s``, ``500ms``, ``2m``: seconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|min|m|h)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"a duration such as 5s or 500ms, not {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+@attrs.frozen
+class Rate:
+    """False failures per day, per heart or for the recorded cluster."""
+
+    per_day: float
+    per_heart: bool
+    text: str
+
+
+def rate(text: str) -> Rate:
+    """``1/day``, ``2/hour`` (for the cluster), ``0.01/heart/day``."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*/\s*(heart\s*/\s*)?(day|hour|h|d)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"a rate such as 1/day, 2/hour or 0.1/heart/day, not {text!r}"
+        )
+    scale = 24.0 if match.group(3) in ("hour", "h") else 1.0
+    return Rate(float(match.group(1)) * scale, bool(match.group(2)), text.strip())
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="replay a recording (greenheart monitor --record) under other settings; choose one",
+        description="Replay a recording through the monitor's rules under a grid of settings:"
+        " for each, how long a hang and a crash take to notice, and the false failures it"
+        " would have made. Given targets, name the setting that meets both with the fastest"
+        " detection.",
+    )
+    tune.add_argument("files", nargs="+", metavar="FILE", help="a recording, or its rotated files")
+    tune.add_argument(
+        "--period",
+        type=_list(float),
+        metavar="MS,...",
+        help="periods to try (default: the recorded one); others are made up from it",
+    )
+    tune.add_argument(
+        "--max-misses",
+        type=_list(int),
+        default=[1, 2, 3, 4, 6, 8, 12],
+        metavar="N,...",
+        help="miss counts to try (default 1,2,3,4,6,8,12)",
+    )
+    tune.add_argument(
+        "--phi",
+        type=_list(float),
+        default=[3.0, 5.0, 8.0, 12.0],
+        metavar="T,...",
+        help="phi thresholds to try (default 3,5,8,12); an empty list tries none",
+    )
+    tune.add_argument(
+        "--phi-pause",
+        type=_list(float),
+        metavar="MS,...",
+        help="phi's acceptable pauses to try (default 0 and one period)",
+    )
+    tune.add_argument(
+        "--mass-silence-share",
+        type=_list(float),
+        metavar="SHARE,...",
+        help="mass-silence shares to try (default: the recorded rule's)",
+    )
+    tune.add_argument(
+        "--mass-silence-hold",
+        type=_list(int),
+        metavar="BEATS,...",
+        help="mass-silence holds to try (default: the recorded rule's)",
+    )
+    tune.add_argument(
+        "--no-mass-silence", action="store_true", help="try without the mass-silence rule too"
+    )
+    tune.add_argument(
+        "--detect", type=duration, metavar="TIME", help="target: every death noticed within TIME"
+    )
+    tune.add_argument(
+        "--false-failures",
+        type=rate,
+        metavar="RATE",
+        help="target: at most RATE false failures (1/day for the recorded cluster, 0.1/heart/day)",
+    )
+    tune.add_argument(
+        "--fail-on-disconnect",
+        action="store_true",
+        help="the monitor will fail hearts whose connection closes: a crash is noticed then",
+    )
+    tune.add_argument(
+        "--deaths",
+        type=positive_count,
+        default=DEATHS,
+        metavar="N",
+        help=f"deaths injected into each replay, half hangs, half crashes (default {DEATHS})",
+    )
+    tune.add_argument("--seed", type=int, default=0, help="same seed, same deaths")
+    tune.add_argument("--json", action="store_true", help="print JSON")
+    tune.set_defaults(run=run)
+
+
+def load(files: Sequence[str]) -> Recording:
+    """The recordings in ``files``, segments in order, as one."""
+    recordings = []
+    for name in files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as error:
+            raise UsageError(f"cannot read {name}: {error.strerror}") from None
+        try:
+            recordings.append(read(data))
+        except ValueError as error:
+            raise UsageError(f"{name}: {error}") from None
+    recordings.sort(key=lambda recording: (recording.header.segment, recording.start))
+    first = recordings[0]
+    events = [event for recording in recordings for event in recording.events]
+    return Recording(
+        first.header,
+        events,
+        truncated=any(recording.truncated for recording in recordings),
+        size=sum(recording.size for recording in recordings),
+    )
+
+
+def settings(args: argparse.Namespace, recording: Recording) -> list[Setting]:
+    recorded = recording.header
+    periods = args.period or [recorded.period]
+    silences: list[MassSilence | None] = []
+    base_rule = recorded.rules.mass_silence or MassSilence()
+    if args.mass_silence_share or args.mass_silence_hold:
+        for share in args.mass_silence_share or [base_rule.share]:
+            for hold in args.mass_silence_hold or [base_rule.hold]:
+                silences.append(attrs.evolve(base_rule, share=share, hold=hold))
+    else:
+        silences.append(recorded.rules.mass_silence)
+    if args.no_mass_silence and None not in silences:
+        silences.append(None)
+    out = []
+    for period in periods:
+        pauses = args.phi_pause if args.phi_pause is not None else [0.0, period]
+        out += grid(
+            period,
+            max_misses=args.max_misses,
+            phi=args.phi,
+            phi_pauses=[pause / 1000 for pause in pauses],
+            silences=silences,
+            base=recorded.rules,
+        )
+    return out
+
+
+def evaluate_all(args: argparse.Namespace, recording: Recording) -> list[Result]:
+    """Every setting of the grid ``args`` asks for, replayed on ``recording``."""
+    if not recording.beats():
+        raise UsageError("the recording holds no beat: nothing to replay")
+    every = settings(args, recording)
+    if not every:
+        raise UsageError("no setting to try: give --max-misses or --phi")
+    # the slowest detection to leave room for before the recording ends
+    longest = max(
+        (setting.rules.max_misses + 3) * setting.period / 1000
+        if setting.rules.phi is None
+        else 20 * setting.period / 1000 + setting.rules.phi.acceptable_pause
+        for setting in every
+    )
+    deaths = plan_deaths(recording.events, args.deaths, args.seed, longest, recording.header.period)
+    tapes = {}
+    results: list[Result] = []
+    for setting in every:
+        if setting.period not in tapes:
+            tapes[setting.period] = tape(
+                recording.events, recording.header.period, setting.period, deaths
+            )
+        results.append(evaluate(setting, tapes[setting.period]))
+    return results
+
+
+def choose_from(args: argparse.Namespace, results: Sequence[Result]) -> Choice:
+    targets = Targets(
+        detect=args.detect,
+        false_failures=args.false_failures.per_day if args.false_failures else None,
+        per_heart=bool(args.false_failures and args.false_failures.per_heart),
+        fail_on_disconnect=args.fail_on_disconnect,
+    )
+    return choose(results, targets)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    recording = load(args.files)
+    results = evaluate_all(args, recording)
+    deaths = max((len(r.hang.times) + r.hang.missed) * 2 for r in results)
+    choice = choose_from(args, results) if args.detect or args.false_failures else None
+    summary = recording_summary(recording, deaths)
+    if args.json:
+        body: dict[str, Any] = {"recording": summary, "results": [r.as_json() for r in results]}
+        if choice is not None:
+            body["choice"] = _choice_json(choice)
+        json.dump(body, out, indent=1)
+        out.write("\n")
+    else:
+        out.write(summary_text(summary) + "\n\n")
+        out.write(table(results) + "\n")
+        if choice is not None:
+            out.write("\n" + choice_text(choice, args) + "\n")
+    return 0 if choice is None or choice.chosen is not None else 1
+
+
+def recording_summary(recording: Recording, deaths: int) -> dict[str, Any]:
+    hearts, hours = len(recording.hearts), recording.duration / 3600
+    return {
+        "period_ms": recording.header.period,
+        "source": recording.header.source,
+        "started": recording.header.started,
+        "seconds": round(recording.duration, 3),
+        "beats": recording.beats(),
+        "hearts": hearts,
+        "bytes": recording.size,
+        "bytes_per_heart_hour": round(recording.size / hearts / hours) if hearts and hours else 0,
+        "truncated": recording.truncated,
+        "deaths": deaths,
+    }
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    cut = " (cut off: replayed to its last complete event)" if summary["truncated"] else ""
+    return (
+        f"recording: {summary['hearts']} hearts, {summary['seconds']:.0f} s,"
+        f" {summary['beats']} beats at {summary['period_ms']:g} ms, {summary['bytes']:,} bytes"
+        f" ({summary['bytes_per_heart_hour'] or 0:,} per heart-hour){cut};"
+        f" {summary['deaths']} deaths injected per replay"
+    )
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "missed"
+    return f"{value * 1000:.0f}"
+
+
+HEADINGS = [
+    "period ms",
+    "rule",
+    "mass silence",
+    "hang ms p50/max",
+    "crash ms p50/max",
+    "crash+fod max",
+    "false",
+    "/heart/day",
+    "95% bound",
+    "false lasted ms p50/max",
+]
+
+
+def table(results: Sequence[Result]) -> str:
+    rows = [HEADINGS]
+    for result in results:
+        mistakes = result.false_failures
+        lasted = sorted(mistakes.durations)
+        rows.append(
+            [
+                f"{result.setting.period:g}",
+                result.setting.rule,
+                result.setting.silence,
+                f"{_ms(result.hang.median)}/{_ms(result.hang.worst)}",
+                f"{_ms(result.crash.median)}/{_ms(result.crash.worst)}",
+                _ms(result.crash_on_disconnect.worst),
+                str(mistakes.count),
+                f"{mistakes.per_heart_day:.3g}",
+                f"{mistakes.per_heart_day_bound:.3g}",
+                f"{_ms(lasted[len(lasted) // 2])}/{_ms(lasted[-1])}" if lasted else "-",
+            ]
+        )
+    return aligned(rows, left=1)
+
+
+def _describe(result: Result, fail_on_disconnect: bool, per_heart: bool) -> str:
+    detect = result.detect(fail_on_disconnect)
+    rate = result.false_failures.per_day(per_heart)
+    unit = "per heart per day" if per_heart else "a day for the cluster"
+    noticed = "a death missed" if detect is None else f"every death noticed within {_ms(detect)} ms"
+    return f"{result.setting.options()} ({noticed}; {rate:.3g} false failures {unit})"
+
+
+def choice_text(choice: Choice, args: argparse.Namespace) -> str:
+    per_heart = bool(args.false_failures and args.false_failures.per_heart)
+    fod = args.fail_on_disconnect
+    targets = []
+    if args.detect:
+        targets.append(f"every death noticed within {args.detect * 1000:g} ms")
+    if args.false_failures:
+        targets.append(f"at most {args.false_failures.text} false failures")
+    wanted = " and ".join(targets)
+    if choice.chosen is not None:
+        lines = [f"meets {wanted}, fastest: {_describe(choice.chosen, fod, per_heart)}"]
+        bound = choice.chosen.false_failures.per_heart_day_bound
+        if args.false_failures and not per_heart:
+            bound *= choice.chosen.false_failures.hearts
+        if args.false_failures and bound > args.false_failures.per_day:
+            lines.append(
+                f"  (the recording is too short to promise the rate: its 95% bound is {bound:.3g}"
+                " a day; record longer)"
+            )
+        if fod:
+            lines[0] += " --fail-on-disconnect"
+        return "\n".join(lines)
+    lines = [f"no setting meets {wanted}"]
+    if choice.closest is not None:
+        missed = "detection" if choice.misses == "detect" else "false-failure"
+        lines.append(
+            f"  closest (misses the {missed} target): {_describe(choice.closest, fod, per_heart)}"
+        )
+    if choice.fastest_quiet is not None and args.false_failures:
+        lines.append(
+            f"  fastest within the false-failure target:"
+            f" {_describe(choice.fastest_quiet, fod, per_heart)}"
+        )
+    if choice.quietest_fast is not None and args.detect:
+        lines.append(
+            f"  fewest false failures within the detection target:"
+            f" {_describe(choice.quietest_fast, fod, per_heart)}"
+        )
+    return "\n".join(lines)
+
+
+def _choice_json(choice: Choice) -> dict[str, Any]:
+    def of(result: Result | None) -> dict[str, Any] | None:
+        return None if result is None else result.as_json()
+
+    return {
+        "chosen": of(choice.chosen),
+        "closest": of(choice.closest),
+        "closest_misses": choice.misses,
+        "fastest_within_false_failures": of(choice.fastest_quiet),
+        "fewest_false_failures_within_detect": of(choice.quietest_fast),
+    }

@@ -1,0 +1,148 @@
+"""A recording's file: where a monitor's :class:`~greenheart.core.recording.Writer` lands.
+
+The monitor hands over what it recorded at every beat (:meth:`RecordingFile.flush`): a write
+of the beat's compressed events, a zlib sync point, so a file cut off at any moment replays up
+to its last beat. When a file passes ``max_bytes`` it is rotated (``FILE`` to ``FILE.1``, and so
+on, ``keep`` of them kept) and the next begins a segment of its own. A write that fails (a full
+disk) stops the recording, logged, and never the monitor.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+from typing import IO
+
+import attrs
+
+from greenheart.core.ledger import Rules
+from greenheart.core.recording import Header, RecordingLedger, Writer
+
+log = logging.getLogger("greenheart.recording")
+
+#: a file's size before it is rotated: about a day of 1,000 hearts at a 3 s period
+MAX_BYTES = 256 * 1024 * 1024
+#: rotated files kept beside the current one
+KEEP = 3
+
+
+def _path(value: str | os.PathLike[str]) -> Path:
+    return Path(value)
+
+
+@attrs.define(eq=False)
+class RecordingFile:
+    """A recording written to ``path``, rotated past ``max_bytes``, ``keep`` old files kept."""
+
+    path: Path = attrs.field(converter=_path)
+    max_bytes: int = attrs.field(default=MAX_BYTES, validator=attrs.validators.gt(0))
+    keep: int = attrs.field(default=KEEP, validator=attrs.validators.ge(0))
+    source: str = "greenheart"
+    #: compressed bytes written, over every file
+    written: int = attrs.field(default=0, init=False)
+    #: why the recording stopped, if it did
+    error: OSError | None = attrs.field(default=None, init=False)
+    _file: IO[bytes] | None = attrs.field(default=None, init=False)
+    _writer: Writer | None = attrs.field(default=None, init=False)
+    _segment: int = attrs.field(default=0, init=False)
+    _period: float = attrs.field(default=0.0, init=False)
+    _rules: Rules | None = attrs.field(default=None, init=False)
+    _origin: float = attrs.field(default=0.0, init=False)
+
+    def ledger(self, tic: float, rules: Rules, period: float, clock: object) -> RecordingLedger:
+        """A ledger recording into this file (opened now if it is not), its round opening at
+        ``tic``."""
+        if self._file is None:
+            if self._writer is not None:  # a monitor started again: a new file, a new segment
+                self._shift()
+                self._segment += 1
+            self._period, self._rules, self._origin = period, rules, tic
+            self._open()
+        assert self._writer is not None
+        return RecordingLedger(tic=tic, rules=rules, writer=self._writer, clock=clock)
+
+    @property
+    def recording(self) -> bool:
+        return self._file is not None
+
+    def _open(self) -> None:
+        assert self._rules is not None
+        self._writer = Writer(
+            Header(
+                period=self._period,
+                rules=self._rules,
+                origin=self._origin,
+                started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                segment=self._segment,
+                source=self.source,
+            )
+        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+        except OSError as error:
+            self._stopped(error)
+
+    def flush(self, ledger: RecordingLedger) -> None:
+        """Write what ``ledger`` recorded since the last flush; rotate if the file is full."""
+        if self._writer is None:
+            return
+        if self._file is None:  # stopped: what the ledger still records goes nowhere
+            self._writer.discard()
+            return
+        data = self._writer.take()
+        try:
+            self._file.write(data)
+        except OSError as error:
+            self._stopped(error)
+            return
+        self.written += len(data)
+        if self._writer.written >= self.max_bytes:
+            self._rotate(ledger)
+
+    def _rotate(self, ledger: RecordingLedger) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        if not self._shift():
+            return
+        self._segment += 1
+        self._origin = ledger.tic
+        self._open()
+        if self._writer is not None:
+            ledger.restart(self._writer)
+
+    def _shift(self) -> bool:
+        """Move the files along by one, ``FILE`` to ``FILE.1``; False if that failed."""
+        try:
+            for n in range(self.keep, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+                if n == self.keep:
+                    older.unlink(missing_ok=True)
+                if newer.exists():
+                    newer.rename(older)
+            if self.keep == 0:
+                self.path.unlink(missing_ok=True)
+        except OSError as error:
+            self._stopped(error)
+            return False
+        return True
+
+    def _stopped(self, error: OSError) -> None:
+        self.error = error
+        log.error("recording to %s stopped: %s", self.path, error)
+        self.close()
+
+    def close(self) -> None:
+        """Stop recording (what is written stays); idempotent."""
+        if self._file is not None:
+            try:
+                if self._writer is not None and self._writer.pending:
+                    self._file.write(self._writer.take())
+            except OSError as error:
+                self.error = error
+            self._file.close()
+            self._file = None

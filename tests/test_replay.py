@@ -1,0 +1,234 @@
+"""Recordings and replays, with a fed clock: a replay makes the recorded verdicts again, a cut-off
+file replays up to its cut, and pause patterns give the false failures a hand count gives."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenheart.core.ledger import Ledger, Rules
+from greenheart.core.phi import PhiAccrual
+from greenheart.core.recording import Header, RecordingLedger, Writer, read
+from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
+from greenheart.core.silence import MassSilence
+from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
+
+HEARTS = [b"h%d" % n for n in range(10)]
+
+
+@attrs.define
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recorded(rules: Rules, period: float = 1.0) -> tuple[RecordingLedger, Writer, Clock]:
+    clock = Clock()
+    writer = Writer(Header(period=period * 1000, rules=rules, origin=0.0))
+    ledger = RecordingLedger(tic=0.0, rules=rules, writer=writer, clock=clock)
+    return ledger, writer, clock
+
+
+def steady(
+    rules: Rules, beats: int, silent: dict[bytes, set[int]] | None = None, period: float = 1.0
+) -> tuple[bytes, list[tuple[bytes, int, str]]]:
+    """A recording of ``HEARTS`` answering every ping 10 ms after it, on a connection each,
+    except the pings ``silent`` lists for a heart (by ping number, the first ping being 0);
+    and the verdicts the live ledger made, as (heart, beat, cause)."""
+    silent = silent or {}
+    ledger, writer, clock = recorded(rules, period)
+    for fd in range(10, 10 + len(HEARTS)):
+        ledger.connections.accepted(fd)
+    verdicts, data = [], b""
+    for k in range(beats):
+        sent = ledger.tic
+        for fd, heart in enumerate(HEARTS, start=10):
+            if k in silent.get(heart, ()):
+                continue
+            clock.now = sent + 0.01
+            ledger.pong(heart, ledger.ping, clock.now)
+            if not ledger.connections.tied(heart, fd):
+                ledger.connections.answered(heart, fd)
+        clock.now = (k + 1) * period
+        ledger.publish(clock.now)
+        beat = ledger.beat(clock.now)
+        verdicts += [(f.heart, f.beat, f.cause.value) for f in beat.failures]
+        data += writer.take()  # as a monitor writes its file: at every beat
+    return data, verdicts
+
+
+def verdicts_of(data: bytes, rules: Rules) -> list[tuple[bytes, int, str]]:
+    outcome = replay(read(data).events, rules)
+    return [(f.heart, f.beat, f.cause.value) for f in outcome.failures]
+
+
+# pauses of 1, 2, 3 and 5 pings in a row, each starting on an even ping
+PAUSES = {b"h3": {10} | {20, 21} | {30, 31, 32} | {40, 41, 42, 43, 44}}
+
+
+@pytest.mark.parametrize(("max_misses", "expected"), [(1, 3), (2, 2), (3, 1), (4, 1), (5, 0)])
+def test_pauses_make_the_false_failures_a_hand_count_gives(max_misses, expected):
+    # a pause of k pings is k misses in a row; it fails the heart when k > max_misses, and the
+    # heart's next answer, on the same connection, makes that a false failure
+    rules = Rules(max_misses=max_misses)
+    data, live = steady(rules, 60, PAUSES)
+    outcome = replay(read(data).events, rules)
+    assert len(outcome.false_failures) == expected
+    assert {mistake.heart for mistake in outcome.false_failures} <= {b"h3"}
+    # failed at the beat that closed its (max_misses + 1)th silent round, it was back 10 ms into
+    # the round after its last silent one
+    lasted = [k - max_misses - 1 + 0.01 for k in (1, 2, 3, 5) if k > max_misses]
+    assert [m.gone for m in outcome.false_failures] == pytest.approx(lasted)
+    assert verdicts_of(data, rules) == live
+
+
+def test_a_replay_under_other_rules_counts_what_they_would_have_done():
+    data, _ = steady(Rules(max_misses=1), 60, PAUSES)
+    assert len(replay(read(data).events, Rules(max_misses=3)).false_failures) == 1
+    assert len(replay(read(data).events, Rules(max_misses=5)).false_failures) == 0
+
+
+def test_at_twice_the_period_a_pause_keeps_its_length_in_seconds():
+    data, _ = steady(Rules(), 60, PAUSES)
+    events = read(data).events
+    # at 2 s, pings go out at even seconds: the pauses of 1, 2, 3 and 5 s are silent for 1, 1, 2
+    # and 3 of them, so one miss allowed fails the heart in the last two
+    slow = resample(events, 2000)
+    assert len(replay(slow, Rules(max_misses=1)).false_failures) == 2
+    assert len(replay(slow, Rules(max_misses=2)).false_failures) == 1
+    # the recorded period made up again is the recording itself, verdict for verdict
+    same = replay(resample(events, 1000), Rules(max_misses=1))
+    assert [(f.heart, f.beat) for f in same.failures] == [
+        (f.heart, f.beat) for f in replay(events, Rules(max_misses=1)).failures
+    ]
+
+
+def test_a_cut_off_recording_replays_up_to_its_cut():
+    data, _ = steady(Rules(), 30, PAUSES)
+    whole = read(data)
+    assert not whole.truncated
+    readable = 0
+    for cut in range(len(data)):
+        try:
+            part = read(data[:cut])
+        except ValueError:
+            assert not readable, f"cut at {cut} unreadable after a shorter cut read"
+            continue
+        readable += 1
+        assert part.events == whole.events[: len(part.events)]
+        replay(part.events, Rules())  # replays, whatever it ends on
+    # flushed at every beat: a cut anywhere past the first beat's bytes reads
+    assert readable > len(data) // 2
+    with pytest.raises(ValueError, match="not a greenheart recording"):
+        read(b"garbage")
+
+
+def test_garbage_after_the_magic_is_a_truncated_recording_not_a_crash():
+    data, _ = steady(Rules(), 5)
+    damaged = data[:40] + bytes(range(256)) * 4
+    try:
+        recording = read(damaged)
+    except ValueError:
+        return  # cut before the header ended
+    assert recording.truncated
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["pong", "late", "ahead", "stale", "beat", "unjudged", "close"]),
+            st.integers(0, 5),
+            st.integers(1, 400),
+        ),
+        max_size=120,
+    ),
+    st.sampled_from(
+        [
+            Rules(),
+            Rules(max_misses=2, fail_on_disconnect=True),
+            Rules(phi=PhiAccrual(3.0), mass_silence=None),
+            Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
+        ]
+    ),
+)
+def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
+    ledger, writer, clock = recorded(rules)
+    live = []
+    fds = {}
+    for action, n, step_ms in steps:
+        clock.now += step_ms / 1000
+        heart = b"h%d" % n
+        if action in ("pong", "late", "ahead", "stale"):
+            if heart not in fds:
+                fds[heart] = 100 + len(fds)
+                ledger.connections.accepted(fds[heart])
+            if action == "ahead":
+                ledger.publish(clock.now)
+            payload = ledger.payload_of({"pong": 0, "late": 1, "ahead": 2, "stale": 3}[action])
+            pong = ledger.pong(heart, payload, clock.now)
+            if pong.kind.value in ("on_time", "late") and not ledger.connections.tied(
+                heart, fds[heart]
+            ):
+                ledger.connections.answered(heart, fds[heart])
+        elif action == "close" and heart in fds:
+            live += [(f.heart, f.at) for f in ledger.closed(fds.pop(heart), clock.now)]
+        elif action in ("beat", "unjudged"):
+            beat = ledger.beat(clock.now, judge=action == "beat")
+            live += [(f.heart, f.at) for f in beat.failures[: len(beat.failed_hearts)]]
+    outcome = replay(read(writer.take()).events, rules)
+    assert [(f.heart, round(f.at, 6)) for f in outcome.failures] == [
+        (heart, round(at, 6)) for heart, at in live
+    ]
+
+
+def test_injected_deaths_are_noticed_when_the_rules_say():
+    data, _ = steady(Rules(), 40)
+    events = read(data).events
+    deaths = [Injection(b"h1", 10.5, HANG), Injection(b"h2", 12.5, CRASH)]
+    dead, made = inject(events, deaths)
+    for misses in (1, 2, 4):
+        outcome = replay(dead, Rules(max_misses=misses))
+        # the last answer came 10 ms into the round before the death: misses + 1 silent rounds
+        # later its beat fails it, (misses + 1.5) periods after a death half-way through a round
+        for kind in (HANG, CRASH):
+            detection = detections(outcome, made, kind)
+            assert detection.times == pytest.approx((misses + 1.5,))
+        # the heart carries on under a new identity, which never fails
+        assert not [f for f in outcome.failures if b"~" in f.heart]
+    crash_noticed = replay(dead, Rules(fail_on_disconnect=True))
+    assert detections(crash_noticed, made, CRASH).times == (0.0,)
+
+
+def test_tuning_names_the_fastest_setting_that_meets_both_targets():
+    data, _ = steady(Rules(), 60, PAUSES)
+    recording = read(data)
+    settings_ = grid(1000, max_misses=[1, 2, 5, 8], base=Rules())
+    deaths = [Injection(b"h1", 20.5, HANG), Injection(b"h2", 25.5, CRASH)]
+    made = tape(recording.events, 1000, 1000, deaths)
+    results = [evaluate(setting, made) for setting in settings_]
+    by_misses = {r.setting.rules.max_misses: r for r in results}
+    assert [by_misses[n].false_failures.count for n in (1, 2, 5, 8)] == [3, 2, 0, 0]
+    assert by_misses[2].detect(False) == pytest.approx(3.5)
+    # one false failure a day for the cluster: five misses, the fastest with none
+    choice = choose(results, Targets(detect=10.0, false_failures=1.0))
+    assert choice.chosen is by_misses[5]
+    # a detection target too tight for it: none meets both, and the closest is named
+    choice = choose(results, Targets(detect=3.0, false_failures=1.0))
+    assert choice.chosen is None
+    assert choice.fastest_quiet is by_misses[5] and choice.quietest_fast is by_misses[1]
+    assert choice.closest is not None
+    assert isinstance(choice.closest.setting, Setting)
+
+
+def test_a_plain_ledger_and_a_recording_one_decide_alike():
+    plain, (recording, _, _) = Ledger(tic=0.0), recorded(Rules())
+    for ledger in (plain, recording):
+        ledger.pong(b"a", ledger.ping, 0.01)
+        ledger.beat(1.0)
+        ledger.beat(2.0)
+    assert plain.beat(3.0).failed_hearts == recording.beat(3.0).failed_hearts == (b"a",)
