@@ -338,6 +338,23 @@ def test_the_detect_bench_at_a_tiny_size(tmp_path):
     assert "on disconnect" in stdout
 
 
+@pytest.mark.timeout(120)
+def test_the_tune_bench_at_a_tiny_size(tmp_path):
+    out = tmp_path / "tune.json"
+    run = bench(
+        "tune", *("--duration", "12", "--hearts", "20", "--paused-hearts", "5"),
+        *("--dir", str(tmp_path), "--json", str(out)),
+    )  # fmt: skip
+    stdout, stderr = run.communicate(timeout=110)
+    assert run.returncode == 0, stdout + stderr
+    figures = json.loads(out.read_text())
+    # the recorded setting's replay made the live monitor's verdicts again
+    recorded = figures["recorded"]
+    assert recorded["live"] == recorded["replay"] and recorded["live"]["false_failure"] > 0
+    assert "--max-misses" in figures["chosen"]["options"] or "--phi" in figures["chosen"]["options"]
+    assert "meets every death noticed within 1000 ms" in stdout
+
+
 @pytest.mark.timeout(150)
 def test_the_storm_bench_at_a_tiny_size(tmp_path):
     out = tmp_path / "storm.json"

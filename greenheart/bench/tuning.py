@@ -63,9 +63,11 @@ def _greenheart(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
 def live_run(args: argparse.Namespace, options: list[str], record: Path) -> dict[str, int]:
     """The load against a monitor with ``options``, recorded to ``record``: what it printed."""
     ping, pong = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    # its lines go to a file: a pipe read only at the end would fill, and block the monitor
+    printed = record.with_suffix(".jsonl").open("w+")
     monitor = _greenheart(
         "monitor", "--ping", ping, "--pong", pong, "--json", "--record", str(record), *options,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdout=printed, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)  # bound before the fleets connect, so none waits for a reconnect
     fleets = [
@@ -94,19 +96,21 @@ def live_run(args: argparse.Namespace, options: list[str], record: Path) -> dict
     finally:
         # the monitor stops first, so that its figures and its recording end with the load
         monitor.send_signal(signal.SIGINT)
-        out, _ = monitor.communicate(timeout=30)
+        monitor.wait(30)
         for fleet in fleets:
             fleet.send_signal(signal.SIGINT)
         for fleet in fleets:
             fleet.wait(30)
     counts = {"failed_heart": 0, "false_failure": 0}
-    for line in out.splitlines():
+    printed.seek(0)
+    for line in printed.read().splitlines():
         try:
             event = json.loads(line).get("event")
         except ValueError:
             continue
         if event in counts:
             counts[event] += 1
+    printed.close()
     return counts
 
 

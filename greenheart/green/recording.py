@@ -22,7 +22,8 @@ from greenheart.core.recording import Header, RecordingLedger, Writer
 
 log = logging.getLogger("greenheart.recording")
 
-#: a file's size before it is rotated: about a day of 1,000 hearts at a 3 s period
+#: a file's size before it is rotated: about two days of 1,000 hearts at a 1 s period (a
+#: recording costs about 2 bytes an answer: 5.7 KB per heart-hour at 1 s, 2.2 KB at 3 s)
 MAX_BYTES = 256 * 1024 * 1024
 #: rotated files kept beside the current one
 KEEP = 3
