@@ -705,3 +705,79 @@ def test_bindings_of_departed_hearts_are_forgotten_oldest_first_beyond_the_cap()
     ledger.beat(2.0)  # a and b fail
     assert ledger.key_of(b"a") is None and ledger.key_of(b"b") == b"b"
     assert ledger.key_of(b"c") == b"c"
+
+
+# -- the bulk path: ``Ledger.pongs`` against ``Ledger.pong``, message for message ----------------
+
+_DRAIN_PAYLOADS = ("current", "previous", "upcoming", "stale", "no identity")
+
+
+def _payload(ledger: Ledger, kind: str) -> bytes:
+    if kind == "stale":
+        return b"123.25"
+    return ledger.payload_of({"current": 0, "previous": 1, "upcoming": 2}.get(kind, 0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            # a drain: (heart, which ping), all read at one time; most are all alike
+            st.tuples(
+                st.just("drain"),
+                st.one_of(
+                    st.tuples(
+                        st.lists(st.integers(0, 7), min_size=1, max_size=8),
+                        st.sampled_from(_DRAIN_PAYLOADS[:3]),
+                    ).map(lambda t: [(n, t[1]) for n in t[0]]),
+                    st.lists(
+                        st.tuples(st.integers(0, 7), st.sampled_from(_DRAIN_PAYLOADS)),
+                        min_size=1,
+                        max_size=8,
+                    ),
+                ),
+            ),
+            st.tuples(st.just("keyed"), st.integers(0, 7)),
+            st.tuples(st.sampled_from(["beat", "unjudged", "publish"]), st.just(0)),
+            st.tuples(st.just("close"), st.integers(0, 7)),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from(
+        [
+            Rules(),
+            Rules(max_misses=2, fail_on_disconnect=True),
+            Rules(mass_silence=MassSilence(min_hearts=2, hold=2), max_hearts=5),
+            Rules(phi=PhiAccrual(2.0)),
+        ]
+    ),
+)
+def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
+    bulk, single = Ledger(tic=0.0, rules=rules), Ledger(tic=0.0, rules=rules)
+    now = 0.0
+    for action, arg in steps:
+        now += 0.01
+        if action == "drain":
+            hearts = [b"" if kind == "no identity" else b"h%d" % n for n, kind in arg]
+            payloads = [_payload(bulk, kind) for _, kind in arg]
+            assert [_payload(single, kind) for _, kind in arg] == payloads
+            odd = bulk.pongs(hearts, payloads, now)
+            expected = [single.pong(h, p, now) for h, p in zip(hearts, payloads, strict=True)]
+            assert odd == [p for p in expected if p.kind.value not in ("on_time", "late")]
+        elif action == "keyed":  # a CURVE answer, message by message on both
+            for ledger in (bulk, single):
+                ledger.pong(b"h%d" % arg, ledger.ping, now, key="k%d" % (arg % 2))
+        elif action == "publish":
+            assert bulk.publish(now) == single.publish(now)
+        elif action == "close":
+            for ledger in (bulk, single):
+                if not ledger.connections.tied(b"h%d" % arg, arg):
+                    ledger.connections.accepted(arg)
+                    ledger.connections.answered(b"h%d" % arg, arg)
+            assert bulk.closed(arg, now) == single.closed(arg, now)
+        else:
+            assert bulk.beat(now, judge=action == "beat") == single.beat(
+                now, judge=action == "beat"
+            )
+        assert bulk.counters == single.counters
+        assert bulk.responses == single.responses

@@ -314,3 +314,24 @@ def test_a_stopped_monitors_status_says_so(make_monitor):
     monitor = make_monitor(period=50)
     monitor.stop()
     assert not monitor.status().running
+
+
+def test_a_callers_green_router_goes_quiet_while_the_monitor_reads_it_and_works_after():
+    context = default_context()
+    ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    try:
+        for socket in (ping, pong):
+            socket.linger = 0
+            socket.bind("tcp://127.0.0.1:0")
+        monitor = HeartMonitor(ping, pong, period=30)
+        with monitor, Heart(monitor.ping_addr, monitor.pong_addr, heart_id="a"):
+            wait_until(lambda: monitor.hearts == {b"a"})
+            # the green wrapper's watcher would run a callback at every edge, for nothing
+            assert not pong._state_event.active
+        assert pong._state_event.active
+        with dealer(monitor.pong_addr, b"caller") as peer:  # the caller's again, green
+            peer.send(b"hello")
+            with gevent.Timeout(5):
+                assert pong.recv_multipart() == [b"caller", b"hello"]
+    finally:
+        close_sockets(ping, pong)

@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--monitor",
         type=_monitors,
         default=["greenheart"],
-        help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-curve (CURVE"
+        help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-sockets (on"
+        " sockets made as a caller would, not by bind()), greenheart-curve (CURVE"
         " on: encrypted, keys checked), ipyparallel, or raw (a bare pyzmq loop: the"
         " transport's limit); several alternate step by step",
     )
@@ -103,6 +104,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-misses", type=int, default=3, help="the monitors' max_misses (default 3)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the whole ramp N times and report each monitor's capacity in every run, and"
+        " its median CPU per pong against the bare loop's (raw)",
     )
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
     parser.add_argument(
@@ -167,10 +176,21 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         f" {args.processes} fleet process(es), loopback TCP"
         f"{'; the monitor on a CPU of its own' if args.pin else ''}\n"
     )
-    results = _ramp(runner, monitors, steps, progress)
-    print(report.table(results), file=out)
-    print(file=out)
-    print(report.summary(results, monitors), file=out)
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    runs = []
+    for number in range(args.repeat):
+        if args.repeat > 1:
+            err.write(f"greenheart bench: run {number + 1} of {args.repeat}\n")
+        results = _ramp(runner, monitors, steps, progress)
+        runs.append(results)
+        print(report.table(results), file=out)
+        print(file=out)
+        print(report.summary(results, monitors), file=out)
+    repeated = None
+    if args.repeat > 1 and "raw" in monitors:
+        text, repeated = report.spread(runs, monitors, "raw")
+        print(f"\nover {args.repeat} runs, against the bare loop:\n{text}", file=out)
     config = {
         "hearts": args.hearts,
         "periods_ms": args.period,
@@ -179,9 +199,17 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         "pinned": args.pin,
         "max_misses": args.max_misses,
         "monitors": monitors,
+        "repeat": args.repeat,
     }
     if args.json:
-        report.write_json(args.json, report.document(results, monitors, config))
+        doc = report.document(results, monitors, config)
+        if args.repeat > 1:
+            doc["runs"] = [
+                {"steps": [r.as_dict() for r in run], "capacity": report.capacities(run, monitors)}
+                for run in runs
+            ]
+            doc["spread"] = repeated
+        report.write_json(args.json, doc)
     if args.plot:
         report.plot(args.plot, results, monitors)
     return 0

@@ -153,6 +153,76 @@ def _cpu_ratio(results: Sequence[StepResult], monitor: str) -> str:
     return f"; CPU per pong {ratio:.2f}x on the {len(pairs)} step(s) both held"
 
 
+def cpu_ratios(results: Sequence[StepResult], monitor: str, baseline: str) -> list[float]:
+    """``monitor``'s CPU per pong over ``baseline``'s, on each step both held."""
+    theirs = {r.step: r.monitor_us_per_pong for r in results if r.monitor == baseline and r.good}
+    return [
+        a / b
+        for ours in results
+        if ours.monitor == monitor and ours.good
+        for a, b in [(ours.monitor_us_per_pong, theirs.get(ours.step))]
+        if a and b
+    ]
+
+
+def spread(
+    runs: Sequence[Sequence[StepResult]], monitors: Sequence[str], baseline: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Every run of a repeated ramp: each monitor's capacity, and against ``baseline``'s its
+    capacity ratio and its median CPU-per-pong ratio on the steps both held; as a table, and
+    as rows. Then in how many runs each monitor's capacity equalled the baseline's."""
+    rows: list[dict[str, Any]] = []
+    for number, results in enumerate(runs, start=1):
+        found = capacities(results, monitors)
+        base = found.get(baseline)
+        for monitor in monitors:
+            best = found[monitor]
+            row: dict[str, Any] = {"run": number, "monitor": monitor, "capacity": best}
+            if monitor != baseline:
+                ratios = sorted(cpu_ratios(results, monitor, baseline))
+                row["capacity_ratio"] = (
+                    round(best["pongs_per_second"] / base["pongs_per_second"], 3)
+                    if best and base
+                    else None
+                )
+                row["cpu_per_pong_ratio_median"] = (
+                    round(ratios[(len(ratios) - 1) // 2], 3) if ratios else None
+                )
+                row["steps_compared"] = len(ratios)
+            rows.append(row)
+    lines = [["run", "monitor", "capacity", "pongs/s", f"/ {baseline}", "CPU/pong (median)"]]
+    for row in rows:
+        best = row["capacity"]
+        lines.append(
+            [
+                str(row["run"]),
+                row["monitor"],
+                f"{best['hearts']} @ {best['period_ms']:g} ms" if best else "none",
+                f"{best['pongs_per_second']:.0f}" if best else "-",
+                f"{row['capacity_ratio']:.2f}x" if row.get("capacity_ratio") else "-",
+                f"{row['cpu_per_pong_ratio_median']:.2f}x"
+                if row.get("cpu_per_pong_ratio_median")
+                else "-",
+            ]
+        )
+    text = [aligned(lines, left=2)]
+    for monitor in monitors:
+        if monitor == baseline:
+            continue
+        mine = [row for row in rows if row["monitor"] == monitor]
+        equal = sum(
+            1 for row in mine if row.get("capacity_ratio") and row["capacity_ratio"] >= 0.995
+        )
+        cpu = [
+            row["cpu_per_pong_ratio_median"] for row in mine if row.get("cpu_per_pong_ratio_median")
+        ]
+        text.append(
+            f"{monitor}: capacity equal to {baseline}'s in {equal} of {len(runs)} runs;"
+            f" median CPU per pong {min(cpu, default=0):.2f}x to {max(cpu, default=0):.2f}x"
+        )
+    return "\n".join(text), rows
+
+
 def document(results: Sequence[StepResult], monitors: Sequence[str], config: dict) -> dict:
     """Everything, for ``--json``."""
     return {

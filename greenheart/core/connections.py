@@ -39,6 +39,8 @@ class ConnectionBook:
     _serial_at: dict[int, int] = attrs.field(factory=dict, init=False)
     #: heart -> (descriptor, serial) of the newest connection it answered on
     _tie: dict[bytes, tuple[int, int]] = attrs.field(factory=dict, init=False)
+    #: heart -> the descriptor it is tied to (``_tie``'s, for a drain to look up in bulk)
+    fd_of: dict[bytes, int] = attrs.field(factory=dict, init=False)
     #: serial -> the hearts tied to that connection
     _hearts_on: dict[int, set[bytes]] = attrs.field(factory=dict, init=False)
     _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
@@ -63,6 +65,7 @@ class ConnectionBook:
         hearts = self._hearts_on.pop(serial, set())
         for heart in hearts:
             del self._tie[heart]
+            del self.fd_of[heart]
         return tuple(sorted(hearts))
 
     def gone(self, fd: int) -> bool:
@@ -94,16 +97,19 @@ class ConnectionBook:
                 return
             self._untie(heart, tie[1])
         self._tie[heart] = (fd, serial)
+        self.fd_of[heart] = fd
         self._hearts_on.setdefault(serial, set()).add(heart)
 
     def forget(self, heart: bytes) -> None:
         """``heart`` is gone (failed, or never admitted): untie it."""
         tie = self._tie.pop(heart, None)
         if tie is not None:
+            del self.fd_of[heart]
             self._untie_serial(heart, tie[1])
 
     def _untie(self, heart: bytes, serial: int) -> None:
         del self._tie[heart]
+        del self.fd_of[heart]
         self._untie_serial(heart, serial)
 
     def _untie_serial(self, heart: bytes, serial: int) -> None:

@@ -454,6 +454,50 @@ class Ledger:
             return Pong(PongKind.ON_TIME, heart, rtt)
         return self.stale(heart)
 
+    def pongs(self, hearts: list[bytes], payloads: list[bytes], now: float) -> list[Pong]:
+        """Account for the answers of one drain, all read at ``now`` and sent with no key:
+        what :meth:`pong` would make of each, in order; returns the pongs that were not
+        answers (the bulk path returns none).
+
+        The common case (every one a first answer to the same ping: the current one, the one
+        published ahead of the beat, or the previous one) is a few set and dict operations
+        in C; anything else takes :meth:`pong`, message by message. Every answer of a drain
+        has the drain's time, so a round trip has the resolution of one drain.
+        """
+        count = len(hearts)
+        if count > 1:
+            target = self._bulk_target(payloads[0], count)
+            if target is not None and payloads.count(payloads[0]) == count:
+                unique = set(hearts)
+                if (
+                    len(unique) == count
+                    and b"" not in unique
+                    and target[0].keys().isdisjoint(unique)
+                    and (target[2] is None or target[2].keys().isdisjoint(unique))
+                ):
+                    target[0].update(dict.fromkeys(hearts, now - target[1]))
+                    return []
+        pong = self.pong
+        return [
+            answer
+            for answer in map(pong, hearts, payloads, [now] * count)
+            if answer.kind not in ANSWERS
+        ]
+
+    def _bulk_target(
+        self, payload: bytes, count: int
+    ) -> tuple[dict[bytes, float], float, dict[bytes, float] | None] | None:
+        """Where answers to ``payload`` go in bulk: the dict, the tic of their ping, and the
+        dict a heart must not be in already (its repeat)."""
+        if payload == self.ping:
+            return self._on_time, self.tic, None
+        upcoming = self._upcoming
+        if upcoming is not None and payload == upcoming.ping:
+            return upcoming.on_time, upcoming.tic, None
+        if payload == self._previous_ping:
+            return self._late, self._previous_tic, self._on_time
+        return None
+
     def answers_to(self, payload: bytes) -> int:
         """Which ping ``payload`` echoes: 0 the current one, 1 the previous one, 2 the one
         published ahead of the beat, 3 none of them (what a recording keeps of an answer)."""

@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from greenheart.core.connections import ConnectionBook
-from greenheart.core.ledger import Beat, Ledger, Pong, Rules
+from greenheart.core.ledger import ANSWERS, Beat, Ledger, Pong, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence
 
@@ -299,6 +299,16 @@ class RecordingLedger(Ledger):
     def pong(self, heart: bytes, payload: bytes, now: float, key: object = None) -> Pong:
         self.writer.pong(now, heart, self.answers_to(payload), key)
         return super().pong(heart, payload, now, key)
+
+    def pongs(self, hearts: list[bytes], payloads: list[bytes], now: float) -> list[Pong]:
+        for heart, payload in zip(hearts, payloads, strict=True):
+            self.writer.pong(now, heart, self.answers_to(payload), None)
+        # message by message, so that each is recorded once
+        return [
+            answer
+            for answer in map(super().pong, hearts, payloads, [now] * len(hearts))
+            if answer.kind not in ANSWERS
+        ]
 
     def malformed(self, heart: bytes = b"") -> Pong:
         self.writer.malformed(self.clock())

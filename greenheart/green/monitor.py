@@ -52,6 +52,7 @@ from greenheart.green.sockets import (
     close_sockets,
     default_context,
     endpoint,
+    green_watcher_paused,
     require_green_socket,
     wait_for_messages,
 )
@@ -684,36 +685,98 @@ class HeartMonitor(Service):
         else:
             pong = self._ledger.pong(parts[0], parts[1], self.clock(), key)
         if pong.kind not in ANSWERS:
-            self._limited(
-                logging.WARNING,
-                pong.kind.value,
-                "%s pong from %s: %d frame(s), first bytes %r",
-                pong.kind.value,
-                display_id(pong.heart) if pong.heart else "(no identity)",
-                len(msg),
-                msg[-1][:32] if msg else b"",
-            )
+            self._log_bad_pong(pong, msg)
         return pong
+
+    def _log_bad_pong(self, pong: Pong, msg: Sequence[bytes] | None) -> None:
+        """Log a pong that was not an answer, with its frames if they are at hand."""
+        who = display_id(pong.heart) if pong.heart else "(no identity)"
+        if msg is None:
+            self._limited(logging.WARNING, pong.kind.value, "%s pong from %s", pong.kind.value, who)
+            return
+        self._limited(
+            logging.WARNING,
+            pong.kind.value,
+            "%s pong from %s: %d frame(s), first bytes %r",
+            pong.kind.value,
+            who,
+            len(msg),
+            msg[-1][:32] if msg else b"",
+        )
 
     def _drain_pongs(self) -> None:
         socket = self.pongstream
-        while self.running:
-            if socket.closed:
-                raise SocketClosed("the pong socket was closed while the monitor was running")
-            if self._drain_queued(PONG_BATCH) == PONG_BATCH:
-                yield_to_others()  # more is queued; let the beat and the rest of the program run
-                continue
-            wait_for_messages(socket, WAKE_INTERVAL)
+        # the monitor reads it without blocking and waits on it here: a green socket's own
+        # watcher would only cost a callback at every edge
+        with green_watcher_paused(socket):
+            while self.running:
+                if socket.closed:
+                    raise SocketClosed("the pong socket was closed while the monitor was running")
+                if self._drain_queued(PONG_BATCH) == PONG_BATCH:
+                    yield_to_others()  # more is queued; let the beat and the program run
+                    continue
+                wait_for_messages(socket, WAKE_INTERVAL)
 
     def _drain_queued(self, limit: int) -> int:
         """Handle up to ``limit`` pongs that are already queued, without waiting.
 
         This is the monitor's hottest loop, so it reads the socket through the plain pyzmq
         methods: the green wrapper would poll the socket's state after every frame, and
-        nothing here can block.
+        nothing here can block. Without CURVE keys or phi's arrival times, a drain's answers
+        go to the ledger in bulk (:meth:`Ledger.pongs
+        <greenheart.core.ledger.Ledger.pongs>`), read at one time.
         """
-        socket, handle_pong, noblock = self.pongstream, self.handle_pong, zmq.NOBLOCK
-        authenticated, book = self._authenticated, self._ledger.connections
+        if self._authenticated or self.rules.phi is not None:
+            return self._drain_one_by_one(limit)
+        socket, noblock = self.pongstream, zmq.NOBLOCK
+        identities: list[bytes] = []
+        payloads: list[bytes] = []
+        fds: list[int] = []
+        read = 0
+        while read < limit:
+            if socket.closed:  # a handler may close it
+                break
+            try:
+                identity = _base_recv(socket, noblock)
+            except zmq.Again:
+                break
+            read += 1
+            frame = _base_recv(socket, noblock, copy=False)
+            try:
+                fd = frame.get(zmq.SRCFD)
+            except zmq.ZMQError:  # libzmq knows no descriptor for some of a flood's messages
+                fd = -1
+            if frame.more:  # not a pong: the per-message path says what it is
+                frames = [identity, frame.bytes]
+                while frame.more:
+                    frame = _base_recv(socket, noblock, copy=False)
+                    frames.append(frame.bytes)
+                self._account(frames, fd, None)
+                continue
+            identities.append(identity)
+            payloads.append(frame.bytes)
+            fds.append(fd)
+        if not identities:
+            return read
+        # the common case: every heart answers on the connection it is tied to, all in C
+        if list(map(self._ledger.connections.fd_of.get, identities)) == fds:
+            try:
+                odd = self._ledger.pongs(identities, payloads, self.clock())
+            except Exception:
+                self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
+                return read
+            for pong in odd:
+                self._log_bad_pong(pong, None)
+        else:
+            for identity, payload, fd in zip(identities, payloads, fds, strict=True):
+                self._account([identity, payload], fd, None)
+        return read
+
+    def _drain_one_by_one(self, limit: int) -> int:
+        """:meth:`_drain_queued` message by message: for CURVE (every message says which key
+        sent it) and phi (every answer has its own arrival time)."""
+        socket, noblock = self.pongstream, zmq.NOBLOCK
+        authenticated = self._authenticated
         key = None
         for handled in range(limit):
             if socket.closed:  # a handler may close it
@@ -738,21 +801,26 @@ class HeartMonitor(Service):
                 frame = _base_recv(socket, noblock, copy=False)
                 frames.append(frame.bytes)
                 more = frame.more
-            untied = fd >= 0 and not book.tied(identity, fd)
-            if untied:
-                # the one case where a connection event may matter: let the book know every
-                # connection accepted and closed before this message
-                self._watches[1].read_queued()
-                if book.gone(fd):  # sent before its connection closed: its heart is not here
-                    self._ledger.stale(identity)
-                    continue
-            try:
-                pong = handle_pong(frames, key)
-                if untied and pong.kind in ANSWERS:
-                    book.answered(pong.heart, fd)
-            except Exception:
-                self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
+            self._account(frames, fd, key)
         return limit
+
+    def _account(self, frames: list[bytes], fd: int, key: str | None) -> None:
+        """One message, with the descriptor it came in on and the key it was sent with."""
+        book, identity = self._ledger.connections, frames[0]
+        untied = fd >= 0 and not book.tied(identity, fd)
+        if untied:
+            # the one case where a connection event may matter: let the book know every
+            # connection accepted and closed before this message
+            self._watches[1].read_queued()
+            if book.gone(fd):  # sent before its connection closed: its heart is not here
+                self._ledger.stale(identity)
+                return
+        try:
+            pong = self.handle_pong(frames, key)
+            if untied and pong.kind in ANSWERS:
+                book.answered(pong.heart, fd)
+        except Exception:
+            self._limited(logging.ERROR, "pong", "handling a pong failed", exc_info=True)
 
     def _connection_accepted(self, fd: int) -> None:
         self._ledger.connections.accepted(fd)

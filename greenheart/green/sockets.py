@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gevent.socket
 import zmq
@@ -53,6 +54,33 @@ def socket_type_in(allowed: set[int], name: str) -> Callable[[object, object, in
             raise UsageError(f"{name} must be {names}, not {socket_type_name(value)}")
 
     return check
+
+
+@contextlib.contextmanager
+def green_watcher_paused(socket: zmq.Socket) -> Iterator[None]:
+    """Stop a ``zmq.green`` socket's own watcher on its descriptor for the block, and start it
+    again after (if the socket is still open).
+
+    The green wrapper watches the descriptor so that its blocking calls can wait; at every
+    edge (thousands a second on a busy ROUTER) it runs a callback that reads EVENTS and wakes
+    nobody. A reader that never blocks through the wrapper (the monitor reads its ROUTER with
+    the plain pyzmq methods and waits on the descriptor itself) has no use for it. A plain
+    socket has no such watcher, and passes through.
+    """
+    watcher: Any = None
+    if isinstance(socket, zmq.green.Socket):
+        watcher = getattr(socket, "_state_event", None)
+    callback = getattr(watcher, "callback", None)
+    if watcher is None or callback is None:
+        yield
+        return
+    start = watcher.start
+    watcher.stop()
+    try:
+        yield
+    finally:
+        if not socket.closed and getattr(socket, "_state_event", None) is watcher:
+            start(callback)
 
 
 def close_sockets(*sockets: zmq.Socket | None) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from greenheart.green.orphans import die_with_parent
 
-MONITORS = ("greenheart", "greenheart-curve", "ipyparallel", "raw")
+MONITORS = ("greenheart", "greenheart-sockets", "greenheart-curve", "ipyparallel", "raw")
 LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet", "engines", "storm")
 
 
@@ -75,7 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.kind == "raw":
             return monitors.run_raw(args.period)
         return monitors.run_greenheart(
-            args.period, args.max_misses, args.curve, args.events, args.fail_on_disconnect
+            args.period,
+            args.max_misses,
+            args.curve,
+            args.events,
+            args.fail_on_disconnect,
+            own_sockets=args.kind == "greenheart-sockets",
         )
     from greenheart.bench.programs import loads
 

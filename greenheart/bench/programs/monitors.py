@@ -4,9 +4,11 @@ Each says :class:`~greenheart.bench.lines.Ready` (where), then a
 :class:`~greenheart.bench.lines.BeatReport` per beat until it is terminated, and pays the same
 for being measured: the round trip of every answer is kept, and a beat reports a sample.
 
-- ``greenheart``: :class:`greenheart.HeartMonitor`; ``greenheart-curve`` the same with CURVE
-  on, letting in only the fleets' key. ``--events`` adds a line for every heart registered,
-  failed (with its cause) or falsely failed, and for every change in refusing connections.
+- ``greenheart``: :class:`greenheart.HeartMonitor` from ``bind()``; ``greenheart-sockets`` the
+  same on sockets made as a caller would (IPython.parallel's constructor, ZeroMQ's defaults);
+  ``greenheart-curve`` with CURVE on, letting in only the fleets' key. ``--events`` adds a line
+  for every heart registered, failed (with its cause) or falsely failed, and for every change in
+  refusing connections.
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop, which counts late
   and bad pongs only in its log warnings.
 - ``raw``: the transport's limit, a bare pyzmq ROUTER drained in a tight loop with the least
@@ -62,6 +64,8 @@ def run_greenheart(
     curve_dir: str | None = None,
     events: bool = False,
     fail_on_disconnect: bool = False,
+    *,
+    own_sockets: bool = False,
 ) -> int:
     from greenheart.bench.programs.serving import serve
     from greenheart.core.failures import Failure
@@ -95,14 +99,32 @@ def run_greenheart(
 
         keys = KeyPair.load(os.path.join(curve_dir, SERVER_KEYS))
         curve = ServerCurve(keys, load_allowed_keys(os.path.join(curve_dir, "allowed")))
-    monitor = HeartMonitor.bind(
-        LOOPBACK,
-        LOOPBACK,
-        period=period,
-        max_misses=max_misses,
-        curve=curve,
-        fail_on_disconnect=fail_on_disconnect,
-    )
+    if own_sockets:
+        # the constructor IPython.parallel's API has: sockets the caller made on a zmq.green
+        # context, with ZeroMQ's defaults
+        import zmq.green
+
+        context: zmq.green.Context = zmq.green.Context.instance()
+        ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+        for socket in (ping, pong):
+            socket.linger = 0
+            socket.bind(LOOPBACK)
+        monitor = HeartMonitor(
+            ping,
+            pong,
+            period=period,
+            max_misses=max_misses,
+            fail_on_disconnect=fail_on_disconnect,
+        )
+    else:
+        monitor = HeartMonitor.bind(
+            LOOPBACK,
+            LOOPBACK,
+            period=period,
+            max_misses=max_misses,
+            curve=curve,
+            fail_on_disconnect=fail_on_disconnect,
+        )
     monitor.add_beat_handler(report)
     if events:
         refusing = False
@@ -126,9 +148,14 @@ def run_greenheart(
         monitor.add_new_heart_handler(lambda heart: _say_registered([heart]))
         monitor.add_heart_failure_handler(say_failure, certificate=True)
         monitor.add_beat_handler(say_false_failures)
-    with monitor:
-        _ready(monitor.ping_addr, monitor.pong_addr)
-        return serve(monitor)
+    try:
+        with monitor:
+            _ready(monitor.ping_addr, monitor.pong_addr)
+            return serve(monitor)
+    finally:
+        if own_sockets:  # the caller's sockets are the caller's to close
+            monitor.pingstream.close()
+            monitor.pongstream.close()
 
 
 # -- ipyparallel -----------------------------------------------------------------------------
