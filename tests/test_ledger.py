@@ -766,7 +766,7 @@ def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
             assert odd == [p for p in expected if p.kind.value not in ("on_time", "late")]
         elif action == "keyed":  # a CURVE answer, message by message on both
             for ledger in (bulk, single):
-                ledger.pong(b"h%d" % arg, ledger.ping, now, key="k%d" % (arg % 2))
+                ledger.pong(b"h%d" % arg, ledger.ping, now, key=f"k{arg % 2}")
         elif action == "publish":
             assert bulk.publish(now) == single.publish(now)
         elif action == "close":
