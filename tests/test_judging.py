@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
+from greenheart.core.judging import (
+    GATHER_SECONDS,
+    PONG_BATCH,
+    CatchUp,
+    Verdict,
+    gather_seconds,
+    verdict,
+    was_paused,
+)
 from greenheart.core.ledger import Ledger
 
 
@@ -157,3 +165,11 @@ def test_a_late_beat_judges_unless_its_process_was_paused(late, paused, caught_u
 )
 def test_a_paused_process_is_told_from_a_busy_one_by_its_threads_cpu(elapsed, cpu, paused):
     assert was_paused(elapsed=elapsed, cpu=cpu) is paused
+
+
+@given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))
+def test_answers_gather_for_at_most_a_millisecond_and_a_hundredth_of_the_period(period):
+    gather = gather_seconds(period)
+    assert 0 < gather <= GATHER_SECONDS
+    assert gather <= period / 100
+    assert gather == GATHER_SECONDS or gather == period / 100

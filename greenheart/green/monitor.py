@@ -23,7 +23,14 @@ import zmq.green
 
 from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.failures import Failure, FalseFailure
-from greenheart.core.judging import PONG_BATCH, CatchUp, Verdict, verdict, was_paused
+from greenheart.core.judging import (
+    PONG_BATCH,
+    CatchUp,
+    Verdict,
+    gather_seconds,
+    verdict,
+    was_paused,
+)
 from greenheart.core.ledger import (
     ANSWERS,
     Beat,
@@ -705,16 +712,19 @@ class HeartMonitor(Service):
         )
 
     def _drain_pongs(self) -> None:
-        socket = self.pongstream
+        socket, gather = self.pongstream, gather_seconds(self.period / 1000.0)
         # the monitor reads it without blocking and waits on it here: a green socket's own
         # watcher would only cost a callback at every edge
         with green_watcher_paused(socket):
             while self.running:
                 if socket.closed:
                     raise SocketClosed("the pong socket was closed while the monitor was running")
-                if self._drain_queued(PONG_BATCH) == PONG_BATCH:
+                read = self._drain_queued(PONG_BATCH)
+                if read == PONG_BATCH:
                     yield_to_others()  # more is queued; let the beat and the program run
                     continue
+                if read:  # answers are coming: let them gather, and read them in one drain
+                    gevent.sleep(gather)
                 wait_for_messages(socket, WAKE_INTERVAL)
 
     def _drain_queued(self, limit: int) -> int:
