@@ -4,11 +4,42 @@ descriptors: a closed connection names only the hearts that died with it."""
 from __future__ import annotations
 
 import attrs
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from greenheart.core.connections import ConnectionBook
+from greenheart.core.connections import ConnectionBook, backlog_is_short, listen_address
+
+
+@pytest.mark.parametrize(
+    "backlog, endpoint, short",
+    [
+        (100, "tcp://127.0.0.1:5555", True),
+        (100, "ipc:///tmp/pongs", True),
+        (4096, "tcp://127.0.0.1:5555", False),
+        (100, "inproc://pongs", False),  # no listener, no queue
+        (100, "", False),  # not bound yet
+    ],
+)
+def test_a_listen_backlog_is_short_only_where_connections_queue(backlog, endpoint, short):
+    assert backlog_is_short(backlog, endpoint, 4096) is short
+
+
+@pytest.mark.parametrize(
+    "endpoint, address",
+    [
+        ("tcp://127.0.0.1:5555", ("127.0.0.1", 5555)),
+        ("tcp://[::1]:5555", ("::1", 5555)),
+        ("ipc:///tmp/pongs", "/tmp/pongs"),
+        ("ipc://@pongs", None),  # abstract: no path to match
+        ("inproc://pongs", None),
+        ("tcp://127.0.0.1:*", None),
+        ("", None),
+    ],
+)
+def test_a_listeners_address_is_read_from_its_endpoint(endpoint, address):
+    assert listen_address(endpoint) == address
 
 
 def test_a_closed_connection_names_the_hearts_tied_to_it():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import _socket
 import gc
+import logging
+import struct
 import time
 
 import gevent
@@ -13,7 +16,13 @@ import zmq.green
 
 from greenheart import Heart, HeartMonitor
 from greenheart.green.limits import open_descriptors
-from greenheart.green.sockets import close_sockets, default_context
+from greenheart.green.monitor import LISTEN_BACKLOG
+from greenheart.green.sockets import (
+    close_sockets,
+    default_context,
+    listener_of,
+    raise_listen_backlog,
+)
 from tests.helpers import RecordingMonitor, ScriptedHeart, dealer, wait_until
 
 
@@ -74,11 +83,13 @@ def test_a_heart_missing_max_misses_beats_at_a_time_never_fails(make_monitor):
 
 
 def test_a_late_answer_keeps_a_heart_alive_and_is_counted_late(make_monitor):
-    period = 0.05
+    period = 0.08
     monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=1)
     late_seen = []
     monitor.add_beat_handler(lambda beat: late_seen.append(beat.late_hearts.get(b"slow")))
-    heart = ScriptedHeart(monitor.ping_addr, monitor.pong_addr, b"slow", lambda n: 1.4 * period)
+    # half a period after the next beat: a hiccup of the test's process up to 40 ms either
+    # way leaves every answer late, and late by less than a period
+    heart = ScriptedHeart(monitor.ping_addr, monitor.pong_addr, b"slow", lambda n: 1.5 * period)
     try:
         wait_until(lambda: heart.answered >= 15, timeout=10)
     finally:
@@ -335,3 +346,86 @@ def test_a_callers_green_router_goes_quiet_while_the_monitor_reads_it_and_works_
                 assert pong.recv_multipart() == [b"caller", b"hello"]
     finally:
         close_sockets(ping, pong)
+
+
+def listen_queue(socket: zmq.Socket) -> int:
+    """How many new connections the kernel queues for the socket's TCP listener: for a
+    listener, tcp_info's tcpi_sacked."""
+    with listener_of(socket) as found:
+        assert found is not None
+        info = found.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_INFO, 104)
+        return int(struct.unpack_from("I", info, 28)[0])
+
+
+def capped(backlog: int) -> int:
+    """What the kernel makes of a backlog: at most net.core.somaxconn."""
+    with open("/proc/sys/net/core/somaxconn") as somaxconn:
+        return min(backlog, int(somaxconn.read()))
+
+
+def callers_sockets(backlog: int | None = None) -> dict[str, zmq.Socket]:
+    context = default_context()
+    sockets = {"ping": context.socket(zmq.PUB), "pong": context.socket(zmq.ROUTER)}
+    for socket in sockets.values():
+        socket.linger = 0
+        if backlog is not None:
+            socket.setsockopt(zmq.BACKLOG, backlog)
+        socket.bind("tcp://127.0.0.1:0")
+    return sockets
+
+
+def test_a_callers_sockets_listen_with_the_backlog_bind_gives(caplog):
+    sockets = callers_sockets()
+    try:
+        assert {listen_queue(socket) for socket in sockets.values()} == {100}  # ZeroMQ's
+        with caplog.at_level(logging.INFO, logger="greenheart.monitor"):
+            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
+        assert {listen_queue(socket) for socket in sockets.values()} == {capped(LISTEN_BACKLOG)}
+        assert caplog.text.count("listener now queues 4096 connections, not 100") == 2
+        assert "WARNING" not in caplog.text
+    finally:
+        close_sockets(*sockets.values())
+
+
+def test_a_short_backlog_the_monitor_cannot_lengthen_is_warned_of(caplog, monkeypatch):
+    monkeypatch.setattr("greenheart.green.monitor.raise_listen_backlog", lambda *_: False)
+    sockets = callers_sockets()
+    try:
+        with caplog.at_level(logging.WARNING, logger="greenheart.monitor"):
+            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
+        for role in sockets:
+            assert f"the {role} socket listens with a backlog of 100" in caplog.text
+    finally:
+        close_sockets(*sockets.values())
+
+
+def test_a_long_enough_backlog_is_left_alone(caplog):
+    sockets = callers_sockets(backlog=LISTEN_BACKLOG + 1)
+    try:
+        with caplog.at_level(logging.INFO, logger="greenheart.monitor"):
+            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
+        assert "listen" not in caplog.text
+        assert {listen_queue(socket) for socket in sockets.values()} == {
+            LISTEN_BACKLOG
+        }  # somaxconn
+    finally:
+        close_sockets(*sockets.values())
+
+
+def test_a_bound_monitor_listens_with_a_long_backlog():
+    with HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=1000) as monitor:
+        for socket in (monitor.pingstream, monitor.pongstream):
+            assert listen_queue(socket) == capped(LISTEN_BACKLOG)
+
+
+def test_an_ipc_listener_is_found_and_an_inproc_socket_has_none(tmp_path):
+    context = default_context()
+    ipc, inproc = context.socket(zmq.ROUTER), context.socket(zmq.ROUTER)
+    try:
+        for socket, address in ((ipc, f"ipc://{tmp_path}/pongs"), (inproc, "inproc://pongs-x")):
+            socket.linger = 0
+            socket.bind(address)
+        assert raise_listen_backlog(ipc, LISTEN_BACKLOG)
+        assert not raise_listen_backlog(inproc, LISTEN_BACKLOG)
+    finally:
+        close_sockets(ipc, inproc)

@@ -118,3 +118,27 @@ class ConnectionBook:
             hearts.discard(heart)
             if not hearts:
                 del self._hearts_on[serial]
+
+
+def backlog_is_short(backlog: int, endpoint: str, wanted: int) -> bool:
+    """Whether a socket listening on ``endpoint`` queues fewer new connections than
+    ``wanted`` (its ``backlog``, as it was when it bound): when more hearts connect at once
+    than the kernel queues, the rest wait for SYN retries or come in through SYN cookies. An
+    inproc socket has no such queue, and one not bound yet (``endpoint`` empty) none to
+    judge."""
+    return endpoint.startswith(("tcp://", "ipc://")) and backlog < wanted
+
+
+def listen_address(endpoint: str) -> tuple[str, int] | str | None:
+    """What ``getsockname`` says of the listener ZeroMQ made for ``endpoint``: ``(host,
+    port)`` for TCP, the path for IPC; None for an endpoint without one (inproc, abstract
+    IPC, an address that does not parse)."""
+    transport, _, address = endpoint.partition("://")
+    if transport == "ipc":
+        return address if address and not address.startswith("@") else None
+    if transport != "tcp":
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)

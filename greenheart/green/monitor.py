@@ -21,6 +21,7 @@ import gevent
 import zmq
 import zmq.green
 
+from greenheart.core.connections import backlog_is_short
 from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.failures import Failure, FalseFailure
 from greenheart.core.judging import (
@@ -60,6 +61,7 @@ from greenheart.green.sockets import (
     default_context,
     endpoint,
     green_watcher_paused,
+    raise_listen_backlog,
     require_green_socket,
     wait_for_messages,
 )
@@ -69,8 +71,11 @@ HeartHandler = Callable[[bytes], Any]
 FailureHandler = Callable[[Failure], Any]
 BeatHandler = Callable[[Beat], Any]
 
-#: the pong socket's listen backlog (the kernel caps it at net.core.somaxconn)
-PONG_BACKLOG = 4096
+#: how many new connections each socket's listener queues (the kernel caps it at
+#: net.core.somaxconn): every heart connects to both, and thousands connect at once when a
+#: fleet starts or the monitor restarts; with ZeroMQ's default of 100 most would wait for
+#: SYN retries
+LISTEN_BACKLOG = 4096
 
 #: pongs queued per heart before ZeroMQ stops reading from its connection. An honest heart
 #: has one or two in flight; this bounds what a flooding peer can make the monitor hold
@@ -255,6 +260,8 @@ class HeartMonitor(Service):
         # handover would let any allowed peer take a live heart's identity away from it;
         # ZMTP heartbeats (set by bind) notice dead connections instead.
         self.pongstream.setsockopt(zmq.ROUTER_HANDOVER, 0 if self._authenticated else 1)
+        for role, socket in (("ping", self.pingstream), ("pong", self.pongstream)):
+            self._lengthen_listen_queue(role, socket)
         self._watches = (
             ConnectionWatch(self.pingstream, "pings"),
             ConnectionWatch(
@@ -315,10 +322,8 @@ class HeartMonitor(Service):
             ping.setsockopt(zmq.SNDHWM, PING_SNDHWM)
             # a PUB only receives subscriptions (and handshakes: CURVE's are a few hundred bytes)
             ping.setsockopt(zmq.MAXMSGSIZE, max_message_size)
-            # Thousands of hearts connect at once when a fleet starts or the monitor restarts;
-            # with ZeroMQ's default backlog of 100 most would wait for SYN retries.
-            pong.setsockopt(zmq.BACKLOG, PONG_BACKLOG)
             for socket in (ping, pong):
+                socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
                 socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
             if curve is not None:
                 for socket in (ping, pong):
@@ -681,6 +686,29 @@ class HeartMonitor(Service):
                 beat.late_hearts[slowest] * 1000,
             )
 
+    def _lengthen_listen_queue(self, role: str, socket: zmq.Socket) -> None:
+        """Give a caller's socket the listen backlog ``bind()`` gives its own."""
+        backlog = int(socket.getsockopt(zmq.BACKLOG))
+        if not backlog_is_short(backlog, endpoint(socket), LISTEN_BACKLOG):
+            return
+        socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)  # for the endpoints it binds later
+        if raise_listen_backlog(socket, LISTEN_BACKLOG):
+            self.log.info(
+                "the %s socket's listener now queues %d connections, not %d",
+                role,
+                LISTEN_BACKLOG,
+                backlog,
+            )
+            return
+        self.log.warning(
+            "the %s socket listens with a backlog of %d: when thousands of hearts connect at"
+            " once, most wait for SYN retries; set zmq.BACKLOG to %d before binding it, or"
+            " make the sockets with HeartMonitor.bind()",
+            role,
+            backlog,
+            LISTEN_BACKLOG,
+        )
+
     # -- pongs ----------------------------------------------------------------------------------
 
     def handle_pong(self, msg: Sequence[bytes], key: str | None = None) -> Pong:
@@ -725,6 +753,8 @@ class HeartMonitor(Service):
                     continue
                 if read:  # answers are coming: let them gather, and read them in one drain
                     gevent.sleep(gather)
+                    if socket.closed:  # while they gathered; the loop's head says so
+                        continue
                 wait_for_messages(socket, WAKE_INTERVAL)
 
     def _drain_queued(self, limit: int) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _socket
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.core.connections import listen_address
 from greenheart.core.errors import UsageError
 
 #: the plain pyzmq option getter, which does not poll the socket's state as the green one does
@@ -109,6 +112,59 @@ def connect(socket: zmq.Socket, addr: str, role: str) -> None:
 def endpoint(socket: zmq.Socket) -> str:
     """The address a socket last bound to, with the real port when it bound to port 0."""
     return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def raise_listen_backlog(socket: zmq.Socket, backlog: int) -> bool:
+    """Let the listener of the endpoint ``socket`` last bound queue ``backlog`` new
+    connections; whether it could.
+
+    ZeroMQ passes the socket's BACKLOG to ``listen()`` when it binds, and a later BACKLOG
+    changes nothing for that listener; but Linux lets ``listen()`` be called again on a
+    listening socket to change its queue.
+    """
+    with listener_of(socket) as found:
+        if found is None:
+            return False
+        found.listen(backlog)
+        return True
+
+
+@contextlib.contextmanager
+def listener_of(socket: zmq.Socket) -> Iterator[_socket.socket | None]:
+    """A duplicate of the listening descriptor ZeroMQ made for the endpoint ``socket`` last
+    bound, or None. ZeroMQ does not hand it out, so it is found among the process's
+    descriptors by its address (``/proc/self/fd``: None off Linux)."""
+    address = listen_address(endpoint(socket))
+    try:
+        descriptors = os.listdir("/proc/self/fd") if address is not None else []
+    except OSError:
+        descriptors = []
+    for name in descriptors:
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            # a duplicate, so that closing it leaves ZeroMQ's descriptor open; the C socket
+            # module's, so that gevent's patching has no say
+            candidate = _socket.socket(fileno=os.dup(int(name)))
+        except (OSError, ValueError):
+            continue  # closed meanwhile, or not a socket Python knows
+        with contextlib.closing(candidate):
+            try:
+                found = candidate.getsockopt(
+                    _socket.SOL_SOCKET, _socket.SO_ACCEPTCONN
+                ) and _bound_to(candidate.getsockname(), address)
+            except OSError:
+                continue
+            if found:
+                yield candidate
+                return
+    yield None
+
+
+def _bound_to(name: Any, address: tuple[str, int] | str | None) -> bool:
+    if isinstance(address, str):
+        return bool(name == address)
+    return isinstance(name, tuple) and tuple(name[:2]) == address
 
 
 def wait_for_messages(socket: zmq.Socket, timeout: float) -> None:
