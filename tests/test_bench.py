@@ -27,7 +27,7 @@ from greenheart.bench.ramp import (
     summarise,
     unsettled,
 )
-from greenheart.bench.report import summary, table
+from greenheart.bench.report import spread, summary, table
 from greenheart.bench.runner import _split
 from greenheart.bench.soak import match
 from greenheart.bench.stats import percentile
@@ -185,6 +185,28 @@ def test_the_report_names_capacities_and_their_ratio():
     assert len(lines) == 5
     assert lines[0].split()[:3] == ["monitor", "hearts", "period"]
     assert "on time 80.0%" in lines[4]
+
+
+def test_the_spread_counts_the_runs_a_monitor_held_the_baselines_capacity_in():
+    def run(ours_last: float, cpu: tuple[float, ...]) -> list[StepResult]:
+        steps = []
+        for period, us in zip((100, 90, 80), cpu, strict=True):
+            steps.append(attrs.evolve(result("raw", 1000, period), monitor_us_per_pong=10.0))
+            on_time = 100.0 if period >= ours_last else 50.0
+            mine = result("greenheart", 1000, period, on_time=on_time)
+            steps.append(attrs.evolve(mine, monitor_us_per_pong=us))
+        return steps
+
+    # run 2 held one step fewer; its ratios over the two steps both held are 0.8 and 1.0
+    text, rows = spread([run(80, (9, 10, 11)), run(90, (8, 10, 12))], ["greenheart", "raw"], "raw")
+    ours = [row for row in rows if row["monitor"] == "greenheart"]
+    assert [row["capacity_ratio"] for row in ours] == [1.0, 0.889]
+    assert [row["cpu_per_pong_ratio_median"] for row in ours] == [1.0, 0.9]  # the mean of two
+    assert [row["steps_compared"] for row in ours] == [3, 2]
+    assert (
+        "greenheart: capacity equal to raw's in 1 of 2 runs; median CPU per pong 0.90x to 1.00x"
+        in text
+    )
 
 
 # -- real runs -----------------------------------------------------------------------------------

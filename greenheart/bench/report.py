@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -179,14 +180,14 @@ def spread(
             best = found[monitor]
             row: dict[str, Any] = {"run": number, "monitor": monitor, "capacity": best}
             if monitor != baseline:
-                ratios = sorted(cpu_ratios(results, monitor, baseline))
+                ratios = cpu_ratios(results, monitor, baseline)
                 row["capacity_ratio"] = (
                     round(best["pongs_per_second"] / base["pongs_per_second"], 3)
                     if best and base
                     else None
                 )
                 row["cpu_per_pong_ratio_median"] = (
-                    round(ratios[(len(ratios) - 1) // 2], 3) if ratios else None
+                    round(statistics.median(ratios), 3) if ratios else None
                 )
                 row["steps_compared"] = len(ratios)
             rows.append(row)
