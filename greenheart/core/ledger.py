@@ -462,7 +462,8 @@ class Ledger:
         The common case (every one a first answer to the same ping: the current one, the one
         published ahead of the beat, or the previous one) is a few set and dict operations
         in C; anything else takes :meth:`pong`, message by message. Every answer of a drain
-        has the drain's time, so a round trip has the resolution of one drain.
+        has the drain's time, so a round trip has the resolution of one drain (and of the gathering
+        before it, :func:`~greenheart.core.judging.gather_seconds`).
         """
         count = len(hearts)
         if count > 1:

@@ -12,7 +12,8 @@ for being measured: the round trip of every answer is kept, and a beat reports a
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop, which counts late
   and bad pongs only in its log warnings.
 - ``raw``: the transport's limit, a bare pyzmq ROUTER drained in a tight loop with the least
-  bookkeeping a monitor can do (who answered this round).
+  bookkeeping a monitor can do (who answered this round), letting answers gather between drains as
+  greenheart's monitor does.
 
 ipyparallel's monitor and the bare loop are the baselines: they wait for their signals on
 their own loops (asyncio's, and a flag the loop checks), not on gevent's.
