@@ -405,9 +405,7 @@ def test_a_long_enough_backlog_is_left_alone(caplog):
         with caplog.at_level(logging.INFO, logger="greenheart.monitor"):
             HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
         assert "listen" not in caplog.text
-        assert {listen_queue(socket) for socket in sockets.values()} == {
-            LISTEN_BACKLOG
-        }  # somaxconn
+        assert {listen_queue(socket) for socket in sockets.values()} == {capped(LISTEN_BACKLOG + 1)}
     finally:
         close_sockets(*sockets.values())
 

@@ -18,8 +18,7 @@ from greenheart import Heart, HeartMonitor
 from greenheart.core.refusal import HANDSHAKE_SECONDS, HEADROOM, Change, Refusal, headroom
 from greenheart.green import refusal as guard_module
 from greenheart.green.limits import open_descriptors
-from greenheart.green.refusal import listener_descriptor
-from greenheart.green.sockets import close_sockets
+from greenheart.green.sockets import close_sockets, listener_descriptor
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 
 # -- the rule -------------------------------------------------------------------------------

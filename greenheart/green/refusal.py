@@ -39,7 +39,7 @@ import zmq
 
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.refusal import Change, Refusal, headroom
-from greenheart.green.sockets import endpoint
+from greenheart.green.sockets import endpoint, listener_descriptor
 
 log = logging.getLogger("greenheart.refusal")
 
@@ -82,32 +82,6 @@ def _link(fd: str) -> str:
         return ""
 
 
-def listener_descriptor(address: str) -> int | None:
-    """The descriptor of this process's TCP socket listening on ``address``'s port
-    (``tcp://host:port``); None if there is none, or /proc cannot say."""
-    if not address.startswith("tcp://"):
-        return None
-    try:
-        port = int(address.rsplit(":", 1)[1])
-    except ValueError:
-        return None
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    try:
-        descriptors = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    return next((int(fd) for fd in descriptors if _link(fd) in inodes), None)
-
-
 def _free_descriptors(wanted: int) -> int:
     """How many descriptors could be opened now, counted up to ``wanted``."""
     opened: list[int] = []
@@ -143,7 +117,9 @@ class ConnectionGuard:
     def open(self) -> None:
         if sys.platform.startswith("linux"):
             for socket_ in self.sockets:
-                fd = listener_descriptor(endpoint(socket_))
+                address = endpoint(socket_)
+                # a storm of new connections comes over TCP
+                fd = listener_descriptor(address) if address.startswith("tcp://") else None
                 if fd is not None:
                     self._listeners[fd] = _link(str(fd))
 

@@ -129,14 +129,29 @@ def raise_listen_backlog(socket: zmq.Socket, backlog: int) -> bool:
         return True
 
 
+def listener_descriptor(address: str) -> int | None:
+    """The descriptor of this process's socket listening on ``address`` (a ``tcp://`` or
+    ``ipc://`` endpoint as ``LAST_ENDPOINT`` gives it), or None. ZeroMQ does not hand out
+    the listeners it makes, so it is found among the process's descriptors by what the
+    kernel says it is bound to (``/proc/self/fd``: None off Linux)."""
+    with _listener(address) as found:
+        return None if found is None else found[0]
+
+
 @contextlib.contextmanager
 def listener_of(socket: zmq.Socket) -> Iterator[_socket.socket | None]:
     """A duplicate of the listening descriptor ZeroMQ made for the endpoint ``socket`` last
-    bound, or None. ZeroMQ does not hand it out, so it is found among the process's
-    descriptors by its address (``/proc/self/fd``: None off Linux)."""
-    address = listen_address(endpoint(socket))
+    bound (:func:`listener_descriptor`), or None."""
+    with _listener(endpoint(socket)) as found:
+        yield None if found is None else found[1]
+
+
+@contextlib.contextmanager
+def _listener(address: str) -> Iterator[tuple[int, _socket.socket] | None]:
+    """The descriptor listening on ``address``, and a duplicate of it, or None."""
+    wanted = listen_address(address)
     try:
-        descriptors = os.listdir("/proc/self/fd") if address is not None else []
+        descriptors = os.listdir("/proc/self/fd") if wanted is not None else []
     except OSError:
         descriptors = []
     for name in descriptors:
@@ -152,11 +167,11 @@ def listener_of(socket: zmq.Socket) -> Iterator[_socket.socket | None]:
             try:
                 found = candidate.getsockopt(
                     _socket.SOL_SOCKET, _socket.SO_ACCEPTCONN
-                ) and _bound_to(candidate.getsockname(), address)
+                ) and _bound_to(candidate.getsockname(), wanted)
             except OSError:
                 continue
             if found:
-                yield candidate
+                yield int(name), candidate
                 return
     yield None
 
