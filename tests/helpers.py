@@ -86,6 +86,19 @@ def dealer(pong_addr: str, identity: bytes) -> zmq.green.Socket:
     return socket
 
 
+def callers_sockets(backlog: int | None = None) -> tuple[zmq.green.Socket, zmq.green.Socket]:
+    """A PUB and a ROUTER made as a caller of ``HeartMonitor(ping, pong)`` would: green, with
+    ZeroMQ's defaults (or ``backlog``), bound to free loopback ports."""
+    context = default_context()
+    sockets = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    for socket in sockets:
+        socket.linger = 0
+        if backlog is not None:
+            socket.setsockopt(zmq.BACKLOG, backlog)
+        socket.bind("tcp://127.0.0.1:0")
+    return sockets
+
+
 class ScriptedHeart:
     """A heart whose answer to the n-th ping (from 0) is ``script(n)``: None drops the
     ping, a number of seconds delays the answer by that much."""

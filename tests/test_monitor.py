@@ -23,7 +23,7 @@ from greenheart.green.sockets import (
     listener_of,
     raise_listen_backlog,
 )
-from tests.helpers import RecordingMonitor, ScriptedHeart, dealer, wait_until
+from tests.helpers import RecordingMonitor, ScriptedHeart, callers_sockets, dealer, wait_until
 
 
 def after_next_beat(monitor: HeartMonitor) -> None:
@@ -328,12 +328,8 @@ def test_a_stopped_monitors_status_says_so(make_monitor):
 
 
 def test_a_callers_green_router_goes_quiet_while_the_monitor_reads_it_and_works_after():
-    context = default_context()
-    ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    ping, pong = callers_sockets()
     try:
-        for socket in (ping, pong):
-            socket.linger = 0
-            socket.bind("tcp://127.0.0.1:0")
         monitor = HeartMonitor(ping, pong, period=30)
         with monitor, Heart(monitor.ping_addr, monitor.pong_addr, heart_id="a"):
             wait_until(lambda: monitor.hearts == {b"a"})
@@ -363,51 +359,40 @@ def capped(backlog: int) -> int:
         return min(backlog, int(somaxconn.read()))
 
 
-def callers_sockets(backlog: int | None = None) -> dict[str, zmq.Socket]:
-    context = default_context()
-    sockets = {"ping": context.socket(zmq.PUB), "pong": context.socket(zmq.ROUTER)}
-    for socket in sockets.values():
-        socket.linger = 0
-        if backlog is not None:
-            socket.setsockopt(zmq.BACKLOG, backlog)
-        socket.bind("tcp://127.0.0.1:0")
-    return sockets
-
-
 def test_a_callers_sockets_listen_with_the_backlog_bind_gives(caplog):
-    sockets = callers_sockets()
+    ping, pong = callers_sockets()
     try:
-        assert {listen_queue(socket) for socket in sockets.values()} == {100}  # ZeroMQ's
+        assert {listen_queue(ping), listen_queue(pong)} == {100}  # ZeroMQ's
         with caplog.at_level(logging.INFO, logger="greenheart.monitor"):
-            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
-        assert {listen_queue(socket) for socket in sockets.values()} == {capped(LISTEN_BACKLOG)}
+            HeartMonitor(ping, pong, period=1000)
+        assert {listen_queue(ping), listen_queue(pong)} == {capped(LISTEN_BACKLOG)}
         assert caplog.text.count("listener now queues 4096 connections, not 100") == 2
         assert "WARNING" not in caplog.text
     finally:
-        close_sockets(*sockets.values())
+        close_sockets(ping, pong)
 
 
 def test_a_short_backlog_the_monitor_cannot_lengthen_is_warned_of(caplog, monkeypatch):
     monkeypatch.setattr("greenheart.green.monitor.raise_listen_backlog", lambda *_: False)
-    sockets = callers_sockets()
+    ping, pong = callers_sockets()
     try:
         with caplog.at_level(logging.WARNING, logger="greenheart.monitor"):
-            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
-        for role in sockets:
+            HeartMonitor(ping, pong, period=1000)
+        for role in ("ping", "pong"):
             assert f"the {role} socket listens with a backlog of 100" in caplog.text
     finally:
-        close_sockets(*sockets.values())
+        close_sockets(ping, pong)
 
 
 def test_a_long_enough_backlog_is_left_alone(caplog):
-    sockets = callers_sockets(backlog=LISTEN_BACKLOG + 1)
+    ping, pong = callers_sockets(backlog=LISTEN_BACKLOG + 1)
     try:
         with caplog.at_level(logging.INFO, logger="greenheart.monitor"):
-            HeartMonitor(sockets["ping"], sockets["pong"], period=1000)
+            HeartMonitor(ping, pong, period=1000)
         assert "listen" not in caplog.text
-        assert {listen_queue(socket) for socket in sockets.values()} == {capped(LISTEN_BACKLOG + 1)}
+        assert {listen_queue(ping), listen_queue(pong)} == {capped(LISTEN_BACKLOG + 1)}
     finally:
-        close_sockets(*sockets.values())
+        close_sockets(ping, pong)
 
 
 def test_a_bound_monitor_listens_with_a_long_backlog():

@@ -9,8 +9,6 @@ import sys
 import time
 
 import pytest
-import zmq
-import zmq.green
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +17,7 @@ from greenheart.core.refusal import HANDSHAKE_SECONDS, HEADROOM, Change, Refusal
 from greenheart.green import refusal as guard_module
 from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, listener_descriptor
-from tests.helpers import RecordingMonitor, wait_beats, wait_until
+from tests.helpers import RecordingMonitor, callers_sockets, wait_beats, wait_until
 
 # -- the rule -------------------------------------------------------------------------------
 
@@ -163,12 +161,8 @@ def test_a_stopped_monitor_leaves_no_filter_on_sockets_it_does_not_own(monkeypat
     """A caller's sockets outlive the monitor: stopped mid-refusal, it lets connections in."""
     monkeypatch.setattr(guard_module, "_free_descriptors", lambda wanted: 0)
     monkeypatch.setattr(guard_module, "LOOK_EVERY", 0.02)
-    context = zmq.green.Context.instance()
-    ping, pong = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    ping, pong = callers_sockets()
     try:
-        for bound in (ping, pong):
-            bound.linger = 0
-            bound.bind("tcp://127.0.0.1:0")
         with HeartMonitor(ping, pong, period=50) as monitor:
             wait_until(lambda: monitor.refusing_connections)
             assert not connects(monitor.pong_addr)
