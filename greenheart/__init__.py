@@ -34,10 +34,10 @@ _EXPORTS = {
     "MonitorStatus": "greenheart.green.monitor",
     "Heart": "greenheart.green.heart",
     "Service": "greenheart.green.lifecycle",
-    "Beat": "greenheart.core.ledger",
-    "Counters": "greenheart.core.ledger",
-    "HeartState": "greenheart.core.ledger",
-    "Rules": "greenheart.core.ledger",
+    "Beat": "greenheart.core.values",
+    "Counters": "greenheart.core.values",
+    "HeartState": "greenheart.core.values",
+    "Rules": "greenheart.core.rules",
     "PhiAccrual": "greenheart.core.phi",
     "MassSilence": "greenheart.core.silence",
     "Cause": "greenheart.core.failures",
@@ -57,7 +57,8 @@ _MOVED = {
     ),
     **dict.fromkeys(("HeartFleet", "Reconnect", "Revive"), "greenheart.fleet"),
     **dict.fromkeys(("ClientCurve", "KeyPair", "ServerCurve"), "greenheart.curve"),
-    **dict.fromkeys(("Ledger", "Pong", "PongKind", "RoundTrips"), "greenheart.core.ledger"),
+    **dict.fromkeys(("Pong", "PongKind", "RoundTrips"), "greenheart.core.values"),
+    "Ledger": "greenheart.core.ledger",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -83,9 +84,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from greenheart.core.errors import GreenheartError, SocketClosed, TooManyHearts, UsageError
     from greenheart.core.failures import Cause, Failure, FalseFailure
-    from greenheart.core.ledger import Beat, Counters, HeartState, Rules
     from greenheart.core.phi import PhiAccrual
+    from greenheart.core.rules import Rules
     from greenheart.core.silence import MassSilence
+    from greenheart.core.values import Beat, Counters, HeartState
     from greenheart.green.heart import Heart
     from greenheart.green.lifecycle import Service
     from greenheart.green.monitor import HeartMonitor, MonitorStatus

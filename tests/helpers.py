@@ -73,8 +73,8 @@ def settled_descriptors(quiet: float = 0.2, timeout: float = 10.0) -> int:
 
 def wait_beats(monitor: HeartMonitor, count: int, timeout: float = 10.0) -> None:
     """Return once ``monitor`` has beaten ``count`` more times."""
-    target = monitor.counters.beats + count
-    wait_until(lambda: monitor.counters.beats >= target, timeout=timeout)
+    target = monitor.ledger.counters.beats + count
+    wait_until(lambda: monitor.ledger.counters.beats >= target, timeout=timeout)
 
 
 def dealer(pong_addr: str, identity: bytes) -> zmq.green.Socket:

@@ -30,7 +30,6 @@ from greenheart.bench.ramp import (
 from greenheart.bench.report import spread, summary, table
 from greenheart.bench.runner import _split
 from greenheart.bench.soak import match
-from greenheart.bench.stats import percentile
 from tests.helpers import wait_until
 
 
@@ -126,13 +125,6 @@ def test_a_step_is_summed_up_from_its_beats():
 def test_a_summary_needs_a_start_and_a_beat():
     with pytest.raises(ValueError):
         summarise("greenheart", Step(1, 100), [beat(0, 0, 1)])
-
-
-def test_percentile_is_nearest_rank():
-    assert percentile([], 0.5) is None
-    assert percentile([5.0], 0.99) == 5.0
-    assert percentile(list(range(1, 101)), 0.99) == 99
-    assert percentile(list(range(1, 101)), 0.5) == 50
 
 
 # -- the capacity rule ---------------------------------------------------------------------------

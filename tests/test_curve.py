@@ -62,7 +62,7 @@ def test_allowed_hearts_register_and_others_never_do(make_curve_monitor):
         wait_until(lambda: monitor.authenticator.refused >= 2)  # bad's pong and ping sockets
         wait_beats(monitor, 5)
         assert monitor.hearts == {b"good"}
-        assert monitor.counters.bad_pongs == 0  # the refused never even got a message in
+        assert monitor.ledger.counters.bad_pongs == 0  # the refused never even got a message in
         assert monitor.authenticator.admitted >= 2
     finally:
         for heart in hearts:
@@ -86,7 +86,7 @@ def test_an_allowed_heart_cannot_answer_for_another(make_curve_monitor):
         real.stop()
         impostor.stop()
         impostor.start()
-        wait_until(lambda: monitor.counters.spoofed_pongs >= 5)
+        wait_until(lambda: monitor.ledger.counters.spoofed_pongs >= 5)
         wait_until(lambda: b"alice" in monitor.failed)
         assert b"alice" not in monitor.hearts
         assert monitor.registered[b"alice"] and len(monitor.registered[b"alice"]) == 1
@@ -182,8 +182,10 @@ def test_every_refused_peer_is_counted_and_logged_with_its_address(make_curve_mo
                 hearts.append(heart)
                 heart.start()
                 # each heart has two sockets, and each of them is refused
-                wait_until(lambda m=monitor: sum(m.refused_peers.values()) >= 2, timeout=10)
-                reasons[name] = set(monitor.refused_peers)
+                wait_until(
+                    lambda m=monitor: sum(m.status().refused_peers.values()) >= 2, timeout=10
+                )
+                reasons[name] = set(monitor.status().refused_peers)
                 assert monitor.hearts == set()
         # which of the two libzmq reports depends on which side saw the mismatch first
         assert reasons["plaintext"] <= {"protocol", "handshake"}

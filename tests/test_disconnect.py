@@ -30,12 +30,12 @@ def test_a_stopped_heart_is_failed_at_once_not_at_a_beat(monitor):
     heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="closing")
     heart.start()
     registered(monitor, heart)
-    beats = monitor.counters.beats
+    beats = monitor.ledger.counters.beats
     stopped_at = time.monotonic()
     heart.stop()  # its DEALER closes, and with it the connection
     wait_until(lambda: b"closing" in monitor.failed, timeout=2)
     assert monitor.failed[b"closing"][0] - stopped_at < 0.1
-    assert monitor.counters.beats == beats  # no beat came in between
+    assert monitor.ledger.counters.beats == beats  # no beat came in between
     assert b"closing" not in monitor.hearts
 
 
@@ -102,7 +102,7 @@ def test_the_heart_that_took_over_an_identity_is_not_failed_for_its_predecessor(
     hung.append(True)  # the old process hangs, its connection open
 
     def answers() -> int:
-        trips = monitor.round_trips(b"twin")
+        trips = monitor.ledger.round_trips(b"twin")
         return trips.count if trips else 0
 
     before = answers()
@@ -146,12 +146,12 @@ def test_a_heart_that_reconnects_between_beats_is_failed_once_and_registered_onc
     heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="phoenix")
     heart.start()
     registered(monitor, heart)
-    beats = monitor.counters.beats
+    beats = monitor.ledger.counters.beats
     heart.stop()
     heart.start()  # back under its identity, on a new connection, within the round
     try:
         wait_beats(monitor, 3)
-        assert monitor.counters.beats - beats >= 3
+        assert monitor.ledger.counters.beats - beats >= 3
         failures = len(monitor.failed.get(b"phoenix", []))
         registrations = len(monitor.registered[b"phoenix"])
         # failed when its old connection closed and registered again once it answered; or
@@ -196,8 +196,10 @@ def test_what_a_connection_sent_before_it_closed_registers_nobody(monitor):
     time.sleep(0.3)  # the answer reaches the monitor's ROUTER
     ghost.close(linger=0)
     time.sleep(0.3)  # and so does the close
-    stale = monitor.counters.stale_pongs
+    stale = monitor.ledger.counters.stale_pongs
     wait_beats(monitor, 2)
     assert b"ghost" not in monitor.registered and b"ghost" not in monitor.hearts
-    assert monitor.counters.stale_pongs == stale + 1  # counted, as an answer too late to count
+    assert (
+        monitor.ledger.counters.stale_pongs == stale + 1
+    )  # counted, as an answer too late to count
     plain.term()

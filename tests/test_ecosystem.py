@@ -92,7 +92,7 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
         junk.linger = 0
         junk.connect(monitor.pong_addr)
         junk.send(b"not a ping")
-        wait_until(lambda: monitor.counters.stale_pongs >= 1)
+        wait_until(lambda: monitor.ledger.counters.stale_pongs >= 1)
         wait_beats(monitor, 3)
         status, body, _ = http_get(f"http://127.0.0.1:{server.server_port}/metrics")
         close_sockets(junk)

@@ -104,7 +104,7 @@ def test_a_flood_from_one_peer_neither_starves_the_beat_nor_stops_judging(make_m
     )
     try:
         assert flooder.stdout.readline() == b"flooding\n"
-        wait_until(lambda: monitor.counters.bad_pongs > 20_000, timeout=20)
+        wait_until(lambda: monitor.ledger.counters.bad_pongs > 20_000, timeout=20)
         victim = hearts.pop()
         stopped_at = time.monotonic()
         victim.stop()
@@ -130,7 +130,7 @@ def test_hearts_beyond_max_hearts_are_refused_until_there_is_room(make_monitor):
     try:
         for heart in hearts:
             heart.start()
-        wait_until(lambda: monitor.counters.refused_hearts >= 10)
+        wait_until(lambda: monitor.ledger.counters.refused_hearts >= 10)
         assert len(monitor.hearts) == 3
         admitted = sorted(monitor.hearts)
         waiting = sorted({heart.id for heart in hearts} - monitor.hearts)
@@ -148,13 +148,14 @@ def test_round_trips_per_heart(make_monitor):
     try:
         wait_until(
             lambda: (
-                (monitor.round_trips(heart.id) or ()) and monitor.round_trips(heart.id).count >= 5
+                (monitor.ledger.round_trips(heart.id) or ())
+                and monitor.ledger.round_trips(heart.id).count >= 5
             )
         )
-        trips = monitor.round_trips(heart.id)
+        trips = monitor.ledger.round_trips(heart.id)
         assert 0 < trips.last <= trips.max and 0 < trips.mean <= trips.max < 0.02
-        assert monitor.round_trips(b"nobody") is None
-        assert monitor.suspicion(heart.id) is None  # no phi detector
+        assert monitor.ledger.round_trips(b"nobody") is None
+        assert monitor.ledger.suspicion(heart.id, monitor.clock()) is None  # no phi detector
     finally:
         heart.stop()
 
@@ -169,7 +170,7 @@ def test_phi_accrual_fails_a_stopped_heart_and_spares_the_rest(make_monitor):
     try:
         beats_seen(monitor, 10)
         victim = hearts.pop()
-        assert monitor.suspicion(victim.id) < 3
+        assert monitor.ledger.suspicion(victim.id, monitor.clock()) < 3
         stopped_at = time.monotonic()
         victim.stop()
         wait_until(lambda: victim.id in monitor.failed, timeout=5)
@@ -319,8 +320,10 @@ def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(
     try:
         # Connections dropped for an oversized frame lose what they had queued, so how much
         # of the garbage arrives varies: go on until enough of it has been counted.
-        while sent < 10_000 or monitor.counters.bad_pongs <= 1_000:
-            assert time.monotonic() < deadline, f"{monitor.counters.bad_pongs} bad pongs counted"
+        while sent < 10_000 or monitor.ledger.counters.bad_pongs <= 1_000:
+            assert time.monotonic() < deadline, (
+                f"{monitor.ledger.counters.bad_pongs} bad pongs counted"
+            )
             for _ in range(100):
                 with contextlib.suppress(zmq.Again):  # the monitor's queue for it is full
                     rng.choice(senders).send_multipart(garbage(rng), zmq.NOBLOCK)
@@ -334,7 +337,7 @@ def test_ten_thousand_garbage_messages_register_nobody_and_harm_no_heart(
         beats_seen(monitor, 3)
         assert monitor.hearts == {heart.id for heart in hearts}
         assert monitor.failed == {}
-        assert monitor.counters.bad_pongs > 1_000
+        assert monitor.ledger.counters.bad_pongs > 1_000
         assert monitor.running
     finally:
         raw.close()

@@ -80,7 +80,7 @@ def test_an_ipyparallel_heart_registers_with_our_monitor_and_fails_when_it_stops
     child = spawn(IPYPARALLEL_HEART, monitor.ping_addr, monitor.pong_addr, "ipp-engine-0")
     children.append(child)
     wait_until(lambda: b"ipp-engine-0" in monitor.hearts, timeout=STARTUP)
-    assert monitor.counters.bad_pongs == 0
+    assert monitor.ledger.counters.bad_pongs == 0
     killed_at = time.monotonic()
     child.kill()
     wait_until(lambda: b"ipp-engine-0" in monitor.failed, timeout=10)

@@ -123,7 +123,7 @@ def test_simulated_engines_register_and_killed_ones_are_unregistered(tmp_path, o
     if ours:  # the monitor recorded it all, under ipcontroller's settings
         recording = read(recorded.read_bytes())
         assert (recording.header.period, recording.header.rules.max_misses) == (500, 3)
-        failed = {f.heart for f in replay(recording.events, recording.header.rules).failures}
+        failed = {f.heart for f in replay(recording.inputs, recording.header.rules).failures}
         assert {uuid.encode() for uuid in doomed} <= failed
 
 

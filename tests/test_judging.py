@@ -12,10 +12,11 @@ from greenheart.core.judging import (
     GATHER_SECONDS,
     PONG_BATCH,
     CatchUp,
+    Lateness,
+    Pace,
     Verdict,
     gather_seconds,
     verdict,
-    was_paused,
 )
 from greenheart.core.ledger import Ledger
 
@@ -53,7 +54,7 @@ def catch_up(queue: FairQueue, ledger: Ledger) -> bool:
     """What a beat does before it judges: read as the rule asks, and say if it caught up."""
     rule = CatchUp(len(ledger.hearts))
     while wanted := rule.wanted():
-        rule.read(queue.read(wanted, ledger, 1.0), ledger.answers)
+        rule.read(queue.read(wanted, ledger, 1.0), ledger.answer_count)
     assert rule.caught_up is not None
     return rule.caught_up
 
@@ -150,7 +151,9 @@ def test_the_reads_must_be_reported_as_asked():
     ],
 )
 def test_a_late_beat_judges_unless_its_process_was_paused(late, paused, caught_up, expected):
-    assert verdict(late=late, paused=paused, caught_up=caught_up) is expected
+    # a second since the beat before, the thread computing through it (busy) or not (paused)
+    lap = Pace(since=10.0, cpu=3.0).lap(late=late, now=11.0, cpu=3.0 if paused else 3.95)
+    assert verdict(lap.lateness, caught_up=caught_up) is expected
 
 
 @pytest.mark.parametrize(
@@ -164,7 +167,18 @@ def test_a_late_beat_judges_unless_its_process_was_paused(late, paused, caught_u
     ],
 )
 def test_a_paused_process_is_told_from_a_busy_one_by_its_threads_cpu(elapsed, cpu, paused):
-    assert was_paused(elapsed=elapsed, cpu=cpu) is paused
+    pace = Pace(since=100.0, cpu=7.0)
+    lap = pace.lap(late=True, now=100.0 + elapsed, cpu=7.0 + cpu)
+    assert lap.lateness is (Lateness.STALLED if paused else Lateness.BUSY)
+    assert lap.cpu_share == pytest.approx(cpu / elapsed)
+    # and the next lap counts from this beat
+    assert pace.lap(late=False, now=101.0 + elapsed, cpu=7.5 + cpu).cpu_share == pytest.approx(0.5)
+
+
+def test_a_beat_on_time_judges_whatever_its_thread_did():
+    pace = Pace(since=0.0, cpu=0.0)
+    assert pace.lap(late=False, now=1.0, cpu=0.0).lateness is Lateness.ON_TIME
+    assert pace.lap(late=False, now=1.0, cpu=0.0).cpu_share is None  # no time passed
 
 
 @given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))

@@ -180,18 +180,20 @@ def test_a_pong_read_after_the_next_ping_was_published_still_counts_for_its_own_
 
 
 def test_a_heart_failed_between_beats_is_not_taken_for_a_new_one():
-    ledger = Ledger(tic=0.0, rules=Rules(max_misses=3))
-    for heart in (b"a", b"b"):
+    ledger = Ledger(tic=0.0, rules=Rules(max_misses=3, fail_on_disconnect=True))
+    for fd, heart in enumerate((b"a", b"b"), start=10):
+        ledger.accepted(fd, 0.0)
         ledger.pong(heart, ledger.ping, 0.1)
+        ledger.tie(heart, fd, 0.1)
     ledger.beat(1.0)
     ledger.pong(b"a", ledger.ping, 1.1)  # it answered, then its connection closed
-    ledger.pong(b"newcomer", ledger.ping, 1.1)  # so did a heart not yet registered
-    assert ledger.fail(b"a") and not ledger.fail(b"newcomer") and not ledger.fail(b"a")
+    (failure,) = ledger.closed(10, 1.2)
+    assert failure.heart == b"a" and ledger.closed(10, 1.3) == ()
     assert b"a" not in ledger.hearts and ledger.counters.failed_hearts == 1
     beat = ledger.beat(2.0)
     assert beat.disconnected == (b"a",) and beat.failed_hearts == ()
     assert beat.new_hearts == () and ledger.hearts == {b"b"}
-    assert ledger.counters.on_time_pongs == 4  # the answers were made, and stay counted
+    assert ledger.counters.on_time_pongs == 3  # the answers were made, and stay counted
     assert ledger.beat(3.0).disconnected == ()  # reported once
 
 
@@ -452,7 +454,7 @@ class LedgerMachine(RuleBasedStateMachine):
         state = self.model[heart]
         if state.fd is None:
             state.fd, self.next_fd = self.next_fd, self.next_fd + 1
-            self.ledger.connections.accepted(state.fd)
+            self.ledger.accepted(state.fd, self.now)
 
     @rule(heart=st.sampled_from(HEARTS), elapsed=st.floats(0, 1))
     def disconnect(self, heart, elapsed):
@@ -534,7 +536,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.pongs[expected] += 1
         if expected in (PongKind.ON_TIME, PongKind.LATE) and state.fd is not None:
             # as the monitor's driver does: the answer ties its heart to its connection
-            self.ledger.connections.answered(heart, state.fd)
+            self.ledger.tie(heart, state.fd, now)
             state.tied, state.down = state.fd, False
 
     @rule(delay=st.floats(0, 0.5), silent=st.sets(st.sampled_from(HEARTS), max_size=1))
@@ -550,17 +552,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(shape=st.sampled_from([b"", b"x"]))
     def malformed(self, shape):
-        assert self.ledger.malformed(shape).kind is PongKind.MALFORMED
+        assert self.ledger.malformed(shape, self.now).kind is PongKind.MALFORMED
         self.pongs[PongKind.MALFORMED] += 1
-
-    @rule(heart=st.sampled_from(HEARTS))
-    def fail(self, heart):
-        state = self.model[heart]
-        assert (self.ledger.fail(heart) is not None) is state.registered  # its answers stay counted
-        state.on_time = state.late = state.early = False
-        if state.registered:
-            self._failed(heart, Cause.DISCONNECTED)
-            self.disconnected.append(heart)
 
     @rule(elapsed=st.floats(-1, 10), judge=st.sampled_from([True, True, True, False]))
     def beat(self, elapsed, judge):
@@ -712,10 +705,10 @@ def test_bindings_of_departed_hearts_are_forgotten_oldest_first_beyond_the_cap()
 _DRAIN_PAYLOADS = ("current", "previous", "upcoming", "stale", "no identity")
 
 
-def _payload(ledger: Ledger, kind: str) -> bytes:
-    if kind == "stale":
-        return b"123.25"
-    return ledger.payload_of({"current": 0, "previous": 1, "upcoming": 2}.get(kind, 0))
+def _payload(pings: dict[str, bytes], kind: str) -> bytes:
+    """The payload of the ping ``kind`` names, as the test saw them go out; a stale one if
+    there is no such ping now."""
+    return pings.get(kind, b"123.25")
 
 
 @settings(max_examples=150, deadline=None)
@@ -754,13 +747,13 @@ def _payload(ledger: Ledger, kind: str) -> bytes:
 )
 def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
     bulk, single = Ledger(tic=0.0, rules=rules), Ledger(tic=0.0, rules=rules)
+    pings = {"current": bulk.ping}
     now = 0.0
     for action, arg in steps:
         now += 0.01
         if action == "drain":
             hearts = [b"" if kind == "no identity" else b"h%d" % n for n, kind in arg]
-            payloads = [_payload(bulk, kind) for _, kind in arg]
-            assert [_payload(single, kind) for _, kind in arg] == payloads
+            payloads = [_payload(pings, kind) for _, kind in arg]
             odd = bulk.pongs(hearts, payloads, now)
             expected = [single.pong(h, p, now) for h, p in zip(hearts, payloads, strict=True)]
             assert odd == [p for p in expected if p.kind.value not in ("on_time", "late")]
@@ -768,16 +761,17 @@ def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
             for ledger in (bulk, single):
                 ledger.pong(b"h%d" % arg, ledger.ping, now, key=f"k{arg % 2}")
         elif action == "publish":
-            assert bulk.publish(now) == single.publish(now)
+            pings["upcoming"] = bulk.publish(now)
+            assert single.publish(now) == pings["upcoming"]
         elif action == "close":
             for ledger in (bulk, single):
                 if not ledger.connections.tied(b"h%d" % arg, arg):
-                    ledger.connections.accepted(arg)
-                    ledger.connections.answered(b"h%d" % arg, arg)
+                    ledger.accepted(arg, now)
+                    ledger.tie(b"h%d" % arg, arg, now)
             assert bulk.closed(arg, now) == single.closed(arg, now)
         else:
-            assert bulk.beat(now, judge=action == "beat") == single.beat(
-                now, judge=action == "beat"
-            )
+            beat = bulk.beat(now, judge=action == "beat")
+            assert single.beat(now, judge=action == "beat") == beat
+            pings = {"previous": pings["current"], "current": beat.ping}
         assert bulk.counters == single.counters
         assert bulk.responses == single.responses

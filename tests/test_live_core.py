@@ -12,9 +12,9 @@ from greenheart.core.live import (
     History,
     Standing,
     attention_order,
-    nearest_rank,
     standing,
 )
+from greenheart.core.stats import percentile
 
 
 def test_a_heart_the_ledger_forgot_has_failed_whatever_else_is_said():
@@ -51,10 +51,12 @@ def test_what_needs_attention_comes_first(listed):
             assert before.misses >= after.misses
 
 
-def test_the_nearest_rank_of_a_hundred_values():
+def test_the_one_percentile_is_the_nearest_rank():
     values = [float(n) for n in range(1, 101)]
-    assert nearest_rank(values, 0.99) == 99.0 and nearest_rank(values, 0.5) == 50.0
-    assert nearest_rank([], 0.5) is None
+    assert percentile(values, 0.99) == 99.0 and percentile(values, 0.5) == 50.0
+    assert percentile(list(reversed(values)), 0.5) == 50.0  # it sorts
+    assert percentile([5.0], 0.99) == 5.0
+    assert percentile([], 0.5) is None
 
 
 def test_the_history_keeps_a_point_a_resolution_over_its_window():

@@ -16,7 +16,7 @@ import zmq.green
 
 from greenheart import Heart, HeartMonitor
 from greenheart.green.limits import open_descriptors
-from greenheart.green.monitor import LISTEN_BACKLOG
+from greenheart.green.monitor.sockets import LISTEN_BACKLOG
 from greenheart.green.sockets import (
     close_sockets,
     default_context,
@@ -96,8 +96,8 @@ def test_a_late_answer_keeps_a_heart_alive_and_is_counted_late(make_monitor):
         heart.stop()
     assert b"slow" in monitor.registered
     assert b"slow" not in monitor.failed
-    assert monitor.counters.late_pongs >= 10
-    assert monitor.counters.on_time_pongs == 0
+    assert monitor.ledger.counters.late_pongs >= 10
+    assert monitor.ledger.counters.on_time_pongs == 0
     lateness = [late for late in late_seen if late is not None]
     assert lateness and all(0 < late < period for late in lateness)
 
@@ -110,7 +110,7 @@ def test_bad_input_is_counted_never_registered_and_the_monitor_keeps_beating(mak
     oversized = dealer(monitor.pong_addr, b"oversized")
     try:
         wait_until(lambda: b"good" in monitor.hearts)
-        before = monitor.counters
+        before = monitor.ledger.counters
         stale = str(monitor.last_ping - 1).encode()
         garbage.send(stale)
         garbage.send(b"\xff\x00 not a ping")
@@ -123,17 +123,17 @@ def test_bad_input_is_counted_never_registered_and_the_monitor_keeps_beating(mak
         monitor.handle_pong([b"direct", b"2" * 1_000_000])
         wait_until(
             lambda: (
-                monitor.counters.stale_pongs - before.stale_pongs >= 2
-                and monitor.counters.malformed_pongs - before.malformed_pongs >= 5
+                monitor.ledger.counters.stale_pongs - before.stale_pongs >= 2
+                and monitor.ledger.counters.malformed_pongs - before.malformed_pongs >= 5
             )
         )
-        beats = monitor.counters.beats
-        wait_until(lambda: monitor.counters.beats >= beats + 3)
+        beats = monitor.ledger.counters.beats
+        wait_until(lambda: monitor.ledger.counters.beats >= beats + 3)
     finally:
         good.stop()
         close_sockets(garbage, oversized)
-    assert monitor.counters.stale_pongs - before.stale_pongs == 2
-    assert monitor.counters.malformed_pongs - before.malformed_pongs == 5
+    assert monitor.ledger.counters.stale_pongs - before.stale_pongs == 2
+    assert monitor.ledger.counters.malformed_pongs - before.malformed_pongs == 5
     assert set(monitor.registered) == {b"good"}
     assert not monitor.failed
 
@@ -204,8 +204,8 @@ def test_a_handler_that_raises_is_logged_and_stops_nothing(make_monitor, caplog)
     monitor.add_new_heart_handler(seen.append)
     with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"h1"):
         wait_until(lambda: seen == [b"h1"])
-        beats = monitor.counters.beats
-        wait_until(lambda: monitor.counters.beats >= beats + 3)
+        beats = monitor.ledger.counters.beats
+        wait_until(lambda: monitor.ledger.counters.beats >= beats + 3)
     assert monitor.handler_errors == 1
     assert "handler bug" in caplog.text
     monitor.remove_new_heart_handler(broken)
@@ -258,8 +258,8 @@ def test_a_new_connection_takes_over_an_identity_from_a_stale_one(make_monitor):
     new = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"twin")
     new.start()
     try:
-        beats = monitor.counters.beats
-        wait_until(lambda: monitor.counters.beats >= beats + 10)
+        beats = monitor.ledger.counters.beats
+        wait_until(lambda: monitor.ledger.counters.beats >= beats + 10)
     finally:
         new.stop()
         old.stop()
@@ -373,7 +373,7 @@ def test_a_callers_sockets_listen_with_the_backlog_bind_gives(caplog):
 
 
 def test_a_short_backlog_the_monitor_cannot_lengthen_is_warned_of(caplog, monkeypatch):
-    monkeypatch.setattr("greenheart.green.monitor.raise_listen_backlog", lambda *_: False)
+    monkeypatch.setattr("greenheart.green.monitor.sockets.raise_listen_backlog", lambda *_: False)
     ping, pong = callers_sockets()
     try:
         with caplog.at_level(logging.WARNING, logger="greenheart.monitor"):

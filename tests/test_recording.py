@@ -41,7 +41,7 @@ def record_fleet(path, *, period=40, beats=50, size=30, **monitor_options):
     with monitor, fleet:
         wait_until(lambda: len(monitor.hearts) >= size - 4, timeout=10)
         wait_beats(monitor, beats)
-        false_failures = monitor.counters.false_failures
+        false_failures = monitor.ledger.counters.false_failures
     return verdicts, false_failures
 
 
@@ -51,7 +51,7 @@ def test_a_replay_of_a_live_recording_fails_the_same_hearts_on_the_same_beats(tm
     assert verdicts and false_failures  # the flapping hearts were failed, and came back
     recording = read(path.read_bytes())
     assert not recording.truncated
-    outcome = replay(recording.events, recording.header.rules)
+    outcome = replay(recording.inputs, recording.header.rules)
     assert [(f.heart, f.beat, f.cause.value) for f in outcome.failures] == verdicts
     assert len(outcome.false_failures) == false_failures
 
@@ -62,7 +62,7 @@ def test_a_recording_with_fail_on_disconnect_replays_its_disconnections(tmp_path
         "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=40, record=path, fail_on_disconnect=True
     )
     failed = []
-    monitor.add_heart_failure_handler(failed.append, certificate=True)
+    monitor.add_failure_handler(failed.append)
     fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, size=6)
     with monitor, fleet:
         wait_until(lambda: len(monitor.hearts) == 6, timeout=10)
@@ -70,7 +70,7 @@ def test_a_recording_with_fail_on_disconnect_replays_its_disconnections(tmp_path
         wait_until(lambda: len(failed) == 2, timeout=10)
         wait_beats(monitor, 2)
     recording = read(path.read_bytes())
-    outcome = replay(recording.events, recording.header.rules)
+    outcome = replay(recording.inputs, recording.header.rules)
     assert sorted((f.heart, f.cause.value) for f in outcome.failures) == sorted(
         (f.heart, f.cause.value) for f in failed
     )
@@ -85,9 +85,9 @@ def test_files_rotate_and_each_replays_as_a_segment(tmp_path):
     segments = [read(p.read_bytes()) for p in files]
     for segment in segments:
         assert not segment.truncated
-        replay(segment.events, segment.header.rules)
+        replay(segment.inputs, segment.header.rules)
     # a rotated file was full; the newest may have been cut off by the stop right after it began
-    assert all(segment.beats() for segment in segments[1:])
+    assert all(segment.beat_count() for segment in segments[1:])
     # the newest file has the newest segment
     assert segments[0].header.segment > segments[1].header.segment > segments[2].header.segment
 

@@ -136,15 +136,15 @@ def test_out_of_descriptors_new_connections_are_dropped_and_hearts_kept(make_mon
     heart.start()
     try:
         wait_until(lambda: b"connected" in monitor.hearts)
-        assert connects(monitor.pong_addr) and not monitor.refusing_connections
+        assert connects(monitor.pong_addr) and not monitor.status().refusing_connections
         free["count"] = 0  # the last descriptor is gone
-        wait_until(lambda: monitor.refusing_connections)
-        assert monitor.connection_refusals == 1
+        wait_until(lambda: monitor.status().refusing_connections)
+        assert monitor.status().connection_refusals == 1
         assert not connects(monitor.pong_addr) and not connects(monitor.ping_addr)
         wait_beats(monitor, 5)
         assert b"connected" in monitor.hearts and not monitor.failed  # kept, and heard
         free["count"] = 10
-        wait_until(lambda: not monitor.refusing_connections)
+        wait_until(lambda: not monitor.status().refusing_connections)
         assert connects(monitor.pong_addr) and connects(monitor.ping_addr)
         late = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="after")
         late.start()
@@ -164,7 +164,7 @@ def test_a_stopped_monitor_leaves_no_filter_on_sockets_it_does_not_own(monkeypat
     ping, pong = callers_sockets()
     try:
         with HeartMonitor(ping, pong, period=50) as monitor:
-            wait_until(lambda: monitor.refusing_connections)
+            wait_until(lambda: monitor.status().refusing_connections)
             assert not connects(monitor.pong_addr)
         assert connects(monitor.pong_addr) and connects(monitor.ping_addr)
     finally:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
-from greenheart.core.recording import Header, RecordingLedger, Writer, read
+from greenheart.core.recording import Header, Writer, read
 from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
@@ -26,10 +26,12 @@ class Clock:
         return self.now
 
 
-def recorded(rules: Rules, period: float = 1.0) -> tuple[RecordingLedger, Writer, Clock]:
+def recorded(rules: Rules, period: float = 1.0) -> tuple[Ledger, Writer, Clock]:
+    """A ledger whose inputs are written down, as a monitor's recording does."""
     clock = Clock()
     writer = Writer(Header(period=period * 1000, rules=rules, origin=0.0))
-    ledger = RecordingLedger(tic=0.0, rules=rules, writer=writer, clock=clock)
+    ledger = Ledger(tic=0.0, rules=rules)
+    ledger.observe(writer.write)
     return ledger, writer, clock
 
 
@@ -42,7 +44,7 @@ def steady(
     silent = silent or {}
     ledger, writer, clock = recorded(rules, period)
     for fd in range(10, 10 + len(HEARTS)):
-        ledger.connections.accepted(fd)
+        ledger.accepted(fd, 0.0)
     verdicts, data = [], b""
     for k in range(beats):
         sent = ledger.tic
@@ -52,7 +54,7 @@ def steady(
             clock.now = sent + 0.01
             ledger.pong(heart, ledger.ping, clock.now)
             if not ledger.connections.tied(heart, fd):
-                ledger.connections.answered(heart, fd)
+                ledger.tie(heart, fd, clock.now)
         clock.now = (k + 1) * period
         ledger.publish(clock.now)
         beat = ledger.beat(clock.now)
@@ -62,7 +64,7 @@ def steady(
 
 
 def verdicts_of(data: bytes, rules: Rules) -> list[tuple[bytes, int, str]]:
-    outcome = replay(read(data).events, rules)
+    outcome = replay(read(data).inputs, rules)
     return [(f.heart, f.beat, f.cause.value) for f in outcome.failures]
 
 
@@ -76,7 +78,7 @@ def test_pauses_make_the_false_failures_a_hand_count_gives(max_misses, expected)
     # heart's next answer, on the same connection, makes that a false failure
     rules = Rules(max_misses=max_misses)
     data, live = steady(rules, 60, PAUSES)
-    outcome = replay(read(data).events, rules)
+    outcome = replay(read(data).inputs, rules)
     assert len(outcome.false_failures) == expected
     assert {mistake.heart for mistake in outcome.false_failures} <= {b"h3"}
     # failed at the beat that closed its (max_misses + 1)th silent round, it was back 10 ms into
@@ -88,13 +90,13 @@ def test_pauses_make_the_false_failures_a_hand_count_gives(max_misses, expected)
 
 def test_a_replay_under_other_rules_counts_what_they_would_have_done():
     data, _ = steady(Rules(max_misses=1), 60, PAUSES)
-    assert len(replay(read(data).events, Rules(max_misses=3)).false_failures) == 1
-    assert len(replay(read(data).events, Rules(max_misses=5)).false_failures) == 0
+    assert len(replay(read(data).inputs, Rules(max_misses=3)).false_failures) == 1
+    assert len(replay(read(data).inputs, Rules(max_misses=5)).false_failures) == 0
 
 
 def test_at_twice_the_period_a_pause_keeps_its_length_in_seconds():
     data, _ = steady(Rules(), 60, PAUSES)
-    events = read(data).events
+    events = read(data).inputs
     # at 2 s, pings go out at even seconds: the pauses of 1, 2, 3 and 5 s are silent for 1, 1, 2
     # and 3 of them, so one miss allowed fails the heart in the last two
     slow = resample(events, 2000)
@@ -119,8 +121,8 @@ def test_a_cut_off_recording_replays_up_to_its_cut():
             assert not readable, f"cut at {cut} unreadable after a shorter cut read"
             continue
         readable += 1
-        assert part.events == whole.events[: len(part.events)]
-        replay(part.events, Rules())  # replays, whatever it ends on
+        assert part.inputs == whole.inputs[: len(part.inputs)]
+        replay(part.inputs, Rules())  # replays, whatever it ends on
     # flushed at every beat: a cut anywhere past the first beat's bytes reads
     assert readable > len(data) // 2
     with pytest.raises(ValueError, match="not a greenheart recording"):
@@ -160,27 +162,28 @@ def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
     ledger, writer, clock = recorded(rules)
     live = []
     fds = {}
+    pings = {"pong": ledger.ping}
     for action, n, step_ms in steps:
         clock.now += step_ms / 1000
         heart = b"h%d" % n
         if action in ("pong", "late", "ahead", "stale"):
             if heart not in fds:
                 fds[heart] = 100 + len(fds)
-                ledger.connections.accepted(fds[heart])
+                ledger.accepted(fds[heart], clock.now)
             if action == "ahead":
-                ledger.publish(clock.now)
-            payload = ledger.payload_of({"pong": 0, "late": 1, "ahead": 2, "stale": 3}[action])
-            pong = ledger.pong(heart, payload, clock.now)
+                pings["ahead"] = ledger.publish(clock.now)
+            pong = ledger.pong(heart, pings.get(action, b"-"), clock.now)
             if pong.kind.value in ("on_time", "late") and not ledger.connections.tied(
                 heart, fds[heart]
             ):
-                ledger.connections.answered(heart, fds[heart])
+                ledger.tie(heart, fds[heart], clock.now)
         elif action == "close" and heart in fds:
             live += [(f.heart, f.at) for f in ledger.closed(fds.pop(heart), clock.now)]
         elif action in ("beat", "unjudged"):
             beat = ledger.beat(clock.now, judge=action == "beat")
             live += [(f.heart, f.at) for f in beat.failures[: len(beat.failed_hearts)]]
-    outcome = replay(read(writer.take()).events, rules)
+            pings = {"late": pings["pong"], "pong": beat.ping}
+    outcome = replay(read(writer.take()).inputs, rules)
     assert [(f.heart, round(f.at, 6)) for f in outcome.failures] == [
         (heart, round(at, 6)) for heart, at in live
     ]
@@ -188,7 +191,7 @@ def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
 
 def test_injected_deaths_are_noticed_when_the_rules_say():
     data, _ = steady(Rules(), 40)
-    events = read(data).events
+    events = read(data).inputs
     deaths = [Injection(b"h1", 10.5, HANG), Injection(b"h2", 12.5, CRASH)]
     dead, made = inject(events, deaths)
     for misses in (1, 2, 4):
@@ -209,11 +212,11 @@ def test_tuning_names_the_fastest_setting_that_meets_both_targets():
     recording = read(data)
     settings_ = grid(1000, max_misses=[1, 2, 5, 8], base=Rules())
     deaths = [Injection(b"h1", 20.5, HANG), Injection(b"h2", 25.5, CRASH)]
-    made = tape(recording.events, 1000, 1000, deaths)
+    made = tape(recording.inputs, 1000, 1000, deaths, Rules())
     results = [evaluate(setting, made) for setting in settings_]
     by_misses = {r.setting.rules.max_misses: r for r in results}
     assert [by_misses[n].false_failures.count for n in (1, 2, 5, 8)] == [3, 2, 0, 0]
-    assert by_misses[2].detect(False) == pytest.approx(3.5)
+    assert by_misses[2].detect() == pytest.approx(3.5)
     # one false failure a day for the cluster: five misses, the fastest with none
     choice = choose(results, Targets(detect=10.0, false_failures=1.0))
     assert choice.chosen is by_misses[5]

@@ -35,8 +35,8 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
 from greenheart.bench.lines import EngineStatus, Line, Unregistered
 from greenheart.bench.proc import cpu_seconds, listening_descendant
 from greenheart.bench.report import aligned, cell_text, save_png, two_panels
-from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError, require_extra
+from greenheart.core.stats import percentile
 
 HELP = "a real ipyparallel controller (stock or greenheart's) under a storm of engines"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None

@@ -31,8 +31,8 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, children
 from greenheart.bench.lines import Event, Failed, Killed, Started
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
-from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
+from greenheart.core.stats import percentile
 
 HELP = "how long after a heart dies its monitor says so, with and without fail_on_disconnect"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None

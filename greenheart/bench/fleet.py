@@ -31,7 +31,7 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
 from greenheart.bench.lines import ThreadHearts, ThreadHeartsFailed
 from greenheart.bench.ramp import Step, StepResult
 from greenheart.bench.runner import MonitorChild, NotSettled, StepRunner
-from greenheart.bench.stats import percentile
+from greenheart.core.stats import percentile
 from greenheart.green.limits import raise_open_file_limit
 
 HELP = "what a simulated heart costs, and how faithfully it misbehaves"

@@ -20,8 +20,8 @@ import gevent
 from greenheart.bench.browser import Browser, find_chromium
 from greenheart.bench.child import STARTUP_SECONDS, Child, children
 from greenheart.bench.lines import Killed, Started
-from greenheart.bench.stats import percentile
 from greenheart.core.errors import UsageError
+from greenheart.core.stats import percentile
 
 HELP = "the live page under a large fleet: JSON per update, browser and monitor time"
 DESCRIPTION = __doc__.split("\n\n")[0]

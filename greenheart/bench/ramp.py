@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from greenheart.bench.stats import percentile
+from greenheart.core.stats import percentile
 
 if TYPE_CHECKING:
     from greenheart.bench.lines import BeatReport

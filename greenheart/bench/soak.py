@@ -39,7 +39,7 @@ from greenheart.bench.lines import (
 )
 from greenheart.bench.proc import rss_kib
 from greenheart.bench.runner import MonitorChild, failures_by_cause
-from greenheart.bench.stats import percentile
+from greenheart.core.stats import percentile
 
 HELP = "minutes of churn and garbage: false failures, late detections, memory growth"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None

@@ -116,7 +116,7 @@ def live_run(args: argparse.Namespace, options: list[str], record: Path) -> dict
 
 def _replayed(path: Path) -> dict[str, int]:
     recording = read(path.read_bytes())
-    outcome = replay(recording.events, recording.header.rules)
+    outcome = replay(recording.inputs, recording.header.rules)
     return {"failed_heart": len(outcome.failures), "false_failure": len(outcome.false_failures)}
 
 

@@ -9,6 +9,12 @@ from greenheart.core.behaviour import Behaviour, Delay, Event, parse_event
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 
 
+def number(value: float) -> str:
+    """``value`` as an option's text: short (``100``, ``0.5``), and exact."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -41,6 +47,13 @@ def positive_count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be 2 or more, got {text}")
     return value
 
 
@@ -80,6 +93,21 @@ def add_mass_silence_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail the hearts of a mass silence at once, as any others",
     )
+
+
+def mass_silence_options(rule: MassSilence | None) -> list[str]:
+    """The options that ask for ``rule`` (:func:`mass_silence_from` reads them back), every
+    setting that is not the default."""
+    if rule is None:
+        return ["--no-mass-silence"]
+    words = []
+    if rule.share != SHARE:
+        words.append(f"--mass-silence-share={number(rule.share)}")
+    if rule.min_hearts != MIN_HEARTS:
+        words.append(f"--mass-silence-min-hearts={rule.min_hearts}")
+    if rule.hold != HOLD:
+        words.append(f"--mass-silence-hold={rule.hold}")
+    return words
 
 
 def mass_silence_from(args: argparse.Namespace) -> MassSilence | None:

@@ -7,11 +7,16 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
+import attrs
+
 from greenheart.cli.args import (
     add_mass_silence_arguments,
+    at_least_two,
     count,
     mass_silence_from,
+    mass_silence_options,
     non_negative_float,
+    number,
     positive_float,
 )
 from greenheart.cli.keys import add_server_arguments, server_curve
@@ -19,6 +24,7 @@ from greenheart.cli.printer import EventPrinter
 from greenheart.cli.signals import exit_status, wait_for_signal
 from greenheart.core.errors import UsageError
 from greenheart.core.phi import PhiAccrual
+from greenheart.core.rules import Rules
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
@@ -28,6 +34,9 @@ from greenheart.integrations.live import LiveServer
 
 if TYPE_CHECKING:
     from greenheart.integrations.metrics import MetricsServer
+
+#: phi's settings, where an option leaves them alone
+PHI_DEFAULTS = PhiAccrual()
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -55,6 +64,21 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="with --phi: a pause of this long is expected, not suspicious",
     )
     monitor.add_argument(
+        "--phi-min-std",
+        type=positive_float,
+        default=PHI_DEFAULTS.min_std_deviation * 1000,
+        metavar="MS",
+        help="with --phi: the least spread of a heart's intervals"
+        f" (default {PHI_DEFAULTS.min_std_deviation * 1000:g})",
+    )
+    monitor.add_argument(
+        "--phi-window",
+        type=at_least_two,
+        default=PHI_DEFAULTS.window,
+        metavar="N",
+        help=f"with --phi: a heart's latest intervals it rests on (default {PHI_DEFAULTS.window})",
+    )
+    monitor.add_argument(
         "--fail-on-disconnect",
         action="store_true",
         help="fail a heart at once when its connection closes (its process died), not after"
@@ -78,19 +102,56 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     monitor.set_defaults(run=run)
 
 
+def rules_from(args: argparse.Namespace) -> Rules:
+    """The judging settings the options ask for."""
+    phi = None
+    if args.phi:
+        phi = PhiAccrual(
+            args.phi,
+            min_std_deviation=args.phi_min_std / 1000,
+            acceptable_pause=args.phi_pause / 1000,
+            window=args.phi_window,
+        )
+    return Rules(
+        max_misses=args.max_misses,
+        max_hearts=args.max_hearts,
+        phi=phi,
+        mass_silence=mass_silence_from(args),
+        fail_on_disconnect=args.fail_on_disconnect,
+    )
+
+
+def options(period: float, rules: Rules) -> list[str]:
+    """The ``greenheart monitor`` options that ask for ``period`` (ms) and ``rules``, every
+    setting that is not the default (:func:`rules_from` reads them back)."""
+    words = [f"--period={number(period)}"]
+    if rules.phi is None:
+        words.append(f"--max-misses={rules.max_misses}")
+    else:
+        phi = rules.phi
+        words.append(f"--phi={number(phi.threshold)}")
+        if phi.acceptable_pause != PHI_DEFAULTS.acceptable_pause:
+            words.append(f"--phi-pause={number(phi.acceptable_pause * 1000)}")
+        if phi.min_std_deviation != PHI_DEFAULTS.min_std_deviation:
+            words.append(f"--phi-min-std={number(phi.min_std_deviation * 1000)}")
+        if phi.window != PHI_DEFAULTS.window:
+            words.append(f"--phi-window={phi.window}")
+    if rules.max_hearts is not None:
+        words.append(f"--max-hearts={rules.max_hearts}")
+    if rules.fail_on_disconnect:
+        words.append("--fail-on-disconnect")
+    words += mass_silence_options(rules.mass_silence)
+    return words
+
+
 def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()  # every heart's connection costs the monitor a descriptor
-    phi = PhiAccrual(args.phi, acceptable_pause=args.phi_pause / 1000) if args.phi else None
     monitor = HeartMonitor.bind(
         args.ping,
         args.pong,
         period=args.period,
-        max_misses=args.max_misses,
-        max_hearts=args.max_hearts,
-        phi=phi,
         curve=server_curve(args),
-        fail_on_disconnect=args.fail_on_disconnect,
-        mass_silence=mass_silence_from(args),
+        **attrs.asdict(rules_from(args), recurse=False),
         record=recording_from(args),
     )
     EventPrinter(sys.stdout, as_json=args.json, summary=args.summary).attach(monitor)

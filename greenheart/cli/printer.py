@@ -9,7 +9,7 @@ from typing import TextIO
 import attrs
 
 from greenheart.core.failures import Failure
-from greenheart.core.ledger import Beat
+from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.monitor import HeartMonitor
 
@@ -36,7 +36,7 @@ class EventPrinter:
     def attach(self, monitor: HeartMonitor) -> None:
         """Print ``monitor``'s events from now on."""
         monitor.add_beat_handler(self.beat)
-        monitor.add_heart_failure_handler(self.failed, certificate=True)
+        monitor.add_failure_handler(self.failed)
 
     def failed(self, failure: Failure) -> None:
         fields = failure.as_json()

@@ -18,23 +18,23 @@ import attrs
 
 from greenheart.bench.report import aligned
 from greenheart.cli.args import positive_count
+from greenheart.cli.monitor import options
 from greenheart.core.errors import UsageError
 from greenheart.core.recording import Recording, read
 from greenheart.core.silence import MassSilence
+from greenheart.core.stats import percentile
 from greenheart.core.tuning import (
+    DEATHS,
+    MAX_MISSES,
+    PHI_THRESHOLDS,
     Choice,
     Result,
     Setting,
     Targets,
     choose,
-    evaluate,
+    evaluate_all,
     grid,
-    plan_deaths,
-    tape,
 )
-
-#: deaths injected into every replay, half hangs and half crashes
-DEATHS = 40
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -97,16 +97,17 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     tune.add_argument(
         "--max-misses",
         type=_list(int),
-        default=[1, 2, 3, 4, 6, 8, 12],
+        default=list(MAX_MISSES),
         metavar="N,...",
-        help="miss counts to try (default 1,2,3,4,6,8,12)",
+        help=f"miss counts to try (default {','.join(map(str, MAX_MISSES))})",
     )
     tune.add_argument(
         "--phi",
         type=_list(float),
-        default=[3.0, 5.0, 8.0, 12.0],
+        default=list(PHI_THRESHOLDS),
         metavar="T,...",
-        help="phi thresholds to try (default 3,5,8,12); an empty list tries none",
+        help=f"phi thresholds to try (default {','.join(f'{t:g}' for t in PHI_THRESHOLDS)});"
+        " an empty list tries none",
     )
     tune.add_argument(
         "--phi-pause",
@@ -141,7 +142,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     tune.add_argument(
         "--fail-on-disconnect",
         action="store_true",
-        help="the monitor will fail hearts whose connection closes: a crash is noticed then",
+        help="try every setting with --fail-on-disconnect: a crash is noticed when its"
+        " connection closes",
     )
     tune.add_argument(
         "--deaths",
@@ -169,10 +171,10 @@ def load(files: Sequence[str]) -> Recording:
             raise UsageError(f"{name}: {error}") from None
     recordings.sort(key=lambda recording: (recording.header.segment, recording.start))
     first = recordings[0]
-    events = [event for recording in recordings for event in recording.events]
+    inputs = [event for recording in recordings for event in recording.inputs]
     return Recording(
         first.header,
-        events,
+        inputs,
         truncated=any(recording.truncated for recording in recordings),
         size=sum(recording.size for recording in recordings),
     )
@@ -200,35 +202,12 @@ def settings(args: argparse.Namespace, recording: Recording) -> list[Setting]:
             phi=args.phi,
             phi_pauses=[pause / 1000 for pause in pauses],
             silences=silences,
+            fail_on_disconnect=args.fail_on_disconnect,
             base=recorded.rules,
         )
-    return out
-
-
-def evaluate_all(args: argparse.Namespace, recording: Recording) -> list[Result]:
-    """Every setting of the grid ``args`` asks for, replayed on ``recording``."""
-    if not recording.beats():
-        raise UsageError("the recording holds no beat: nothing to replay")
-    every = settings(args, recording)
-    if not every:
+    if not out:
         raise UsageError("no setting to try: give --max-misses or --phi")
-    # the slowest detection to leave room for before the recording ends
-    longest = max(
-        (setting.rules.max_misses + 3) * setting.period / 1000
-        if setting.rules.phi is None
-        else 20 * setting.period / 1000 + setting.rules.phi.acceptable_pause
-        for setting in every
-    )
-    deaths = plan_deaths(recording.events, args.deaths, args.seed, longest, recording.header.period)
-    tapes = {}
-    results: list[Result] = []
-    for setting in every:
-        if setting.period not in tapes:
-            tapes[setting.period] = tape(
-                recording.events, recording.header.period, setting.period, deaths
-            )
-        results.append(evaluate(setting, tapes[setting.period]))
-    return results
+    return out
 
 
 def choose_from(args: argparse.Namespace, results: Sequence[Result]) -> Choice:
@@ -236,20 +215,28 @@ def choose_from(args: argparse.Namespace, results: Sequence[Result]) -> Choice:
         detect=args.detect,
         false_failures=args.false_failures.per_day if args.false_failures else None,
         per_heart=bool(args.false_failures and args.false_failures.per_heart),
-        fail_on_disconnect=args.fail_on_disconnect,
     )
     return choose(results, targets)
+
+
+def command(setting: Setting) -> str:
+    """The ``greenheart monitor`` options for ``setting``."""
+    return " ".join(options(setting.period, setting.rules))
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    return {**result.as_json(), "options": command(result.setting)}
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     recording = load(args.files)
-    results = evaluate_all(args, recording)
+    results = evaluate_all(recording, settings(args, recording), deaths=args.deaths, seed=args.seed)
     deaths = max((len(r.hang.times) + r.hang.missed) * 2 for r in results)
     choice = choose_from(args, results) if args.detect or args.false_failures else None
     summary = recording_summary(recording, deaths)
     if args.json:
-        body: dict[str, Any] = {"recording": summary, "results": [r.as_json() for r in results]}
+        body: dict[str, Any] = {"recording": summary, "results": [result_json(r) for r in results]}
         if choice is not None:
             body["choice"] = _choice_json(choice)
         json.dump(body, out, indent=1)
@@ -269,7 +256,7 @@ def recording_summary(recording: Recording, deaths: int) -> dict[str, Any]:
         "source": recording.header.source,
         "started": recording.header.started,
         "seconds": round(recording.duration, 3),
-        "beats": recording.beats(),
+        "beats": recording.beat_count(),
         "hearts": hearts,
         "bytes": recording.size,
         "bytes_per_heart_hour": round(recording.size / hearts / hours) if hearts and hours else 0,
@@ -312,7 +299,7 @@ def table(results: Sequence[Result]) -> str:
     rows = [HEADINGS]
     for result in results:
         mistakes = result.false_failures
-        lasted = sorted(mistakes.durations)
+        lasted = mistakes.durations
         rows.append(
             [
                 f"{result.setting.period:g}",
@@ -324,23 +311,22 @@ def table(results: Sequence[Result]) -> str:
                 str(mistakes.count),
                 f"{mistakes.per_heart_day:.3g}",
                 f"{mistakes.per_heart_day_bound:.3g}",
-                f"{_ms(lasted[len(lasted) // 2])}/{_ms(lasted[-1])}" if lasted else "-",
+                f"{_ms(percentile(lasted, 0.5))}/{_ms(max(lasted))}" if lasted else "-",
             ]
         )
     return aligned(rows, left=1)
 
 
-def _describe(result: Result, fail_on_disconnect: bool, per_heart: bool) -> str:
-    detect = result.detect(fail_on_disconnect)
+def _describe(result: Result, per_heart: bool) -> str:
+    detect = result.detect()
     rate = result.false_failures.per_day(per_heart)
     unit = "per heart per day" if per_heart else "a day for the cluster"
     noticed = "a death missed" if detect is None else f"every death noticed within {_ms(detect)} ms"
-    return f"{result.setting.options()} ({noticed}; {rate:.3g} false failures {unit})"
+    return f"{command(result.setting)} ({noticed}; {rate:.3g} false failures {unit})"
 
 
 def choice_text(choice: Choice, args: argparse.Namespace) -> str:
     per_heart = bool(args.false_failures and args.false_failures.per_heart)
-    fod = args.fail_on_disconnect
     targets = []
     if args.detect:
         targets.append(f"every death noticed within {args.detect * 1000:g} ms")
@@ -348,7 +334,7 @@ def choice_text(choice: Choice, args: argparse.Namespace) -> str:
         targets.append(f"at most {args.false_failures.text} false failures")
     wanted = " and ".join(targets)
     if choice.chosen is not None:
-        lines = [f"meets {wanted}, fastest: {_describe(choice.chosen, fod, per_heart)}"]
+        lines = [f"meets {wanted}, fastest: {_describe(choice.chosen, per_heart)}"]
         bound = choice.chosen.false_failures.per_heart_day_bound
         if args.false_failures and not per_heart:
             bound *= choice.chosen.false_failures.hearts
@@ -357,31 +343,29 @@ def choice_text(choice: Choice, args: argparse.Namespace) -> str:
                 f"  (the recording is too short to promise the rate: its 95% bound is {bound:.3g}"
                 " a day; record longer)"
             )
-        if fod:
-            lines[0] += " --fail-on-disconnect"
         return "\n".join(lines)
     lines = [f"no setting meets {wanted}"]
     if choice.closest is not None:
         missed = "detection" if choice.misses == "detect" else "false-failure"
         lines.append(
-            f"  closest (misses the {missed} target): {_describe(choice.closest, fod, per_heart)}"
+            f"  closest (misses the {missed} target): {_describe(choice.closest, per_heart)}"
         )
     if choice.fastest_quiet is not None and args.false_failures:
         lines.append(
             f"  fastest within the false-failure target:"
-            f" {_describe(choice.fastest_quiet, fod, per_heart)}"
+            f" {_describe(choice.fastest_quiet, per_heart)}"
         )
     if choice.quietest_fast is not None and args.detect:
         lines.append(
             f"  fewest false failures within the detection target:"
-            f" {_describe(choice.quietest_fast, fod, per_heart)}"
+            f" {_describe(choice.quietest_fast, per_heart)}"
         )
     return "\n".join(lines)
 
 
 def _choice_json(choice: Choice) -> dict[str, Any]:
     def of(result: Result | None) -> dict[str, Any] | None:
-        return None if result is None else result.as_json()
+        return None if result is None else result_json(result)
 
     return {
         "chosen": of(choice.chosen),

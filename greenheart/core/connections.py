@@ -21,12 +21,17 @@ answered on a new connection is not among them.
 The driver must have handed the book every event queued before a message it ties, which it
 does only when a heart answers on a descriptor other than the one it is tied to: that is
 the one case where an event may matter (a new connection), and the fast path costs a
-dictionary lookup.
+dictionary lookup: for a whole drain, :meth:`ConnectionBook.all_tied`.
+
+A known heart whose connection closed, without being failed for it, is *down* until it
+answers on another connection (or fails): a heart that is down is never held in a mass
+silence, since its silence is its own, and its certificate says its connection closed.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Container
 
 import attrs
 
@@ -46,6 +51,8 @@ class ConnectionBook:
     _serials: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     #: descriptors whose connection closed, with none accepted on them since
     _gone: set[int] = attrs.field(factory=set, init=False)
+    #: known hearts whose connection closed, until they answer on another or fail
+    _down: set[bytes] = attrs.field(factory=set, init=False)
 
     def __len__(self) -> int:
         """Hearts tied to a connection."""
@@ -56,8 +63,9 @@ class ConnectionBook:
         self._serial_at[fd] = next(self._serials)
         self._gone.discard(fd)
 
-    def closed(self, fd: int) -> tuple[bytes, ...]:
-        """The connection on ``fd`` closed: the hearts that were tied to it, now untied."""
+    def closed(self, fd: int, known: Container[bytes] = ()) -> tuple[bytes, ...]:
+        """The connection on ``fd`` closed: the hearts that were tied to it, now untied; those
+        of them ``known`` are down."""
         serial = self._serial_at.pop(fd, None)
         self._gone.add(fd)
         if serial is None:
@@ -66,7 +74,36 @@ class ConnectionBook:
         for heart in hearts:
             del self._tie[heart]
             del self.fd_of[heart]
+            if heart in known:
+                self._down.add(heart)
         return tuple(sorted(hearts))
+
+    def is_down(self, heart: bytes) -> bool:
+        """Whether ``heart``'s connection closed under it, and it has not answered on another
+        since."""
+        return heart in self._down
+
+    @property
+    def down_count(self) -> int:
+        """Known hearts that are down."""
+        return len(self._down)
+
+    def connected(self, heart: bytes) -> bool | None:
+        """Whether ``heart``'s connection is up: True if it is tied to an open one, False if it
+        is down, None if the book knows neither (it never answered on a connection the book
+        saw, or it failed since)."""
+        if heart in self._tie:
+            return True
+        return False if heart in self._down else None
+
+    def failed(self, heart: bytes) -> None:
+        """``heart`` failed: it is no longer down. It stays tied, if it is: an answer on that
+        connection again is how a false failure is told."""
+        self._down.discard(heart)
+
+    def all_tied(self, hearts: list[bytes], fds: list[int]) -> bool:
+        """Whether each heart is tied to the descriptor beside it (a drain's common case, in C)."""
+        return list(map(self.fd_of.get, hearts)) == fds
 
     def gone(self, fd: int) -> bool:
         """Whether the connection on ``fd`` has closed (none accepted on it since): what comes
@@ -99,9 +136,11 @@ class ConnectionBook:
         self._tie[heart] = (fd, serial)
         self.fd_of[heart] = fd
         self._hearts_on.setdefault(serial, set()).add(heart)
+        self._down.discard(heart)
 
     def forget(self, heart: bytes) -> None:
-        """``heart`` is gone (failed, or never admitted): untie it."""
+        """Forget ``heart`` altogether: untie it, and it is not down."""
+        self._down.discard(heart)
         tie = self._tie.pop(heart, None)
         if tie is not None:
             del self.fd_of[heart]

@@ -156,3 +156,42 @@ class FalseFailure:
             "failed_at": round(self.failure.at, 6),
             "failed_beat": self.failure.beat,
         }
+
+
+#: hearts failed for their silence, with their connection, remembered at most to tell a false
+#: failure (entries go when the connection closes or the heart returns)
+MAX_SILENCED = 100_000
+
+
+@attrs.define
+class Silenced:
+    """The hearts failed for their silence while their connection was up, each with the serial
+    of that connection (:class:`~greenheart.core.connections.ConnectionBook`), until it closes or
+    the heart returns: a return on the same connection is a :class:`FalseFailure`."""
+
+    limit: int = MAX_SILENCED
+    _failures: dict[bytes, tuple[Failure, int]] = attrs.field(factory=dict, init=False)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def failed(self, failure: Failure, serial: int | None) -> None:
+        """Remember ``failure`` if it is a verdict on silence made while its heart was tied to
+        the connection numbered ``serial``."""
+        if failure.cause not in SILENCE or serial is None:
+            return
+        if len(self._failures) >= self.limit:
+            del self._failures[next(iter(self._failures))]
+        self._failures[failure.heart] = (failure, serial)
+
+    def closed(self, heart: bytes) -> None:
+        """``heart``'s connection closed: a return now is a new connection's, not a mistake."""
+        self._failures.pop(heart, None)
+
+    def returned(self, heart: bytes, serial: int | None, at: float) -> FalseFailure | None:
+        """``heart`` answered again at ``at``, tied to the connection numbered ``serial``: the
+        mistake, if it was failed for its silence on that connection."""
+        entry = self._failures.pop(heart, None)
+        if entry is None or entry[1] != serial:
+            return None  # never silenced, or back on a new connection: it had died
+        return FalseFailure(entry[0], at)

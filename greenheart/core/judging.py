@@ -21,7 +21,8 @@ was paused (SIGSTOP, a VM pause) or blocked in a call may answers still sit in t
 unread: such a beat is a *stall*, and judges nobody (Cassandra's rule for its own pauses,
 MAX_LOCAL_PAUSE, applied per beat). The two are told apart by the CPU time the monitor's
 own thread spent since the beat before: a busy hub spent nearly all of it computing, a
-paused or blocked one almost none (:func:`was_paused`).
+paused or blocked one almost none. :class:`Pace` is fed both clocks at every beat and says
+which (:class:`Lateness`); :func:`verdict` then says what the beat may do.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def gather_seconds(period: float) -> float:
 BUSY_SHARE = 0.5
 
 
+class Lateness(enum.Enum):
+    """Why a beat came when it did (:mod:`~greenheart.core.schedule` says whether it was late)."""
+
+    #: on its grid time, or nearly
+    ON_TIME = "on_time"
+    #: late, the monitor's thread computing: what arrived meanwhile is queued, and readable
+    BUSY = "busy"
+    #: late, the process paused or blocked: answers may still sit unread in the kernel
+    STALLED = "stalled"
+
+
 class Verdict(enum.Enum):
     """What a beat may do with the hearts that did not answer."""
 
@@ -67,16 +79,48 @@ class Verdict(enum.Enum):
     BEHIND = "behind"
 
 
-def was_paused(*, elapsed: float, cpu: float) -> bool:
-    """Whether a monitor whose thread used ``cpu`` seconds of CPU in the ``elapsed`` seconds
-    since its beat before was paused or blocked (and not busy computing)."""
-    return cpu < BUSY_SHARE * elapsed
+@attrs.frozen
+class Lap:
+    """What the time since the beat before says of this one."""
+
+    lateness: Lateness
+    #: the share of that time the monitor's thread computed; None if no time passed
+    cpu_share: float | None
 
 
-def verdict(*, late: bool, paused: bool, caught_up: bool) -> Verdict:
-    """The verdict of a beat that came (or did not come) ``late``, from a process that was
-    (or was not) ``paused``, and that did (or did not) catch up."""
-    if late and paused:
+#: a beat taken by hand (:meth:`HeartMonitor.beat <greenheart.HeartMonitor.beat>`), measured by
+#: nobody: judged by what it reads
+BY_HAND = Lap(Lateness.ON_TIME, None)
+
+
+@attrs.define
+class Pace:
+    """The real time and the CPU time of the monitor's thread at the beat before, fed by the
+    driver at every beat (:meth:`lap`)."""
+
+    #: real time, and the thread's CPU time, in seconds
+    since: float
+    cpu: float
+
+    def lap(self, *, late: bool, now: float, cpu: float) -> Lap:
+        """A beat at ``now``, the thread having used ``cpu`` seconds of CPU in all, that came
+        ``late`` or not: why, and the share of the time since the beat before the thread
+        computed. Handlers' time counts, since a late beat's cause may be in them."""
+        elapsed, used = now - self.since, cpu - self.cpu
+        self.since, self.cpu = now, cpu
+        if not late:
+            lateness = Lateness.ON_TIME
+        elif used < BUSY_SHARE * elapsed:
+            lateness = Lateness.STALLED
+        else:
+            lateness = Lateness.BUSY
+        return Lap(lateness, used / elapsed if elapsed > 0 else None)
+
+
+def verdict(lateness: Lateness, *, caught_up: bool) -> Verdict:
+    """The verdict of a beat that came as ``lateness`` says, and that did (or did not) catch
+    up with what was queued."""
+    if lateness is Lateness.STALLED:
         return Verdict.STALLED
     if not caught_up:
         return Verdict.BEHIND

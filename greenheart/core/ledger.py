@@ -1,310 +1,77 @@
-"""The heartbeat ledger: what a monitor knows, and how beats and pongs change it.
+"""The heartbeat ledger: which hearts are beating, and the verdict of each beat.
 
 Theory of operation
 -------------------
-A monitor publishes a ping every period and listens for pongs. The ledger is the
-bookkeeping between those two events. It does no I/O and has no clock: whoever
-drives it hands it the time, so it can be tested without sockets or sleeps.
+A monitor publishes a ping every period and listens for pongs. The ledger is the bookkeeping
+between the two, as h11's connection is for HTTP: no I/O, no clock. Every input carries its
+time (:meth:`~Ledger.publish`, :meth:`~Ledger.pong`, :meth:`~Ledger.pongs`, :meth:`~Ledger.stale`,
+:meth:`~Ledger.malformed`, :meth:`~Ledger.accepted`, :meth:`~Ledger.tie`, :meth:`~Ledger.closed`,
+:meth:`~Ledger.beat`), and every decision comes back as a value (:mod:`~greenheart.core.values`).
 
-A *round* runs from one beat to the next. During a round, :meth:`Ledger.pong` is
-called for every answer that arrives:
+A heart's life, beat by beat:
 
-* an answer carrying the payload of the current ping is **on time**;
-* an answer carrying the payload of the previous ping is **late**: the heart is
-  alive, only slow, so it still counts as having answered this round;
-* the same answer again from the same heart is a **repeat**: counted, not measured,
-  so a peer echoing a ping in a loop cannot grow the round's records;
-* anything else is **stale** (or **malformed**, if it has no identity): counted,
-  and otherwise ignored.
+- an unknown heart that answered in the round is **new** at the beat (or refused, and asked
+  again, while ``max_hearts`` are known);
+- a known heart silent at a judged beat **misses** it and is on probation, until it answers.
+  One miss more than ``max_misses`` (with phi: a suspicion past the threshold) and it has
+  **failed**: it is forgotten, and new again if it answers again;
+- when a beat would fail most of the hearts whose connections are up, it holds them as
+  **suspects** instead (:mod:`~greenheart.core.silence`);
+- a known heart whose connection **closes** fails at once with ``fail_on_disconnect``, and
+  otherwise is *down* (:mod:`~greenheart.core.connections`): failed by its misses, never held;
+- a heart failed for its silence that answers again on the same connection was failed by
+  mistake: a **false failure** (:mod:`~greenheart.core.failures`).
 
-When the driver knows which key each message was sent with (CURVE), an identity is
-bound to the first key that answers for it, and stays bound (even after the heart
-fails) while the ledger has room for ``max_bindings``: a pong for that identity under
-another key is **spoofed**, counted, and otherwise ignored.
+An *unjudged* beat (``judge=False``: the driver could not have heard everyone,
+:mod:`~greenheart.core.judging`) charges nobody a miss. Every failure has its certificate, a
+:class:`~greenheart.core.failures.Failure`. The settings are one
+:class:`~greenheart.core.rules.Rules`; ``max_misses=1`` is IPython.parallel's rule.
 
-:meth:`Ledger.beat` closes the round. Known hearts that did not answer miss a beat:
-they go on probation, and a heart whose consecutive misses exceed ``max_misses`` has
-failed and is forgotten (if it answers again it will be new again). With
-:class:`~greenheart.core.phi.PhiAccrual` settings (``phi``) the miss count is still kept, but
-a heart fails when its suspicion passes phi's threshold instead. The settings are one
-:class:`Rules` value. Hearts that
-answered and were unknown become new hearts, up to ``max_hearts``; the rest are
-refused (and asked again next round). Then the next round opens with a fresh ping.
-
-A beat may be *unjudged* (``judge=False``): the driver knows it could not have heard
-the hearts (it was stalled, or answers are still unread), so nobody is charged a miss.
-
-When one beat would fail most of the hearts whose connections are up, the ledger suspects
-the monitor first and holds them instead (:mod:`~greenheart.core.silence`). Every failure
-comes with its certificate, a :class:`~greenheart.core.failures.Failure`, and a heart failed
-for its silence that answers again on the same connection is counted as a
-:class:`~greenheart.core.failures.FalseFailure`. Which connection a heart answers on is kept
-in :attr:`Ledger.connections`, which the driver feeds (see
-:mod:`~greenheart.core.connections`); :meth:`Ledger.closed` decides what a closed connection
-means: a failure at once with ``fail_on_disconnect`` (or for a held suspect), else only that
-the heart's connection is down, so that it is never held.
-
-With the default ``max_misses=1`` this is IPython.parallel's original rule (on
-probation at the first miss, failed at the second); ipyparallel made the number
-configurable, which is ``max_misses`` here. The result of each transition is
-returned as a value (:class:`Pong`, :class:`Beat`) for the driver to act on.
+The ledger composes one piece per idea: rounds (:mod:`~greenheart.core.rounds`), round trips
+and phi (:mod:`~greenheart.core.records`), key bindings (:mod:`~greenheart.core.bindings`),
+connections, the hearts failed for silence, the suspects. An observer (:meth:`Ledger.observe`)
+is handed every input as a value (:mod:`~greenheart.core.inputs`): how a monitor is recorded.
 """
 
 from __future__ import annotations
 
 import collections
-import enum
-import math
-from collections.abc import Mapping
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import NamedTuple
 
 import attrs
 
-from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core import inputs
+from greenheart.core.bindings import MAX_BINDINGS, KeyBindings
+from greenheart.core.checks import COUNT
 from greenheart.core.connections import ConnectionBook
-from greenheart.core.failures import SILENCE, Cause, Failure, FalseFailure
-from greenheart.core.phi import Intervals, PhiAccrual
-from greenheart.core.silence import MassSilence, Outcome, Suspect, Suspects
-from greenheart.core.wire import encode_ping
+from greenheart.core.failures import Cause, Failure, FalseFailure, Silenced
+from greenheart.core.records import Records
+from greenheart.core.rounds import Echo, Rounds
+from greenheart.core.rules import Rules
+from greenheart.core.silence import Outcome, Suspect, Suspects
+from greenheart.core.values import ANSWERS, Beat, Counters, HeartState, Pong, PongKind, RoundTrips
 
 #: failures and false failures the ledger remembers, the newest
 RECENT = 1000
 
-#: hearts failed for their silence, with their connection, remembered at most to tell a false
-#: failure (entries go when the connection closes or the heart returns)
-MAX_SILENCED = 100_000
-
-
-class PongKind(enum.Enum):
-    ON_TIME = "on_time"
-    LATE = "late"
-    #: an answer this heart already gave in this round
-    REPEAT = "repeat"
-    #: sent under an identity bound to another key
-    SPOOFED = "spoofed"
-    #: well formed, but answers neither the current ping nor the previous one
-    STALE = "stale"
-    #: not a pong at all: wrong number of frames, no identity, oversized payload
-    MALFORMED = "malformed"
-
-
-#: Kinds of pong that show the heart is alive.
-ANSWERS = frozenset({PongKind.ON_TIME, PongKind.LATE})
-
-
-class Pong(NamedTuple):
-    """What one incoming pong meant.
-
-    A NamedTuple rather than an attrs class because one is made per pong, on the
-    monitor's hottest path.
-    """
-
-    kind: PongKind
-    heart: bytes
-    #: seconds from sending the ping this pong answers to receiving it; None if not measured
-    rtt: float | None
-
-
-@attrs.frozen
-class Beat:
-    """What closing one round meant, and the ping that opens the next."""
-
-    #: beats since the ledger was made, this one included
-    number: int
-    #: the time of the beat, on the caller's clock
-    at: float
-    #: the payload to publish now
-    ping: bytes
-    #: hearts known after this beat
-    hearts: int
-    #: hearts that answered during the round just closed (on time or late)
-    responded: int
-    new_hearts: tuple[bytes, ...]
-    failed_hearts: tuple[bytes, ...]
-    #: hearts that missed this beat, failed ones excluded
-    missed: tuple[bytes, ...]
-    on_probation: int
-    #: hearts that answered the current ping (repeats are bad pongs)
-    on_time_pongs: int
-    #: hearts that answered the previous ping
-    late_pongs: int
-    #: repeated, spoofed, stale and malformed pongs
-    bad_pongs: int
-    #: heart -> seconds its late pong came after the beat that made it late (read-only)
-    late_hearts: Mapping[bytes, float]
-    #: the longest round trip of an on-time pong in the round, in seconds
-    max_rtt: float | None
-    #: the round trip of every answer (on time, then late) in the round
-    round_trips: tuple[float, ...] = attrs.field(default=(), eq=False, repr=False)
-    #: False when the hearts that did not answer were not charged a miss
-    judged: bool = True
-    #: new hearts not admitted because ``max_hearts`` were known
-    refused_hearts: int = 0
-    #: seconds the beat ran behind its schedule, as the driver measured it
-    lag: float = 0.0
-    #: hearts failed since the beat before because their connection closed (their failure
-    #: handlers were called then); not in ``failed_hearts``
-    disconnected: tuple[bytes, ...] = ()
-    #: the certificate of every heart in ``failed_hearts``, then in ``disconnected``, in order
-    failures: tuple[Failure, ...] = attrs.field(default=(), repr=False)
-    #: hearts failed for their silence that answered again on the same connection
-    false_failures: tuple[FalseFailure, ...] = ()
-    #: hearts held as suspects of a mass silence after this beat, and of them those held by it
-    suspects: tuple[bytes, ...] = attrs.field(default=(), repr=False)
-    held: tuple[bytes, ...] = attrs.field(default=(), repr=False)
-    #: suspects that answered again in the round, released
-    released: tuple[bytes, ...] = attrs.field(default=(), repr=False)
-    #: this beat began holding suspects, none being held before; or let the last of them go
-    mass_silence_began: bool = False
-    mass_silence_ended: bool = False
-    #: the share of the time since the beat before the driver's thread computed, if measured
-    cpu_share: float | None = None
-
-
-@attrs.define
-class Counters:
-    """Totals since the ledger was made."""
-
-    beats: int = 0
-    on_time_pongs: int = 0
-    late_pongs: int = 0
-    repeat_pongs: int = 0
-    spoofed_pongs: int = 0
-    stale_pongs: int = 0
-    malformed_pongs: int = 0
-    new_hearts: int = 0
-    failed_hearts: int = 0
-    #: times a new heart was turned away because ``max_hearts`` were known
-    refused_hearts: int = 0
-    unjudged_beats: int = 0
-    #: ``failed_hearts`` by cause (:class:`~greenheart.core.failures.Cause`)
-    failed_disconnected: int = 0
-    failed_missed: int = 0
-    failed_phi: int = 0
-    failed_held: int = 0
-    #: mass silences begun, hearts held as suspects in them, and suspects that answered again
-    mass_silences: int = 0
-    held_hearts: int = 0
-    released_hearts: int = 0
-    #: hearts failed for their silence that answered again on the same connection, and the
-    #: seconds those mistakes lasted, summed
-    false_failures: int = 0
-    false_failure_seconds: float = 0.0
-
-    @property
-    def bad_pongs(self) -> int:
-        return self.repeat_pongs + self.spoofed_pongs + self.stale_pongs + self.malformed_pongs
-
-    def failed(self, cause: Cause) -> int:
-        """Hearts failed for ``cause``."""
-        return int(getattr(self, f"failed_{cause.value}"))
-
-    def _count_failure(self, cause: Cause) -> None:
-        self.failed_hearts += 1
-        name = f"failed_{cause.value}"
-        setattr(self, name, getattr(self, name) + 1)
-
-
-@attrs.frozen
-class RoundTrips:
-    """One heart's round trips since it was registered, in seconds."""
-
-    last: float
-    mean: float
-    max: float
-    #: answers measured
-    count: int
-
-
-@attrs.frozen
-class HeartState:
-    """One known heart, as a snapshot."""
-
-    heart: bytes
-    #: beats missed in a row; 0 for a heart that answered the last beat
-    misses: int
-    round_trips: RoundTrips | None
-    #: held as a suspect of a mass silence
-    suspect: bool = False
-
-    @property
-    def on_probation(self) -> bool:
-        return self.misses > 0
-
-
-@attrs.define(slots=True)
-class _Record:
-    """What the ledger remembers about one known heart beyond its membership."""
-
-    count: int = 0
-    total: float = 0.0
-    max: float = 0.0
-    last: float = 0.0
-    #: when its last answer arrived
-    answered_at: float | None = None
-    #: where phi counts the silence from: the last answer, or the end of a stall
-    last_arrival: float | None = None
-    #: the intervals between answers, when the rules have ``phi``
-    intervals: Intervals | None = None
-
-    def answered(self, rtt: float, arrival: float) -> None:
-        self.count += 1
-        self.total += rtt
-        self.last = rtt
-        if rtt > self.max:
-            self.max = rtt
-        self.last_arrival = self.answered_at = arrival
-
-
-@attrs.define(slots=True)
-class _Upcoming:
-    """The next round, from the moment its ping was published until the current one closes."""
-
-    ping: bytes
-    tic: float
-    lifetime: float
-    #: heart -> round trip, for the answers to this ping read before the round opened
-    on_time: dict[bytes, float] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Rules:
-    """How a ledger judges its hearts: every setting a monitor is made with, in one value
-    (:class:`~greenheart.HeartMonitor` builds it from its keyword arguments)."""
-
-    #: beats a heart may miss in a row; one more and it has failed
-    max_misses: int = attrs.field(default=1, validator=COUNT)
-    #: the most hearts known at once; None for no limit
-    max_hearts: int | None = attrs.field(default=None, validator=OPTIONAL_COUNT)
-    #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
-    phi: PhiAccrual | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
-    )
-    #: hold the hearts of a mass silence as suspects first; None fails them as any others
-    mass_silence: MassSilence | None = attrs.field(
-        factory=MassSilence,
-        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
-    )
-    #: fail a known heart at once when its connection closes (:meth:`Ledger.closed`)
-    fail_on_disconnect: bool = attrs.field(
-        default=False, validator=attrs.validators.instance_of(bool)
-    )
+#: what a beat decided of one heart: its cause, its misses, and its hold if it was held
+_Verdict = tuple[bytes, Cause, int, Suspect | None]
 
 
 @attrs.define
 class Ledger:
-    """The state of one heart monitor, changed only by :meth:`beat` and :meth:`pong`."""
+    """Who is beating: the hearts known, their misses, and the verdict of each beat."""
 
-    #: when the current ping was sent, on the caller's clock
-    tic: float
-    rules: Rules = attrs.field(
-        factory=lambda: Rules(), validator=attrs.validators.instance_of(Rules)
-    )
+    #: when the first round opened, on the caller's clock
+    _opened_at: float = attrs.field(alias="tic")
+    rules: Rules = attrs.field(factory=Rules, validator=attrs.validators.instance_of(Rules))
     #: identities bound to keys remembered at most, known hearts' always included
-    max_bindings: int = attrs.field(default=100_000, validator=COUNT)
-    #: which connection each heart answers on; the driver feeds it
-    connections: ConnectionBook = attrs.field(factory=ConnectionBook, init=False)
+    max_bindings: int = attrs.field(default=MAX_BINDINGS, validator=COUNT)
+    #: the known hearts
+    hearts: set[bytes] = attrs.field(factory=set, init=False)
+    #: heart -> consecutive beats missed, for hearts that missed the last beat
+    on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)
     #: the certificates of the latest failures, oldest first
     failures: collections.deque[Failure] = attrs.field(
         factory=lambda: collections.deque(maxlen=RECENT), init=False
@@ -313,171 +80,164 @@ class Ledger:
     false_failures: collections.deque[FalseFailure] = attrs.field(
         factory=lambda: collections.deque(maxlen=RECENT), init=False
     )
-    hearts: set[bytes] = attrs.field(factory=set, init=False)
-    #: heart -> consecutive beats missed, for hearts that missed the last beat
-    on_probation: dict[bytes, int] = attrs.field(factory=dict, init=False)
-    #: seconds of beating, as of the current ping
-    lifetime: float = attrs.field(default=0.0, init=False)
-    #: ``lifetime`` as of the previous ping
-    last_ping: float = attrs.field(default=0.0, init=False)
-    #: the payload of the current ping
-    ping: bytes = attrs.field(init=False)
+    _rounds: Rounds = attrs.field(init=False)
+    _records: Records = attrs.field(init=False)
+    _bindings: KeyBindings = attrs.field(init=False)
+    _book: ConnectionBook = attrs.field(factory=ConnectionBook, init=False)
+    _silenced: Silenced = attrs.field(factory=Silenced, init=False)
+    _suspects: Suspects | None = attrs.field(default=None, init=False)
     #: totals of the rounds already closed, stale and malformed pongs included
     _totals: Counters = attrs.field(factory=Counters, init=False)
-    _records: dict[bytes, _Record] = attrs.field(factory=dict, init=False)
-    #: identity -> the key it is bound to, oldest binding first
-    _owners: dict[bytes, object] = attrs.field(factory=dict, init=False)
-
-    _previous_ping: bytes | None = attrs.field(default=None, init=False)
-    _previous_tic: float = attrs.field(default=0.0, init=False)
-    #: heart -> round trip, for the answers to the current ping in this round
-    _on_time: dict[bytes, float] = attrs.field(factory=dict, init=False)
-    #: heart -> round trip, for the answers to the previous ping in this round
-    _late: dict[bytes, float] = attrs.field(factory=dict, init=False)
-    _round_bad: int = attrs.field(default=0, init=False)
-    #: the next round, once its ping is published and until this one closes
-    _upcoming: _Upcoming | None = attrs.field(default=None, init=False)
-    #: hearts failed since the last beat because their connection closed, and why
+    #: hearts failed since the last beat because their connection closed
     _disconnected: list[Failure] = attrs.field(factory=list, init=False)
-    _suspects: Suspects | None = attrs.field(default=None, init=False)
-    #: known hearts whose connection closed (without failing them), until they answer on another
-    _down: set[bytes] = attrs.field(factory=set, init=False)
-    #: heart -> its failure for silence, and the serial of the connection it was up on
-    _silenced: dict[bytes, tuple[Failure, int]] = attrs.field(factory=dict, init=False)
     #: the last beat's lag and CPU share, for a failure between beats
-    _lag: float = attrs.field(default=0.0, init=False)
-    _cpu_share: float | None = attrs.field(default=None, init=False)
+    _lap: tuple[float, float | None] = attrs.field(default=(0.0, None), init=False)
     #: suspects held after the last beat
     _held_after_beat: int = attrs.field(default=0, init=False)
+    _observer: Callable[[inputs.Input], object] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.ping = encode_ping(self.lifetime)
+        self._rounds = Rounds(self._opened_at)
+        self._records = Records(self.rules.phi)
+        self._bindings = KeyBindings(self.max_bindings)
         if self.rules.mass_silence is not None:
             self._suspects = Suspects(self.rules.mass_silence)
+
+    # -- what it knows ----------------------------------------------------------------------
+
+    @property
+    def tic(self) -> float:
+        """When the current ping was sent."""
+        return self._rounds.tic
+
+    @property
+    def ping(self) -> bytes:
+        """The payload of the current ping."""
+        return self._rounds.ping
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds of beating, as of the current ping."""
+        return self._rounds.lifetime
+
+    @property
+    def last_ping(self) -> float:
+        """``lifetime`` as of the previous ping."""
+        return self._rounds.last_ping
 
     @property
     def responses(self) -> set[bytes]:
         """The hearts that answered during the current round."""
-        return self._on_time.keys() | self._late.keys()
+        return self._rounds.responded
 
     @property
-    def answers(self) -> int:
+    def answer_count(self) -> int:
         """Answers (on time or late, repeats excluded) in the current round."""
-        return len(self._on_time) + len(self._late)
+        return self._rounds.answer_count
+
+    @property
+    def connections(self) -> ConnectionBook:
+        """Which connection each heart answers on: to read (it is fed through
+        :meth:`accepted`, :meth:`tie` and :meth:`closed`)."""
+        return self._book
 
     @property
     def counters(self) -> Counters:
         """Totals since the ledger was made, the current round included (a copy)."""
-        early = len(self._upcoming.on_time) if self._upcoming is not None else 0
+        totals, rounds = self._totals, self._rounds
         return attrs.evolve(
-            self._totals,
-            on_time_pongs=self._totals.on_time_pongs + len(self._on_time) + early,
-            late_pongs=self._totals.late_pongs + len(self._late),
+            totals,
+            on_time_pongs=totals.on_time_pongs + len(rounds.on_time) + rounds.early_count,
+            late_pongs=totals.late_pongs + len(rounds.late),
         )
-
-    def round_trips(self, heart: bytes) -> RoundTrips | None:
-        """The round trips of a known heart, as of the last beat; None if it is not known."""
-        record = self._records.get(heart)
-        if record is None or not record.count:
-            return None
-        return RoundTrips(record.last, record.total / record.count, record.max, record.count)
-
-    def states(self) -> list[HeartState]:
-        """Every known heart: its misses in a row, its round trips and whether it is held as a
-        suspect, as of the last beat."""
-        on_probation, suspects = self.on_probation, self._suspects or ()
-        return [
-            HeartState(
-                heart, on_probation.get(heart, 0), self.round_trips(heart), heart in suspects
-            )
-            for heart in self.hearts
-        ]
 
     @property
     def suspects(self) -> dict[bytes, Suspect]:
         """The hearts held as suspects of a mass silence (a copy)."""
         return dict(self._suspects.items()) if self._suspects is not None else {}
 
-    def connected(self, heart: bytes) -> bool | None:
-        """Whether ``heart``'s connection is up: True if it is tied to an open one, False if
-        the one it answered on closed since, None if :attr:`connections` never saw it."""
-        if self.connections.serial_of(heart) is not None:
-            return True
-        return False if heart in self._down else None
+    def round_trips(self, heart: bytes) -> RoundTrips | None:
+        """The round trips of a known heart, as of the last beat; None if it is not known."""
+        return self._records.round_trips(heart)
+
+    def states(self) -> list[HeartState]:
+        """Every known heart: its misses in a row, its round trips and whether it is held as a
+        suspect, as of the last beat."""
+        on_probation, suspects = self.on_probation, self._suspects or ()
+        trips = self._records.round_trips
+        return [
+            HeartState(heart, on_probation.get(heart, 0), trips(heart), heart in suspects)
+            for heart in self.hearts
+        ]
 
     def suspicion(self, heart: bytes, now: float) -> float | None:
         """The phi-accrual suspicion of a known heart at ``now``; None without ``rules.phi``."""
-        record = self._records.get(heart)
-        phi = self.rules.phi
-        if phi is None or record is None or record.intervals is None:
-            return None
-        assert record.last_arrival is not None
-        return phi.phi(now - record.last_arrival, record.intervals)
+        return self._records.suspicion(heart, now)
 
     def key_of(self, heart: bytes) -> object | None:
         """The key ``heart`` is bound to, if any."""
-        return self._owners.get(heart)
+        return self._bindings.key_of(heart)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def observe(self, observer: Callable[[inputs.Input], object] | None) -> None:
+        """Hand ``observer`` every input from now on, as a value (None stops it).
+
+        It is first handed what brings a new ledger to this one's round: a
+        :class:`~greenheart.core.inputs.Started` at the round's start, then the answers to its
+        ping already read. Call it between rounds' ends: at the start, or right after a beat.
+        """
+        rounds = self._rounds
+        if observer is not None and (rounds.published or rounds.late):
+            raise RuntimeError("a ledger is observed from right after a beat, not within one")
+        self._observer = observer
+        self._note(inputs.Started, rounds.tic)
+        for heart, rtt in rounds.on_time.items():
+            self._note(inputs.Answered, rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart))
+
+    def publish(self, now: float) -> bytes:
+        """Open the next round at ``now``, before the current one closes (a monitor publishes on
+        its grid time, then reads what is queued, then beats): the payload of its ping. Answers
+        to the current ping still count for the current round; publishing twice opens it once.
+        """
+        if not self._rounds.published:
+            self._note(inputs.RoundOpened, now)
+        return self._rounds.publish(now)
 
     def pong(self, heart: bytes, payload: bytes, now: float, key: object = None) -> Pong:
-        """Account for ``payload`` echoed by ``heart`` at time ``now``, sent with ``key``
-        (None when the transport does not authenticate)."""
+        """Account for ``payload`` echoed by ``heart`` at ``now``, sent with ``key`` (None when
+        the transport does not authenticate)."""
+        return self.answer(heart, self._rounds.echo_of(payload), now, key)
+
+    def answer(self, heart: bytes, echo: Echo, now: float, key: object = None) -> Pong:
+        """:meth:`pong`, for an answer known by which ping it echoes (a replay's)."""
+        if self._observer is not None:
+            self._observer(inputs.Answered(now, heart, echo, key))
         if not heart:
-            return self.malformed()
+            return self._bad(PongKind.MALFORMED, heart)
+        if key is not None and not self._bindings.allows(heart, key):
+            return self._bad(PongKind.SPOOFED, heart)
+        kind, rtt = self._rounds.answer(heart, echo, now)
+        if rtt is None:
+            return self._bad(kind, heart)
         if key is not None:
-            owner = self._owners.get(heart)
-            if owner is not None and owner != key:
-                self._totals.spoofed_pongs += 1
-                self._round_bad += 1
-                return Pong(PongKind.SPOOFED, heart, None)
-        if payload == self.ping:
-            if heart in self._on_time:
-                return self._repeat(heart)
-            rtt = self._on_time[heart] = now - self.tic
-            if key is not None:
-                self._owners.setdefault(heart, key)
-            return Pong(PongKind.ON_TIME, heart, rtt)
-        if payload == self._previous_ping:
-            if heart in self._late or heart in self._on_time:
-                return self._repeat(heart)
-            rtt = self._late[heart] = now - self._previous_tic
-            if key is not None:
-                self._owners.setdefault(heart, key)
-            return Pong(PongKind.LATE, heart, rtt)
-        upcoming = self._upcoming
-        if upcoming is not None and payload == upcoming.ping:
-            # the ping of the next round, published before this one closed: on time for it
-            if heart in upcoming.on_time:
-                return self._repeat(heart)
-            rtt = upcoming.on_time[heart] = now - upcoming.tic
-            if key is not None:
-                self._owners.setdefault(heart, key)
-            return Pong(PongKind.ON_TIME, heart, rtt)
-        return self.stale(heart)
+            self._bindings.bind(heart, key)
+        return Pong(kind, heart, rtt)
 
     def pongs(self, hearts: list[bytes], payloads: list[bytes], now: float) -> list[Pong]:
-        """Account for the answers of one drain, all read at ``now`` and sent with no key:
-        what :meth:`pong` would make of each, in order; returns the pongs that were not
-        answers (the bulk path returns none).
-
-        The common case (every one a first answer to the same ping: the current one, the one
-        published ahead of the beat, or the previous one) is a few set and dict operations
-        in C; anything else takes :meth:`pong`, message by message. Every answer of a drain
-        has the drain's time, so a round trip has the resolution of one drain (and of the gathering
-        before it, :func:`~greenheart.core.judging.gather_seconds`).
-        """
+        """Account for the answers of one drain, all read at ``now`` and sent with no key, as
+        :meth:`pong` would each: the pongs that were not answers. The common case (each a first
+        answer to the same ping) is a few set and dict operations in C
+        (:meth:`Rounds.answer_all <greenheart.core.rounds.Rounds.answer_all>`). A round trip
+        then has the resolution of one drain."""
         count = len(hearts)
-        if count > 1:
-            target = self._bulk_target(payloads[0], count)
-            if target is not None and payloads.count(payloads[0]) == count:
-                unique = set(hearts)
-                if (
-                    len(unique) == count
-                    and b"" not in unique
-                    and target[0].keys().isdisjoint(unique)
-                    and (target[2] is None or target[2].keys().isdisjoint(unique))
-                ):
-                    target[0].update(dict.fromkeys(hearts, now - target[1]))
-                    return []
+        if count > 1 and payloads.count(payloads[0]) == count:
+            echo = self._rounds.echo_of(payloads[0])
+            if self._rounds.answer_all(hearts, echo, now):
+                if self._observer is not None:
+                    for heart in hearts:
+                        self._observer(inputs.Answered(now, heart, echo))
+                return []
         pong = self.pong
         return [
             answer
@@ -485,208 +245,92 @@ class Ledger:
             if answer.kind not in ANSWERS
         ]
 
-    def _bulk_target(
-        self, payload: bytes, count: int
-    ) -> tuple[dict[bytes, float], float, dict[bytes, float] | None] | None:
-        """Where answers to ``payload`` go in bulk: the dict, the tic of their ping, and the
-        dict a heart must not be in already (its repeat)."""
-        if payload == self.ping:
-            return self._on_time, self.tic, None
-        upcoming = self._upcoming
-        if upcoming is not None and payload == upcoming.ping:
-            return upcoming.on_time, upcoming.tic, None
-        if payload == self._previous_ping:
-            return self._late, self._previous_tic, self._on_time
-        return None
+    def stale(self, heart: bytes, now: float) -> Pong:
+        """Account for an answer that came in on a connection already closed (libzmq delivers
+        what a connection sent before it closed): too late to count."""
+        self._note(inputs.Stale, now, heart)
+        return self._bad(PongKind.STALE, heart)
 
-    def answers_to(self, payload: bytes) -> int:
-        """Which ping ``payload`` echoes: 0 the current one, 1 the previous one, 2 the one
-        published ahead of the beat, 3 none of them (what a recording keeps of an answer)."""
-        if payload == self.ping:
-            return 0
-        if payload == self._previous_ping:
-            return 1
-        if self._upcoming is not None and payload == self._upcoming.ping:
-            return 2
-        return 3
+    def malformed(self, heart: bytes, now: float) -> Pong:
+        """Account for a message that is not a pong at all (``heart`` may be empty)."""
+        self._note(inputs.Malformed, now)
+        return self._bad(PongKind.MALFORMED, heart)
 
-    def payload_of(self, echoed: int) -> bytes:
-        """A payload that echoes the ping :meth:`answers_to` numbers ``echoed``; one that echoes
-        none if there is no such ping now."""
-        if echoed == 0:
-            return self.ping
-        if echoed == 1 and self._previous_ping is not None:
-            return self._previous_ping
-        if echoed == 2 and self._upcoming is not None:
-            return self._upcoming.ping
-        return b"-"
+    def accepted(self, fd: int, now: float) -> None:
+        """A connection was accepted on descriptor ``fd``."""
+        self._note(inputs.ConnectionAccepted, now, fd)
+        self._book.accepted(fd)
 
-    def _repeat(self, heart: bytes) -> Pong:
-        self._totals.repeat_pongs += 1
-        self._round_bad += 1
-        return Pong(PongKind.REPEAT, heart, None)
-
-    def stale(self, heart: bytes) -> Pong:
-        """Account for an answer that came too late to count: it came in on a connection that
-        had closed (libzmq delivers what a connection sent before it closed)."""
-        self._totals.stale_pongs += 1
-        self._round_bad += 1
-        return Pong(PongKind.STALE, heart, None)
-
-    def malformed(self, heart: bytes = b"") -> Pong:
-        """Account for a message that is not a pong at all."""
-        self._totals.malformed_pongs += 1
-        self._round_bad += 1
-        return Pong(PongKind.MALFORMED, heart, None)
-
-    def publish(self, now: float) -> bytes:
-        """Open the next round at ``now``, before the current one closes: the payload of its
-        ping, to publish at once.
-
-        A monitor publishes each ping on its grid time, then reads the answers still queued,
-        then closes the round with :meth:`beat`. Meanwhile answers to the current ping still
-        count for the current round, and answers to the new one for the round it opened.
-        Publishing twice before the beat opens the round once.
-        """
-        if self._upcoming is None:
-            elapsed = now - self.tic
-            # A clock that stands still or steps back (an injected one) must not make the new
-            # ping repeat the old one: its answers would be taken for answers to the new round.
-            if elapsed > 0:
-                lifetime = self.lifetime + elapsed
-            else:
-                lifetime = math.nextafter(self.lifetime, math.inf)
-            self._upcoming = _Upcoming(encode_ping(lifetime), now, lifetime)
-        return self._upcoming.ping
+    def tie(self, heart: bytes, fd: int, now: float) -> None:
+        """``heart`` answered on descriptor ``fd``, which it is not tied to; every connection
+        event before the answer has been handed in."""
+        self._note(inputs.ConnectionTied, now, heart, fd)
+        self._book.answered(heart, fd)
 
     def closed(self, fd: int, now: float) -> tuple[Failure, ...]:
         """The connection on descriptor ``fd`` closed at ``now``: the failures that makes.
 
-        Its known hearts fail at once with ``fail_on_disconnect``, and a held suspect fails
-        whatever the setting (a closed connection is the heart's side, not the monitor's). The
-        others only have their connection down: they are never held, and are failed by their
-        missed beats as before."""
-        hearts = self.connections.closed(fd)
+        Its known hearts fail at once with ``fail_on_disconnect``, and a held suspect whatever
+        the setting (a closed connection is the heart's side, not the monitor's); the others are
+        only down. A failed heart's answers of the round go with it, so that it is not new at
+        the beat; the next :class:`~greenheart.core.values.Beat` lists it in ``disconnected``.
+        """
+        self._note(inputs.ConnectionClosed, now, fd)
         failing = []
-        for heart in hearts:
-            self._silenced.pop(heart, None)  # a return is now a new connection's
-            if heart not in self.hearts:
-                continue
-            self._down.add(heart)
-            if self.rules.fail_on_disconnect or (
-                self._suspects is not None and heart in self._suspects
+        suspects, totals = self._suspects, self._totals
+        for heart in self._book.closed(fd, self.hearts):
+            self._silenced.closed(heart)  # a return is now a new connection's
+            if heart in self.hearts and (
+                self.rules.fail_on_disconnect or (suspects is not None and heart in suspects)
             ):
                 failing.append(heart)
-        return tuple(
-            failure
-            for heart in failing
-            if (failure := self.fail(heart, now, together=len(failing))) is not None
-        )
-
-    def fail(self, heart: bytes, now: float | None = None, *, together: int = 1) -> Failure | None:
-        """Declare ``heart`` failed at ``now`` (the current round's start if not given),
-        between beats, because its connection closed: its certificate, or None if it was not
-        known. Its answers of the current round go with it, so that it is not taken for a new
-        heart at the beat; the next :class:`Beat` lists it in ``disconnected``."""
-        totals = self._totals
-        # its answers were made, and stay counted; they only no longer make it a live heart
-        if self._on_time.pop(heart, None) is not None:
-            totals.on_time_pongs += 1
-        if self._late.pop(heart, None) is not None:
-            totals.late_pongs += 1
-        if self._upcoming is not None and self._upcoming.on_time.pop(heart, None) is not None:
-            totals.on_time_pongs += 1
-        if heart not in self.hearts:
-            return None
-        at = self.tic if now is None else now
-        suspect = self._suspects.drop(heart) if self._suspects is not None else None
-        failure = self._certify(
-            heart,
-            Cause.DISCONNECTED,
-            at,
-            self.on_probation.get(heart, 0),
-            together,
-            self._totals.beats,
-            self._lag,
-            self._cpu_share,
-            suspect,
-        )
-        self._forget(heart)
-        self._records.pop(heart, None)
-        totals._count_failure(Cause.DISCONNECTED)
-        self._disconnected.append(failure)
-        self.failures.append(failure)
-        return failure
-
-    def _forget(self, heart: bytes) -> None:
-        """``heart`` is failed: it is no longer known."""
-        self.hearts.discard(heart)
-        self.on_probation.pop(heart, None)
-        self._down.discard(heart)
-
-    def _certify(
-        self,
-        heart: bytes,
-        cause: Cause,
-        now: float,
-        misses: int,
-        together: int,
-        beat: int,
-        lag: float,
-        cpu_share: float | None,
-        suspect: Suspect | None = None,
-    ) -> Failure:
-        """The certificate of ``heart``'s failure, from its record (which must still be there)."""
-        record = self._records.get(heart)
-        trips = self.round_trips(heart)
-        return Failure(
-            heart=heart,
-            cause=cause,
-            at=now,
-            beat=beat,
-            misses=misses,
-            last_answer=record.answered_at if record is not None else None,
-            last_rtt=trips.last if trips is not None else None,
-            mean_rtt=trips.mean if trips is not None else None,
-            phi=self.suspicion(heart, now),
-            connected=self.connected(heart),
-            lag=lag,
-            cpu_share=cpu_share,
-            failed_together=together,
-            held_since=None if suspect is None else suspect.since,
-            held_beats=0 if suspect is None else suspect.beats,
-        )
+        failures = []
+        for heart in failing:
+            on_time, late = self._rounds.drop(heart)
+            # its answers were made, and stay counted; they only no longer make it a live heart
+            totals.on_time_pongs += on_time
+            totals.late_pongs += late
+            held = suspects.drop(heart) if suspects is not None else None
+            misses = self.on_probation.get(heart, 0)
+            failure = self._certify(
+                heart, Cause.DISCONNECTED, now, misses, len(failing), totals.beats, held
+            )
+            self._forget(heart)
+            totals.count_failure(Cause.DISCONNECTED)
+            self._disconnected.append(failure)
+            self.failures.append(failure)
+            failures.append(failure)
+        return tuple(failures)
 
     def beat(
         self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
     ) -> Beat:
-        """Close the current round at time ``now`` and open the next one (the one
-        :meth:`publish` opened, or one that opens now).
+        """Close the current round at ``now`` and open the next one (the one :meth:`publish`
+        opened, or one that opens now).
 
-        With ``judge=False`` (the driver knows it could not have heard every answer: it
-        was stalled, or is behind) the hearts that did not answer are not charged a miss:
-        they stay on probation with the misses they had, and none fails. ``lag`` (how late
-        the beat came) and ``cpu_share`` (how much of the time since the beat before the
-        driver's thread computed) are only reported, in the beat and in its certificates.
+        With ``judge=False`` (the driver could not have heard every answer) the hearts that did
+        not answer are not charged a miss, and none fails. ``lag`` (how late the beat came) and
+        ``cpu_share`` (how much of the time since the beat before the driver's thread computed)
+        are only reported, in the beat and in its certificates.
         """
         self.publish(now)
-        upcoming = self._upcoming
-        assert upcoming is not None
-        on_time, late = self._on_time, self._late
-        responded = on_time.keys() | late.keys()
-        self._lag, self._cpu_share = lag, cpu_share
+        self._note(inputs.RoundClosed, now, judge, lag, cpu_share)
+        rounds, totals = self._rounds, self._totals
+        on_time, late, bad = rounds.on_time, rounds.late, rounds.bad
+        responded = rounds.responded
+        self._lap = lag, cpu_share
+
         verdicts, on_probation, silence = self._judge(responded, now, judge)
         verdicts.sort(key=lambda verdict: verdict[0])
-        number = self._totals.beats + 1
+        number = totals.beats + 1
         failures = [
-            self._certify(heart, cause, now, misses, len(verdicts), number, lag, cpu_share, held)
+            self._certify(heart, cause, now, misses, len(verdicts), number, held)
             for heart, cause, misses, held in verdicts
         ]
-        failed = [failure.heart for failure in failures]
         for failure in failures:
+            self._silenced.failed(failure, self._book.serial_of(failure.heart))
             self._forget(failure.heart)
-            del self._records[failure.heart]
-            self._remember(failure)
+            self.failures.append(failure)
         self.on_probation = on_probation
 
         new_hearts = sorted(responded - self.hearts)
@@ -697,85 +341,61 @@ class Ledger:
             del new_hearts[room:]
         self.hearts.update(new_hearts)
         false_failures = self._returned(new_hearts) if self._silenced else ()
-        round_trips = self._record_answers(responded, now, judge)
-        if self._down:
-            self._down = set(filter(self._is_down, self._down))
-        if len(self._owners) > self.max_bindings:
-            self._forget_bindings()
-
+        self._records.add(rounds, self.hearts, now, judged=judge)
+        self._bindings.trim(self.hearts)
         # a late pong's trip began one ping earlier than the round it came in
-        late_by = self.tic - self._previous_tic
-        self._previous_ping, self._previous_tic = self.ping, self.tic
-        self.last_ping = self.lifetime
-        self.lifetime, self.ping, self.tic = upcoming.lifetime, upcoming.ping, upcoming.tic
+        late_by = rounds.tic - rounds.previous_tic
+        rounds.close()
 
-        totals = self._totals
-        totals.beats += 1
-        totals.unjudged_beats += not judge
-        # Answers are counted per round on the hot path, and folded into the totals here.
-        totals.on_time_pongs += len(on_time)
-        totals.late_pongs += len(late)
-        totals.new_hearts += len(new_hearts)
-        for failure in failures:
-            totals._count_failure(failure.cause)
-        totals.refused_hearts += refused
-        suspects = self._suspects
-        held_before = self._held_after_beat
-        held_after = len(suspects) if suspects is not None else 0
+        held_before, held_after = self._held_after_beat, len(self._suspects or ())
         self._held_after_beat = held_after
-        totals.mass_silences += not held_before and held_after > 0
-        if silence is not None:
-            totals.held_hearts += len(silence.held)
-            totals.released_hearts += len(silence.released)
-        for mistake in false_failures:
-            totals.false_failures += 1
-            totals.false_failure_seconds += mistake.gone
-        disconnections = tuple(self._disconnected)
+        disconnections, self._disconnected = tuple(self._disconnected), []
         beat = Beat(
-            number=totals.beats,
+            number=number,
             at=now,
-            ping=self.ping,
+            ping=rounds.ping,
             hearts=len(self.hearts),
             responded=len(responded),
             new_hearts=tuple(new_hearts),
-            failed_hearts=tuple(failed),
+            failed_hearts=tuple(failure.heart for failure in failures),
             missed=tuple(sorted(on_probation)),
             on_probation=len(on_probation),
             on_time_pongs=len(on_time),
             late_pongs=len(late),
-            bad_pongs=self._round_bad,
+            bad_pongs=bad,
             late_hearts=MappingProxyType({heart: rtt - late_by for heart, rtt in late.items()}),
             max_rtt=max(on_time.values(), default=None),
-            round_trips=round_trips,
+            round_trips=(*on_time.values(), *late.values()),
             judged=judge,
             refused_hearts=refused,
             lag=lag,
             disconnected=tuple(failure.heart for failure in disconnections),
             failures=(*failures, *disconnections),
             false_failures=false_failures,
-            suspects=tuple(sorted(suspects)) if suspects else (),
+            suspects=tuple(sorted(self._suspects)) if self._suspects else (),
             held=silence.held if silence is not None else (),
             released=silence.released if silence is not None else (),
             mass_silence_began=not held_before and held_after > 0,
             mass_silence_ended=held_before > 0 and not held_after,
             cpu_share=cpu_share,
         )
-        self._on_time, self._late, self._round_bad = upcoming.on_time, {}, 0
-        self._upcoming, self._disconnected = None, []
+        totals.add(beat)
         return beat
+
+    # -- the decisions --------------------------------------------------------------------------
 
     def _judge(
         self, responded: set[bytes], now: float, judge: bool
-    ) -> tuple[list[tuple[bytes, Cause, int, Suspect | None]], dict[bytes, int], Outcome | None]:
+    ) -> tuple[list[_Verdict], dict[bytes, int], Outcome | None]:
         """The hearts that failed (each with its cause, its misses and its hold, if it was
         held), the misses of the hearts that did not answer and did not fail, and what the
         mass-silence rule did (None if it had nothing to do)."""
-        failed: list[tuple[bytes, Cause, int, Suspect | None]] = []
+        failed: list[_Verdict] = []
         on_probation: dict[bytes, int] = {}
         charge = 1 if judge else 0
         phi = self.rules.phi
         cause = Cause.MISSED if phi is None else Cause.PHI
-        suspects = self._suspects
+        suspects, book = self._suspects, self._book
         # hearts that would fail with their connections up, which the rule may hold instead
         would_fail: list[bytes] = []
         for heart in self.hearts - responded:
@@ -788,11 +408,11 @@ class Ledger:
             if phi is None:
                 gone = misses > self.rules.max_misses
             else:
-                suspicion = self.suspicion(heart, now)
+                suspicion = self._records.suspicion(heart, now)
                 gone = judge and suspicion is not None and suspicion > phi.threshold
             if not gone:
                 on_probation[heart] = misses
-            elif suspects is not None and not self._is_down(heart):
+            elif suspects is not None and not book.is_down(heart):
                 would_fail.append(heart)
                 on_probation[heart] = misses
             else:
@@ -800,7 +420,11 @@ class Ledger:
         if suspects is None or not (would_fail or suspects):
             return failed, on_probation, None
         outcome = suspects.beat(
-            answered=responded, would_fail=would_fail, up=self._up(), now=now, judged=judge
+            answered=responded,
+            would_fail=would_fail,
+            up=len(self.hearts) - book.down_count,
+            now=now,
+            judged=judge,
         )
         for heart in outcome.failed:
             failed.append((heart, cause, on_probation.pop(heart), None))
@@ -808,101 +432,62 @@ class Ledger:
             failed.append((heart, Cause.HELD, on_probation.pop(heart), suspect))
         return failed, on_probation, outcome
 
-    def _is_down(self, heart: bytes) -> bool:
-        """Whether ``heart``'s connection closed, and it has not answered on another since."""
-        return heart in self._down and self.connections.serial_of(heart) is None
+    def _certify(
+        self,
+        heart: bytes,
+        cause: Cause,
+        now: float,
+        misses: int,
+        together: int,
+        beat: int,
+        suspect: Suspect | None = None,
+    ) -> Failure:
+        """The certificate of ``heart``'s failure, from its record (which must still be there)."""
+        trips = self.round_trips(heart)
+        return Failure(
+            heart=heart,
+            cause=cause,
+            at=now,
+            beat=beat,
+            misses=misses,
+            last_answer=self._records.answered_at(heart),
+            last_rtt=trips.last if trips is not None else None,
+            mean_rtt=trips.mean if trips is not None else None,
+            phi=self.suspicion(heart, now),
+            connected=self._book.connected(heart),
+            lag=self._lap[0],
+            cpu_share=self._lap[1],
+            failed_together=together,
+            held_since=None if suspect is None else suspect.since,
+            held_beats=0 if suspect is None else suspect.beats,
+        )
 
-    def _up(self) -> int:
-        """Known hearts whose connection is not known to be down."""
-        return len(self.hearts) - sum(map(self._is_down, self._down))
-
-    def _remember(self, failure: Failure) -> None:
-        """Keep ``failure``'s certificate, and, for a verdict on silence made while its
-        connection was up, what tells a false failure."""
-        self.failures.append(failure)
-        serial = self.connections.serial_of(failure.heart)
-        if failure.cause in SILENCE and serial is not None:
-            if len(self._silenced) >= MAX_SILENCED:
-                del self._silenced[next(iter(self._silenced))]
-            self._silenced[failure.heart] = (failure, serial)
+    def _forget(self, heart: bytes) -> None:
+        """``heart`` failed: it is no longer known."""
+        self.hearts.discard(heart)
+        self.on_probation.pop(heart, None)
+        self._book.failed(heart)
+        self._records.drop(heart)
 
     def _returned(self, new_hearts: list[bytes]) -> tuple[FalseFailure, ...]:
-        """The false failures among ``new_hearts``: hearts failed for their silence back on
-        the connection they were failed on. Called before the round's tics move on."""
+        """The false failures among ``new_hearts``; and remembered. Before the round closes."""
         mistakes = []
         for heart in new_hearts:
-            entry = self._silenced.pop(heart, None)
-            if entry is None:
-                continue
-            failure, serial = entry
-            if self.connections.serial_of(heart) != serial:
-                continue  # it came back on a new connection: it had died
-            rtt = self._on_time.get(heart)
-            arrival = self.tic + rtt if rtt is not None else self._previous_tic + self._late[heart]
-            mistake = FalseFailure(failure, arrival)
-            mistakes.append(mistake)
-            self.false_failures.append(mistake)
+            at = self._rounds.arrival(heart)
+            assert at is not None  # a new heart answered in this round
+            mistake = self._silenced.returned(heart, self._book.serial_of(heart), at)
+            if mistake is not None:
+                mistakes.append(mistake)
+                self.false_failures.append(mistake)
         return tuple(mistakes)
 
-    def _tally(self, responded: set[bytes]) -> None:
-        """:meth:`_record_answers` without phi: round trips only, on the hot path of every
-        beat (no arrival times, which only phi needs)."""
-        on_time, late, records, hearts = self._on_time, self._late, self._records, self.hearts
-        tic, previous_tic = self.tic, self._previous_tic
-        for heart in responded:
-            rtt = on_time.get(heart)
-            if rtt is None:
-                rtt = late[heart]
-                arrival = previous_tic + rtt
-            else:
-                arrival = tic + rtt
-            record = records.get(heart)
-            if record is None:
-                if heart not in hearts:
-                    continue  # refused
-                record = records[heart] = _Record()
-            record.count += 1
-            record.total += rtt
-            record.last = rtt
-            if rtt > record.max:
-                record.max = rtt
-            record.answered_at = arrival
+    def _note(self, kind: Callable[..., inputs.Input], *fields: object) -> None:
+        """Hand the observer, if there is one, the input ``kind(*fields)``."""
+        if self._observer is not None:
+            self._observer(kind(*fields))
 
-    def _forget_bindings(self) -> None:
-        """Drop the oldest bindings of identities no longer known, down to ``max_bindings``."""
-        excess = len(self._owners) - self.max_bindings
-        for heart in [h for h in self._owners if h not in self.hearts][:excess]:
-            del self._owners[heart]
-
-    def _record_answers(self, responded: set[bytes], now: float, judge: bool) -> tuple[float, ...]:
-        """Update the records of the known hearts that answered; return every round trip."""
-        on_time, late, records = self._on_time, self._late, self._records
-        tic, previous_tic, phi = self.tic, self._previous_tic, self.rules.phi
-        if phi is None:
-            self._tally(responded)
-            return (*on_time.values(), *late.values())
-        for heart in responded:
-            record = records.get(heart)
-            if record is None:
-                if heart not in self.hearts:
-                    continue  # refused
-                record = records[heart] = _Record()
-            rtt = on_time.get(heart)
-            arrival = tic + rtt if rtt is not None else previous_tic + late[heart]
-            if rtt is None:
-                rtt = late[heart]
-            if phi is not None:
-                last = record.last_arrival
-                if record.intervals is None:
-                    # the round length is the interval a heart is expected to answer at
-                    record.intervals = Intervals(phi.window, max(now - tic, 1e-3))
-                elif judge and last is not None:
-                    # An unjudged beat's answers were read late: the interval would be a lie.
-                    record.intervals.add(arrival - last)
-            record.answered(rtt, arrival)
-        if phi is not None and not judge:
-            # The silent hearts could not be heard either: their suspicion starts again from
-            # now, rather than counting the monitor's own stall against them.
-            for heart in self.hearts - responded:
-                records[heart].last_arrival = now
-        return (*on_time.values(), *late.values())
+    def _bad(self, kind: PongKind, heart: bytes) -> Pong:
+        """Count a pong that is not an answer."""
+        self._totals.count_bad(kind)
+        self._rounds.bad += 1
+        return Pong(kind, heart, None)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import collections
 import enum
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import attrs
+
+from greenheart.core.stats import percentile
 
 
 class Standing(enum.IntEnum):
@@ -67,14 +68,6 @@ def attention_order(rows: Iterable[HeartRow]) -> list[HeartRow]:
     )
 
 
-def nearest_rank(ordered: Sequence[float], share: float) -> float | None:
-    """The nearest-rank percentile of sorted ``ordered`` (of 100 values, 0.99 is the 99th)."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(len(ordered) * share))
-    return ordered[min(len(ordered), rank) - 1]
-
-
 @attrs.frozen
 class Point:
     """One moment of the history: when, hearts known and answering, round trips (seconds)."""
@@ -102,7 +95,7 @@ class History:
             return False
         ordered = sorted(round_trips)
         points.append(
-            Point(at, hearts, answering, nearest_rank(ordered, 0.5), nearest_rank(ordered, 0.99))
+            Point(at, hearts, answering, percentile(ordered, 0.5), percentile(ordered, 0.99))
         )
         while points and at - points[0].at > self.window:
             points.popleft()

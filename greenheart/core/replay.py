@@ -1,7 +1,7 @@
 """Replaying a recording through a ledger: under its own rules, under others, at other periods.
 
-:func:`replay` feeds a recording's events (:mod:`greenheart.core.recording`) to a fresh
-:class:`~greenheart.core.ledger.Ledger` under any :class:`~greenheart.core.ledger.Rules`: under
+:func:`replay` feeds a recording's inputs (:mod:`greenheart.core.inputs`) to a fresh
+:class:`~greenheart.core.ledger.Ledger` under any :class:`~greenheart.core.rules.Rules`: under
 the recording's own it makes the live monitor's verdicts again, the same hearts failed on the
 same beats (times are kept to the microsecond, so only a suspicion within a millionth of its
 threshold could come out otherwise).
@@ -33,8 +33,22 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from greenheart.core.failures import SILENCE, Failure, FalseFailure
-from greenheart.core.ledger import Ledger, Rules
-from greenheart.core.recording import CURRENT, OTHER, PREVIOUS, UPCOMING, Event, Op
+from greenheart.core.inputs import (
+    Answered,
+    ConnectionAccepted,
+    ConnectionClosed,
+    ConnectionTied,
+    Input,
+    Malformed,
+    RoundClosed,
+    RoundOpened,
+    Stale,
+    Started,
+)
+from greenheart.core.ledger import Ledger
+from greenheart.core.rounds import Echo
+from greenheart.core.rules import Rules
+from greenheart.core.stats import percentile
 
 #: descriptors for the connections of injected restarts: above any real one
 _FAKE_FD = 1 << 30
@@ -52,7 +66,7 @@ class Injection:
 
 
 @attrs.define
-class Outcome:
+class Replayed:
     """What a replay decided."""
 
     failures: list[Failure] = attrs.field(factory=list)
@@ -71,45 +85,45 @@ class Outcome:
         return [failure for failure in self.failures if failure.cause in SILENCE]
 
 
-def replay(events: Iterable[Event], rules: Rules) -> Outcome:
-    """Feed ``events`` to a ledger under ``rules``: every failure it made, in order, and every
-    false failure. A START event begins a new ledger (a new segment)."""
-    outcome = Outcome()
+def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
+    """Feed ``inputs`` to a ledger under ``rules``: every failure it made, in order, and every
+    false failure. A :class:`~greenheart.core.inputs.Started` begins a new ledger (a new
+    segment); what comes before the first is skipped."""
+    replayed = Replayed()
     ledger: Ledger | None = None
     last_beat: float | None = None
-    failures, false_failures = outcome.failures, outcome.false_failures
-    for op, at, heart, a, b, key in events:
-        if op == Op.PONG:
-            if ledger is not None:
-                ledger.pong(heart, ledger.payload_of(int(a)), at, key)  # type: ignore[arg-type]
-        elif op == Op.BEAT:
-            if ledger is None:
-                continue
-            beat = ledger.beat(at, judge=bool(a), lag=b, cpu_share=key)  # type: ignore[arg-type]
-            failures.extend(beat.failures[: len(beat.failed_hearts)])
-            false_failures.extend(beat.false_failures)
-            outcome.beats += 1
-            if last_beat is not None:
-                outcome.exposure += beat.hearts * (at - last_beat)
-            outcome.most_hearts = max(outcome.most_hearts, beat.hearts)
-            last_beat = at
-        elif ledger is None and op != Op.START:
+    failures = replayed.failures
+    for event in inputs:
+        if isinstance(event, Started):
+            ledger, last_beat = Ledger(tic=event.at, rules=rules), None
             continue
-        elif op == Op.PUBLISH:
-            ledger.publish(at)  # type: ignore[union-attr]
-        elif op == Op.START:
-            ledger, last_beat = Ledger(tic=at, rules=rules), None
-        elif op == Op.ACCEPTED:
-            ledger.connections.accepted(int(a))  # type: ignore[union-attr]
-        elif op == Op.ANSWERED:
-            ledger.connections.answered(heart, int(a))  # type: ignore[union-attr,arg-type]
-        elif op == Op.CLOSED:
-            failures.extend(ledger.closed(int(a), at))  # type: ignore[union-attr]
-        elif op == Op.STALE:
-            ledger.stale(heart)  # type: ignore[union-attr,arg-type]
-        elif op == Op.MALFORMED:
-            ledger.malformed()  # type: ignore[union-attr]
-    return outcome
+        if ledger is None:
+            continue
+        match event:
+            case Answered(at, heart, echo, key):
+                ledger.answer(heart, echo, at, key)
+            case RoundClosed(at, judged, lag, cpu_share):
+                beat = ledger.beat(at, judge=judged, lag=lag, cpu_share=cpu_share)
+                failures.extend(beat.failures[: len(beat.failed_hearts)])
+                replayed.false_failures.extend(beat.false_failures)
+                replayed.beats += 1
+                if last_beat is not None:
+                    replayed.exposure += beat.hearts * (at - last_beat)
+                replayed.most_hearts = max(replayed.most_hearts, beat.hearts)
+                last_beat = at
+            case RoundOpened(at):
+                ledger.publish(at)
+            case ConnectionAccepted(at, fd):
+                ledger.accepted(fd, at)
+            case ConnectionTied(at, heart, fd):
+                ledger.tie(heart, fd, at)
+            case ConnectionClosed(at, fd):
+                failures.extend(ledger.closed(fd, at))
+            case Stale(at, heart):
+                ledger.stale(heart, at)
+            case Malformed(at):
+                ledger.malformed(b"", at)
+    return replayed
 
 
 # -- other periods -----------------------------------------------------------------------------
@@ -127,79 +141,83 @@ class _Heart:
     fd: int | None = None
 
 
-def _segments(events: Sequence[Event]) -> list[Sequence[Event]]:
-    starts = [i for i, event in enumerate(events) if event[0] == Op.START]
-    bounds = [*starts, len(events)]
-    return [events[bounds[i] : bounds[i + 1]] for i in range(len(starts))]
+@attrs.frozen
+class _MadeUp:
+    """An answer made up for the new grid, to its ping number ``ping`` (echo still unknown)."""
+
+    at: float
+    heart: bytes
+    ping: int
+    key: object
 
 
-# events at one instant: connections first, answers before the beat they count for
-_ORDER: dict[int, int] = {
-    Op.ACCEPTED: 0,
-    Op.ANSWERED: 1,
-    Op.PONG: 2,
-    Op.CLOSED: 3,
-    Op.PUBLISH: 4,
-    Op.BEAT: 5,
+def _segments(inputs: Sequence[Input]) -> list[Sequence[Input]]:
+    starts = [i for i, event in enumerate(inputs) if isinstance(event, Started)]
+    bounds = [*starts, len(inputs)]
+    return [inputs[bounds[i] : bounds[i + 1]] for i in range(len(starts))]
+
+
+# inputs at one instant: connections first, answers before the beat they count for
+_ORDER: dict[type, int] = {
+    ConnectionAccepted: 0,
+    ConnectionTied: 1,
+    _MadeUp: 2,
+    ConnectionClosed: 3,
+    RoundOpened: 4,
+    RoundClosed: 5,
 }
 
 
-def resample(events: Sequence[Event], period: float) -> list[Event]:
-    """``events`` as they would have been at ``period`` ms (see the module's docstring)."""
-    out: list[Event] = []
-    for segment in _segments(events):
+def resample(inputs: Sequence[Input], period: float) -> list[Input]:
+    """``inputs`` as they would have been at ``period`` ms (see the module's docstring)."""
+    out: list[Input] = []
+    for segment in _segments(inputs):
         out.extend(_resample_segment(segment, period / 1000.0))
     return out
 
 
-def _resample_segment(events: Sequence[Event], step: float) -> list[Event]:
-    start = events[0][1]
+def _resample_segment(inputs: Sequence[Input], step: float) -> list[Input]:
+    start = inputs[0].at
     pings = [start]
     current, upcoming = 0, None
     hearts: dict[bytes, _Heart] = {}
     tied: dict[int, set[bytes]] = {}
     stalls: list[tuple[float, float, bool]] = []  # (from, to, judged)
-    kept: list[Event] = []
+    kept: list[Input] = []
     end = start
-    for event in events[1:]:
-        op, at, heart = event[0], event[1], event[2]
-        end = max(end, at)
-        if op == Op.PUBLISH:
+    for event in inputs[1:]:
+        end = max(end, event.at)
+        if isinstance(event, (RoundOpened, RoundClosed)):
             if upcoming is None:
-                pings.append(at)
+                pings.append(event.at)
                 upcoming = len(pings) - 1
-        elif op == Op.BEAT:
-            if upcoming is None:
-                pings.append(at)
-                upcoming = len(pings) - 1
-            current, upcoming = upcoming, None
-            if event[4] > 0 or not event[3]:
-                stalls.append((at - event[4], at, bool(event[3])))
-        elif op == Op.PONG:
-            assert heart is not None
-            echoed = int(event[3])
-            index = {CURRENT: current, PREVIOUS: current - 1, UPCOMING: upcoming}.get(echoed)
-            if echoed == OTHER or index is None or index < 0:
+            if isinstance(event, RoundClosed):
+                current, upcoming = upcoming, None
+                if event.lag > 0 or not event.judged:
+                    stalls.append((event.at - event.lag, event.at, event.judged))
+        elif isinstance(event, Answered):
+            index = {Echo.CURRENT: current, Echo.PREVIOUS: current - 1, Echo.UPCOMING: upcoming}
+            ping = index.get(event.echo)
+            if ping is None or ping < 0:
                 continue
-            record = hearts.setdefault(heart, _Heart())
-            record.answers.setdefault(index, at)
-            record.key = event[5]
-        elif op == Op.ANSWERED:
-            assert heart is not None
-            record = hearts.setdefault(heart, _Heart())
+            record = hearts.setdefault(event.heart, _Heart())
+            record.answers.setdefault(ping, event.at)
+            record.key = event.key
+        elif isinstance(event, ConnectionTied):
+            record = hearts.setdefault(event.heart, _Heart())
             if record.down and record.down[-1][1] == float("inf"):
-                record.down[-1] = (record.down[-1][0], at)
+                record.down[-1] = (record.down[-1][0], event.at)
             if record.fd is not None:
-                tied.get(record.fd, set()).discard(heart)
-            record.fd = int(event[3])
-            tied.setdefault(record.fd, set()).add(heart)
+                tied.get(record.fd, set()).discard(event.heart)
+            record.fd = event.fd
+            tied.setdefault(record.fd, set()).add(event.heart)
             kept.append(event)
-        elif op == Op.CLOSED:
-            for name in tied.pop(int(event[3]), ()):
-                hearts[name].down.append((at, float("inf")))
+        elif isinstance(event, ConnectionClosed):
+            for name in tied.pop(event.fd, ()):
+                hearts[name].down.append((event.at, float("inf")))
                 hearts[name].fd = None
             kept.append(event)
-        elif op == Op.ACCEPTED:
+        elif isinstance(event, ConnectionAccepted):
             kept.append(event)
     # the new grid, and the beats on it
     beats: list[tuple[float, bool]] = []
@@ -215,40 +233,32 @@ def _resample_segment(events: Sequence[Event], step: float) -> list[Event]:
         beats.append((at, judged))
         t += step
     new_pings = [start, *(at for at, _ in beats)]
-    out: list[tuple[float, int, Event]] = [(start, -1, events[0])]
+    out: list[Input | _MadeUp] = [*kept]
     for at, judged in beats:
-        out.append((at, _ORDER[Op.PUBLISH], (Op.PUBLISH, at, None, 0.0, 0.0, None)))
-        out.append((at, _ORDER[Op.BEAT], (Op.BEAT, at, None, float(judged), 0.0, None)))
-    for event in kept:
-        out.append((event[1], _ORDER[event[0]], event))
+        out += [RoundOpened(at), RoundClosed(at, judged)]
     for heart, record in hearts.items():
         if not record.answers:
             continue
         first, last = min(record.answers), max(record.answers)
-        downs = record.down
         for j, sent in enumerate(new_pings):
             k = bisect.bisect_right(pings, sent) - 1
-            if k < first or k > last:
-                continue
             arrival = record.answers.get(k)
-            if arrival is None:
+            if k < first or k > last or arrival is None:
                 continue
             at = sent + max(arrival - pings[k], 1e-6)
-            if any(since <= at < until for since, until in downs):
-                continue
-            # the ping index rides in the number slot until categories are known
-            out.append((at, _ORDER[Op.PONG], (Op.PONG, at, heart, float(j), 0.0, record.key)))
-    out.sort(key=lambda item: (item[0], item[1]))
-    result: list[Event] = []
+            if not any(since <= at < until for since, until in record.down):
+                out.append(_MadeUp(at, heart, j, record.key))
+    out.sort(key=lambda event: (event.at, _ORDER[type(event)]))
+    result: list[Input] = [inputs[0]]
     now_ping = 0
-    for _, _, event in out:
-        if event[0] == Op.BEAT:
-            now_ping += 1
-        elif event[0] == Op.PONG:
-            lag = now_ping - int(event[3])
-            echoed = CURRENT if lag == 0 else PREVIOUS if lag == 1 else OTHER
-            event = (Op.PONG, event[1], event[2], float(echoed), 0.0, event[5])
-        result.append(event)
+    for item in out:
+        if isinstance(item, _MadeUp):
+            lag = now_ping - item.ping
+            echo = Echo.CURRENT if lag == 0 else Echo.PREVIOUS if lag == 1 else Echo.OTHER
+            result.append(Answered(item.at, item.heart, echo, item.key))
+            continue
+        now_ping += isinstance(item, RoundClosed)
+        result.append(item)
     return result
 
 
@@ -256,7 +266,7 @@ def _resample_segment(events: Sequence[Event], step: float) -> list[Event]:
 
 
 def plan(
-    events: Sequence[Event],
+    inputs: Sequence[Input],
     count: int,
     *,
     seed: int = 0,
@@ -269,15 +279,15 @@ def plan(
     answered within ``within`` seconds before the moment and after it (alive across it, not in
     a silence of its own)."""
     answers: dict[bytes, list[float]] = {}
-    for op, at, heart, *_ in events:
-        if op == Op.PONG and heart:
-            answers.setdefault(heart, []).append(at)
-    if not answers or not events:
+    for event in inputs:
+        if isinstance(event, Answered) and event.heart:
+            answers.setdefault(event.heart, []).append(event.at)
+    if not answers:
         return []
     # where the load ends: when half the hearts had given their last answer (a recording that
     # ends as its cluster leaves must not have deaths that the leaving hides)
     ends = sorted(times[-1] for times in answers.values())
-    start, end = events[0][1], min(events[-1][1], ends[len(ends) // 2])
+    start, end = inputs[0].at, min(inputs[-1].at, ends[len(ends) // 2])
     lo, hi = start + warmup, end - tail
     if hi <= lo:
         return []
@@ -304,9 +314,9 @@ def plan(
 
 
 def inject(
-    events: Sequence[Event], injections: Sequence[Injection]
-) -> tuple[list[Event], list[Injection]]:
-    """``events`` with the deaths of ``injections`` made (see the module's docstring); and the
+    inputs: Sequence[Input], injections: Sequence[Injection]
+) -> tuple[list[Input], list[Injection]]:
+    """``inputs`` with the deaths of ``injections`` made (see the module's docstring); and the
     injections, each with the identity it killed (a heart killed twice dies the second time
     under the name of its first restart)."""
     pending = sorted(injections, key=lambda injection: injection.at)
@@ -316,12 +326,11 @@ def inject(
     moved: dict[bytes, tuple[int, int]] = {}
     restarts: dict[bytes, int] = {}
     made: list[Injection] = []
-    out: list[Event] = []
+    out: list[Input] = []
     fresh = _FAKE_FD
     i = 0
-    for event in events:
-        op, at, heart = event[0], event[1], event[2]
-        while i < len(pending) and pending[i].at <= at:
+    for event in inputs:
+        while i < len(pending) and pending[i].at <= event.at:
             injection = pending[i]
             i += 1
             recorded = injection.heart
@@ -334,24 +343,24 @@ def inject(
             if injection.kind == CRASH:
                 dead = previous[1] if previous is not None else fd
                 if dead is not None:
-                    out.append((Op.CLOSED, injection.at, None, float(dead), 0.0, None))
+                    out.append(ConnectionClosed(injection.at, dead))
             fresh += 1
-            out.append((Op.ACCEPTED, injection.at, None, float(fresh), 0.0, None))
-            out.append((Op.ANSWERED, injection.at, names[recorded], float(fresh), 0.0, None))
+            out.append(ConnectionAccepted(injection.at, fresh))
+            out.append(ConnectionTied(injection.at, names[recorded], fresh))
             moved[recorded] = (fd if fd is not None else -1, fresh)
-        if op == Op.ANSWERED and heart is not None:
-            real_fd[heart] = int(event[3])
-            if heart in moved:
-                if moved[heart][0] == int(event[3]):
+        if isinstance(event, ConnectionTied):
+            real_fd[event.heart] = event.fd
+            if event.heart in moved:
+                if moved[event.heart][0] == event.fd:
                     continue  # the restart is on a connection of its own
-                del moved[heart]  # it reconnected: the restart takes the new connection
-        elif op == Op.CLOSED:
+                del moved[event.heart]  # it reconnected: the restart takes the new connection
+        elif isinstance(event, ConnectionClosed):
             for recorded, (fd, fake) in list(moved.items()):
-                if fd == int(event[3]):  # the restart dies with the connection it stands for
-                    out.append((Op.CLOSED, at, None, float(fake), 0.0, None))
+                if fd == event.fd:  # the restart dies with the connection it stands for
+                    out.append(ConnectionClosed(event.at, fake))
                     del moved[recorded]
-        if heart is not None and heart in names:
-            event = (op, at, names[heart], event[3], event[4], event[5])
+        if isinstance(event, (Answered, Stale, ConnectionTied)) and event.heart in names:
+            event = attrs.evolve(event, heart=names[event.heart])
         out.append(event)
     return out, made
 
@@ -372,16 +381,13 @@ class Detection:
 
     @property
     def median(self) -> float | None:
-        if not self.times:
-            return None
-        ordered = sorted(self.times)
-        return ordered[len(ordered) // 2]
+        return percentile(self.times, 0.5)
 
 
-def detections(outcome: Outcome, made: Sequence[Injection], kind: str) -> Detection:
+def detections(replayed: Replayed, made: Sequence[Injection], kind: str) -> Detection:
     """How long after each death of ``kind`` in ``made`` the replay failed its identity."""
     failed_at: dict[bytes, list[float]] = {}
-    for failure in outcome.failures:
+    for failure in replayed.failures:
         failed_at.setdefault(failure.heart, []).append(failure.at)
     times, missed = [], 0
     for injection in made:

@@ -1,14 +1,15 @@
 """Settings from targets: what each setting would have cost on a recording, and which to choose.
 
-For each :class:`Setting` (a period and the :class:`~greenheart.core.ledger.Rules`),
+For each :class:`Setting` (a period and the :class:`~greenheart.core.rules.Rules`),
 :func:`evaluate` replays the recording (resampled, for another period: see
 :mod:`greenheart.core.replay`) twice: as it was, for the false failures the setting would have
 made, and with a plan of deaths injected, for how long it takes to notice a hang and a crash.
 A crash with ``fail_on_disconnect`` is noticed when its connection closes, whatever the rest of
-the setting, so it is measured once per period.
-
-:func:`choose` then names the setting that meets a detection target and a false-failure target
-with the fastest detection, or says that none does and which comes closest.
+the setting, so what that would give is measured once per period (:class:`Tape`), beside each
+setting's own. :func:`evaluate_all` does it for a whole grid (:func:`grid`) with one plan of
+deaths, and :func:`choose` names the setting that meets a detection target and a
+false-failure target with the fastest detection, or says that none does and which comes
+closest.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 
 import attrs
 
-from greenheart.core.ledger import Rules
-from greenheart.core.recording import Event
+from greenheart.core.errors import UsageError
+from greenheart.core.inputs import Input
+from greenheart.core.phi import PhiAccrual
+from greenheart.core.recording import Recording
 from greenheart.core.replay import (
     CRASH,
     HANG,
@@ -32,8 +35,17 @@ from greenheart.core.replay import (
     replay,
     resample,
 )
+from greenheart.core.rules import Rules
+from greenheart.core.silence import MassSilence
+from greenheart.core.stats import percentile
 
 DAY = 86_400.0
+
+#: the grid ``greenheart tune`` tries unless told otherwise
+MAX_MISSES = (1, 2, 3, 4, 6, 8, 12)
+PHI_THRESHOLDS = (3.0, 5.0, 8.0, 12.0)
+#: deaths injected into every replay, half hangs and half crashes
+DEATHS = 40
 
 
 @attrs.frozen
@@ -56,26 +68,9 @@ class Setting:
         rule = self.rules.mass_silence
         return "off" if rule is None else f"{rule.share:g}/{rule.hold}"
 
-    def options(self) -> str:
-        """The ``greenheart monitor`` options for this setting."""
-        words = [f"--period {self.period:g}"]
-        phi = self.rules.phi
-        if phi is None:
-            words.append(f"--max-misses {self.rules.max_misses}")
-        else:
-            words.append(f"--phi {phi.threshold:g}")
-            if phi.acceptable_pause:
-                words.append(f"--phi-pause {phi.acceptable_pause * 1000:g}")
-        rule = self.rules.mass_silence
-        if rule is None:
-            words.append("--no-mass-silence")
-        else:
-            words.append(f"--mass-silence-share {rule.share:g} --mass-silence-hold {rule.hold}")
-        return " ".join(words)
-
 
 @attrs.frozen
-class FalseFailures:
+class Mistakes:
     """The false failures a setting made on a recording."""
 
     count: int
@@ -116,15 +111,14 @@ class Result:
     setting: Setting
     hang: Detection
     crash: Detection
-    #: a crash with ``fail_on_disconnect``
+    #: a crash, had the setting had ``fail_on_disconnect`` (the same as ``crash`` if it has)
     crash_on_disconnect: Detection
-    false_failures: FalseFailures
+    false_failures: Mistakes
 
-    def detect(self, fail_on_disconnect: bool) -> float | None:
+    def detect(self) -> float | None:
         """The slowest detection of a death, hang or crash; None if one went unnoticed."""
-        crash = self.crash_on_disconnect if fail_on_disconnect else self.crash
-        worst = [self.hang.worst, crash.worst]
-        if None in worst or not (self.hang.times or crash.times):
+        worst = [self.hang.worst, self.crash.worst]
+        if None in worst or not (self.hang.times or self.crash.times):
             return None
         return max(value for value in worst if value is not None)
 
@@ -142,14 +136,13 @@ class Result:
             "period_ms": self.setting.period,
             "rule": self.setting.rule,
             "mass_silence": self.setting.silence,
-            "options": self.setting.options(),
             "hang": detection(self.hang),
             "crash": detection(self.crash),
             "crash_fail_on_disconnect": detection(self.crash_on_disconnect),
             "false_failures": mistakes.count,
             "false_failures_per_heart_day": _round(mistakes.per_heart_day),
             "false_failures_per_heart_day_95": _round(mistakes.per_heart_day_bound),
-            "false_failure_median_s": _round(_median(mistakes.durations)),
+            "false_failure_median_s": _round(percentile(mistakes.durations, 0.5)),
             "false_failure_max_s": _round(max(mistakes.durations, default=None)),
         }
 
@@ -158,33 +151,24 @@ def _round(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else round(value, 4)
 
 
-def _median(values: Sequence[float]) -> float | None:
-    return sorted(values)[len(values) // 2] if values else None
-
-
 def grid(
     period: float,
     *,
     max_misses: Sequence[int] = (),
     phi: Sequence[float] = (),
     phi_pauses: Sequence[float] = (0.0,),
-    silences: Sequence[Any] = (),
+    silences: Sequence[MassSilence | None] = (),
+    fail_on_disconnect: bool = False,
     base: Rules,
 ) -> list[Setting]:
     """Every combination: each miss count and each phi threshold with each pause (seconds),
-    under each mass-silence rule (the base rules' own if none is given)."""
-    rules: list[Rules] = [
-        attrs.evolve(base, max_misses=n, phi=None, fail_on_disconnect=False) for n in max_misses
-    ]
-    from greenheart.core.phi import PhiAccrual
-
+    under each mass-silence rule (the base rules' own if none is given); every other setting
+    (``max_hearts``, phi's spread and window) as in ``base``."""
+    base = attrs.evolve(base, fail_on_disconnect=fail_on_disconnect)
+    rules = [attrs.evolve(base, max_misses=n, phi=None) for n in max_misses]
     base_phi = base.phi or PhiAccrual()
     rules += [
-        attrs.evolve(
-            base,
-            phi=attrs.evolve(base_phi, threshold=threshold, acceptable_pause=pause),
-            fail_on_disconnect=False,
-        )
+        attrs.evolve(base, phi=attrs.evolve(base_phi, threshold=threshold, acceptable_pause=pause))
         for threshold in phi
         for pause in phi_pauses
     ]
@@ -196,36 +180,52 @@ def grid(
     ]
 
 
-@attrs.define
+def slowest_detection(setting: Setting) -> float:
+    """About the longest a death may take ``setting`` to notice, in seconds: room to leave
+    between the last death planned and the end of the recording."""
+    period = setting.period / 1000
+    if setting.rules.phi is None:
+        return (setting.rules.max_misses + 3) * period
+    return 20 * period + setting.rules.phi.acceptable_pause
+
+
+@attrs.frozen
 class Tape:
-    """A recording's events at one period, clean and with deaths injected."""
+    """A recording's inputs at one period, clean and with deaths injected, and how long the
+    crashes take to notice with ``fail_on_disconnect`` (at once, whatever the other rules)."""
 
     period: float
-    clean: list[Event]
-    dead: list[Event]
+    clean: list[Input]
+    dead: list[Input]
     made: list[Injection]
-    crash_on_disconnect: Detection | None = None
+    crash_on_disconnect: Detection
 
 
 def tape(
-    events: list[Event], recorded_period: float, period: float, deaths: list[Injection]
+    inputs: list[Input],
+    recorded_period: float,
+    period: float,
+    deaths: list[Injection],
+    rules: Rules,
 ) -> Tape:
-    clean = events if period == recorded_period else resample(events, period)
+    """``inputs`` at ``period`` with ``deaths`` injected."""
+    clean = inputs if period == recorded_period else resample(inputs, period)
     dead, made = inject(clean, deaths)
-    return Tape(period, clean, dead, made)
+    on_disconnect = replay(dead, attrs.evolve(rules, fail_on_disconnect=True))
+    return Tape(period, clean, dead, made, detections(on_disconnect, made, CRASH))
 
 
 def plan_deaths(
-    events: Sequence[Event], count: int, seed: int, longest: float, period: float
+    inputs: Sequence[Input], count: int, seed: int, longest: float, period: float
 ) -> list[Injection]:
     """Deaths for every setting to notice, from a tenth of the recording in, and at least
     ``longest`` seconds (the slowest detection to allow for) before its end, each of a heart
     that answered the ping before and the ping after (``period`` in ms)."""
-    if not events:
+    if not inputs:
         return []
-    duration = events[-1][1] - events[0][1]
+    duration = inputs[-1].at - inputs[0].at
     return plan(
-        events,
+        inputs,
         count,
         seed=seed,
         warmup=min(5.0, duration / 10),
@@ -238,10 +238,7 @@ def evaluate(setting: Setting, tape: Tape) -> Result:
     """What ``setting`` would have done on ``tape`` (at its period)."""
     clean = replay(tape.clean, setting.rules)
     dead = replay(tape.dead, setting.rules)
-    if tape.crash_on_disconnect is None:
-        on_disconnect = replay(tape.dead, attrs.evolve(setting.rules, fail_on_disconnect=True))
-        tape.crash_on_disconnect = detections(on_disconnect, tape.made, CRASH)
-    mistakes = FalseFailures(
+    mistakes = Mistakes(
         count=len(clean.false_failures),
         exposure=clean.exposure,
         durations=tuple(mistake.gone for mistake in clean.false_failures),
@@ -256,6 +253,29 @@ def evaluate(setting: Setting, tape: Tape) -> Result:
     )
 
 
+def evaluate_all(
+    recording: Recording, settings: Sequence[Setting], *, deaths: int = DEATHS, seed: int = 0
+) -> list[Result]:
+    """Every setting replayed on ``recording``, with the same ``deaths`` (half hangs, half
+    crashes) planned for all of them (``seed`` chooses them)."""
+    if not recording.beat_count():
+        raise UsageError("the recording holds no beat: nothing to replay")
+    if not settings:
+        raise UsageError("no setting to try")
+    longest = max(map(slowest_detection, settings))
+    header = recording.header
+    planned = plan_deaths(recording.inputs, deaths, seed, longest, header.period)
+    tapes: dict[float, Tape] = {}
+    results = []
+    for setting in settings:
+        if setting.period not in tapes:
+            tapes[setting.period] = tape(
+                recording.inputs, header.period, setting.period, planned, setting.rules
+            )
+        results.append(evaluate(setting, tapes[setting.period]))
+    return results
+
+
 @attrs.frozen
 class Targets:
     #: seconds within which every death must be noticed
@@ -263,7 +283,6 @@ class Targets:
     #: false failures per day, per heart or for the recorded cluster
     false_failures: float | None = None
     per_heart: bool = False
-    fail_on_disconnect: bool = False
 
 
 @attrs.frozen
@@ -282,7 +301,7 @@ class Choice:
 
 def choose(results: Sequence[Result], targets: Targets) -> Choice:
     def detect(result: Result) -> float:
-        value = result.detect(targets.fail_on_disconnect)
+        value = result.detect()
         return math.inf if value is None else value
 
     def rate(result: Result) -> float:

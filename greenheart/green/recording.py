@@ -1,10 +1,11 @@
-"""A recording's file: where a monitor's :class:`~greenheart.core.recording.Writer` lands.
+"""A recording's file: a monitor's ledger observed, its inputs written down.
 
-The monitor hands over what it recorded at every beat (:meth:`RecordingFile.flush`): a write
-of the beat's compressed events, a zlib sync point, so a file cut off at any moment replays up
-to its last beat. When a file passes ``max_bytes`` it is rotated (``FILE`` to ``FILE.1``, and so
-on, ``keep`` of them kept) and the next begins a segment of its own. A write that fails (a full
-disk) stops the recording, logged, and never the monitor.
+:meth:`RecordingFile.attach` has the ledger hand every input to a
+:class:`~greenheart.core.recording.Writer`; the monitor calls :meth:`RecordingFile.flush`
+at every beat: a write of the beat's compressed inputs, a zlib sync point, so a file cut off
+at any moment replays up to its last beat. When a file passes ``max_bytes`` it is rotated
+(``FILE`` to ``FILE.1``, and so on, ``keep`` of them kept) and the next begins a segment of
+its own. A write that fails (a full disk) stops the recording, logged, and never the monitor.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import IO
 
 import attrs
 
-from greenheart.core.ledger import Rules
-from greenheart.core.recording import Header, RecordingLedger, Writer
+from greenheart.core.ledger import Ledger
+from greenheart.core.recording import Header, Writer
 
 log = logging.getLogger("greenheart.recording")
 
@@ -49,32 +50,27 @@ class RecordingFile:
     _writer: Writer | None = attrs.field(default=None, init=False)
     _segment: int = attrs.field(default=0, init=False)
     _period: float = attrs.field(default=0.0, init=False)
-    _rules: Rules | None = attrs.field(default=None, init=False)
-    _origin: float = attrs.field(default=0.0, init=False)
+    _ledger: Ledger | None = attrs.field(default=None, init=False)
 
-    def ledger(self, tic: float, rules: Rules, period: float, clock: object) -> RecordingLedger:
-        """A ledger recording into this file (opened now if it is not), its round opening at
-        ``tic``."""
+    def attach(self, ledger: Ledger, period: float) -> None:
+        """Record ``ledger``'s inputs into this file from now (opened now, if it is not), for a
+        monitor beating every ``period`` ms."""
+        if self._file is None and self._writer is not None:
+            # a monitor started again: a new file, a new segment
+            self._shift()
+            self._segment += 1
+        self._ledger, self._period = ledger, period
         if self._file is None:
-            if self._writer is not None:  # a monitor started again: a new file, a new segment
-                self._shift()
-                self._segment += 1
-            self._period, self._rules, self._origin = period, rules, tic
             self._open()
-        assert self._writer is not None
-        return RecordingLedger(tic=tic, rules=rules, writer=self._writer, clock=clock)
-
-    @property
-    def recording(self) -> bool:
-        return self._file is not None
 
     def _open(self) -> None:
-        assert self._rules is not None
+        """Open the file for a new segment, and have the ledger write into it."""
+        assert self._ledger is not None
         self._writer = Writer(
             Header(
                 period=self._period,
-                rules=self._rules,
-                origin=self._origin,
+                rules=self._ledger.rules,
+                origin=self._ledger.tic,
                 started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 segment=self._segment,
                 source=self.source,
@@ -85,13 +81,17 @@ class RecordingFile:
             self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
         except OSError as error:
             self._stopped(error)
-
-    def flush(self, ledger: RecordingLedger) -> None:
-        """Write what ``ledger`` recorded since the last flush; rotate if the file is full."""
-        if self._writer is None:
             return
-        if self._file is None:  # stopped: what the ledger still records goes nowhere
-            self._writer.discard()
+        self._ledger.observe(self._writer.write)
+
+    @property
+    def recording(self) -> bool:
+        return self._file is not None
+
+    def flush(self) -> None:
+        """Write what the ledger recorded since the last flush; rotate if the file is full.
+        Call it right after a beat: a new file's segment starts from the ledger's round."""
+        if self._writer is None or self._file is None:
             return
         data = self._writer.take()
         try:
@@ -101,19 +101,11 @@ class RecordingFile:
             return
         self.written += len(data)
         if self._writer.written >= self.max_bytes:
-            self._rotate(ledger)
-
-    def _rotate(self, ledger: RecordingLedger) -> None:
-        assert self._file is not None
-        self._file.close()
-        self._file = None
-        if not self._shift():
-            return
-        self._segment += 1
-        self._origin = ledger.tic
-        self._open()
-        if self._writer is not None:
-            ledger.restart(self._writer)
+            self._file.close()
+            self._file = None
+            if self._shift():
+                self._segment += 1
+                self._open()
 
     def _shift(self) -> bool:
         """Move the files along by one, ``FILE`` to ``FILE.1``; False if that failed."""
@@ -139,6 +131,8 @@ class RecordingFile:
 
     def close(self) -> None:
         """Stop recording (what is written stays); idempotent."""
+        if self._ledger is not None:
+            self._ledger.observe(None)
         if self._file is not None:
             try:
                 if self._writer is not None and self._writer.pending:

@@ -35,7 +35,7 @@ import zmq
 import zmq.green
 
 from greenheart.core.failures import Failure
-from greenheart.core.ledger import Beat
+from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
@@ -87,14 +87,14 @@ class EventStream(Service):
         # the monitor's handlers, so that a failure is published when it is declared (a
         # closed connection fails a heart between beats)
         self.monitor.add_new_heart_handler(self._new_heart)
-        self.monitor.add_heart_failure_handler(self._heart_failure, certificate=True)
+        self.monitor.add_failure_handler(self._heart_failure)
         self.monitor.add_beat_handler(self._beat)
         self._spawn(self._welcome, socket)
 
     def _close(self) -> None:
         with contextlib.suppress(ValueError):  # never added: the bind failed
             self.monitor.remove_new_heart_handler(self._new_heart)
-            self.monitor.remove_heart_failure_handler(self._heart_failure)
+            self.monitor.remove_failure_handler(self._heart_failure)
             self.monitor.remove_beat_handler(self._beat)
         close_sockets(self._socket)
         self._socket = None
@@ -122,7 +122,7 @@ class EventStream(Service):
         body = {
             "event": kind.decode(),
             "heart": display_id(identity) if identity else None,
-            "beat": self.monitor.counters.beats,
+            "beat": self.monitor.ledger.counters.beats,
             "time": time.time(),
             **fields,
         }

@@ -26,8 +26,8 @@ import attrs
 from gevent.pywsgi import WSGIServer
 
 from greenheart.core.errors import UsageError
-from greenheart.core.ledger import Beat
 from greenheart.core.live import HeartRow, History, Standing, attention_order, standing
+from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
@@ -79,11 +79,11 @@ class LiveView:
         monitor = self.monitor
         returned = {
             mistake.heart
-            for mistake in monitor.false_failures
+            for mistake in monitor.ledger.false_failures
             if now - mistake.returned_at <= RECENT_SECONDS
         }
         rows = {}
-        for state in monitor.heart_states():
+        for state in monitor.ledger.states():
             trips = state.round_trips
             rows[state.heart] = HeartRow(
                 state.heart,
@@ -97,7 +97,7 @@ class LiveView:
                 trips.last if trips else None,
                 trips.mean if trips else None,
             )
-        for failure in monitor.failures:
+        for failure in monitor.ledger.failures:
             if failure.heart not in rows and now - failure.at <= RECENT_SECONDS:
                 rows[failure.heart] = HeartRow(
                     failure.heart,
@@ -143,9 +143,11 @@ class LiveView:
                     "why": failure.describe(),
                     "ago_s": round(now - failure.at, 1),
                 }
-                for failure in reversed(monitor.failures[-FAILURES_SHOWN:])
+                for failure in reversed(list(monitor.ledger.failures)[-FAILURES_SHOWN:])
             ],
-            "false_failures": [m.as_json() for m in monitor.false_failures[-FAILURES_SHOWN:]],
+            "false_failures": [
+                m.as_json() for m in list(monitor.ledger.false_failures)[-FAILURES_SHOWN:]
+            ],
             "history": [
                 [round(p.at - now, 1), p.hearts, p.answering, _ms(p.rtt_p50), _ms(p.rtt_p99)]
                 for p in self.history.points()

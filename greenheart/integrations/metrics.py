@@ -51,7 +51,7 @@ from prometheus_client.core import (
 
 from greenheart.core.errors import UsageError
 from greenheart.core.failures import Cause
-from greenheart.core.ledger import Beat
+from greenheart.core.values import Beat
 from greenheart.green.connections import REASONS
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor

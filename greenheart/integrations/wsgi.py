@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from greenheart.core.ledger import HeartState
+from greenheart.core.values import HeartState
 from greenheart.core.wire import display_id
 from greenheart.green.hub import yield_to_others
 from greenheart.green.monitor import HeartMonitor
@@ -82,7 +82,7 @@ def hearts_app(monitor: HeartMonitor) -> Callable[[dict, StartResponse], Iterabl
 
 
 def _body(monitor: HeartMonitor) -> Iterator[bytes]:
-    states = sorted(monitor.heart_states(), key=lambda state: state.heart)
+    states = sorted(monitor.ledger.states(), key=lambda state: state.heart)
     status = monitor.status()
     counters = status.counters
     head = {
@@ -94,8 +94,10 @@ def _body(monitor: HeartMonitor) -> Iterator[bytes]:
         "suspects": status.suspects,
         "refused_peers": status.refused_peers,
         "refusing_connections": status.refusing_connections,
-        "failures": [failure.as_json() for failure in monitor.failures[-RECENT_SHOWN:]],
-        "false_failures": [mistake.as_json() for mistake in monitor.false_failures[-RECENT_SHOWN:]],
+        "failures": [f.as_json() for f in list(monitor.ledger.failures)[-RECENT_SHOWN:]],
+        "false_failures": [
+            m.as_json() for m in list(monitor.ledger.false_failures)[-RECENT_SHOWN:]
+        ],
     }
     yield json.dumps(head)[:-1].encode() + b', "hearts": ['
     for start in range(0, len(states), HEARTS_PER_CHUNK):

@@ -70,7 +70,7 @@ def run_greenheart(
 ) -> int:
     from greenheart.bench.programs.serving import serve
     from greenheart.core.failures import Failure
-    from greenheart.core.ledger import Beat
+    from greenheart.core.values import Beat
     from greenheart.green.monitor import HeartMonitor
 
     raise_open_file_limit()
@@ -132,8 +132,8 @@ def run_greenheart(
 
         def say_refusing(beat: Beat) -> None:
             nonlocal refusing
-            if monitor.refusing_connections != refusing:
-                refusing = monitor.refusing_connections
+            if monitor.status().refusing_connections != refusing:
+                refusing = not refusing
                 say(Refusing(refusing=refusing, at=beat.at))
 
         def say_failure(failure: Failure) -> None:
@@ -147,7 +147,7 @@ def run_greenheart(
 
         monitor.add_beat_handler(say_refusing)
         monitor.add_new_heart_handler(lambda heart: _say_registered([heart]))
-        monitor.add_heart_failure_handler(say_failure, certificate=True)
+        monitor.add_failure_handler(say_failure)
         monitor.add_beat_handler(say_false_failures)
     try:
         with monitor:

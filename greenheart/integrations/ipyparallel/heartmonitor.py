@@ -242,11 +242,11 @@ def run_heartmonitor(
     curve = ClientCurve(keys.public, keys) if keys is not None else None
     reporter = HubReporter(monitor, monitor_url, Session(config=config), curve=curve)
     with monitor, reporter:
-        rule = monitor.mass_silence
+        rule = monitor.rules.mass_silence
         log.info(
             "greenheart heart monitor: every %g ms, %d misses allowed%s%s, %s; pings %s, pongs %s",
             monitor.period,
-            monitor.max_misses,
+            monitor.rules.max_misses,
             ", a CURVE server" if keys is not None else "",
             ", failing hearts whose connection closes" if fail_on_disconnect else "",
             "no mass-silence rule"

@@ -1,4 +1,5 @@
-"""The benchmarks' one percentile."""
+"""The one percentile, for every figure greenheart reports: the benchmarks', the live page's and
+``greenheart tune``'s."""
 
 from __future__ import annotations
 

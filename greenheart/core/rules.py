@@ -1,0 +1,60 @@
+"""How a ledger judges its hearts: every setting a monitor is made with, as one value.
+
+:class:`~greenheart.HeartMonitor` takes them as keyword arguments (IPython.parallel's way) or
+as ``rules=``; the ledger, a recording's header and ``greenheart tune`` all hold them as a
+:class:`Rules`, and :meth:`Rules.as_json` is how they are written down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from greenheart.core.checks import COUNT, OPTIONAL_COUNT
+from greenheart.core.phi import PhiAccrual
+from greenheart.core.silence import MassSilence
+
+
+@attrs.frozen
+class Rules:
+    """How a ledger judges its hearts."""
+
+    #: beats a heart may miss in a row; one more and it has failed
+    max_misses: int = attrs.field(default=1, validator=COUNT)
+    #: the most hearts known at once; None for no limit
+    max_hearts: int | None = attrs.field(default=None, validator=OPTIONAL_COUNT)
+    #: fail hearts by phi-accrual suspicion instead of by ``max_misses``
+    phi: PhiAccrual | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(PhiAccrual))
+    )
+    #: hold the hearts of a mass silence as suspects first; None fails them as any others
+    mass_silence: MassSilence | None = attrs.field(
+        factory=MassSilence,
+        validator=attrs.validators.optional(attrs.validators.instance_of(MassSilence)),
+    )
+    #: fail a known heart at once when its connection closes (:meth:`Ledger.closed
+    #: <greenheart.core.ledger.Ledger.closed>`)
+    fail_on_disconnect: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
+    )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "max_misses": self.max_misses,
+            "max_hearts": self.max_hearts,
+            "phi": attrs.asdict(self.phi) if self.phi is not None else None,
+            "mass_silence": attrs.asdict(self.mass_silence) if self.mass_silence else None,
+            "fail_on_disconnect": self.fail_on_disconnect,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Rules:
+        phi, silence = value.get("phi"), value.get("mass_silence")
+        return cls(
+            max_misses=value["max_misses"],
+            max_hearts=value.get("max_hearts"),
+            phi=PhiAccrual(**phi) if phi is not None else None,
+            mass_silence=MassSilence(**silence) if silence is not None else None,
+            fail_on_disconnect=value.get("fail_on_disconnect", False),
+        )

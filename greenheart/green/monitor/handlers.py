@@ -1,0 +1,54 @@
+"""Who hears of a heart monitor's verdicts: the handlers of new hearts, of failed hearts (by
+identity, as IPython.parallel's, or by certificate) and of beats.
+
+A handler that raises is counted and logged (rate-limited), and the others still run; a
+handler may remove itself, or another, while it is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from greenheart.core.failures import Failure
+from greenheart.core.values import Beat
+from greenheart.green.monitor.logs import MonitorLog
+
+HeartHandler = Callable[[bytes], Any]
+FailureHandler = Callable[[Failure], Any]
+BeatHandler = Callable[[Beat], Any]
+
+T = TypeVar("T")
+
+
+def require_callable(handler: object) -> None:
+    if not callable(handler):
+        raise TypeError(f"a handler must be callable, got {handler!r}")
+
+
+@attrs.define
+class Handlers:
+    """A monitor's handlers, by what they hear of."""
+
+    log: MonitorLog
+    #: ``fn(heart)`` for each heart that starts beating
+    new_heart: list[HeartHandler] = attrs.field(factory=list, init=False)
+    #: ``fn(heart)`` for each heart that failed
+    heart_failure: list[HeartHandler] = attrs.field(factory=list, init=False)
+    #: ``fn(failure)``, its certificate, for each heart that failed
+    failure: list[FailureHandler] = attrs.field(factory=list, init=False)
+    #: ``fn(beat)`` after every beat
+    beat: list[BeatHandler] = attrs.field(factory=list, init=False)
+    #: exceptions raised by handlers, logged and swallowed
+    errors: int = attrs.field(default=0, init=False)
+
+    def call(self, handlers: Sequence[Callable[[T], Any]], event: str, arg: T) -> None:
+        """Call each of ``handlers`` with ``arg``; one that raises is counted and logged."""
+        for handler in tuple(handlers):  # a handler may remove itself
+            try:
+                handler(arg)
+            except Exception:
+                self.errors += 1
+                self.log.error("handler", "%s handler %r raised", event, handler)
