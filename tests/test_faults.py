@@ -113,7 +113,7 @@ def test_a_flood_from_one_peer_neither_starves_the_beat_nor_stops_judging(make_m
         assert monitor.failed[victim.id][0] - stopped_at <= 3 * period + 0.1
         beats = beats_seen(monitor, 20)
         assert all(beat.judged for beat in beats)
-        assert all(len(beat.round_trips) <= len(hearts) + 1 for beat in beats)
+        assert all(len(beat.rtts) <= len(hearts) + 1 for beat in beats)
         assert all(beat.bad_pongs > 0 for beat in beats[1:])
         assert set(monitor.failed) - {b"flood"} == {victim.id}
         assert {heart.id for heart in hearts} <= monitor.hearts

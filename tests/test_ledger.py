@@ -230,7 +230,7 @@ def test_a_repeated_answer_is_a_bad_pong_and_is_not_measured():
         assert ledger.pong(b"a", ledger.ping, 0.2).kind is PongKind.REPEAT
     beat = ledger.beat(1.0)
     assert beat.on_time_pongs == 1 and beat.bad_pongs == 1000
-    assert beat.round_trips == (pytest.approx(0.1),)
+    assert beat.rtts == (pytest.approx(0.1),)
     assert ledger.counters.repeat_pongs == 1000
 
 
@@ -252,7 +252,7 @@ def test_hearts_beyond_max_hearts_are_refused_and_asked_again():
     for heart in (b"c", b"a", b"b"):
         ledger.pong(heart, ledger.ping, 0.1)
     beat = ledger.beat(1.0)
-    assert beat.new_hearts == (b"a", b"b") and beat.refused_hearts == 1
+    assert beat.new_hearts == (b"a", b"b") and beat.refused_count == 1
     assert ledger.hearts == {b"a", b"b"} and ledger.round_trips(b"c") is None
     ledger.pong(b"a", ledger.ping, 1.1)
     ledger.pong(b"c", ledger.ping, 1.1)
@@ -621,7 +621,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.false_failures += len(returned)
         assert tuple(mistake.heart for mistake in beat.false_failures) == tuple(returned)
         self.refused += len(candidates[room:])
-        assert beat.refused_hearts == len(candidates[room:])
+        assert beat.refused_count == len(candidates[room:])
         for state in self.model.values():
             # answers to the new ping, read before the round opened, are its answers
             state.on_time, state.late, state.early = state.early, False, False

@@ -314,7 +314,11 @@ def test_one_status_holds_every_count_a_report_reads(make_monitor):
     with Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"counted"):
         wait_until(lambda: monitor.hearts == {b"counted"})
         status = monitor.status()
-    assert status.running and (status.hearts, status.on_probation, status.suspects) == (1, 0, 0)
+    assert status.running and (
+        status.heart_count,
+        status.probation_count,
+        status.suspect_count,
+    ) == (1, 0, 0)
     assert status.counters.new_hearts == 1 and status.counters.beats >= 1
     assert (status.stalls, status.busy_beats, status.behind_beats) == (0, 0, 0)
     assert not status.refusing_connections and status.refused_peers == {}

@@ -63,9 +63,9 @@ class EventPrinter:
             self._emit(
                 "beat",
                 beat.number,
-                hearts=beat.hearts,
-                responded=beat.responded,
-                on_probation=beat.on_probation,
+                hearts=beat.heart_count,
+                responded=beat.responded_count,
+                on_probation=beat.probation_count,
                 on_time_pongs=beat.on_time_pongs,
                 late_pongs=beat.late_pongs,
                 bad_pongs=beat.bad_pongs,

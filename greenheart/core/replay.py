@@ -108,8 +108,8 @@ def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
                 replayed.false_failures.extend(beat.false_failures)
                 replayed.beats += 1
                 if last_beat is not None:
-                    replayed.exposure += beat.hearts * (at - last_beat)
-                replayed.most_hearts = max(replayed.most_hearts, beat.hearts)
+                    replayed.exposure += beat.heart_count * (at - last_beat)
+                replayed.most_hearts = max(replayed.most_hearts, beat.heart_count)
                 last_beat = at
             case RoundOpened(at):
                 ledger.publish(at)

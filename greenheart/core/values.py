@@ -58,14 +58,15 @@ class Beat:
     #: the payload to publish now
     ping: bytes
     #: hearts known after this beat
-    hearts: int
+    heart_count: int
     #: hearts that answered during the round just closed (on time or late)
-    responded: int
+    responded_count: int
     new_hearts: tuple[bytes, ...]
     failed_hearts: tuple[bytes, ...]
     #: hearts that missed this beat, failed ones excluded
     missed: tuple[bytes, ...]
-    on_probation: int
+    #: hearts on probation after this beat
+    probation_count: int
     #: hearts that answered the current ping (repeats are bad pongs)
     on_time_pongs: int
     #: hearts that answered the previous ping
@@ -77,11 +78,11 @@ class Beat:
     #: the longest round trip of an on-time pong in the round, in seconds
     max_rtt: float | None
     #: the round trip of every answer (on time, then late) in the round
-    round_trips: tuple[float, ...] = attrs.field(default=(), eq=False, repr=False)
+    rtts: tuple[float, ...] = attrs.field(default=(), eq=False, repr=False)
     #: False when the hearts that did not answer were not charged a miss
     judged: bool = True
     #: new hearts not admitted because ``max_hearts`` were known
-    refused_hearts: int = 0
+    refused_count: int = 0
     #: seconds the beat ran behind its schedule, as the driver measured it
     lag: float = 0.0
     #: hearts failed since the beat before because their connection closed (their failure
@@ -151,7 +152,7 @@ class Counters:
         self.new_hearts += len(beat.new_hearts)
         for failure in beat.failures[: len(beat.failed_hearts)]:
             self.count_failure(failure.cause)
-        self.refused_hearts += beat.refused_hearts
+        self.refused_hearts += beat.refused_count
         self.mass_silences += beat.mass_silence_began
         self.held_hearts += len(beat.held)
         self.released_hearts += len(beat.released)
@@ -191,7 +192,3 @@ class HeartState:
     round_trips: RoundTrips | None
     #: held as a suspect of a mass silence
     suspect: bool = False
-
-    @property
-    def on_probation(self) -> bool:
-        return self.misses > 0

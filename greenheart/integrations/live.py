@@ -71,7 +71,7 @@ class LiveView:
 
     def _beat(self, beat: Beat) -> None:
         self._lag, self._cpu_share = beat.lag, beat.cpu_share
-        self.history.add(beat.at, beat.hearts, beat.responded, beat.round_trips)
+        self.history.add(beat.at, beat.heart_count, beat.responded_count, beat.rtts)
 
     def rows(self, now: float) -> list[HeartRow]:
         """Every known heart and every heart failed within :data:`RECENT_SECONDS` and not
@@ -128,7 +128,7 @@ class LiveView:
                 "busy_beats": status.busy_beats,
                 "behind_beats": status.behind_beats,
                 "unjudged_beats": counters.unjudged_beats,
-                "suspects": status.suspects,
+                "suspects": status.suspect_count,
                 "mass_silences": counters.mass_silences,
                 "refused_peers": status.refused_peers,
                 "refusing_connections": status.refusing_connections,

@@ -83,9 +83,9 @@ class MonitorCollector:
     def observe(self, beat: Beat) -> None:
         """Take a beat's round trips and lag (a beat handler)."""
         counts, bounds = self._counts, self.buckets
-        for rtt in beat.round_trips:
+        for rtt in beat.rtts:
             counts[bisect.bisect_left(bounds, rtt)] += 1
-        self._sum += sum(beat.round_trips)
+        self._sum += sum(beat.rtts)
         self._lag = beat.lag
 
     def collect(self) -> Iterator[Metric]:
@@ -94,16 +94,16 @@ class MonitorCollector:
         yield GaugeMetricFamily(
             "greenheart_up", "1 while the monitor runs, 0 once it stopped", int(status.running)
         )
-        yield GaugeMetricFamily("greenheart_hearts", "Hearts known", status.hearts)
+        yield GaugeMetricFamily("greenheart_hearts", "Hearts known", status.heart_count)
         yield GaugeMetricFamily(
             "greenheart_hearts_on_probation",
             "Hearts that missed the last beat",
-            status.on_probation,
+            status.probation_count,
         )
         yield GaugeMetricFamily(
             "greenheart_suspects",
             "Hearts held as suspects of a mass silence",
-            status.suspects,
+            status.suspect_count,
         )
         failures = CounterMetricFamily(
             "greenheart_heart_failures", "Hearts failed, by cause", labels=["cause"]

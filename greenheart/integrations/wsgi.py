@@ -46,7 +46,7 @@ def _ms(seconds: float) -> float:
 def _state(state: HeartState) -> str:
     if state.suspect:
         return "suspect"
-    return "on_probation" if state.on_probation else "beating"
+    return "on_probation" if state.misses else "beating"
 
 
 def heart_json(state: HeartState) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _body(monitor: HeartMonitor) -> Iterator[bytes]:
         "period_ms": monitor.period,
         "beats": counters.beats,
         "counters": {**attrs.asdict(counters), "bad_pongs": counters.bad_pongs},
-        "suspects": status.suspects,
+        "suspects": status.suspect_count,
         "refused_peers": status.refused_peers,
         "refusing_connections": status.refusing_connections,
         "failures": [f.as_json() for f in list(monitor.ledger.failures)[-RECENT_SHOWN:]],

@@ -72,7 +72,7 @@ class MonitorLog:
                 " or its network may be at fault",
                 beat.number,
                 len(beat.held),
-                beat.hearts,
+                beat.heart_count,
                 rules.mass_silence.hold if rules.mass_silence else 0,
             )
         if beat.mass_silence_ended:
@@ -87,12 +87,12 @@ class MonitorLog:
                 mistake.gone * 1000,
                 mistake.failure.describe(),
             )
-        if beat.refused_hearts:
+        if beat.refused_count:
             self._limited(
                 logging.WARNING,
                 "refused",
                 "refused %d new heart(s): max_hearts=%d are known",
-                beat.refused_hearts,
+                beat.refused_count,
                 rules.max_hearts,
             )
         if beat.late_hearts:

@@ -62,10 +62,10 @@ class MonitorStatus:
     counters and the driver's own, read together."""
 
     running: bool
-    hearts: int
-    on_probation: int
-    #: hearts held as suspects of a mass silence
-    suspects: int
+    #: hearts known, on probation, and held as suspects of a mass silence
+    heart_count: int
+    probation_count: int
+    suspect_count: int
     counters: Counters
     #: late beats of a paused or blocked process, and of a busy hub; beats that judged nobody
     #: because answers were still queued
@@ -254,9 +254,9 @@ class HeartMonitor(Service):
         ledger, (ping, pong) = self._ledger, self._watches
         return MonitorStatus(
             running=self.running,
-            hearts=len(ledger.hearts),
-            on_probation=len(ledger.on_probation),
-            suspects=len(ledger.suspects),
+            heart_count=len(ledger.hearts),
+            probation_count=len(ledger.on_probation),
+            suspect_count=len(ledger.suspects),
             counters=ledger.counters,
             stalls=self.stalls,
             busy_beats=self.busy_beats,
