@@ -60,7 +60,7 @@ def modules() -> list[tuple[str, Path]]:
 
 
 #: beside the layers, at the top: the package, its entry point, and namespaces of re-exports
-NAMESPACES = {"fleet.py", "curve.py"}
+NAMESPACES = {"fleet.py", "curve.py", "recording.py"}
 
 
 def test_every_module_is_in_a_layer():
@@ -117,3 +117,8 @@ def test_key_helpers_do_not_load_gevent():
     loaded = loaded_after("from greenheart.curve import KeyPair, write_key_pair")
     assert "gevent" not in loaded
     assert "zmq" in loaded  # the keys are zmq.auth's
+
+
+def test_recordings_load_neither_gevent_nor_zmq():
+    loaded = loaded_after("from greenheart.recording import RecordingFile, read, replay")
+    assert not loaded & {"gevent", "zmq"}

@@ -34,23 +34,19 @@ def test_what_type_checkers_are_shown_is_what_is_exported():
     assert shown == {(module, name) for name, module in greenheart._EXPORTS.items()}
 
 
-@pytest.mark.parametrize("namespace", ["greenheart.fleet", "greenheart.curve"])
+@pytest.mark.parametrize(
+    "namespace", ["greenheart.fleet", "greenheart.curve", "greenheart.recording"]
+)
 def test_each_namespace_exports_what_it_lists(namespace):
     module = importlib.import_module(namespace)
     for name in module.__all__:
         assert getattr(module, name) is not None
 
 
-def test_a_name_that_moved_is_still_found_with_a_warning_saying_where():
-    from greenheart.fleet import HeartFleet
-
-    with pytest.warns(
-        DeprecationWarning, match="greenheart.HeartFleet is greenheart.fleet.HeartFleet"
-    ):
-        assert greenheart.HeartFleet is HeartFleet
+def test_the_top_level_warns_of_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert greenheart.HeartMonitor is not None  # an export warns of nothing
+        assert greenheart.HeartMonitor is not None
 
 
 def test_an_unknown_name_is_an_attribute_error():
