@@ -41,6 +41,7 @@ def make_monitor() -> Iterator[Callable[..., HeartMonitor]]:
 PURE = {
     "test_behaviour", "test_connections", "test_fanout", "test_judging", "test_ledger",
     "test_live_core", "test_registrations", "test_replay", "test_schedule", "test_silence",
+    "test_tune",
     "test_timeline",
 }  # fmt: skip
 INTEROP = {

@@ -8,13 +8,14 @@ import logging
 import struct
 import time
 
+import attrs
 import gevent
 import gevent.event
 import pytest
 import zmq
 import zmq.green
 
-from greenheart import Heart, HeartMonitor
+from greenheart import Heart, HeartMonitor, MassSilence, Rules
 from greenheart.green.limits import open_descriptors
 from greenheart.green.monitor.sockets import LISTEN_BACKLOG
 from greenheart.green.sockets import (
@@ -416,3 +417,24 @@ def test_an_ipc_listener_is_found_and_an_inproc_socket_has_none(tmp_path):
         assert not raise_listen_backlog(inproc, LISTEN_BACKLOG)
     finally:
         close_sockets(ipc, inproc)
+
+
+def test_the_judging_settings_are_one_rules_and_read_only():
+    monitor = HeartMonitor.bind(
+        "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", max_misses=2, mass_silence=None
+    )
+    try:
+        assert monitor.rules == Rules(max_misses=2, mass_silence=None)
+        for name, value in [
+            ("max_misses", 3),
+            ("period", 10.0),
+            ("mass_silence", MassSilence()),
+            ("rules", Rules()),
+        ]:
+            with pytest.raises(attrs.exceptions.FrozenAttributeError):
+                setattr(monitor, name, value)
+        assert monitor.rules == Rules(max_misses=2, mass_silence=None)
+    finally:
+        monitor.stop()
+    with pytest.raises(ValueError):  # checked where they enter, as Rules checks them
+        HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", max_misses=-1)

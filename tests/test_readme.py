@@ -27,13 +27,6 @@ OTHER_PROGRAMS_FILES = {
     "gevent/pool.py",
 }
 
-#: (page, name): file names docs/architecture.md and docs/api.md still use that name no file in
-#: the repository. They are being rewritten; each entry goes as its page is fixed (an entry that
-#: no longer applies fails the test below, so the set can only shrink)
-KNOWN_STALE_NAMES = {
-    ("architecture.md", "beats.py"),
-}
-
 #: what a file name in a code span ends with: a code span ``stats.py`` names a file, where
 #: ``zmq.green`` or ``Client.ids`` do not
 FILE_NAME = re.compile(
@@ -119,17 +112,8 @@ def stale_names(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_every_file_name_a_page_uses_names_a_committed_file(page):
-    stale = {name for name in stale_names(page) if (page.name, name) not in KNOWN_STALE_NAMES}
+    stale = stale_names(page)
     assert not stale, f"{page.name} names files that are not in the repository: {sorted(stale)}"
-
-
-def test_the_known_stale_names_are_still_stale():
-    fixed = {
-        (page, name)
-        for page, name in KNOWN_STALE_NAMES
-        if name not in stale_names(ROOT / "docs" / page)
-    }
-    assert not fixed, f"no longer stale, so take them out of KNOWN_STALE_NAMES: {sorted(fixed)}"
 
 
 def anchors(page: Path) -> set[str]:

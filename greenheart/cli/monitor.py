@@ -125,9 +125,9 @@ def options(period: float, rules: Rules) -> list[str]:
     """The ``greenheart monitor`` options that ask for ``period`` (ms) and ``rules``, every
     setting that is not the default (:func:`rules_from` reads them back)."""
     words = [f"--period={number(period)}"]
-    if rules.phi is None:
+    if rules.phi is None or rules.max_misses != Rules().max_misses:
         words.append(f"--max-misses={rules.max_misses}")
-    else:
+    if rules.phi is not None:
         phi = rules.phi
         words.append(f"--phi={number(phi.threshold)}")
         if phi.acceptable_pause != PHI_DEFAULTS.acceptable_pause:
