@@ -2,10 +2,10 @@
 
 The scenario's events (:class:`~greenheart.core.behaviour.Die`,
 :class:`~greenheart.core.behaviour.Revive`, :class:`~greenheart.core.behaviour.Churn`,
-:class:`~greenheart.core.behaviour.Flap`) become actions at times counted in seconds from the
+:class:`~greenheart.core.behaviour.Flap`) become cues at times counted in seconds from the
 start of the fleet. The timeline decides everything (when, and which hearts, chosen by the
 seed from the hearts alive or dead at that moment); the driver only waits until
-:meth:`Timeline.next_due` and has each action that :meth:`Timeline.pop_due` returns
+:meth:`Timeline.next_due` and has each cue that :meth:`Timeline.pop_due` returns
 :meth:`~KillHearts.apply` itself to its :class:`Cast` (a fleet's hearts, or simulated
 engines).
 
@@ -103,7 +103,8 @@ class SilenceHearts:
         return f"{len(self.hearts)} flapping {noun} {'go silent' if self.silent else 'answer'}"
 
 
-Action = KillHearts | ReviveHearts | ReplaceHearts | SilenceHearts
+#: what the timeline has its cast do now: an event of the scenario, its hearts chosen
+Cue = KillHearts | ReviveHearts | ReplaceHearts | SilenceHearts
 
 
 @attrs.define
@@ -136,13 +137,11 @@ class Timeline:
         return timeline
 
     def next_due(self) -> float | None:
-        """When the next action is due; None when there are no more."""
+        """When the next cue is due; None when there are no more."""
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(
-        self, elapsed: float, alive: Sequence[bytes], dead: Sequence[bytes]
-    ) -> Action | None:
-        """The next action if it is due ``elapsed`` seconds after the start, chosen from the
+    def pop_due(self, elapsed: float, alive: Sequence[bytes], dead: Sequence[bytes]) -> Cue | None:
+        """The next cue if it is due ``elapsed`` seconds after the start, chosen from the
         hearts ``alive`` and ``dead`` now (longest dead first); None if none is due yet."""
         if not self._heap or self._heap[0][0] > elapsed:
             return None

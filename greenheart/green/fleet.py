@@ -516,13 +516,13 @@ class _FleetCast:
 
 
 def play(timeline: Timeline, clock: Callable[[], float], cast: Cast) -> None:
-    """Apply the timeline's actions to ``cast`` when they are due (a greenlet): the one
+    """Have ``cast`` carry out the timeline's cues when they are due (a greenlet): the one
     scenario runner, for a fleet and for simulated engines alike."""
     started = clock()
     while (due := timeline.next_due()) is not None:
         delay = started + due - clock()
         if delay > 0:
             gevent.sleep(delay)
-        while action := timeline.pop_due(clock() - started, cast.alive, cast.dead):
-            log.info("scenario: %s", action.describe(cast.noun))
-            action.apply(cast)
+        while cue := timeline.pop_due(clock() - started, cast.alive, cast.dead):
+            log.info("scenario: %s", cue.describe(cast.noun))
+            cue.apply(cast)
