@@ -93,7 +93,7 @@ def test_flapping_hearts_answer_for_up_seconds_then_fall_silent_for_down():
     assert len(flappers) == 2
 
 
-def test_events_due_together_come_in_the_order_of_the_scenario():
+def test_actions_due_together_come_in_the_order_of_the_scenario():
     taken = run([Revive(at=1, count=1), Die(at=1, count=1)], 3, until=2)
     assert [type(cue) for _, cue in taken] == [ReviveHearts, KillHearts]
     assert taken[0][1].hearts == ()  # nobody was dead yet
@@ -106,6 +106,6 @@ def test_the_same_seed_chooses_the_same_hearts(seed):
     assert run(scenario, 20, until=10, seed=seed) != run(scenario, 20, until=10, seed=seed + 1)
 
 
-def test_a_timeline_without_events_is_over_at_once():
+def test_a_timeline_without_actions_is_over_at_once():
     timeline = Timeline.start([], 0, [b"a"])
     assert timeline.next_due() is None and timeline.pop_due(1e9, [b"a"], []) is None

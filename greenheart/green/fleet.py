@@ -26,10 +26,10 @@ import zmq
 import zmq.green
 
 from greenheart.core.behaviour import (
+    Action,
     Behaviour,
     Churn,
     Die,
-    Event,
     Flap,
     Reconnect,
     Revive,
@@ -144,7 +144,7 @@ class HeartFleet(Service):
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
-    scenario: tuple[Event, ...] = attrs.field(
+    scenario: tuple[Action, ...] = attrs.field(
         factory=tuple,
         converter=as_scenario,
         validator=attrs.validators.deep_iterable(

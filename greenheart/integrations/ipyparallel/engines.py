@@ -30,7 +30,7 @@ import gevent.event
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive, as_scenario
+from greenheart.core.behaviour import Action, Behaviour, Churn, Die, Flap, Revive, as_scenario
 from greenheart.core.checks import COUNT
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
@@ -70,7 +70,7 @@ class SimulatedEngines(Service):
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
-    scenario: tuple[Event, ...] = attrs.field(
+    scenario: tuple[Action, ...] = attrs.field(
         factory=tuple,
         converter=as_scenario,
         validator=attrs.validators.deep_iterable(
