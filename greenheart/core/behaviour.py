@@ -189,6 +189,10 @@ def as_scenario(actions: Iterable[Action]) -> tuple[Action, ...]:
     return tuple(actions)
 
 
+#: the validator of a fleet's ``scenario`` (and simulated engines'): nothing but actions
+SCENARIO = attrs.validators.deep_iterable(attrs.validators.instance_of((Die, Revive, Churn, Flap)))
+
+
 def parse_action(kind: str, text: str) -> Action:
     """An action from the command line: ``die``/``revive`` ``T:N``, ``churn`` ``EVERY:K``,
     ``flap`` ``N:DOWN:UP`` (times in seconds)."""

@@ -26,13 +26,10 @@ import zmq
 import zmq.green
 
 from greenheart.core.behaviour import (
+    SCENARIO,
     Action,
     Behaviour,
-    Churn,
-    Die,
-    Flap,
     Reconnect,
-    Revive,
     as_scenario,
 )
 from greenheart.core.checks import COUNT
@@ -145,11 +142,7 @@ class HeartFleet(Service):
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
     scenario: tuple[Action, ...] = attrs.field(
-        factory=tuple,
-        converter=as_scenario,
-        validator=attrs.validators.deep_iterable(
-            attrs.validators.instance_of((Die, Revive, Churn, Flap))
-        ),
+        factory=tuple, converter=as_scenario, validator=SCENARIO
     )
     prefix: str = attrs.field(factory=lambda: f"fleet-{secrets.token_hex(3)}")
     #: called as ``on_decision(heart_id, fleet_ping_number, delay)`` for every ping a heart gets

@@ -30,7 +30,7 @@ import gevent.event
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Action, Behaviour, Churn, Die, Flap, Revive, as_scenario
+from greenheart.core.behaviour import SCENARIO, Action, Behaviour, as_scenario
 from greenheart.core.checks import COUNT
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
@@ -71,11 +71,7 @@ class SimulatedEngines(Service):
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
     scenario: tuple[Action, ...] = attrs.field(
-        factory=tuple,
-        converter=as_scenario,
-        validator=attrs.validators.deep_iterable(
-            attrs.validators.instance_of((Die, Revive, Churn, Flap))
-        ),
+        factory=tuple, converter=as_scenario, validator=SCENARIO
     )
     #: one DEALER for every registration request; else one per engine, closed once answered
     shared_registrar: bool = True
