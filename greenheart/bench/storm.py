@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, children
-from greenheart.bench.lines import FalseFailure, Refusing, StormClosed, StormOpened
+from greenheart.bench.lines import FalselyFailed, Refusing, StormClosed, StormOpened
 from greenheart.bench.proc import thread_cpu_seconds
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
@@ -160,7 +160,7 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         "window_s": round(seconds, 1),
         "failed": sum(causes.values()) if greenheart else None,
         "failed_by_cause": causes,
-        "false_failures": sum(isinstance(e, FalseFailure) for e in events) if greenheart else None,
+        "false_failures": sum(isinstance(e, FalselyFailed) for e in events) if greenheart else None,
         "refusing": [e.refusing for e in events if isinstance(e, Refusing)],
         "beats": len(beats),
         "short_beats": sum(beat.responded < args.hearts for beat in beats),
