@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive, parse_event
+from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Revive, parse_action
 
 
 def decisions(behaviour: Behaviour, hearts: int = 100, pings: int = 100) -> list[float | None]:
@@ -62,11 +62,11 @@ def test_bad_behaviours_are_refused():
         Behaviour(slow_fraction=0.1)  # slow, but how slow?
 
 
-def test_events_from_the_command_line():
-    assert parse_event("die", "5:10") == Die(5.0, 10)
-    assert parse_event("revive", "8.5:3") == Revive(8.5, 3)
-    assert parse_event("churn", "2:4") == Churn(2.0, 4)
-    assert parse_event("flap", "5:1:2.5") == Flap(5, 1.0, 2.5)
+def test_actions_from_the_command_line():
+    assert parse_action("die", "5:10") == Die(5.0, 10)
+    assert parse_action("revive", "8.5:3") == Revive(8.5, 3)
+    assert parse_action("churn", "2:4") == Churn(2.0, 4)
+    assert parse_action("flap", "5:1:2.5") == Flap(5, 1.0, 2.5)
     for kind, text in [("die", "5"), ("churn", "0:4"), ("flap", "5:1"), ("die", "x:1")]:
         with pytest.raises(ValueError, match=f"--{kind}"):
-            parse_event(kind, text)
+            parse_action(kind, text)

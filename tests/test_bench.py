@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenheart.bench.command import with_default_subcommand
+from greenheart.bench.command import SUBCOMMANDS, with_default_subcommand
 from greenheart.bench.controller import summary as controller_summary
 from greenheart.bench.lines import BeatReport
 from greenheart.bench.ramp import (
@@ -30,6 +31,7 @@ from greenheart.bench.ramp import (
 from greenheart.bench.report import spread, summary, table
 from greenheart.bench.runner import _split
 from greenheart.bench.soak import match
+from greenheart.cli import main
 from tests.helpers import wait_until
 
 
@@ -333,6 +335,17 @@ def test_the_soak_at_a_tiny_size(tmp_path):
 )
 def test_the_ramp_is_the_default_bench(argv, expected):
     assert with_default_subcommand(argv) == expected
+
+
+def test_every_bench_is_named_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert set(SUBCOMMANDS) <= set(re.findall(r"[\w-]+", capsys.readouterr().out))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    # the bench command's own line of the list of commands, wrapped lines and all
+    (line,) = re.findall(r"^ {4}bench .*?(?=^ {4}\S|\n\n)", capsys.readouterr().out, re.M | re.S)
+    assert set(SUBCOMMANDS) <= set(re.findall(r"[\w-]+", line))
 
 
 @pytest.mark.timeout(120)

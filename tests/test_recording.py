@@ -11,7 +11,7 @@ import pytest
 
 from greenheart import HeartMonitor
 from greenheart.cli import main
-from greenheart.core.behaviour import Behaviour, Delay, parse_event
+from greenheart.core.behaviour import Behaviour, Delay, parse_action
 from greenheart.core.recording import read
 from greenheart.core.replay import replay
 from greenheart.fleet import HeartFleet
@@ -36,7 +36,7 @@ def record_fleet(path, *, period=40, beats=50, size=30, **monitor_options):
         monitor.pong_addr,
         size=size,
         behaviour=Behaviour(seed=3, slow_fraction=0.2, slow_delay=Delay.parse("uniform:20:60")),
-        scenario=[parse_event("flap", "4:0.1:0.3")],
+        scenario=[parse_action("flap", "4:0.1:0.3")],
     )
     with monitor, fleet:
         wait_until(lambda: len(monitor.hearts) >= size - 4, timeout=10)

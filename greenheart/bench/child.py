@@ -3,25 +3,29 @@
 A :class:`Child` is a Python process started from the benchmark's own interpreter: one of the
 benchmark's programs (:mod:`greenheart.bench.programs`), or the ``greenheart`` command run
 through them. A thread reads its stdout, keeping each line that is one of
-:mod:`greenheart.bench.lines`, as a value; what it
-writes on stderr is kept in a file (so that it cannot scramble the benchmark's display) and
-its last line explains a child that died. Children are terminated when their benchmark is
-done with them, whatever happens, and die with the benchmark if it is killed: each asks for
-``PR_SET_PDEATHSIG`` itself, first thing, since a ``preexec_fn`` is not safe in a process
-with threads (the readers), and can hang the child between fork and exec.
+:mod:`greenheart.bench.lines`, as a value (unless its stdout goes to a file: ``greenheart
+monitor --json`` prints lines of its own). What it writes on stderr is kept in a file (so that
+it cannot scramble the benchmark's display): the ``greenheart`` command says there where it is
+bound, and the last line explains a child that died. Children are terminated when their
+benchmark is done with them, whatever happens, and die with the benchmark if it is killed:
+each asks for ``PR_SET_PDEATHSIG`` itself, first thing, since a ``preexec_fn`` is not safe in
+a process with threads (the readers), and can hang the child between fork and exec.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from greenheart.bench.lines import Line, read
 
@@ -50,22 +54,30 @@ class Child:
     """``python -m greenheart.bench.programs ARGS...`` in a child process, read as lines.
 
     :meth:`program` and :meth:`command` make one; with ``stdin=True`` the benchmark can
-    :meth:`say` lines to it.
+    :meth:`say` lines to it. Given ``stdout``, the child writes there, and is not read.
     """
 
-    def __init__(self, role: str, args: Sequence[str], *, stdin: bool = False) -> None:
+    def __init__(
+        self,
+        role: str,
+        args: Sequence[str],
+        *,
+        stdin: bool = False,
+        stdout: IO[str] | None = None,
+    ) -> None:
         self.role = role
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "greenheart.bench.programs", *args],
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if stdout is None else stdout,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=self.stderr,
             text=True,
         )
         #: what the reader read: lines, a line it could not read, and None at the end
         self._lines: queue.Queue[Line | ValueError | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
+        if stdout is None:
+            threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
 
     @classmethod
     def program(cls, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
@@ -73,9 +85,9 @@ class Child:
         return cls(role, [kind, *args], stdin=stdin)
 
     @classmethod
-    def command(cls, role: str, *args: str) -> Child:
+    def command(cls, role: str, *args: str, stdout: IO[str] | None = None) -> Child:
         """The ``greenheart`` command with ``args``, as a child of the benchmark."""
-        return cls(role, ["cli", *args])
+        return cls(role, ["cli", *args], stdout=stdout)
 
     @property
     def pid(self) -> int:
@@ -97,6 +109,7 @@ class Child:
 
     def next(self, timeout: float) -> Line:
         """The next line, waiting at most ``timeout`` seconds for it."""
+        assert self.proc.stdout is not None, f"{self.role} writes its stdout to a file, unread"
         try:
             line = self._lines.get(timeout=max(0.0, timeout))
         except queue.Empty:
@@ -125,6 +138,31 @@ class Child:
                 lines.append(self.next(0))
             except TimeoutError:
                 return lines
+
+    def expect_on_stderr(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of ``pattern`` (``^`` and ``$`` match at each line) in what the
+        child has written on stderr, waiting at most ``timeout`` seconds for it;
+        :class:`ChildFailed` if the child exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None  # before the read, so that no last line is lost
+            fd = self.stderr.fileno()
+            # pread, not seek and read: the child writes at this file's offset, which it shares
+            written = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+            match = re.search(pattern, written, re.MULTILINE)
+            if match is not None:
+                return match
+            if exited:
+                self.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.role} wrote no {pattern!r} in {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def check(self) -> None:
+        """:class:`ChildFailed`, with its last words, if the child has exited."""
+        status = self.proc.poll()
+        if status is not None:
+            raise ChildFailed(f"{self.role} exited with status {status}: {self.last_words()}")
 
     def say(self, text: str) -> None:
         assert self.proc.stdin is not None, "started without stdin=True"

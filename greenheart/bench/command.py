@@ -1,19 +1,8 @@
 """``greenheart bench``: the load tests, each a subcommand on the one harness.
 
-- ``ramp`` (the default, so ``greenheart bench --hearts ...`` is a ramp): how many hearts a
-  monitor holds at a period, against ipyparallel's and the bare loop
-  (:mod:`~greenheart.bench.capacity`);
-- ``fleet``: what a simulated heart costs, and how faithfully it misbehaves
-  (:mod:`~greenheart.bench.fleet`);
-- ``soak``: minutes of churn and garbage, checked for false failures, late detections and
-  memory growth (:mod:`~greenheart.bench.soak`);
-- ``detect``: how long after a heart dies its monitor says so (:mod:`~greenheart.bench.detect`);
-- ``storm``: a monitor holding a fleet under a storm of connections that never speak
-  ZeroMQ, fast and past its open-file limit (:mod:`~greenheart.bench.storm`);
-- ``ipyparallel``: a real ipyparallel controller under a storm of simulated engines
-  (:mod:`~greenheart.bench.controller`);
-- ``tune``: a misbehaving load recorded, tuned to targets, and the choice checked live
-  (:mod:`~greenheart.bench.tuning`).
+The subcommands are :data:`SUBCOMMANDS`, each a module with its one-line ``HELP``: the
+command's help names them, and its ``--help`` lists them with theirs. ``ramp`` is the
+default, so ``greenheart bench --hearts ...`` is a ramp.
 """
 
 from __future__ import annotations
@@ -41,7 +30,9 @@ class BenchModule(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+#: the bench run when ``greenheart bench`` is given none
 DEFAULT = "ramp"
+#: every bench, by its subcommand's name, in the order ``--help`` lists them: the one list
 SUBCOMMANDS: dict[str, BenchModule] = {
     "ramp": capacity,
     "fleet": fleet,
@@ -67,15 +58,12 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
+    others = [name for name in SUBCOMMANDS if name != DEFAULT]
     bench = commands.add_parser(
         "bench",
-        help="on loopback: load tests (ramp, the default; fleet; soak; detect; storm; ipyparallel;"
-        " page)",
-        description="Load tests on loopback, each in fresh processes: ramp (the default, so"
-        " 'greenheart bench --hearts ...' is a ramp) measures how many hearts a monitor holds;"
-        " fleet what a simulated heart costs; soak checks minutes of churn and garbage; detect"
-        " times crash detection; storm floods the pong port with connections; ipyparallel"
-        " load-tests a real ipyparallel controller; page weighs the live page under a fleet.",
+        help=f"on loopback: load tests ({DEFAULT}, the default; {'; '.join(others)})",
+        description="Load tests on loopback, each in fresh processes: one BENCH of those"
+        f" below, {DEFAULT} by default (so 'greenheart bench --hearts ...' is a {DEFAULT}).",
     )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for name, module in SUBCOMMANDS.items():

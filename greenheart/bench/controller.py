@@ -81,13 +81,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @attrs.frozen
-class Step:
+class ControllerStep:
+    """One step of the bench: a fresh controller of one kind, at one period, under so many
+    engines."""
+
     controller: str
     period_ms: float
     engines: int
 
 
-def steps(args: argparse.Namespace) -> list[Step]:
+def steps(args: argparse.Namespace) -> list[ControllerStep]:
     try:
         sizes = [int(text) for text in args.engines.split(",") if text.strip()]
         periods = [float(text) for text in args.periods.split(",") if text.strip()]
@@ -100,7 +103,7 @@ def steps(args: argparse.Namespace) -> list[Step]:
     if any(size < max(1, args.kills) for size in sizes):
         raise UsageError("every step needs more engines than --kills")
     # controllers alternate within a period and size, so that they meet the same machine
-    return [Step(c, p, n) for p in periods for n in sizes for c in controllers]
+    return [ControllerStep(c, p, n) for p in periods for n in sizes for c in controllers]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
+def measure(step: ControllerStep, args: argparse.Namespace) -> dict[str, Any]:
     """One step, from a fresh controller to its crashes; a row of the table."""
     period = step.period_ms / 1000
     row: dict[str, Any] = {**attrs.asdict(step), "max_misses": MAX_MISSES}
@@ -213,7 +216,7 @@ def measure(step: Step, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def _start_controller(step: Step, profile: Path) -> Child:
+def _start_controller(step: ControllerStep, profile: Path) -> Child:
     args = [
         f"--profile-dir={profile}",
         "--ip=127.0.0.1",

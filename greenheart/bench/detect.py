@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, children
-from greenheart.bench.lines import Event, Failed, Killed, Started
+from greenheart.bench.lines import Failed, Killed, MonitorEvent, Started
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
 from greenheart.core.errors import UsageError
@@ -193,7 +193,7 @@ def measure(config: Config, args: argparse.Namespace, rng: random.Random) -> dic
     return latencies
 
 
-def _failures(events: Sequence[Event]) -> dict[str, float]:
+def _failures(events: Sequence[MonitorEvent]) -> dict[str, float]:
     """Heart -> when it was first failed."""
     failed: dict[str, float] = {}
     for event in events:

@@ -63,7 +63,7 @@ class Started:
 
 
 @attrs.frozen
-class FleetStatus:
+class FleetPings:
     """A fleet's counters so far: the pings its hearts heard, and those it could not answer."""
 
     TAG: ClassVar[str] = "fleet_status"
@@ -168,8 +168,9 @@ class Failed:
 
 
 @attrs.frozen
-class FalseFailure:
-    """A heart failed earlier answered again, ``gone_s`` seconds after its last answer."""
+class FalselyFailed:
+    """A heart failed earlier answered again, ``gone_s`` seconds after its last answer: a
+    false failure (:class:`~greenheart.core.failures.FalseFailure`), as the monitor says."""
 
     TAG: ClassVar[str] = "false_failure"
     heart: str
@@ -272,11 +273,11 @@ Line: TypeAlias = (
     Ready
     | Footprint
     | Started
-    | FleetStatus
+    | FleetPings
     | BeatReport
     | Registered
     | Failed
-    | FalseFailure
+    | FalselyFailed
     | Refusing
     | Killed
     | Revived
@@ -288,8 +289,8 @@ Line: TypeAlias = (
     | StormClosed
 )
 
-#: a monitor's lines about its hearts, besides its beats
-Event: TypeAlias = Registered | Failed | FalseFailure | Refusing
+#: a monitor's events (``--events``): its lines about its hearts, and its refusing
+MonitorEvent: TypeAlias = Registered | Failed | FalselyFailed | Refusing
 
 _KINDS: dict[str, type[Line]] = {
     kind.TAG: kind
@@ -297,11 +298,11 @@ _KINDS: dict[str, type[Line]] = {
         Ready,
         Footprint,
         Started,
-        FleetStatus,
+        FleetPings,
         BeatReport,
         Registered,
         Failed,
-        FalseFailure,
+        FalselyFailed,
         Refusing,
         Killed,
         Revived,

@@ -17,7 +17,15 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
-from greenheart.bench.lines import BeatReport, Event, Failed, FleetStatus, Footprint, Ready, Started
+from greenheart.bench.lines import (
+    BeatReport,
+    Failed,
+    FleetPings,
+    Footprint,
+    MonitorEvent,
+    Ready,
+    Started,
+)
 from greenheart.bench.proc import cpu_seconds, rss_kib
 from greenheart.bench.ramp import Step, StepResult, summarise, unsettled
 from greenheart.core.errors import UsageError
@@ -43,7 +51,7 @@ class MonitorChild:
         ready = self.child.expect(Ready, STARTUP_SECONDS)
         self.ping, self.pong = ready.ping, ready.pong
         #: the event lines (``--events``) read so far, in order
-        self.events: list[Event] = []
+        self.events: list[MonitorEvent] = []
 
     @property
     def pid(self) -> int:
@@ -76,7 +84,7 @@ class MonitorChild:
         """A beat report, or None once an event is put in :attr:`events`."""
         if isinstance(line, BeatReport):
             return line
-        if not isinstance(line, Event):
+        if not isinstance(line, MonitorEvent):
             raise ChildFailed(f"{self.kind} said {line!r}: a monitor says beats and events")
         self.events.append(line)
         return None
@@ -113,7 +121,7 @@ class MonitorChild:
         self.child.stop()
 
 
-def failures_by_cause(events: Sequence[Event]) -> dict[str, int]:
+def failures_by_cause(events: Sequence[MonitorEvent]) -> dict[str, int]:
     """A greenheart monitor's failure events (``--events``), counted by cause."""
     return dict(collections.Counter(str(e.cause) for e in events if isinstance(e, Failed)))
 
@@ -202,7 +210,7 @@ class StepRunner:
             """The pings the loads answered and skipped so far, by the status each printed."""
             for load in loads:
                 for line in load.said():
-                    if isinstance(line, FleetStatus):
+                    if isinstance(line, FleetPings):
                         counts[load.pid] = (line.pings, line.skipped_pings)
             return sum(a for a, _ in counts.values()), sum(s for _, s in counts.values())
 

@@ -30,10 +30,10 @@ from typing import Any
 from greenheart.bench.child import STARTUP_SECONDS, ChildFailed, children
 from greenheart.bench.lines import (
     BeatReport,
-    Event,
     Failed,
-    FalseFailure,
+    FalselyFailed,
     Killed,
+    MonitorEvent,
     Registered,
     Started,
 )
@@ -140,7 +140,7 @@ def _progress(
     sample: tuple[float, int],
     beats: Sequence[BeatReport],
     kills: Sequence[tuple[str, float]],
-    events: Sequence[Event],
+    events: Sequence[MonitorEvent],
 ) -> None:
     failed = sum(isinstance(event, Failed) for event in events)
     killed = len(kills)
@@ -186,7 +186,7 @@ def match(
 def summarise(
     args: argparse.Namespace,
     beats: Sequence[BeatReport],
-    events: Sequence[Event],
+    events: Sequence[MonitorEvent],
     kills: Sequence[tuple[str, float]],
     samples: Sequence[tuple[float, int]],
     bound: float,
@@ -210,7 +210,7 @@ def summarise(
         "false_failures": len(false),
         "false_failure_examples": [heart for heart, _ in false[:3]],
         "failures_by_cause": failures_by_cause(events),
-        "counted_false_failures": sum(isinstance(event, FalseFailure) for event in events),
+        "counted_false_failures": sum(isinstance(event, FalselyFailed) for event in events),
         "undetected": len(undetected),
         "detection_bound_s": round(bound, 3),
         "detection_max_s": round(detections[-1], 4) if detections else None,

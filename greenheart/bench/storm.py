@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 
 from greenheart.bench.child import STARTUP_SECONDS, children
-from greenheart.bench.lines import FalseFailure, Refusing, StormClosed, StormOpened
+from greenheart.bench.lines import FalselyFailed, Refusing, StormClosed, StormOpened
 from greenheart.bench.proc import thread_cpu_seconds
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
@@ -41,7 +41,8 @@ from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
 HELP = "a monitor holding a fleet under a storm of connections that never speak ZeroMQ"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
 
-MONITORS = ("greenheart", "raw")
+#: the monitors each storm is run against: greenheart's, then the bare loop (not with --no-raw)
+STORM_MONITORS = ("greenheart", "raw")
 
 #: seconds of quiet before a storm, to read the monitor's CPU rate without one
 QUIET_SECONDS = 3.0
@@ -89,7 +90,7 @@ def storms(args: argparse.Namespace) -> list[Storm]:
 def run(args: argparse.Namespace) -> int:
     rows = []
     for storm in storms(args):
-        for monitor in MONITORS[:1] if args.no_raw else MONITORS:
+        for monitor in STORM_MONITORS[:1] if args.no_raw else STORM_MONITORS:
             print(f"-- {monitor}, {storm.name} storm ...", file=sys.stderr, flush=True)
             rows.append(measure(monitor, storm, args))
     bare = {row["storm"]: row["us_per_connection"] for row in rows if row["monitor"] == "raw"}
@@ -160,7 +161,7 @@ def measure(monitor_kind: str, storm: Storm, args: argparse.Namespace) -> dict[s
         "window_s": round(seconds, 1),
         "failed": sum(causes.values()) if greenheart else None,
         "failed_by_cause": causes,
-        "false_failures": sum(isinstance(e, FalseFailure) for e in events) if greenheart else None,
+        "false_failures": sum(isinstance(e, FalselyFailed) for e in events) if greenheart else None,
         "refusing": [e.refusing for e in events if isinstance(e, Refusing)],
         "beats": len(beats),
         "short_beats": sum(beat.responded < args.hearts for beat in beats),

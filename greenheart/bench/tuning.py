@@ -28,13 +28,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
+from greenheart.bench.programs.common import LOOPBACK
 from greenheart.core.recording import read
 from greenheart.core.replay import replay
 
 HELP = "record a misbehaving load, tune it to targets, and check the chosen setting live"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
+
+#: what ``greenheart monitor`` says on stderr once bound: where, on ports of its choosing
+BOUND = r"pinging on (?P<ping>\S+) every [^,]*, pongs on (?P<pong>[^;\s]+);"
+
+#: what ``greenheart fleet`` says on stderr once its hearts are started
+FLEET_STARTED = r"^greenheart fleet \S+: \d+ hearts answering"
+
+#: the second fleet is SIGSTOPped this often, for this long (seconds)
+PAUSE_EVERY = 20.0
+PAUSE_SECONDS = 0.3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,69 +59,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the figures here")
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _greenheart(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "greenheart", *args], text=True, **kwargs)
-
-
 def live_run(args: argparse.Namespace, options: list[str], record: Path) -> dict[str, int]:
     """The load against a monitor with ``options``, recorded to ``record``: what it printed."""
-    ping, pong = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
-    # its lines go to a file: a pipe read only at the end would fill, and block the monitor
-    printed = record.with_suffix(".jsonl").open("w+")
-    monitor = _greenheart(
-        "monitor", "--ping", ping, "--pong", pong, "--json", "--record", str(record), *options,
-        stdout=printed, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)  # bound before the fleets connect, so none waits for a reconnect
-    fleets = [
-        _greenheart(
-            "fleet", "--ping", ping, "--pong", pong, "--size", str(args.hearts), "--seed", "1",
-            "--slow", "0.1:uniform:50:150", "--flap", f"{max(1, args.hearts // 20)}:0.25:5",
-            "--prefix", "busy", "--status-every", "3600",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ),
-        _greenheart(
-            "fleet", "--ping", ping, "--pong", pong, "--size", str(args.paused_hearts),
-            "--seed", "2", "--prefix", "paused", "--status-every", "3600",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ),
-    ]  # fmt: skip
-    start = time.monotonic()
-    next_pause = start + 20.0
-    try:
+    # its lines go to a file beside the recording, read once it has stopped
+    with record.with_suffix(".jsonl").open("w+") as printed, children() as started:
+        monitor = Child.command(
+            "monitor", "monitor", "--ping", LOOPBACK, "--pong", LOOPBACK, "--json",
+            "--record", str(record), *options, stdout=printed,
+        )  # fmt: skip
+        started.append(monitor)
+        bound = monitor.expect_on_stderr(BOUND, STARTUP_SECONDS)
+        ping, pong = bound["ping"], bound["pong"]
+        # started once the monitor is bound, so that none waits for a reconnect
+        busy = Child.command(
+            "busy fleet", "fleet", "--ping", ping, "--pong", pong, "--size", str(args.hearts),
+            "--seed", "1", "--slow", "0.1:uniform:50:150",
+            "--flap", f"{max(1, args.hearts // 20)}:0.25:5", "--prefix", "busy",
+            "--status-every", "3600",
+        )  # fmt: skip
+        started.append(busy)
+        paused = Child.command(
+            "paused fleet", "fleet", "--ping", ping, "--pong", pong,
+            "--size", str(args.paused_hearts), "--seed", "2", "--prefix", "paused",
+            "--status-every", "3600",
+        )  # fmt: skip
+        started.append(paused)
+        # the load's seconds count from when both fleets answer, not from their processes'
+        # start (about as long as the monitor ran alone before the fleets, before)
+        for fleet in (busy, paused):
+            fleet.expect_on_stderr(FLEET_STARTED, STARTUP_SECONDS)
+        start = time.monotonic()
+        next_pause = start + PAUSE_EVERY
         while time.monotonic() - start < args.duration:
+            for child in started:
+                child.check()
             if time.monotonic() >= next_pause:
-                os.kill(fleets[1].pid, signal.SIGSTOP)
-                time.sleep(0.3)
-                os.kill(fleets[1].pid, signal.SIGCONT)
-                next_pause += 20.0
+                _pause(paused)
+                next_pause += PAUSE_EVERY
             time.sleep(0.05)
-    finally:
         # the monitor stops first, so that its figures and its recording end with the load
-        monitor.send_signal(signal.SIGINT)
-        monitor.wait(30)
-        for fleet in fleets:
-            fleet.send_signal(signal.SIGINT)
-        for fleet in fleets:
-            fleet.wait(30)
+        monitor.stop()
+        printed.seek(0)
+        return _counted(printed.read())
+
+
+def _pause(child: Child) -> None:
+    """Stop ``child`` for :data:`PAUSE_SECONDS`, as a paused process: its connections stay up."""
+    os.kill(child.pid, signal.SIGSTOP)
+    try:
+        time.sleep(PAUSE_SECONDS)
+    finally:  # also when interrupted: a stopped child would not heed the SIGTERM to come
+        os.kill(child.pid, signal.SIGCONT)
+
+
+def _counted(printed: str) -> dict[str, int]:
+    """The failures and false failures among ``greenheart monitor --json``'s lines."""
     counts = {"failed_heart": 0, "false_failure": 0}
-    printed.seek(0)
-    for line in printed.read().splitlines():
+    for line in printed.splitlines():
         try:
             event = json.loads(line).get("event")
         except ValueError:
             continue
         if event in counts:
             counts[event] += 1
-    printed.close()
     return counts
 
 
@@ -121,6 +132,14 @@ def _replayed(path: Path) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ChildFailed, TimeoutError) as error:  # a child that died, or never said where
+        print(f"FAIL: {error}")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="greenheart-tune-"))
     folder.mkdir(parents=True, exist_ok=True)
     recorded = folder / "recorded.rec"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from greenheart.core.behaviour import Behaviour, Delay, Event, parse_event
+from greenheart.core.behaviour import Action, Behaviour, Delay, parse_action
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 
 
@@ -141,12 +141,12 @@ def slow(text: str) -> tuple[float, Delay]:
         ) from None
 
 
-def event(kind: str) -> Callable[[str], Event]:
+def scenario_action(kind: str) -> Callable[[str], Action]:
     """The type of ``--die``, ``--revive``, ``--churn`` or ``--flap``."""
 
-    def parse(text: str) -> Event:
+    def parse(text: str) -> Action:
         try:
-            return parse_event(kind, text)
+            return parse_action(kind, text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -174,7 +174,12 @@ def add_behaviour_arguments(parser: argparse.ArgumentParser, who: str = "hearts"
         ("flap", "N:DOWN:UP", f"N {who} answer for UP seconds, then go silent for DOWN"),
     ]:
         parser.add_argument(
-            f"--{kind}", type=event(kind), action="append", default=[], metavar=syntax, help=text
+            f"--{kind}",
+            type=scenario_action(kind),
+            action="append",
+            default=[],
+            metavar=syntax,
+            help=text,
         )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same run")
 
@@ -190,5 +195,5 @@ def behaviour_from(args: argparse.Namespace) -> Behaviour:
     )
 
 
-def scenario_from(args: argparse.Namespace) -> list[Event]:
+def scenario_from(args: argparse.Namespace) -> list[Action]:
     return [*args.die, *args.revive, *args.churn, *args.flap]

@@ -180,16 +180,21 @@ class Flap:
     up: float = attrs.field(converter=float, validator=_positive)
 
 
-Event = Die | Revive | Churn | Flap
+#: what a scenario does to a fleet, at its times
+Action = Die | Revive | Churn | Flap
 
 
-def as_scenario(events: Iterable[Event]) -> tuple[Event, ...]:
-    """A scenario: its events, as a tuple (the converter of a fleet's ``scenario``)."""
-    return tuple(events)
+def as_scenario(actions: Iterable[Action]) -> tuple[Action, ...]:
+    """A scenario: its actions, as a tuple (the converter of a fleet's ``scenario``)."""
+    return tuple(actions)
 
 
-def parse_event(kind: str, text: str) -> Event:
-    """An event from the command line: ``die``/``revive`` ``T:N``, ``churn`` ``EVERY:K``,
+#: the validator of a fleet's ``scenario`` (and simulated engines'): nothing but actions
+SCENARIO = attrs.validators.deep_iterable(attrs.validators.instance_of((Die, Revive, Churn, Flap)))
+
+
+def parse_action(kind: str, text: str) -> Action:
+    """An action from the command line: ``die``/``revive`` ``T:N``, ``churn`` ``EVERY:K``,
     ``flap`` ``N:DOWN:UP`` (times in seconds)."""
     fields = text.split(":")
     try:

@@ -1,17 +1,17 @@
 """A fleet's scenario as a timeline: which hearts die, come back, leave or fall silent, and when.
 
-The scenario's events (:class:`~greenheart.core.behaviour.Die`,
+The scenario's actions (:class:`~greenheart.core.behaviour.Die`,
 :class:`~greenheart.core.behaviour.Revive`, :class:`~greenheart.core.behaviour.Churn`,
-:class:`~greenheart.core.behaviour.Flap`) become actions at times counted in seconds from the
+:class:`~greenheart.core.behaviour.Flap`) become cues at times counted in seconds from the
 start of the fleet. The timeline decides everything (when, and which hearts, chosen by the
 seed from the hearts alive or dead at that moment); the driver only waits until
-:meth:`Timeline.next_due` and has each action that :meth:`Timeline.pop_due` returns
+:meth:`Timeline.next_due` and has each cue that :meth:`Timeline.pop_due` returns
 :meth:`~KillHearts.apply` itself to its :class:`Cast` (a fleet's hearts, or simulated
 engines).
 
-Victims of deaths and churn are drawn when their event comes, from the hearts then alive;
+Victims of deaths and churn are drawn when their action comes, from the hearts then alive;
 flapping hearts are drawn once, at the start. Revivals bring back the longest dead first.
-Events due at the same time come in the order of the scenario.
+Actions due at the same time come in the order of the scenario.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Protocol
 
 import attrs
 
-from greenheart.core.behaviour import Churn, Die, Event, Revive
+from greenheart.core.behaviour import Action, Churn, Die, Revive
 
 Hearts = tuple[bytes, ...]
 
@@ -103,12 +103,13 @@ class SilenceHearts:
         return f"{len(self.hearts)} flapping {noun} {'go silent' if self.silent else 'answer'}"
 
 
-Action = KillHearts | ReviveHearts | ReplaceHearts | SilenceHearts
+#: what the timeline has its cast do now: an action of the scenario, its hearts chosen
+Cue = KillHearts | ReviveHearts | ReplaceHearts | SilenceHearts
 
 
 @attrs.define
 class _Entry:
-    event: Event
+    action: Action
     #: for a flap: its hearts, and whether they go silent next
     flappers: Hearts = ()
     silent_next: bool = True
@@ -123,41 +124,39 @@ class Timeline:
     _order: itertools.count[int] = attrs.field(factory=itertools.count)
 
     @classmethod
-    def start(cls, scenario: Iterable[Event], seed: int, alive: Sequence[bytes]) -> Timeline:
+    def start(cls, scenario: Iterable[Action], seed: int, alive: Sequence[bytes]) -> Timeline:
         """The timeline of ``scenario`` for a fleet whose hearts ``alive`` have just started."""
         timeline = cls(random.Random(seed))
-        for event in scenario:
-            if isinstance(event, Die | Revive):
-                timeline._at(event.at, _Entry(event))
-            elif isinstance(event, Churn):
-                timeline._at(event.every, _Entry(event))
+        for action in scenario:
+            if isinstance(action, Die | Revive):
+                timeline._at(action.at, _Entry(action))
+            elif isinstance(action, Churn):
+                timeline._at(action.every, _Entry(action))
             else:
-                timeline._at(event.up, _Entry(event, timeline._choose(event.count, alive)))
+                timeline._at(action.up, _Entry(action, timeline._choose(action.count, alive)))
         return timeline
 
     def next_due(self) -> float | None:
-        """When the next action is due; None when there are no more."""
+        """When the next cue is due; None when there are no more."""
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(
-        self, elapsed: float, alive: Sequence[bytes], dead: Sequence[bytes]
-    ) -> Action | None:
-        """The next action if it is due ``elapsed`` seconds after the start, chosen from the
+    def pop_due(self, elapsed: float, alive: Sequence[bytes], dead: Sequence[bytes]) -> Cue | None:
+        """The next cue if it is due ``elapsed`` seconds after the start, chosen from the
         hearts ``alive`` and ``dead`` now (longest dead first); None if none is due yet."""
         if not self._heap or self._heap[0][0] > elapsed:
             return None
         when, _, entry = heapq.heappop(self._heap)
-        event = entry.event
-        if isinstance(event, Die):
-            return KillHearts(self._choose(event.count, alive))
-        if isinstance(event, Revive):
-            return ReviveHearts(tuple(dead[: event.count]))
-        if isinstance(event, Churn):
-            self._at(when + event.every, entry)
-            return ReplaceHearts(self._choose(event.count, alive))
+        action = entry.action
+        if isinstance(action, Die):
+            return KillHearts(self._choose(action.count, alive))
+        if isinstance(action, Revive):
+            return ReviveHearts(tuple(dead[: action.count]))
+        if isinstance(action, Churn):
+            self._at(when + action.every, entry)
+            return ReplaceHearts(self._choose(action.count, alive))
         silent = entry.silent_next
         entry.silent_next = not silent
-        self._at(when + (event.down if silent else event.up), entry)
+        self._at(when + (action.down if silent else action.up), entry)
         return SilenceHearts(entry.flappers, silent)
 
     def _at(self, when: float, entry: _Entry) -> None:

@@ -26,13 +26,10 @@ import zmq
 import zmq.green
 
 from greenheart.core.behaviour import (
+    SCENARIO,
+    Action,
     Behaviour,
-    Churn,
-    Die,
-    Event,
-    Flap,
     Reconnect,
-    Revive,
     as_scenario,
 )
 from greenheart.core.checks import COUNT
@@ -144,12 +141,8 @@ class HeartFleet(Service):
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
-    scenario: tuple[Event, ...] = attrs.field(
-        factory=tuple,
-        converter=as_scenario,
-        validator=attrs.validators.deep_iterable(
-            attrs.validators.instance_of((Die, Revive, Churn, Flap))
-        ),
+    scenario: tuple[Action, ...] = attrs.field(
+        factory=tuple, converter=as_scenario, validator=SCENARIO
     )
     prefix: str = attrs.field(factory=lambda: f"fleet-{secrets.token_hex(3)}")
     #: called as ``on_decision(heart_id, fleet_ping_number, delay)`` for every ping a heart gets
@@ -516,13 +509,13 @@ class _FleetCast:
 
 
 def play(timeline: Timeline, clock: Callable[[], float], cast: Cast) -> None:
-    """Apply the timeline's actions to ``cast`` when they are due (a greenlet): the one
+    """Have ``cast`` carry out the timeline's cues when they are due (a greenlet): the one
     scenario runner, for a fleet and for simulated engines alike."""
     started = clock()
     while (due := timeline.next_due()) is not None:
         delay = started + due - clock()
         if delay > 0:
             gevent.sleep(delay)
-        while action := timeline.pop_due(clock() - started, cast.alive, cast.dead):
-            log.info("scenario: %s", action.describe(cast.noun))
-            action.apply(cast)
+        while cue := timeline.pop_due(clock() - started, cast.alive, cast.dead):
+            log.info("scenario: %s", cue.describe(cast.noun))
+            cue.apply(cast)

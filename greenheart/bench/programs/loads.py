@@ -36,7 +36,7 @@ import gevent
 
 from greenheart.bench.lines import (
     EngineStatus,
-    FleetStatus,
+    FleetPings,
     Killed,
     Revived,
     Started,
@@ -98,7 +98,7 @@ def _report_status(fleet: HeartFleet, every: float = 1.0) -> None:
     while True:
         gevent.sleep(every)
         status = fleet.status()
-        say(FleetStatus(pings=status.fleet_pings, skipped_pings=status.skipped_pings))
+        say(FleetPings(pings=status.fleet_pings, skipped_pings=status.skipped_pings))
 
 
 def run_hearts(ping: str, pong: str, size: int, prefix: str) -> int:

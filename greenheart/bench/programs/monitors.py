@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from greenheart.bench.lines import (
     BeatReport,
     Failed,
-    FalseFailure,
+    FalselyFailed,
     Ready,
     Refusing,
     Registered,
@@ -143,7 +143,7 @@ def run_greenheart(
             at = time.monotonic()
             for mistake in beat.false_failures:
                 heart, gone = mistake.failure.heart.decode(), round(mistake.gone, 3)
-                say(FalseFailure(heart=heart, at=at, gone_s=gone))
+                say(FalselyFailed(heart=heart, at=at, gone_s=gone))
 
         monitor.add_beat_handler(say_refusing)
         monitor.add_new_heart_handler(lambda heart: _say_registered([heart]))

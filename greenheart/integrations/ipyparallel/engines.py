@@ -9,9 +9,8 @@ engines would: registrations, heartbeats, deaths.
 
 The hub's notifications (:mod:`~greenheart.integrations.ipyparallel.notifications`) say what
 the controller made of them: registered, purged (it never heard the heart in time),
-unregistered (killed, left, or lost while alive). An engine leaves as ipengine does, when its
-heart has heard no ping for ``max_heartbeat_misses`` checks: it asks the hub to unregister it
-(:mod:`~greenheart.integrations.ipyparallel.registrar`), and dies.
+unregistered (killed, left, or lost while alive). Their watches say when one leaves, as
+ipengine does, and when all stop (:mod:`~greenheart.integrations.ipyparallel.watches`).
 
 Every decision is the :class:`~greenheart.core.registrations.Registry`'s; this driver moves
 messages, time and hearts.
@@ -31,13 +30,10 @@ import gevent.event
 import zmq
 import zmq.green
 
-from greenheart.core.behaviour import Behaviour, Churn, Die, Event, Flap, Revive, as_scenario
+from greenheart.core.behaviour import SCENARIO, Action, Behaviour, as_scenario
 from greenheart.core.checks import COUNT
-from greenheart.core.errors import GreenheartError
-from greenheart.core.pingwatch import PingWatch
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.registrations import (
-    UNANSWERED_WARNING,
     EngineState,
     RegistrationStatus,
     Registry,
@@ -53,21 +49,12 @@ from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.notifications import follow_notifications
 from greenheart.integrations.ipyparallel.registrar import Registrar
 
+# the errors the watches end the engines with are theirs to users, imported from here as ever
+from greenheart.integrations.ipyparallel.watches import ControllerSilent as ControllerSilent
+from greenheart.integrations.ipyparallel.watches import RegistrationFailed as RegistrationFailed
+from greenheart.integrations.ipyparallel.watches import Watches
+
 log = logging.getLogger("greenheart.engines")
-
-#: seconds between looks for requests gone unanswered and registrations purged
-CHECK_INTERVAL = 0.5
-
-#: ipengine checks for its controller's pings every heart period plus this, in ms
-PING_CHECK_SLACK_MS = 500.0
-
-
-class RegistrationFailed(GreenheartError):
-    """Every engine that asked was refused or went unanswered: none could register."""
-
-
-class ControllerSilent(GreenheartError):
-    """Every engine left, hearing no ping from the controller: there is nobody left to run."""
 
 
 @attrs.define(eq=False)
@@ -83,15 +70,10 @@ class SimulatedEngines(Service):
     behaviour: Behaviour = attrs.field(
         factory=Behaviour, validator=attrs.validators.instance_of(Behaviour)
     )
-    scenario: tuple[Event, ...] = attrs.field(
-        factory=tuple,
-        converter=as_scenario,
-        validator=attrs.validators.deep_iterable(
-            attrs.validators.instance_of((Die, Revive, Churn, Flap))
-        ),
+    scenario: tuple[Action, ...] = attrs.field(
+        factory=tuple, converter=as_scenario, validator=SCENARIO
     )
-    #: one DEALER for every registration request; else one per engine, closed once it is
-    #: answered
+    #: one DEALER for every registration request; else one per engine, closed once answered
     shared_registrar: bool = True
     #: registration requests a second at most; None for all at once
     rate: float | None = attrs.field(
@@ -229,9 +211,15 @@ class SimulatedEngines(Service):
         self._started = self.clock()
         self._add(self.size)
         self._spawn(self._ask_when_due)
-        self._spawn(self._watch)
-        if self.max_heartbeat_misses:
-            self._spawn(self._watch_controller, PingWatch(self.max_heartbeat_misses))
+        Watches(
+            self._registry,
+            self._fleet,
+            self._registrar,
+            self.connection,
+            self._limited,
+            self.clock,
+            self.max_heartbeat_misses,
+        ).spawn(self._spawn)
         if self.scenario:
             # flapping engines are chosen now, from every engine that will register
             planned = [uuid.encode() for uuid in self._registry.uuids]
@@ -321,83 +309,6 @@ class SimulatedEngines(Service):
             self._fleet.revive([heart])
         else:
             self._fleet.add_hearts([heart])
-
-    def _watch(self) -> None:
-        """Give up on requests unanswered in time; stop when no engine could register, or
-        when every engine left."""
-        while True:
-            gevent.sleep(CHECK_INTERVAL)
-            assert self._fleet is not None
-            look = self._registry.look(self.clock(), beating=bool(self._fleet.alive))
-            for uuid in look.unanswered:
-                self._limited(
-                    logging.ERROR,
-                    "unanswered",
-                    "no answer from the hub at %s to engine %s in %g s",
-                    self.connection.registration_url,
-                    uuid,
-                    self.reply_timeout,
-                )
-            if look.warn_unanswered:
-                log.error(
-                    "no answer yet from the hub at %s, %g s after the first request: is the"
-                    " key right? (the hub answers nothing it cannot verify)",
-                    self.connection.registration_url,
-                    UNANSWERED_WARNING,
-                )
-            if look.none_registered:
-                raise RegistrationFailed(self._why_none_registered(look.status))
-            if look.everyone_left:
-                raise ControllerSilent(
-                    f"all {look.status.left} engines that were beating left, hearing no ping"
-                    f" from the controller at {self.connection.ping_url} in"
-                    f" {self.max_heartbeat_misses} checks: is it still running?"
-                )
-
-    def _why_none_registered(self, status: RegistrationStatus) -> str:
-        url = self.connection.registration_url
-        if status.refused:
-            return f"the hub at {url} refused all {status.asked} engines: {status.last_error}"
-        return (
-            f"no answer from a hub at {url} to any of {status.asked} engines in"
-            f" {self.reply_timeout:g} s: either no controller listens there, or its hub cannot"
-            " verify the requests because the key is wrong (ipyparallel's hub then logs"
-            " 'Invalid Signature' and answers nothing)"
-        )
-
-    def _watch_controller(self, watch: PingWatch) -> None:
-        """ipengine's check on the controller: an engine whose heart heard no ping for
-        ``max_heartbeat_misses`` checks in a row leaves."""
-        while True:
-            period = self.period  # known from the first acceptance on
-            gevent.sleep(((period or 1000.0) + PING_CHECK_SLACK_MS) / 1000)
-            if period is None:
-                continue
-            assert self._fleet is not None
-            beating = {heart.decode() for heart in self._fleet.alive}
-            pings = {
-                uuid: self._fleet.counters(uuid.encode()).pings
-                for uuid in self._registry.watched(beating)
-            }
-            for uuid in watch.check(pings):
-                self._leave(uuid, period + PING_CHECK_SLACK_MS)
-
-    def _leave(self, uuid: str, check_ms: float) -> None:
-        """As ipengine does when its controller has gone silent: ask to be unregistered, and
-        die."""
-        self._registry.left(uuid, self.clock())
-        self._limited(
-            logging.WARNING,
-            "left",
-            "engine %s heard no ping from the controller in %d checks of %g ms: it asks to be"
-            " unregistered and dies, as ipengine does",
-            uuid,
-            self.max_heartbeat_misses,
-            check_ms,
-        )
-        assert self._registrar is not None and self._fleet is not None
-        self._registrar.ask_to_leave(self._registry[uuid].engine_id)
-        self._fleet.kill([uuid.encode()])
 
 
 @attrs.define
