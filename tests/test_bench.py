@@ -32,6 +32,7 @@ from greenheart.bench.report import spread, summary, table
 from greenheart.bench.runner import _split
 from greenheart.bench.soak import match
 from greenheart.cli import main
+from greenheart.core.rules import Rules
 from tests.helpers import wait_until
 
 
@@ -378,7 +379,8 @@ def test_the_tune_bench_at_a_tiny_size(tmp_path):
     # the recorded setting's replay made the live monitor's verdicts again
     recorded = figures["recorded"]
     assert recorded["live"] == recorded["replay"] and recorded["live"]["false_failure"] > 0
-    assert "--max-misses" in figures["chosen"]["options"] or "--phi" in figures["chosen"]["options"]
+    assert figures["chosen"]["rule"].startswith(("misses=", "phi="))
+    assert Rules.from_json(figures["chosen"]["rules"]) != Rules()  # not the recorded setting
     assert "meets every death noticed within 1000 ms" in stdout
 
 

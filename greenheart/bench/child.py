@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from greenheart.bench.lines import Line, read
 
@@ -54,30 +54,22 @@ class Child:
     """``python -m greenheart.bench.programs ARGS...`` in a child process, read as lines.
 
     :meth:`program` and :meth:`command` make one; with ``stdin=True`` the benchmark can
-    :meth:`say` lines to it. Given ``stdout``, the child writes there, and is not read.
+    :meth:`say` lines to it.
     """
 
-    def __init__(
-        self,
-        role: str,
-        args: Sequence[str],
-        *,
-        stdin: bool = False,
-        stdout: IO[str] | None = None,
-    ) -> None:
+    def __init__(self, role: str, args: Sequence[str], *, stdin: bool = False) -> None:
         self.role = role
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "greenheart.bench.programs", *args],
-            stdout=subprocess.PIPE if stdout is None else stdout,
+            stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=self.stderr,
             text=True,
         )
         #: what the reader read: lines, a line it could not read, and None at the end
         self._lines: queue.Queue[Line | ValueError | None] = queue.Queue()
-        if stdout is None:
-            threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
+        threading.Thread(target=self._read, daemon=True, name=f"read {role}").start()
 
     @classmethod
     def program(cls, role: str, kind: str, *args: str, stdin: bool = False) -> Child:
@@ -85,9 +77,9 @@ class Child:
         return cls(role, [kind, *args], stdin=stdin)
 
     @classmethod
-    def command(cls, role: str, *args: str, stdout: IO[str] | None = None) -> Child:
+    def command(cls, role: str, *args: str) -> Child:
         """The ``greenheart`` command with ``args``, as a child of the benchmark."""
-        return cls(role, ["cli", *args], stdout=stdout)
+        return cls(role, ["cli", *args])
 
     @property
     def pid(self) -> int:
@@ -109,7 +101,6 @@ class Child:
 
     def next(self, timeout: float) -> Line:
         """The next line, waiting at most ``timeout`` seconds for it."""
-        assert self.proc.stdout is not None, f"{self.role} writes its stdout to a file, unread"
         try:
             line = self._lines.get(timeout=max(0.0, timeout))
         except queue.Empty:
@@ -174,11 +165,23 @@ class Child:
         lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
         return lines[-1] if lines else "(nothing on stderr)"
 
-    def stop(self) -> None:
+    def stop(self) -> list[Line]:
+        """Stop the child (SIGTERM, as at Ctrl-C; SIGKILL if it lingers): the lines it said that
+        were not read yet, to its last."""
         terminate(self.proc)
+        unread: list[Line] = []
+        try:
+            while (line := self._lines.get(timeout=STARTUP_SECONDS)) is not None:
+                if isinstance(line, ValueError):  # the reader read no further
+                    break
+                unread.append(line)
+        except queue.Empty:
+            pass
+        self._lines.put(None)
         if self.proc.stdin:
             self.proc.stdin.close()
         self.stderr.close()
+        return unread
 
 
 @contextlib.contextmanager

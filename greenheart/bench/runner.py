@@ -80,6 +80,13 @@ class MonitorChild:
         """The beat reports already printed, without waiting (events go to :attr:`events`)."""
         return [beat for line in self.child.said() if (beat := self._sort(line)) is not None]
 
+    def stop(self) -> list[MonitorEvent]:
+        """Stop the monitor (as at Ctrl-C: a recording ends whole) and read every line it said
+        to its last: every event it reported."""
+        for line in self.child.stop():
+            self._sort(line)
+        return self.events
+
     def _sort(self, line: object) -> BeatReport | None:
         """A beat report, or None once an event is put in :attr:`events`."""
         if isinstance(line, BeatReport):
@@ -116,9 +123,6 @@ class MonitorChild:
             if progress:
                 progress(len(beats) - 1, beats[-1])
         return beats
-
-    def stop(self) -> None:
-        self.child.stop()
 
 
 def failures_by_cause(events: Sequence[MonitorEvent]) -> dict[str, int]:

@@ -8,32 +8,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-
-import attrs
 
 from greenheart.bench.report import aligned
 from greenheart.cli.args import positive_count
 from greenheart.cli.monitor import options
 from greenheart.core.errors import UsageError
 from greenheart.core.recording import Recording, read
-from greenheart.core.silence import MassSilence
 from greenheart.core.stats import percentile
 from greenheart.core.tuning import (
     DEATHS,
     MAX_MISSES,
     PHI_THRESHOLDS,
     Choice,
+    Rate,
     Result,
     Setting,
     Targets,
     choose,
     evaluate_all,
-    grid,
+    parse_duration,
+    parse_rate,
+    settings_for,
 )
 
 
@@ -47,35 +46,20 @@ def _list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     return parse
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
 def duration(text: str) -> float:
     """``5s``, ``500ms``, ``2m``: seconds."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|min|m|h)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"a duration such as 5s or 500ms, not {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-@attrs.frozen
-class Rate:
-    """False failures per day, per heart or for the recorded cluster."""
-
-    per_day: float
-    per_heart: bool
-    text: str
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def rate(text: str) -> Rate:
     """``1/day``, ``2/hour`` (for the cluster), ``0.01/heart/day``."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*/\s*(heart\s*/\s*)?(day|hour|h|d)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"a rate such as 1/day, 2/hour or 0.1/heart/day, not {text!r}"
-        )
-    scale = 24.0 if match.group(3) in ("hour", "h") else 1.0
-    return Rate(float(match.group(1)) * scale, bool(match.group(2)), text.strip())
+    try:
+        return parse_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -181,42 +165,25 @@ def load(files: Sequence[str]) -> Recording:
 
 
 def settings(args: argparse.Namespace, recording: Recording) -> list[Setting]:
-    recorded = recording.header
-    periods = args.period or [recorded.period]
-    silences: list[MassSilence | None] = []
-    base_rule = recorded.rules.mass_silence or MassSilence()
-    if args.mass_silence_share or args.mass_silence_hold:
-        for share in args.mass_silence_share or [base_rule.share]:
-            for hold in args.mass_silence_hold or [base_rule.hold]:
-                silences.append(attrs.evolve(base_rule, share=share, hold=hold))
-    else:
-        silences.append(recorded.rules.mass_silence)
-    if args.no_mass_silence and None not in silences:
-        silences.append(None)
-    out = []
-    for period in periods:
-        pauses = args.phi_pause if args.phi_pause is not None else [0.0, period]
-        out += grid(
-            period,
-            max_misses=args.max_misses,
-            phi=args.phi,
-            phi_pauses=[pause / 1000 for pause in pauses],
-            silences=silences,
-            fail_on_disconnect=args.fail_on_disconnect,
-            base=recorded.rules,
-        )
-    if not out:
+    """The grid the options ask for."""
+    tried = settings_for(
+        recording.header,
+        periods=args.period or (),
+        max_misses=args.max_misses,
+        phi=args.phi,
+        phi_pauses_ms=args.phi_pause,
+        shares=args.mass_silence_share or (),
+        holds=args.mass_silence_hold or (),
+        without_mass_silence=args.no_mass_silence,
+        fail_on_disconnect=args.fail_on_disconnect,
+    )
+    if not tried:
         raise UsageError("no setting to try: give --max-misses or --phi")
-    return out
+    return tried
 
 
 def choose_from(args: argparse.Namespace, results: Sequence[Result]) -> Choice:
-    targets = Targets(
-        detect=args.detect,
-        false_failures=args.false_failures.per_day if args.false_failures else None,
-        per_heart=bool(args.false_failures and args.false_failures.per_heart),
-    )
-    return choose(results, targets)
+    return choose(results, Targets.of(args.detect, args.false_failures))
 
 
 def command(setting: Setting) -> str:

@@ -15,6 +15,7 @@ closest.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import attrs
 from greenheart.core.errors import UsageError
 from greenheart.core.inputs import Input
 from greenheart.core.phi import PhiAccrual
-from greenheart.core.recording import Recording
+from greenheart.core.recording import Header, Recording
 from greenheart.core.replay import (
     CRASH,
     HANG,
@@ -180,6 +181,49 @@ def grid(
     ]
 
 
+def settings_for(
+    header: Header,
+    *,
+    periods: Sequence[float] = (),
+    max_misses: Sequence[int] = MAX_MISSES,
+    phi: Sequence[float] = PHI_THRESHOLDS,
+    phi_pauses_ms: Sequence[float] | None = None,
+    shares: Sequence[float] = (),
+    holds: Sequence[int] = (),
+    without_mass_silence: bool = False,
+    fail_on_disconnect: bool = False,
+) -> list[Setting]:
+    """The grid ``greenheart tune`` tries on a recording with ``header``: at each of
+    ``periods`` (ms; the recorded one by default), every miss count and every phi threshold
+    with each pause (ms; 0 and one period by default), under the recorded mass-silence rule
+    with each of ``shares`` and ``holds`` (the rule's own by default), and without it too if
+    asked; everything else as recorded."""
+    recorded = header.rules
+    base_rule = recorded.mass_silence or MassSilence()
+    silences: list[MassSilence | None] = [recorded.mass_silence]
+    if shares or holds:
+        silences = [
+            attrs.evolve(base_rule, share=share, hold=hold)
+            for share in shares or [base_rule.share]
+            for hold in holds or [base_rule.hold]
+        ]
+    if without_mass_silence and None not in silences:
+        silences.append(None)
+    tried = []
+    for period in periods or [header.period]:
+        pauses = phi_pauses_ms if phi_pauses_ms is not None else [0.0, period]
+        tried += grid(
+            period,
+            max_misses=max_misses,
+            phi=phi,
+            phi_pauses=[pause / 1000 for pause in pauses],
+            silences=silences,
+            fail_on_disconnect=fail_on_disconnect,
+            base=recorded,
+        )
+    return tried
+
+
 def slowest_detection(setting: Setting) -> float:
     """About the longest a death may take ``setting`` to notice, in seconds: room to leave
     between the last death planned and the end of the recording."""
@@ -276,6 +320,35 @@ def evaluate_all(
     return results
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``5s``, ``500ms``, ``2m``: seconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|min|m|h)?\s*", text)
+    if not match:
+        raise ValueError(f"a duration such as 5s or 500ms, not {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+@attrs.frozen
+class Rate:
+    """False failures per day, per heart or for the recorded cluster."""
+
+    per_day: float
+    per_heart: bool
+    text: str
+
+
+def parse_rate(text: str) -> Rate:
+    """``1/day``, ``2/hour`` (for the cluster), ``0.01/heart/day``."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*/\s*(heart\s*/\s*)?(day|hour|h|d)\s*", text)
+    if not match:
+        raise ValueError(f"a rate such as 1/day, 2/hour or 0.1/heart/day, not {text!r}")
+    scale = 24.0 if match.group(3) in ("hour", "h") else 1.0
+    return Rate(float(match.group(1)) * scale, bool(match.group(2)), text.strip())
+
+
 @attrs.frozen
 class Targets:
     #: seconds within which every death must be noticed
@@ -283,6 +356,12 @@ class Targets:
     #: false failures per day, per heart or for the recorded cluster
     false_failures: float | None = None
     per_heart: bool = False
+
+    @classmethod
+    def of(cls, detect: float | None, false_failures: Rate | None) -> Targets:
+        if false_failures is None:
+            return cls(detect)
+        return cls(detect, false_failures.per_day, false_failures.per_heart)
 
 
 @attrs.frozen

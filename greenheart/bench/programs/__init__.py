@@ -12,11 +12,13 @@ controller, each keeping the parent-death signal.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
 from collections.abc import Sequence
 
+from greenheart.core.rules import Rules
 from greenheart.green.orphans import die_with_parent
 
 MONITORS = ("greenheart", "greenheart-sockets", "greenheart-curve", "ipyparallel", "raw")
@@ -30,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-misses", type=int, default=1)
     parser.add_argument("--events", action="store_true", help="a line per heart event")
     parser.add_argument("--fail-on-disconnect", action="store_true", help="greenheart: so")
+    parser.add_argument(
+        "--rules", metavar="JSON", help="greenheart: every judging setting (Rules.as_json)"
+    )
+    parser.add_argument("--record", metavar="FILE", help="greenheart: record to FILE")
     parser.add_argument("--curve", metavar="DIR", help="CURVE keys, for greenheart-curve")
     parser.add_argument("--ping", help="for a load: the monitor's ping address")
     parser.add_argument("--pong", help="for a load: the monitor's pong address")
@@ -74,13 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return monitors.run_ipyparallel(args.period, args.max_misses, args.events)
         if args.kind == "raw":
             return monitors.run_raw(args.period)
+        rules = Rules(max_misses=args.max_misses, fail_on_disconnect=args.fail_on_disconnect)
+        if args.rules:
+            rules = Rules.from_json(json.loads(args.rules))
         return monitors.run_greenheart(
             args.period,
-            args.max_misses,
+            rules,
             args.curve,
             args.events,
-            args.fail_on_disconnect,
             own_sockets=args.kind == "greenheart-sockets",
+            record=args.record,
         )
     from greenheart.bench.programs import loads
 

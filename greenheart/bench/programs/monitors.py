@@ -27,6 +27,8 @@ import signal
 import time
 from collections.abc import Iterable
 
+import attrs
+
 from greenheart.bench.lines import (
     BeatReport,
     Failed,
@@ -37,6 +39,7 @@ from greenheart.bench.lines import (
     say,
 )
 from greenheart.bench.programs.common import LOOPBACK, SERVER_KEYS
+from greenheart.core.rules import Rules
 from greenheart.green.limits import raise_open_file_limit
 
 
@@ -61,12 +64,12 @@ def _say_failed(hearts: Iterable[bytes], cause: str | None = None) -> None:
 
 def run_greenheart(
     period: float,
-    max_misses: int,
+    rules: Rules,
     curve_dir: str | None = None,
     events: bool = False,
-    fail_on_disconnect: bool = False,
     *,
     own_sockets: bool = False,
+    record: str | None = None,
 ) -> int:
     from greenheart.bench.programs.serving import serve
     from greenheart.core.failures import Failure
@@ -94,6 +97,7 @@ def run_greenheart(
             )
         )
 
+    settings = attrs.asdict(rules, recurse=False)
     curve = None
     if curve_dir is not None:
         from greenheart.green.curve import KeyPair, ServerCurve, load_allowed_keys
@@ -110,21 +114,10 @@ def run_greenheart(
         for socket in (ping, pong):
             socket.linger = 0
             socket.bind(LOOPBACK)
-        monitor = HeartMonitor(
-            ping,
-            pong,
-            period=period,
-            max_misses=max_misses,
-            fail_on_disconnect=fail_on_disconnect,
-        )
+        monitor = HeartMonitor(ping, pong, period=period, record=record, **settings)
     else:
         monitor = HeartMonitor.bind(
-            LOOPBACK,
-            LOOPBACK,
-            period=period,
-            max_misses=max_misses,
-            curve=curve,
-            fail_on_disconnect=fail_on_disconnect,
+            LOOPBACK, LOOPBACK, period=period, curve=curve, record=record, **settings
         )
     monitor.add_beat_handler(report)
     if events:
