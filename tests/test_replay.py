@@ -3,6 +3,8 @@ file replays up to its cut, and pause patterns give the false failures a hand co
 
 from __future__ import annotations
 
+import itertools
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,16 @@ from hypothesis import strategies as st
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.recording import Header, Writer, read
-from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
+from greenheart.core.replay import (
+    CRASH,
+    HANG,
+    Injection,
+    detections,
+    inject,
+    plan,
+    replay,
+    resample,
+)
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
 
@@ -187,6 +198,23 @@ def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
     assert [(f.heart, round(f.at, 6)) for f in outcome.failures] == [
         (heart, round(at, 6)) for heart, at in live
     ]
+
+
+def test_a_heart_dies_again_only_once_its_restart_could_be_noticed():
+    data, _ = steady(Rules(), 60)
+    inputs = read(data).inputs
+    deaths = plan(inputs, 3 * len(HEARTS), seed=1, warmup=2.0, tail=5.0, within=1.5)
+    assert {death.heart for death in deaths} == set(HEARTS)  # each once before any twice
+    by_heart: dict[bytes, list[float]] = {}
+    for death in deaths:
+        by_heart.setdefault(death.heart, []).append(death.at)
+    assert max(map(len, by_heart.values())) > 1
+    for times in by_heart.values():
+        assert all(later - earlier >= 5.0 for earlier, later in itertools.pairwise(times))
+    # and every one of them is noticed, restarts included
+    dead, made = inject(inputs, deaths)
+    replayed = replay(dead, Rules(max_misses=1))
+    assert detections(replayed, made, HANG).missed == detections(replayed, made, CRASH).missed == 0
 
 
 def test_injected_deaths_are_noticed_when_the_rules_say():

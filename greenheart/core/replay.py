@@ -277,7 +277,8 @@ def plan(
     """``count`` deaths, alternately hangs and crashes, at random moments from ``warmup``
     seconds into the recording to ``tail`` before the end of its load, each of a heart that
     answered within ``within`` seconds before the moment and after it (alive across it, not in
-    a silence of its own)."""
+    a silence of its own). A heart dies again (once every heart has died) only ``tail`` or more
+    from its other deaths: its restart must live long enough to be known, and noticed."""
     answers: dict[bytes, list[float]] = {}
     for event in inputs:
         if isinstance(event, Answered) and event.heart:
@@ -294,19 +295,21 @@ def plan(
     rng = random.Random(seed)
     names = sorted(answers)
     injections: list[Injection] = []
-    used: set[bytes] = set()
+    died: dict[bytes, list[float]] = {}
     tries = 0
     while len(injections) < count and tries < 50 * count:
         tries += 1
         at = rng.uniform(lo, hi)
         heart = rng.choice(names)
-        if heart in used and len(used) < len(names):
+        if heart in died and (
+            len(died) < len(names) or any(abs(at - t) < tail for t in died[heart])
+        ):
             continue
         times = answers[heart]
         i = bisect.bisect_left(times, at)
         if i == 0 or i == len(times) or at - times[i - 1] > within or times[i] - at > within:
             continue
-        used.add(heart)
+        died.setdefault(heart, []).append(at)
         kind = HANG if len(injections) % 2 == 0 else CRASH
         injections.append(Injection(heart, at, kind))
     injections.sort(key=lambda injection: injection.at)
