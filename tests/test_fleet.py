@@ -51,7 +51,7 @@ def test_grow_shrink_kill_and_revive_are_seen_by_a_monitor(monitor):
         wait_until(lambda: set(grown) <= set(monitor.failed))
         assert monitor.hearts == set(fleet.ids)
         status = fleet.status()
-        assert status.hearts == status.alive == 10 and status.pongs > 0
+        assert status.heart_count == status.alive_count == 10 and status.pongs > 0
 
         with pytest.raises(KeyError):
             fleet.kill([b"not-in-this-fleet"])

@@ -77,10 +77,18 @@ def run(args: argparse.Namespace) -> int:
 
 def status_line(status: FleetStatus, as_json: bool) -> str:
     if as_json:
-        return json.dumps({"event": "status", "time": now_text(), **attrs.asdict(status)})
+        fields = attrs.asdict(status)
+        # the line's keys stay what they have always been
+        for key, count in (
+            ("hearts", "heart_count"),
+            ("alive", "alive_count"),
+            ("silent", "silent_count"),
+        ):
+            fields[key] = fields.pop(count)
+        return json.dumps({"event": "status", "time": now_text(), **fields})
     return (
-        f"{now_text()} {status.alive} alive ({status.silent} silent,"
-        f" {status.hearts - status.alive} dead), {status.fleet_pings} pings"
+        f"{now_text()} {status.alive_count} alive ({status.silent_count} silent,"
+        f" {status.heart_count - status.alive_count} dead), {status.fleet_pings} pings"
         f" ({status.skipped_pings} skipped),"
         f" {status.pongs} pongs, {status.dropped} dropped, {status.delayed} delayed,"
         f" {status.unsent} unsent"

@@ -95,9 +95,10 @@ _COUNTS = ("pings", "pongs", "dropped", "delayed", "unsent")
 class FleetStatus:
     """The fleet as a whole. Counts include hearts that have since left it."""
 
-    hearts: int
-    alive: int
-    silent: int
+    #: hearts in the fleet, of them alive, and of those silenced (hung)
+    heart_count: int
+    alive_count: int
+    silent_count: int
     #: pings received by the fleet and fanned out to every live heart
     fleet_pings: int
     #: pings received but not fanned out, because a newer one was already queued
@@ -301,9 +302,9 @@ class HeartFleet(Service):
         for name, departed in self._departed.items():
             totals[name] += departed
         return FleetStatus(
-            hearts=len(self._hearts),
-            alive=len(self._live),
-            silent=sum(heart.silent for heart in self._live),
+            heart_count=len(self._hearts),
+            alive_count=len(self._live),
+            silent_count=sum(heart.silent for heart in self._live),
             fleet_pings=self._fleet_pings,
             skipped_pings=self._skipped_pings,
             pending=len(self._delays),
