@@ -2,13 +2,15 @@
 
 :class:`HeartFleet` holds the hearts; :class:`Behaviour` says how they answer (delays, loss,
 slow hearts), and :class:`Die`, :class:`Revive`, :class:`Churn`, :class:`Flap` and
-:class:`Reconnect` script what happens to them. Simulated ipyparallel engines, built on a
-fleet, are :mod:`greenheart.integrations.ipyparallel.engines`.
+:class:`Reconnect` script what happens to them; a :class:`Timeline` turns that scenario into
+who does what, when (seeded). Simulated ipyparallel engines, built on a fleet, are
+:mod:`greenheart.integrations.ipyparallel.engines`.
 """
 
 from __future__ import annotations
 
 from greenheart.core.behaviour import Behaviour, Churn, Delay, Die, Flap, Reconnect, Revive
+from greenheart.core.timeline import Timeline
 from greenheart.green.fleet import FleetStatus, HeartCounters, HeartFleet
 
 __all__ = [
@@ -22,4 +24,5 @@ __all__ = [
     "HeartFleet",
     "Reconnect",
     "Revive",
+    "Timeline",
 ]
