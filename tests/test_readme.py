@@ -25,6 +25,9 @@ OTHER_PROGRAMS_FILES = {
     "ipcontroller_config.py",
     "engines.json",
     "gevent/pool.py",
+    "gevent/baseserver.py",
+    "gevent/server.py",
+    "h11/_events.py",
 }
 
 #: what a file name in a code span ends with: a code span ``stats.py`` names a file, where
