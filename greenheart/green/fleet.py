@@ -34,12 +34,13 @@ from greenheart.core.behaviour import (
 )
 from greenheart.core.checks import COUNT
 from greenheart.core.fanout import FANOUT_BATCH, fan_out_order
-from greenheart.core.timeline import Cast, Hearts, Timeline
+from greenheart.core.timeline import Timeline
 from greenheart.green.curve import ClientCurve
 from greenheart.green.delays import DelayQueue
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
+from greenheart.green.scenario import FleetCast, play
 from greenheart.green.sockets import close_sockets, connect
 
 log = logging.getLogger("greenheart.fleet")
@@ -214,7 +215,7 @@ class HeartFleet(Service):
             self._spawn(self._fan_out)
         if self.scenario:
             timeline = Timeline.start(self.scenario, self.behaviour.seed, self.alive)
-            self._spawn(play, timeline, self.clock, _FleetCast(self))
+            self._spawn(play, timeline, self.clock, FleetCast(self))
         log.info("fleet %s: %d hearts answering %s", self.prefix, self.size, self.ping_addr)
 
     def _close(self) -> None:
@@ -283,6 +284,11 @@ class HeartFleet(Service):
                 self._connect(heart)
                 self._dead.remove(heart.id)
         self._refresh_live()
+
+    def replace(self, ids: Iterable[bytes]) -> list[bytes]:
+        """These hearts leave the fleet and as many new ones join, as churn does: the new."""
+        self._require_running()
+        return self._add(len(self._remove(list(ids))))
 
     def silence(self, ids: Iterable[bytes], silent: bool = True) -> None:
         """Make these hearts stop answering (their connections stay up), or answer again."""
@@ -477,46 +483,3 @@ class HeartFleet(Service):
                 return payload
             self._skipped_pings += 1
             payload = newer
-
-
-@attrs.define
-class _FleetCast:
-    """A fleet's hearts, as its scenario plays on them."""
-
-    fleet: HeartFleet
-    noun: str = "hearts"
-
-    @property
-    def alive(self) -> tuple[bytes, ...]:
-        return self.fleet.alive
-
-    @property
-    def dead(self) -> tuple[bytes, ...]:
-        return self.fleet.dead
-
-    def kill(self, hearts: Hearts) -> None:
-        self.fleet.kill(hearts)
-
-    def revive(self, hearts: Hearts) -> None:
-        self.fleet.revive(hearts)
-
-    def replace(self, hearts: Hearts) -> None:
-        self.fleet._remove(list(hearts))
-        self.fleet._add(len(hearts))
-
-    def silence(self, hearts: Hearts, silent: bool) -> None:
-        # flappers were chosen at the start: churn may have taken some away since
-        self.fleet.silence([heart for heart in hearts if heart in self.fleet.ids], silent)
-
-
-def play(timeline: Timeline, clock: Callable[[], float], cast: Cast) -> None:
-    """Have ``cast`` carry out the timeline's cues when they are due (a greenlet): the one
-    scenario runner, for a fleet and for simulated engines alike."""
-    started = clock()
-    while (due := timeline.next_due()) is not None:
-        delay = started + due - clock()
-        if delay > 0:
-            gevent.sleep(delay)
-        while cue := timeline.pop_due(clock() - started, cast.alive, cast.dead):
-            log.info("scenario: %s", cue.describe(cast.noun))
-            cue.apply(cast)

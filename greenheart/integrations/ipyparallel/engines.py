@@ -41,9 +41,10 @@ from greenheart.core.registrations import (
 )
 from greenheart.core.timeline import Hearts, Timeline
 from greenheart.green.curve import ClientCurve, KeyPair
-from greenheart.green.fleet import HeartFleet, descriptors_per_heart, play
+from greenheart.green.fleet import HeartFleet, descriptors_per_heart
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
+from greenheart.green.scenario import play
 from greenheart.green.sockets import close_sockets, connect
 from greenheart.integrations.ipyparallel.connection import ControllerConnection
 from greenheart.integrations.ipyparallel.notifications import follow_notifications
