@@ -15,7 +15,8 @@ from greenheart import HeartMonitor
 # pytest-timeout bounds every test; a per-example deadline would only turn a loaded CI
 # machine's pause into a "flaky" failure
 settings.register_profile("suite", deadline=None)
-# GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases
+# GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases (the
+# tests that set their own max_examples scale it by as much: tests/pure.py's examples())
 settings.register_profile("stress", parent=settings.get_profile("suite"), max_examples=10_000)
 settings.load_profile(os.environ.get("GREENHEART_HYPOTHESIS", "suite"))
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from greenheart.core.connections import ConnectionBook, backlog_is_short, listen_address
+from tests import pure
 
 
 @pytest.mark.parametrize(
@@ -207,4 +208,6 @@ class BookMachine(RuleBasedStateMachine):
 
 
 TestBookMachine = BookMachine.TestCase
-TestBookMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestBookMachine.settings = settings(
+    max_examples=pure.examples(300), stateful_step_count=40, deadline=None
+)

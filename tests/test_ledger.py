@@ -15,6 +15,7 @@ from greenheart.core.ledger import Ledger, PongKind, RoundTrips, Rules
 from greenheart.core.phi import Intervals, PhiAccrual
 from greenheart.core.silence import MassSilence
 from greenheart.core.wire import encode_ping
+from tests import pure
 
 
 def test_first_ping_and_registration_at_the_next_beat():
@@ -677,7 +678,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+TestLedgerMachine.settings = settings(
+    max_examples=pure.examples(300), stateful_step_count=60, deadline=None
+)
 
 
 def test_an_identity_is_bound_to_the_first_key_that_answers_for_it():
@@ -718,7 +721,7 @@ def _payload(ledger: Ledger, kind: str) -> bytes:
     return ledger.payload_of({"current": 0, "previous": 1, "upcoming": 2}.get(kind, 0))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=pure.examples(150), deadline=None)
 @given(
     st.lists(
         st.one_of(

@@ -14,6 +14,7 @@ from greenheart.core.recording import Header, RecordingLedger, Writer, read
 from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
+from tests import pure
 
 HEARTS = [b"h%d" % n for n in range(10)]
 
@@ -137,7 +138,7 @@ def test_garbage_after_the_magic_is_a_truncated_recording_not_a_crash():
     assert recording.truncated
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=pure.examples(60), deadline=None)
 @given(
     st.lists(
         st.tuples(

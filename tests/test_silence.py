@@ -12,6 +12,7 @@ from greenheart.core.failures import Cause, Failure
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence, Suspect, Suspects
+from tests import pure
 
 # -- the rule ------------------------------------------------------------------------------
 
@@ -137,7 +138,9 @@ class SuspectsMachine(RuleBasedStateMachine):
 
 
 TestSuspectsMachine = SuspectsMachine.TestCase
-TestSuspectsMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestSuspectsMachine.settings = settings(
+    max_examples=pure.examples(200), stateful_step_count=40, deadline=None
+)
 
 
 # -- the rule in the ledger --------------------------------------------------------------------
