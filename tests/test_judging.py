@@ -167,6 +167,21 @@ def test_a_paused_process_is_told_from_a_busy_one_by_its_threads_cpu(elapsed, cp
     assert was_paused(elapsed=elapsed, cpu=cpu) is paused
 
 
+@pytest.mark.parametrize("elapsed", [0.003, 1.0, 3.0, 45.0])
+def test_the_line_between_a_paused_process_and_a_busy_one_is_half_the_time(elapsed):
+    """A late beat whose thread computed for just under half the time since the beat before
+    was paused, and judges nobody; just over half (or exactly half) was busy, and judges."""
+    under, half, over = 0.49 * elapsed, 0.5 * elapsed, 0.51 * elapsed
+    assert was_paused(elapsed=elapsed, cpu=under)
+    assert not was_paused(elapsed=elapsed, cpu=half)
+    assert not was_paused(elapsed=elapsed, cpu=over)
+    late_beat = {
+        cpu: verdict(late=True, paused=was_paused(elapsed=elapsed, cpu=cpu), caught_up=True)
+        for cpu in (under, half, over)
+    }
+    assert late_beat == {under: Verdict.STALLED, half: Verdict.JUDGE, over: Verdict.JUDGE}
+
+
 @given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))
 def test_answers_gather_for_at_most_a_millisecond_and_a_hundredth_of_the_period(period):
     gather = gather_seconds(period)
