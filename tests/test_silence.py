@@ -462,3 +462,66 @@ def test_a_heart_back_on_a_new_connection_before_its_old_one_closed_is_no_false_
     ledger.connections.answered(b"h0", 999)
     beat = _round(ledger, others, now)
     assert beat.new_hearts == (b"h0",) and beat.false_failures == ()
+
+
+# -- pinned before the ledger is restructured: through tests/pure.py's calls alone -----------
+
+
+def _fleet(count: int = 20, **settings) -> tuple[Ledger, float]:
+    """A ledger knowing ``count`` hearts ``h0``, ``h1``... each answering on a connection of its
+    own (descriptor 100 + its number) for a few beats, with ``settings`` for its rules; and
+    the time of its last beat."""
+    names = NAMES[:count]
+    fleet = pure.ledger(Rules(**settings))
+    for heart in names:
+        pure.connect(fleet, _fd(heart), 0.0)
+    now = 0.0
+    for _ in range(3):
+        for heart in names:
+            pure.answer(fleet, heart, now + 0.01, fd=_fd(heart))
+        now += 1.0
+        pure.beat(fleet, now)
+    return fleet, now
+
+
+def _silent_beats(fleet: Ledger, now: float, beats: int) -> tuple[object, float]:
+    """``beats`` beats that nobody answers: the last one, and its time."""
+    for _ in range(beats):
+        now += 1.0
+        last = pure.beat(fleet, now)
+    return last, now
+
+
+@pytest.mark.parametrize("new_fd", [999, _fd(b"h0")], ids=["new descriptor", "same descriptor"])
+def test_a_heart_back_on_a_new_connection_is_held_with_the_others(new_fd):
+    """A heart whose connection closed, back on a new one (the kernel may give it the same
+    descriptor), has its connection up: when every heart goes silent it is held with the
+    others, not failed as a heart whose connection is down would be."""
+    fleet, now = _fleet(max_misses=1)
+    assert pure.close(fleet, _fd(b"h0"), now + 0.2) == ()
+    pure.connect(fleet, new_fd, now + 0.3)
+    fds = {heart: _fd(heart) for heart in NAMES} | {b"h0": new_fd}
+    for _ in range(2):  # back, and a round more, answered as usual
+        for heart in NAMES:
+            pure.answer(fleet, heart, now + 0.4, fd=fds[heart])
+        now += 1.0
+        assert pure.beat(fleet, now).failed_hearts == ()
+    beat, now = _silent_beats(fleet, now, 2)
+    assert beat.failures == () and beat.mass_silence_began
+    assert beat.held == tuple(sorted(NAMES))
+    assert pure.counters(fleet).failed_hearts == 0
+
+
+def test_with_most_connections_down_the_hearts_still_up_are_held():
+    """Twelve of twenty connections closed (their hearts not failed: only down), then every
+    heart silent: the twelve down fail as they would, and the eight up, all of the hearts up,
+    are held. Counting the twelve as up would make the eight a minority, and fail them too."""
+    fleet, now = _fleet(max_misses=1)
+    down = NAMES[:12]
+    for heart in down:
+        assert pure.close(fleet, _fd(heart), now + 0.5) == ()
+    beat, now = _silent_beats(fleet, now, 2)
+    assert beat.failed_hearts == tuple(sorted(down))
+    assert all(f.cause is Cause.MISSED and f.connected is False for f in beat.failures)
+    assert beat.held == tuple(sorted(NAMES[12:])) and beat.mass_silence_began
+    assert pure.counters(fleet).held_hearts == 8
