@@ -525,3 +525,29 @@ def test_with_most_connections_down_the_hearts_still_up_are_held():
     assert all(f.cause is Cause.MISSED and f.connected is False for f in beat.failures)
     assert beat.held == tuple(sorted(NAMES[12:])) and beat.mass_silence_began
     assert pure.counters(fleet).held_hearts == 8
+
+
+def test_a_heart_failed_by_phi_that_answers_on_the_same_connection_is_a_false_failure():
+    """Phi's verdicts are on silence too: a heart it failed that answers again on the
+    connection it was failed on was failed by mistake, and is counted so."""
+    fleet = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    for heart in (b"h0", b"h1"):
+        pure.connect(fleet, _fd(heart), 0.0)
+    now = 0.0
+    for _ in range(20):
+        for heart in (b"h0", b"h1"):
+            pure.answer(fleet, heart, now + 0.01, fd=_fd(heart))
+        now += 1.0
+        pure.beat(fleet, now)
+    while not (beat := pure.beat(fleet, now := now + 1.0)).failures:
+        pure.answer(fleet, b"h0", now + 0.01, fd=_fd(b"h0"))  # h1 is silent, its connection up
+    (failure,) = beat.failures
+    assert failure.heart == b"h1" and failure.cause is Cause.PHI and failure.connected is True
+    pure.answer(fleet, b"h1", now + 0.25, fd=_fd(b"h1"))
+    pure.answer(fleet, b"h0", now + 0.01, fd=_fd(b"h0"))
+    beat = pure.beat(fleet, now + 1.0)
+    assert beat.new_hearts == (b"h1",)
+    (mistake,) = beat.false_failures
+    assert mistake.failure == failure and mistake.gone == pytest.approx(0.25)
+    assert pure.counters(fleet).false_failures == 1
+    assert pure.counters(fleet).false_failure_seconds == pytest.approx(0.25)
