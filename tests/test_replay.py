@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from greenheart.core.failures import Cause
@@ -137,55 +137,6 @@ def test_garbage_after_the_magic_is_a_truncated_recording_not_a_crash():
     except ValueError:
         return  # cut before the header ended
     assert recording.truncated
-
-
-@settings(max_examples=pure.examples(60), deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["pong", "late", "ahead", "stale", "beat", "unjudged", "close"]),
-            st.integers(0, 5),
-            st.integers(1, 400),
-        ),
-        max_size=120,
-    ),
-    st.sampled_from(
-        [
-            Rules(),
-            Rules(max_misses=2, fail_on_disconnect=True),
-            Rules(phi=PhiAccrual(3.0), mass_silence=None),
-            Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
-        ]
-    ),
-)
-def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
-    ledger, writer, clock = recorded(rules)
-    live = []
-    fds = {}
-    for action, n, step_ms in steps:
-        clock.now += step_ms / 1000
-        heart = b"h%d" % n
-        if action in ("pong", "late", "ahead", "stale"):
-            if heart not in fds:
-                fds[heart] = 100 + len(fds)
-                ledger.connections.accepted(fds[heart])
-            if action == "ahead":
-                ledger.publish(clock.now)
-            payload = ledger.payload_of({"pong": 0, "late": 1, "ahead": 2, "stale": 3}[action])
-            pong = ledger.pong(heart, payload, clock.now)
-            if pong.kind.value in ("on_time", "late") and not ledger.connections.tied(
-                heart, fds[heart]
-            ):
-                ledger.connections.answered(heart, fds[heart])
-        elif action == "close" and heart in fds:
-            live += [(f.heart, f.at) for f in ledger.closed(fds.pop(heart), clock.now)]
-        elif action in ("beat", "unjudged"):
-            beat = ledger.beat(clock.now, judge=action == "beat")
-            live += [(f.heart, f.at) for f in beat.failures[: len(beat.failed_hearts)]]
-    outcome = replay(read(writer.take()).events, rules)
-    assert [(f.heart, round(f.at, 6)) for f in outcome.failures] == [
-        (heart, round(at, 6)) for heart, at in live
-    ]
 
 
 def test_injected_deaths_are_noticed_when_the_rules_say():
@@ -359,3 +310,92 @@ def test_a_replay_counts_each_closed_connections_failure_once():
     ]
     assert outcome.failures == live.failures
     assert outcome.beats == live.beats == 10
+
+
+# -- a replay makes the live verdicts again ---------------------------------------------------
+
+#: what a heart does in a round: answer the current ping, the previous one (late), the next one
+#: (published before the beat), or nothing; or its connection closes (it answers again on a
+#: new one, when it next answers), after a message that came in on it once closed
+DOINGS = ["answer", "answer", "late", "ahead", "silent", "silent", "close", "leftover"]
+#: what the monitor does in a round: beat on time, late, late from a stall (unjudged), or hear
+#: nobody (its own corner of the network gone quiet: a mass silence)
+MONITOR = ["beat", "beat", "beat", "late", "stall", "deaf"]
+
+
+def _stretches(kinds: list[str], longest: int) -> st.SearchStrategy[list[str]]:
+    """Rounds of ``kinds``, in stretches of up to ``longest`` rounds of one kind: silences
+    long enough to fail a heart, and returns after them."""
+    return st.lists(
+        st.tuples(st.sampled_from(kinds), st.integers(1, longest)), min_size=2, max_size=10
+    ).map(lambda stretches: [kind for kind, length in stretches for _ in range(length)])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[str], dict[bytes, tuple[int, list[str]]]]:
+    """A monitor's rounds, and each heart's round trip (ms) and rounds."""
+    monitor = draw(_stretches(MONITOR, 3))
+    rounds = max(len(monitor), draw(st.integers(10, 30)))
+    monitor += ["beat"] * (rounds - len(monitor))
+    hearts = {}
+    for n in range(draw(st.integers(2, 6))):
+        doings = draw(_stretches(DOINGS, 5))[:rounds]
+        hearts[b"h%d" % n] = (
+            draw(st.integers(1, 400)),
+            doings + ["answer"] * (rounds - len(doings)),
+        )
+    return monitor, hearts
+
+
+RULES_REPLAYED = [
+    Rules(),
+    Rules(max_misses=2, fail_on_disconnect=True),
+    Rules(phi=PhiAccrual(3.0), mass_silence=None),
+    Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
+    Rules(max_misses=0, max_hearts=4, mass_silence=MassSilence(share=0.25, min_hearts=1, hold=1)),
+]
+
+
+def _some(name: str, things: object) -> None:
+    event(f"{name}: {'some' if things else 'none'}")
+
+
+@settings(max_examples=pure.examples(60), deadline=None)
+@given(scenarios(), st.sampled_from(RULES_REPLAYED))
+def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
+    """A recording replayed under its own rules makes every failure (its certificate to the
+    last field) and every false failure the live ledger made, in order. The scenarios are
+    rounds of answers, silences, closed connections, stalls and mass silences, so that most
+    have failures to make again: ``--hypothesis-show-statistics`` says how many."""
+    monitor, hearts = scenario
+    live = Live(rules)
+    tic = 0  # ms, so that the recording's microseconds keep every time exactly
+    for k, doing in enumerate(monitor):
+        due = tic + 1000
+        lag = {"late": 300, "stall": 2500}.get(doing, 0)
+        for heart, (rtt, doings) in hearts.items():
+            if doing == "deaf":
+                continue
+            what = doings[k]
+            if what == "answer":
+                live.answer(heart, (tic + rtt) / 1000)
+            elif what == "late":
+                live.answer(heart, (tic + rtt // 4) / 1000, echo="previous")
+            elif what in ("close", "leftover"):
+                live.close(heart, (tic + 500) / 1000)
+                if what == "leftover":
+                    pure.leftover(live.ledger, heart, (tic + 501) / 1000)
+        pure.publish(live.ledger, due / 1000)
+        for heart, (_, doings) in hearts.items():
+            if doings[k] == "ahead" and doing != "deaf":
+                live.answer(heart, due / 1000, echo="upcoming")
+        tic = due + lag
+        live.beat(tic / 1000, judge=doing != "stall", lag=lag / 1000)
+    outcome = pure.replayed(live.data, rules)
+    _some("failures", live.failures)
+    _some("false failures", live.false_failures)
+    _some("disconnections", [f for f in live.failures if f.cause is Cause.DISCONNECTED])
+    _some("held", pure.counters(live.ledger).held_hearts)
+    assert outcome.failures == live.failures
+    assert outcome.false_failures == live.false_failures
+    assert outcome.beats == live.beats == len(monitor)
