@@ -3,6 +3,8 @@ file replays up to its cut, and pause patterns give the false failures a hand co
 
 from __future__ import annotations
 
+import random
+
 import attrs
 import pytest
 from hypothesis import event, given, settings
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
-from greenheart.core.recording import Header, RecordingLedger, Writer, read
+from greenheart.core.recording import MAGIC, Header, RecordingLedger, Writer, read
 from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
@@ -129,14 +131,31 @@ def test_a_cut_off_recording_replays_up_to_its_cut():
         read(b"garbage")
 
 
-def test_garbage_after_the_magic_is_a_truncated_recording_not_a_crash():
-    data, _ = steady(Rules(), 5)
-    damaged = data[:40] + bytes(range(256)) * 4
-    try:
-        recording = read(damaged)
-    except ValueError:
-        return  # cut before the header ended
-    assert recording.truncated
+#: what a damaged recording's reader salvages: whole pieces of this many bytes of its stream
+#: that decompress cleanly (damage in the first piece leaves nothing, its header included)
+SALVAGED_PIECE = 4096
+
+
+def test_garbage_after_a_cut_is_a_truncated_recording_not_a_crash():
+    """A recording whose bytes go on as garbage after a cut (a disk that failed mid-write)
+    reads as truncated, up to an event before the cut, for every cut past the header and the
+    first salvaged piece, whatever the garbage."""
+    data, _ = steady(Rules(), 600, PAUSES)
+    whole = read(data)
+    start = len(MAGIC) + SALVAGED_PIECE  # past the header, which the first piece holds
+    assert len(data) > start + 1000
+    garbages = [bytes(range(256)) * 4, b"\x00" * 50, random.Random(1).randbytes(300)]
+    cuts = range(start, len(data) + 1, 37)
+    checked = 0
+    for cut in cuts:
+        for garbage in garbages:
+            recording = read(data[:cut] + garbage)
+            assert recording.truncated, cut
+            assert recording.events, cut
+            assert recording.events == whole.events[: len(recording.events)], cut
+            checked += 1
+    assert checked == len(cuts) * len(garbages) > 60
+    replay(recording.events, Rules())  # replays, whatever it ends on
 
 
 def test_injected_deaths_are_noticed_when_the_rules_say():
