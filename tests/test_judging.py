@@ -129,7 +129,9 @@ def test_with_at_most_two_answers_a_heart_and_one_flood_every_answer_is_read(
 def test_the_reads_must_be_reported_as_asked():
     rule = CatchUp(3)
     assert rule.wanted() == 6 + PONG_BATCH
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=f"read {7 + PONG_BATCH} messages of the {6 + PONG_BATCH} wanted"
+    ):
         rule.read(rule.wanted() + 1, 0)
     rule.read(rule.wanted(), 5)
     assert rule.wanted() == PONG_BATCH and rule.caught_up is None

@@ -340,6 +340,25 @@ def test_phi_is_finite_and_grows_with_silence(intervals, elapsed):
     assert 0 <= detector.phi(low, window) <= detector.phi(high, window) < math.inf
 
 
+def test_phi_starts_from_the_expected_interval_spread_by_a_quarter_of_it():
+    """Before a heart's first interval, phi assumes the expected one (the round length) with a
+    spread of a quarter of it, as Akka does; then the window keeps the latest intervals."""
+    detector = PhiAccrual(window=4, min_std_deviation=0.01)
+    window = Intervals(detector.window, 2.0)
+    assert (len(window), window.mean(), window.std()) == (2, 2.0, 0.5)
+    # at the expected interval, an even chance; a spread later, the logistic's
+    assert detector.phi(2.0, window) == pytest.approx(math.log10(2))
+    z = 1.5976 + 0.070566
+    assert detector.phi(2.5, window) == pytest.approx(math.log10(1 + math.exp(z)))
+    for interval in (1.0, 3.0, 1.0, 3.0):
+        window.add(interval)
+    assert (len(window), window.mean(), window.std()) == (4, 2.0, 1.0)
+    for interval in (5.0, 5.0, 5.0, 5.0):  # the older four are gone
+        window.add(interval)
+    assert (len(window), window.mean(), window.std()) == (4, 5.0, 0.0)
+    assert detector.phi(5.0, window) == pytest.approx(math.log10(2))
+
+
 def test_phi_settings_are_validated():
     with pytest.raises(ValueError):
         PhiAccrual(threshold=0)
