@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from greenheart.core.failures import Cause, Failure
+from greenheart.core.failures import Cause, Failure, FalseFailure
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence, Suspect, Suspects
@@ -551,3 +551,85 @@ def test_a_heart_failed_by_phi_that_answers_on_the_same_connection_is_a_false_fa
     assert mistake.failure == failure and mistake.gone == pytest.approx(0.25)
     assert pure.counters(fleet).false_failures == 1
     assert pure.counters(fleet).false_failure_seconds == pytest.approx(0.25)
+
+
+def _certificate(**fields) -> Failure:
+    evidence = dict(
+        heart=b"h7",
+        cause=Cause.MISSED,
+        at=12.5,
+        beat=12,
+        misses=2,
+        last_answer=10.0104,
+        last_rtt=0.0104567,
+        mean_rtt=0.0123456,
+        phi=None,
+        connected=True,
+        lag=0.9,
+        cpu_share=0.4567,
+        failed_together=3,
+    )
+    return Failure(**(evidence | fields))
+
+
+def test_a_certificate_reads_as_its_cause_then_its_evidence():
+    """What a log line says of each cause, and what it leaves out when it is not known."""
+    assert _certificate().describe() == (
+        "missed 2 beats; silent 2490 ms; round trip last 10.46 ms, mean 12.35 ms;"
+        " connection up; monitor lag 900 ms, CPU 46%; 3 failed together"
+    )
+    assert _certificate(
+        cause=Cause.PHI, phi=8.04, connected=False, cpu_share=None, failed_together=1
+    ).describe() == (
+        "phi 8.0 passed the threshold; silent 2490 ms;"
+        " round trip last 10.46 ms, mean 12.35 ms; connection closed; monitor lag 900 ms"
+    )
+    held = _certificate(cause=Cause.HELD, held_beats=5, held_since=7.5, connected=None)
+    assert held.describe() == (
+        "silent through a hold of 5 beats in a mass silence; silent 2490 ms;"
+        " round trip last 10.46 ms, mean 12.35 ms; monitor lag 900 ms, CPU 46%; 3 failed together"
+    )
+    unknown = _certificate(
+        cause=Cause.DISCONNECTED, last_answer=None, last_rtt=None, mean_rtt=None, lag=0.0
+    )
+    assert unknown.describe() == (
+        "its connection closed; monitor lag 0 ms, CPU 46%; 3 failed together"
+    )
+    assert _certificate(last_rtt=0.01, mean_rtt=None, connected=False).describe() == (
+        "missed 2 beats; silent 2490 ms; connection closed; monitor lag 900 ms, CPU 46%;"
+        " 3 failed together"
+    )
+    assert "round trip" not in _certificate(last_rtt=None, mean_rtt=0.01).describe()
+    assert _certificate(failed_together=2).describe().endswith("CPU 46%; 2 failed together")
+
+
+def test_a_certificate_as_json_keeps_times_in_ms_rounded_to_the_microsecond():
+    assert _certificate(heart=b"\x00\x01", at=12.12345678, phi=8.12345).as_json() == {
+        "heart": "0x0001",
+        "cause": "missed",
+        "at": 12.123457,
+        "beat": 12,
+        "misses": 2,
+        "silent_ms": 2113.057,
+        "last_rtt_ms": 10.457,
+        "mean_rtt_ms": 12.346,
+        "phi": 8.123,
+        "connected": True,
+        "lag_ms": 900.0,
+        "cpu_share": 0.457,
+        "failed_together": 3,
+        "held_beats": 0,
+    }
+    unknown = _certificate(last_answer=None, last_rtt=None, mean_rtt=None, cpu_share=None)
+    assert {
+        key: unknown.as_json()[key]
+        for key in ("silent_ms", "last_rtt_ms", "mean_rtt_ms", "phi", "cpu_share")
+    } == dict.fromkeys(("silent_ms", "last_rtt_ms", "mean_rtt_ms", "phi", "cpu_share"))
+    held = _certificate(cause=Cause.HELD, held_beats=5, at=12.12345678)
+    assert FalseFailure(held, returned_at=13.0).as_json() == {
+        "heart": "h7",
+        "gone_ms": 876.543,
+        "cause": "held",
+        "failed_at": 12.123457,
+        "failed_beat": 12,
+    }
