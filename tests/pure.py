@@ -67,12 +67,18 @@ ECHOES = {"current": 0, "previous": 1, "upcoming": 2, "none": 3}
 
 
 def answer(
-    ledger: Ledger, heart: bytes, now: float, fd: int | None = None, echo: str = "current"
+    ledger: Ledger,
+    heart: bytes,
+    now: float,
+    fd: int | None = None,
+    echo: str = "current",
+    key: object = None,
 ) -> Pong:
     """``heart`` echoes a ping (the current one, by default) at ``now``, on the connection on
-    ``fd`` if given: an answer ties it to that connection, as the monitor's driver does."""
+    ``fd`` if given (an answer ties it to that connection, as the monitor's driver does), sent
+    with ``key`` if the transport authenticates (CURVE)."""
     _at(ledger, now)
-    pong = ledger.pong(heart, ledger.payload_of(ECHOES[echo]), now)
+    pong = ledger.pong(heart, ledger.payload_of(ECHOES[echo]), now, key)
     if fd is not None and pong.kind in ANSWERS and not ledger.connections.tied(heart, fd):
         ledger.connections.answered(heart, fd)
     return pong

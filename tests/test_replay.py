@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
-from greenheart.core.recording import MAGIC, Header, RecordingLedger, Writer, read
+from greenheart.core.recording import MAGIC, Header, Op, RecordingLedger, Writer, read
 from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
@@ -222,6 +222,10 @@ class Live:
     fds: dict[bytes, int] = attrs.Factory(dict)
     next_fd: int = 10
     beats: int = 0
+    last_beat: float = 0.0
+    #: heart-seconds known, and the most hearts known after a beat
+    exposure: float = 0.0
+    most_hearts: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.ledger, self.take = pure.recording(self.rules)
@@ -230,20 +234,25 @@ class Live:
         self.fds[heart], self.next_fd = self.next_fd, self.next_fd + 1
         pure.connect(self.ledger, self.fds[heart], now)
 
-    def answer(self, heart: bytes, now: float, echo: str = "current") -> None:
+    def answer(self, heart: bytes, now: float, echo: str = "current", key: object = None) -> None:
         if heart not in self.fds:
             self.connect(heart, now)
-        pure.answer(self.ledger, heart, now, fd=self.fds[heart], echo=echo)
+        pure.answer(self.ledger, heart, now, fd=self.fds[heart], echo=echo, key=key)
 
     def close(self, heart: bytes, now: float) -> None:
         if heart in self.fds:
             pure.close(self.ledger, self.fds.pop(heart), now)
 
-    def beat(self, now: float, judge: bool = True, lag: float = 0.0) -> object:
+    def beat(
+        self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
+    ) -> object:
         pure.publish(self.ledger, now)
-        beat = pure.beat(self.ledger, now, judge=judge, lag=lag)
+        beat = pure.beat(self.ledger, now, judge=judge, lag=lag, cpu_share=cpu_share)
         self.data += self.take()
-        self.beats += 1
+        if self.beats:
+            self.exposure += beat.hearts * (now - self.last_beat)
+        self.most_hearts = max(self.most_hearts, beat.hearts)
+        self.beats, self.last_beat = self.beats + 1, now
         return beat
 
     @property
@@ -288,6 +297,22 @@ def test_a_beat_due_inside_a_recorded_stall_comes_at_its_end_unjudged(period):
     assert not [at for at, _ in beats if 11.0 < at < 15.0]
     assert all(judged for at, judged in beats if at != 15.0)
     assert pure.replayed(events, Rules(max_misses=0, mass_silence=None)).failures == []
+
+
+@pytest.mark.parametrize("period", [250, 500])
+def test_a_beat_due_while_the_monitor_was_busy_comes_late_and_judges(period):
+    """A beat that came late from a busy monitor (due at 11 s, at 11.6 s, judged) is a stall
+    too: at another period, the beats due inside it come at its end, and judge as it did."""
+    live = Live(Rules())
+    _steadily(live, range(10))
+    for heart in HEARTS:
+        live.answer(heart, 10.01)
+    live.beat(11.6, lag=0.6)
+    _steadily(live, range(12, 15))
+    beats = pure.beats_in(resample(pure.events(live.data), period))
+    assert (11.6, True) in beats
+    assert not [at for at, _ in beats if 11.0 + 1e-9 < at < 11.6]
+    assert all(judged for _, judged in beats)
 
 
 def test_no_answer_is_made_up_while_a_hearts_connection_is_down():
@@ -351,9 +376,11 @@ def _stretches(kinds: list[str], longest: int) -> st.SearchStrategy[list[str]]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[str], dict[bytes, tuple[int, list[str]]]]:
+def scenarios(
+    draw: st.DrawFn, monitor_doings: list[str] = MONITOR
+) -> tuple[list[str], dict[bytes, tuple[int, list[str]]]]:
     """A monitor's rounds, and each heart's round trip (ms) and rounds."""
-    monitor = draw(_stretches(MONITOR, 3))
+    monitor = draw(_stretches(monitor_doings, 3))
     rounds = max(len(monitor), draw(st.integers(10, 30)))
     monitor += ["beat"] * (rounds - len(monitor))
     hearts = {}
@@ -379,17 +406,20 @@ def _some(name: str, things: object) -> None:
     event(f"{name}: {'some' if things else 'none'}")
 
 
-@settings(max_examples=pure.examples(60), deadline=None)
-@given(scenarios(), st.sampled_from(RULES_REPLAYED))
-def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
-    """A recording replayed under its own rules makes every failure (its certificate to the
-    last field) and every false failure the live ledger made, in order. The scenarios are
-    rounds of answers, silences, closed connections, stalls and mass silences, so that most
-    have failures to make again: ``--hypothesis-show-statistics`` says how many."""
+def _play(scenario, rules: Rules) -> Live:
+    """A recorded ledger that lived through ``scenario``. A heart echoes each ping once at
+    most, as a real one does: the first of its doings that would echo a ping does."""
     monitor, hearts = scenario
     live = Live(rules)
+    echoed: dict[bytes, set[int]] = {heart: set() for heart in hearts}
+
+    def echo(heart: bytes, ping: int, at_ms: int, which: str) -> None:
+        if ping >= 0 and ping not in echoed[heart]:
+            echoed[heart].add(ping)
+            live.answer(heart, at_ms / 1000, echo=which)
+
     tic = 0  # ms, so that the recording's microseconds keep every time exactly
-    for k, doing in enumerate(monitor):
+    for k, doing in enumerate(monitor):  # round k closes ping k
         due = tic + 1000
         lag = {"late": 300, "stall": 2500}.get(doing, 0)
         for heart, (rtt, doings) in hearts.items():
@@ -397,9 +427,9 @@ def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
                 continue
             what = doings[k]
             if what == "answer":
-                live.answer(heart, (tic + rtt) / 1000)
+                echo(heart, k, tic + rtt, "current")
             elif what == "late":
-                live.answer(heart, (tic + rtt // 4) / 1000, echo="previous")
+                echo(heart, k - 1, tic + 1 + rtt // 4, "previous")
             elif what in ("close", "leftover"):
                 live.close(heart, (tic + 500) / 1000)
                 if what == "leftover":
@@ -407,9 +437,23 @@ def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
         pure.publish(live.ledger, due / 1000)
         for heart, (_, doings) in hearts.items():
             if doings[k] == "ahead" and doing != "deaf":
-                live.answer(heart, due / 1000, echo="upcoming")
+                echo(heart, k + 1, due, "upcoming")
         tic = due + lag
-        live.beat(tic / 1000, judge=doing != "stall", lag=lag / 1000)
+        # a CPU share a recording keeps exactly (it keeps 254ths), or none measured
+        cpu_share = None if k % 3 == 2 else (k * 37 % 255) / 254
+        live.beat(tic / 1000, judge=doing != "stall", lag=lag / 1000, cpu_share=cpu_share)
+    return live
+
+
+@settings(max_examples=pure.examples(60), deadline=None)
+@given(scenarios(), st.sampled_from(RULES_REPLAYED))
+def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
+    """A recording replayed under its own rules makes every failure (its certificate to the
+    last field) and every false failure the live ledger made, in order. The scenarios are
+    rounds of answers, silences, closed connections, stalls and mass silences, so that most
+    have failures to make again: ``--hypothesis-show-statistics`` says how many."""
+    monitor, _ = scenario
+    live = _play(scenario, rules)
     outcome = pure.replayed(live.data, rules)
     _some("failures", live.failures)
     _some("false failures", live.false_failures)
@@ -418,3 +462,76 @@ def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
     assert outcome.failures == live.failures
     assert outcome.false_failures == live.false_failures
     assert outcome.beats == live.beats == len(monitor)
+    assert outcome.exposure == pytest.approx(live.exposure)
+    assert outcome.most_hearts == live.most_hearts
+
+
+def test_a_replay_skips_what_comes_before_a_start():
+    """Events before the first START (the tail of a segment) are skipped, and the segments
+    after it replay in full."""
+    first, second = Live(Rules()), Live(Rules())
+    _steadily(first, range(5))
+    _steadily(second, range(5), HEARTS[:3])
+    for heart in HEARTS[:3]:
+        second.answer(heart, 5.01)
+    second.beat(6.0)
+    second.beat(7.0)
+    second.beat(8.0)  # h0..h2 answered until 5 s: failed at 7 s (two misses)
+    tail = [event for event in pure.events(first.data) if event[0] != Op.START]
+    outcome = pure.replayed(tail + pure.events(second.data), Rules())
+    assert outcome == pure.replayed(second.data, Rules())
+    assert [(f.heart, f.at) for f in outcome.failures] == [(h, 8.0) for h in HEARTS[:3]]
+    assert outcome.beats == second.beats == 8
+
+
+def test_a_replay_keeps_each_answers_key_and_so_tells_a_spoofed_one():
+    """With CURVE, an identity is bound to the first key that answers for it: another key's
+    answers under it are spoofed, and keep no heart alive, in the replay as they did live."""
+    live = Live(Rules())
+    for k in range(6):  # from 3 s, h1 is silent, and an impostor answers under its name
+        live.answer(b"h0", k + 0.01, key="h0")
+        live.answer(b"h1", k + 0.02, key="h1" if k < 3 else "impostor")
+        live.beat(k + 1.0)
+    assert [(f.heart, f.at) for f in live.failures] == [(b"h1", 5.0)]
+    assert pure.replayed(live.data, Rules()).failures == live.failures
+
+
+def test_a_replay_ties_a_heart_to_its_newest_connection_by_when_it_was_accepted():
+    """Two connections of one heart accepted before it answers on either (a reconnection the
+    ROUTER handed over): an answer on the older one does not tie the heart back to it, so
+    the newer one's close fails it, in the replay as live."""
+    rules = Rules(fail_on_disconnect=True)
+    live = Live(rules)
+    pure.connect(live.ledger, 10, 0.0)
+    pure.connect(live.ledger, 11, 0.001)
+    pure.answer(live.ledger, b"h0", 0.01, fd=11)
+    live.beat(1.0)
+    pure.answer(live.ledger, b"h0", 1.01, fd=10)  # queued on the older connection
+    live.beat(2.0)
+    pure.close(live.ledger, 11, 2.5)
+    live.beat(3.0)
+    assert [(f.heart, f.at, f.cause) for f in live.failures] == [(b"h0", 2.5, Cause.DISCONNECTED)]
+    assert pure.replayed(live.data, rules).failures == live.failures
+
+
+@settings(max_examples=pure.examples(40), deadline=None)
+@given(
+    scenarios(["beat", "beat", "deaf"]), st.sampled_from(RULES_REPLAYED[:2] + RULES_REPLAYED[3:])
+)
+def test_made_up_again_at_its_own_period_a_recording_fails_the_same_hearts(scenario, rules):
+    """Resampled at the period it was recorded at, a recording with no late beat gets every
+    answer again at the same time (on the same ping, or late on the one before), so its
+    replay fails the same hearts on the same beats, for the same causes, and makes the same
+    false failures. (Phi is left out: a made-up round trip may differ in its last bit.)"""
+    live = _play(scenario, rules)
+    outcome = pure.replayed(resample(pure.events(live.data), 1000), rules)
+    _some("failures", live.failures)
+
+    def verdicts(failures):
+        return [(f.heart, f.beat, f.cause, round(f.at, 6), f.misses) for f in failures]
+
+    assert verdicts(outcome.failures) == verdicts(live.failures)
+    assert [(m.heart, m.failure.beat) for m in outcome.false_failures] == [
+        (m.heart, m.failure.beat) for m in live.false_failures
+    ]
+    assert outcome.beats == live.beats
