@@ -102,16 +102,11 @@ def publish(ledger: Ledger, now: float) -> None:
     ledger.publish(now)
 
 
-def beat(
-    ledger: Ledger,
-    now: float,
-    judge: bool = True,
-    lag: float = 0.0,
-    cpu_share: float | None = None,
-) -> Beat:
-    """The beat at ``now``."""
+def beat(ledger: Ledger, now: float, **options: object) -> Beat:
+    """The beat at ``now``; ``options`` (judge, lag, cpu_share) as the ledger takes them, and
+    its defaults where not given."""
     _at(ledger, now)
-    return ledger.beat(now, judge=judge, lag=lag, cpu_share=cpu_share)
+    return ledger.beat(now, **options)  # type: ignore[arg-type]
 
 
 def counters(ledger: Ledger) -> Counters:

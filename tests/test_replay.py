@@ -333,6 +333,7 @@ def test_no_answer_is_made_up_while_a_hearts_connection_is_down():
     for period, failed_at in ((250, 11.0), (500, 11.5)):
         events = resample(pure.events(live.data), period)
         assert not [at for at in pure.answers_in(events, b"h3") if 10.5 <= at < 13.01]
+        assert [at for at in pure.answers_in(events, b"h3") if at >= 13.01]  # back
         outcome = pure.replayed(events, Rules())
         assert [(f.heart, f.at, f.cause, f.connected) for f in outcome.failures] == [
             (b"h3", failed_at, Cause.MISSED, False)
@@ -535,3 +536,93 @@ def test_made_up_again_at_its_own_period_a_recording_fails_the_same_hearts(scena
         (m.heart, m.failure.beat) for m in live.false_failures
     ]
     assert outcome.beats == live.beats
+
+
+def test_answers_more_than_a_ping_late_at_the_new_period_are_stale():
+    """h9 answers each ping 1.9 s after it: late, at 1 s, and known; at 500 ms it answers
+    four pings later, a stale answer, and is never known. h8's answers echo no ping at all
+    (stale at any period), and the rest of the recording after them is made up as well."""
+    live = Live(Rules())
+    for k in range(12):
+        for heart in HEARTS[:3]:
+            live.answer(heart, k + 0.01)
+        if k >= 1:
+            live.answer(b"h9", k + 0.9, echo="previous")
+            live.answer(b"h8", k + 0.5, echo="none")
+        live.beat(k + 1.0)
+    for period, most in ((1000, 4), (500, 3)):
+        events = resample(pure.events(live.data), period)
+        outcome = pure.replayed(events, Rules())
+        assert outcome.failures == [] and outcome.most_hearts == most
+        assert pure.beats_in(events)[-1] == (12.0, True)
+
+
+def test_two_segments_made_up_again_at_their_period_fail_the_same_hearts():
+    first, second = Live(Rules()), Live(Rules())
+    _steadily(first, range(5))
+    _steadily(first, range(5, 8), HEARTS[:8])  # h8 and h9 fail at 7 s
+    _steadily(second, range(4), HEARTS[:5])
+    _steadily(second, range(4, 7), HEARTS[:4])  # h4 fails at 6 s
+    recorded = pure.events(first.data) + pure.events(second.data)
+    outcome = pure.replayed(resample(recorded, 1000), Rules())
+    assert [(f.heart, f.at) for f in outcome.failures] == [
+        (b"h8", 7.0),
+        (b"h9", 7.0),
+        (b"h4", 6.0),
+    ]
+    assert outcome.beats == 15
+
+
+def test_a_heart_handed_over_to_a_new_connection_is_not_down_when_its_old_one_closes():
+    """h0 answers on a new connection (a handover), then its old one closes: it was never
+    down, so at another period it answers on, and is not failed."""
+    live = Live(Rules())
+    _steadily(live, range(3))
+    pure.connect(live.ledger, 99, 3.005)
+    live.fds[b"h0"] = 99
+    _steadily(live, range(3, 5))
+    pure.close(live.ledger, 10, 5.5)  # h0's first descriptor
+    _steadily(live, range(5, 10))
+    assert live.failures == []
+    for period in (500, 2000):
+        events = resample(pure.events(live.data), period)
+        assert pure.replayed(events, Rules()).failures == []
+        assert max(pure.answers_in(events, b"h0")) > 8.0
+
+
+def test_deaths_of_one_heart_twice_and_of_another_are_each_noticed_as_theirs():
+    """h1 crashes at 10.5 s and its restart h1~1 again at 20.5 s; h2 crashes at 15.5 s in
+    between. Each crash closes the connection of the identity it killed (the restart's made-up
+    one for the second), so with ``fail_on_disconnect`` each is noticed at once, and only the
+    identities killed fail. A hang of h3 at 12.5 s leaves its connection up: its restart
+    h3~1 dies with that connection when the recording closes it at 25.5 s."""
+    live = Live(Rules())
+    _steadily(live, range(25))
+    live.close(b"h3", 25.5)
+    _steadily(live, range(25, 30), [heart for heart in HEARTS if heart != b"h3"])
+    deaths = [
+        Injection(b"h1", 10.5, CRASH),
+        Injection(b"h3", 12.5, HANG),
+        Injection(b"h2", 15.5, CRASH),
+        Injection(b"h1", 20.5, CRASH),
+    ]
+    dead, made = inject(pure.events(live.data), deaths)
+    assert [(i.heart, i.at, i.kind) for i in made] == [
+        (b"h1", 10.5, CRASH),
+        (b"h3", 12.5, HANG),
+        (b"h2", 15.5, CRASH),
+        (b"h1~1", 20.5, CRASH),
+    ]
+    outcome = pure.replayed(dead, Rules(fail_on_disconnect=True))
+    assert [(f.heart, f.at, f.cause) for f in outcome.failures] == [
+        (b"h1", 10.5, Cause.DISCONNECTED),
+        (b"h3", 15.0, Cause.MISSED),  # hung: two beats of silence
+        (b"h2", 15.5, Cause.DISCONNECTED),
+        (b"h1~1", 20.5, Cause.DISCONNECTED),
+        (b"h3~1", 25.5, Cause.DISCONNECTED),
+    ]
+    assert detections(outcome, made, CRASH).times == (0.0, 0.0, 0.0)
+    # the restarts answer under their names until they die, and the last one to the end
+    for name, last in ((b"h1~1", 20.5), (b"h2~1", 30.0), (b"h1~2", 30.0), (b"h3~1", 25.0)):
+        answers = pure.answers_in(dead, name)
+        assert answers and last - 1.0 < max(answers) < last, name
