@@ -14,9 +14,29 @@ from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.recording import MAGIC, Header, Op, RecordingLedger, Writer, read
-from greenheart.core.replay import CRASH, HANG, Injection, detections, inject, replay, resample
+from greenheart.core.replay import (
+    CRASH,
+    HANG,
+    Detection,
+    Injection,
+    detections,
+    inject,
+    replay,
+    resample,
+)
 from greenheart.core.silence import MassSilence
-from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
+from greenheart.core.tuning import (
+    DAY,
+    FalseFailures,
+    Result,
+    Setting,
+    Targets,
+    choose,
+    evaluate,
+    grid,
+    poisson_upper,
+    tape,
+)
 from tests import pure
 
 HEARTS = [b"h%d" % n for n in range(10)]
@@ -626,3 +646,117 @@ def test_deaths_of_one_heart_twice_and_of_another_are_each_noticed_as_theirs():
     for name, last in ((b"h1~1", 20.5), (b"h2~1", 30.0), (b"h1~2", 30.0), (b"h3~1", 25.0)):
         answers = pure.answers_in(dead, name)
         assert answers and last - 1.0 < max(answers) < last, name
+
+
+# -- tuning: what each setting would have cost, and which to choose ---------------------------
+
+
+def _result(detect: float | None, per_day: float, hearts: int = 10) -> Result:
+    """A setting's result that notices every death within ``detect`` seconds (None: one went
+    unnoticed), and makes ``per_day`` false failures a day for its ``hearts``."""
+    noticed = Detection((1.0, detect), 0) if detect is not None else Detection((1.0,), 1)
+    mistakes = FalseFailures(1, DAY * hearts / per_day, (0.5,), hearts) if per_day else None
+    return Result(
+        Setting(1000, Rules()),
+        hang=noticed,
+        crash=noticed,
+        crash_on_disconnect=Detection((0.0,), 0),
+        false_failures=mistakes or FalseFailures(0, DAY * hearts, (), hearts),
+    )
+
+
+def test_the_choice_when_no_setting_meets_both_targets():
+    fast, slow, between, fastest = (
+        _result(2.0, 10.0),
+        _result(8.0, 0.5),
+        _result(4.0, 3.0),
+        _result(2.5, 20.0),
+    )
+    results = [fast, slow, between, fastest]
+    # 3 s and one a day: the closest misses the detection target by least (8/3 < 3/1)
+    choice = choose(results, Targets(detect=3.0, false_failures=1.0))
+    assert choice.chosen is None and choice.closest is slow and choice.misses == "detect"
+    assert choice.fastest_quiet is slow and choice.quietest_fast is fast
+    # 10 s and a tenth a day: every one is fast and none quiet; the closest is the quietest
+    choice = choose(results, Targets(detect=10.0, false_failures=0.1))
+    assert choice.closest is slow and choice.misses == "false_failures"
+    assert choice.fastest_quiet is None and choice.quietest_fast is slow
+    # no detection target, and no false failure allowed: none is quiet
+    choice = choose(results, Targets(false_failures=0.0))
+    assert choice.chosen is None and choice.misses == "false_failures"
+    assert choice.closest is fast  # every ratio is infinite: the first
+    # a quiet one meets a target of none; without a false-failure target, the fastest wins
+    assert (
+        choose(
+            [*results, _result(9.0, 0.0)], Targets(false_failures=0.0)
+        ).chosen.false_failures.count
+        == 0
+    )
+    assert choose(results, Targets(detect=3.0)).chosen is fast
+    unnoticed = _result(None, 0.0)
+    assert choose([unnoticed], Targets(detect=3.0, false_failures=1.0)).misses == "detect"
+
+
+def test_a_results_detection_and_false_failure_rate():
+    result = _result(4.0, 5.0, hearts=10)
+    assert result.detect(False) == 4.0 and result.detect(True) == 4.0
+    assert attrs.evolve(result, crash=Detection((1.0, 9.0), 0)).detect(False) == 9.0
+    assert attrs.evolve(result, crash=Detection((1.0, 9.0), 0)).detect(True) == 4.0
+    assert attrs.evolve(result, crash=Detection((), 1)).detect(False) is None
+    none = Detection((), 0)
+    assert attrs.evolve(result, hang=none, crash=none).detect(False) is None
+    assert attrs.evolve(result, hang=none).detect(False) is None  # no hang to notice
+    mistakes = result.false_failures
+    assert mistakes.per_day(False) == pytest.approx(5.0)
+    assert mistakes.per_day(True) == pytest.approx(0.5)
+    assert [round(poisson_upper(n), 4) for n in (0, 1, 2, 10)] == [3.0, 4.7284, 6.2847, 16.9588]
+    assert mistakes.per_heart_day_bound == pytest.approx(poisson_upper(1) / 2)  # 2 heart-days
+
+
+def test_a_grid_of_settings_and_their_options():
+    base = Rules(fail_on_disconnect=True, phi=PhiAccrual(min_std_deviation=0.3))
+    settings_ = grid(
+        500,
+        max_misses=[1, 3],
+        phi=[8.0],
+        phi_pauses=[0.0, 0.2],
+        silences=[None, MassSilence(share=0.6, hold=2)],
+        base=base,
+    )
+    assert [s.options() for s in settings_] == [
+        f"--period 500 {rule} {silence}"
+        for silence in ("--no-mass-silence", "--mass-silence-share 0.6 --mass-silence-hold 2")
+        for rule in (
+            "--max-misses 1",
+            "--max-misses 3",
+            "--phi 8",
+            "--phi 8 --phi-pause 200",
+        )
+    ]
+    assert [(s.rule, s.silence) for s in settings_[:4]] == [
+        ("misses=1", "off"),
+        ("misses=3", "off"),
+        ("phi=8 pause=0ms", "off"),
+        ("phi=8 pause=200ms", "off"),
+    ]
+    assert all(s.period == 500 and not s.rules.fail_on_disconnect for s in settings_)
+    assert [s.rules.phi for s in settings_[:2]] == [None, None]
+    assert settings_[3].rules.phi == PhiAccrual(8.0, 0.3, 0.2)
+    assert settings_[4].rules.mass_silence == MassSilence(share=0.6, hold=2)
+    (plain,) = grid(1000, phi=[5.0], base=Rules())
+    assert plain.rules.phi == PhiAccrual(5.0) and plain.rules.mass_silence == MassSilence()
+
+
+def test_a_tape_at_another_period_is_made_up_and_its_crash_detection_kept():
+    data, _ = steady(Rules(), 40)
+    events = read(data).events
+    deaths = [Injection(b"h1", 10.5, HANG), Injection(b"h2", 12.5, CRASH)]
+    same, other = tape(events, 1000, 1000, deaths), tape(events, 1000, 2000, deaths)
+    assert same.clean is events and same.period == 1000
+    assert other.clean == resample(events, 2000) and other.period == 2000
+    assert other.dead == inject(other.clean, deaths)[0]
+    first = evaluate(Setting(2000, Rules(max_misses=1)), other)
+    assert first.crash_on_disconnect.times == (0.0,)  # fail_on_disconnect notices it at once
+    assert first.crash.times and first.crash.times[0] > 0
+    again = evaluate(Setting(2000, Rules(max_misses=4)), other)
+    assert again.crash_on_disconnect is first.crash_on_disconnect  # measured once a tape
