@@ -21,6 +21,7 @@ from greenheart.core.replay import (
     Injection,
     detections,
     inject,
+    plan,
     replay,
     resample,
 )
@@ -34,6 +35,7 @@ from greenheart.core.tuning import (
     choose,
     evaluate,
     grid,
+    plan_deaths,
     poisson_upper,
     tape,
 )
@@ -760,3 +762,67 @@ def test_a_tape_at_another_period_is_made_up_and_its_crash_detection_kept():
     assert first.crash.times and first.crash.times[0] > 0
     again = evaluate(Setting(2000, Rules(max_misses=4)), other)
     assert again.crash_on_disconnect is first.crash_on_disconnect  # measured once a tape
+
+
+def test_a_plan_of_deaths_picks_live_hearts_within_the_load():
+    """Deaths at seeded moments from ``warmup`` in to ``tail`` before the load ends (when half
+    the hearts had answered for the last time), alternately hangs and crashes, each of a
+    distinct heart that answered within ``within`` before and after its moment."""
+    live = Live(Rules())
+    _steadily(live, range(30))
+    _steadily(live, range(30, 60), HEARTS[:4])  # six of ten leave at 30 s: the load ends
+    events = pure.events(live.data)
+    deaths = plan(events, 6, seed=3, warmup=5.0, tail=4.0, within=1.0)
+    assert len(deaths) == 6 and len({death.heart for death in deaths}) == 6
+    assert sorted(death.kind for death in deaths) == [CRASH] * 3 + [HANG] * 3
+    assert [death.at for death in deaths] == sorted(death.at for death in deaths)
+    assert all(5.0 <= death.at <= 29.01 - 4.0 for death in deaths)
+    assert plan(events, 6, seed=3, warmup=5.0, tail=4.0, within=1.0) == deaths
+    assert plan(events, 6, seed=4, warmup=5.0, tail=4.0, within=1.0) != deaths
+    many = plan(events, 14, seed=3, warmup=5.0, tail=4.0, within=1.0)
+    assert len(many) == 14 and len({death.heart for death in many}) == 10  # then again
+    # a heart is only killed where it answered just before and just after
+    silent = {b"h0": set(range(10, 20))}
+    data, _ = steady(Rules(), 30, silent)
+    gappy = read(data).events
+    for death in plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.5):
+        assert not (death.heart == b"h0" and 9.5 < death.at < 20.5)
+    assert plan(gappy, 3, seed=1, warmup=20.0, tail=20.0) == []  # no room
+    assert plan([], 3) == [] and plan(gappy[:1], 3) == []
+    assert plan_deaths(gappy, 4, 7, 3.0, 1000) == plan(
+        gappy, 4, seed=7, warmup=3.0, tail=3.0, within=1.5
+    )
+    assert plan_deaths([], 4, 7, 3.0, 1000) == []
+
+
+def test_a_result_as_json():
+    result = _result(4.0, 5.0)
+    assert result.as_json() == {
+        "period_ms": 1000,
+        "rule": "misses=1",
+        "mass_silence": "0.5/5",
+        "options": "--period 1000 --max-misses 1 --mass-silence-share 0.5 --mass-silence-hold 5",
+        "hang": {"median_s": 4.0, "worst_s": 4.0, "deaths": 2, "missed": 0},
+        "crash": {"median_s": 4.0, "worst_s": 4.0, "deaths": 2, "missed": 0},
+        "crash_fail_on_disconnect": {"median_s": 0.0, "worst_s": 0.0, "deaths": 1, "missed": 0},
+        "false_failures": 1,
+        "false_failures_per_heart_day": 0.5,
+        "false_failures_per_heart_day_95": round(poisson_upper(1) / 2, 4),
+        "false_failure_median_s": 0.5,
+        "false_failure_max_s": 0.5,
+    }
+    unnoticed = _result(None, 0.0).as_json()
+    assert unnoticed["hang"] == {"median_s": 1.0, "worst_s": None, "deaths": 2, "missed": 1}
+    assert unnoticed["false_failure_median_s"] is None
+    assert unnoticed["false_failure_max_s"] is None
+    assert unnoticed["false_failures_per_heart_day"] == 0.0
+    empty = attrs.evolve(_result(1.0, 0.0), false_failures=FalseFailures(0, 0.0, (), 10))
+    assert empty.as_json()["false_failures_per_heart_day"] is None  # no exposure: infinite
+
+
+def test_an_outcome_names_each_hearts_first_failure():
+    data, _ = steady(Rules(), 60, PAUSES)
+    outcome = replay(read(data).events, Rules(max_misses=1))
+    first = outcome.failure_of(b"h3")
+    assert first is outcome.failures[0] and first.heart == b"h3"
+    assert outcome.failure_of(b"h0") is None
