@@ -28,6 +28,7 @@ from greenheart.core.replay import (
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import (
     DAY,
+    Choice,
     FalseFailures,
     Result,
     Setting,
@@ -826,3 +827,35 @@ def test_an_outcome_names_each_hearts_first_failure():
     first = outcome.failure_of(b"h3")
     assert first is outcome.failures[0] and first.heart == b"h3"
     assert outcome.failure_of(b"h0") is None
+
+
+def test_the_choice_at_its_edges():
+    fast = _result(2.0, 3.0)
+    # a detection exactly on target is fast enough; a rate is per heart when asked
+    assert choose([fast], Targets(detect=2.0)).chosen is fast
+    assert choose([fast], Targets(false_failures=0.5, per_heart=True)).chosen is fast
+    assert choose([fast], Targets(false_failures=0.5)).chosen is None
+    # with fail_on_disconnect, a crash is noticed when its connection closes
+    slow_crash = attrs.evolve(_result(2.0, 0.0), crash=Detection((9.0,), 0))
+    assert choose([slow_crash], Targets(detect=3.0)).chosen is None
+    assert choose([slow_crash], Targets(detect=3.0, fail_on_disconnect=True)).chosen is slow_crash
+    # which target the closest misses: on target for detection, it is the false failures
+    assert choose([fast], Targets(detect=2.0, false_failures=1.0)).misses == "false_failures"
+    assert choose([_result(3.0, 3.0)], Targets(detect=2.0, false_failures=1.0)).misses == ("detect")
+    # no false failure allowed: a quiet but slow setting is closer than a fast noisy one
+    quiet = _result(5.0, 0.0)
+    choice = choose([fast, quiet], Targets(detect=1.0, false_failures=0.0))
+    assert choice.closest is quiet and choice.misses == "detect"
+    # a detection target alone, met by none: the closest is the fastest
+    choice = choose([quiet, _result(3.0, 1.0)], Targets(detect=1.0))
+    assert choice.closest.detect(False) == 3.0 and choice.misses == "detect"
+    assert choose([], Targets(detect=1.0, false_failures=1.0)) == Choice(None)
+
+
+def test_an_evaluation_counts_the_false_failures_and_how_long_each_lasted():
+    data, _ = steady(Rules(), 60, PAUSES)
+    made = tape(read(data).events, 1000, 1000, [Injection(b"h1", 20.5, HANG)])
+    mistakes = evaluate(Setting(1000, Rules(max_misses=1)), made).false_failures
+    assert mistakes.count == 3 and mistakes.hearts == 10
+    assert mistakes.durations == pytest.approx((0.01, 1.01, 3.01))
+    assert mistakes.exposure == pytest.approx(10 * 59.0 - 7.0)  # less 7 s h3 was failed for
