@@ -552,7 +552,7 @@ def test_made_up_again_at_its_own_period_a_recording_fails_the_same_hearts(scena
     _some("failures", live.failures)
 
     def verdicts(failures):
-        return [(f.heart, f.beat, f.cause, round(f.at, 6), f.misses) for f in failures]
+        return [(f.heart, f.beat, f.cause, round(f.at, 6), f.misses, f.lag) for f in failures]
 
     assert verdicts(outcome.failures) == verdicts(live.failures)
     assert [(m.heart, m.failure.beat) for m in outcome.false_failures] == [
