@@ -15,9 +15,13 @@ from greenheart import HeartMonitor
 # pytest-timeout bounds every test; a per-example deadline would only turn a loaded CI
 # machine's pause into a "flaky" failure
 settings.register_profile("suite", deadline=None)
-# GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases
+# GREENHEART_HYPOTHESIS=stress searches a hundred times harder, to shake out edge cases (the
+# tests that set their own max_examples scale it by as much: tests/pure.py's examples())
 settings.register_profile("stress", parent=settings.get_profile("suite"), max_examples=10_000)
-settings.load_profile(os.environ.get("GREENHEART_HYPOTHESIS", "suite"))
+PROFILE = os.environ.get("GREENHEART_HYPOTHESIS", "suite")
+settings.load_profile(PROFILE)
+#: how many times longer a test may run under the loaded profile than pytest-timeout's limit
+TIMEOUT_SCALE = 100 if PROFILE == "stress" else 1
 
 
 @pytest.fixture
@@ -68,9 +72,12 @@ def _tiers() -> dict[str, set[str]]:
     return tiers
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers = _tiers()
+    limit = float(config.getini("timeout") or 0) * TIMEOUT_SCALE
     for item in items:
+        if TIMEOUT_SCALE > 1 and limit and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in PURE:
             item.add_marker(pytest.mark.pure)

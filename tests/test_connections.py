@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from greenheart.core.connections import ConnectionBook, backlog_is_short, listen_address
+from tests import pure
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,8 @@ def test_a_listen_backlog_is_short_only_where_connections_queue(backlog, endpoin
     [
         ("tcp://127.0.0.1:5555", ("127.0.0.1", 5555)),
         ("tcp://[::1]:5555", ("::1", 5555)),
+        ("tcp://MAX:5555", ("MAX", 5555)),  # only the brackets of an IPv6 address go
+        ("ipc:///tmp/odd://name", "/tmp/odd://name"),  # the first :// ends the transport
         ("ipc:///tmp/pongs", "/tmp/pongs"),
         ("ipc://@pongs", None),  # abstract: no path to match
         ("inproc://pongs", None),
@@ -207,4 +210,6 @@ class BookMachine(RuleBasedStateMachine):
 
 
 TestBookMachine = BookMachine.TestCase
-TestBookMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestBookMachine.settings = settings(
+    max_examples=pure.examples(300), stateful_step_count=40, deadline=None
+)

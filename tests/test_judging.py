@@ -130,7 +130,9 @@ def test_with_at_most_two_answers_a_heart_and_one_flood_every_answer_is_read(
 def test_the_reads_must_be_reported_as_asked():
     rule = CatchUp(3)
     assert rule.wanted() == 6 + PONG_BATCH
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=f"read {7 + PONG_BATCH} messages of the {6 + PONG_BATCH} wanted"
+    ):
         rule.read(rule.wanted() + 1, 0)
     rule.read(rule.wanted(), 5)
     assert rule.wanted() == PONG_BATCH and rule.caught_up is None
@@ -179,6 +181,22 @@ def test_a_beat_on_time_judges_whatever_its_thread_did():
     pace = Pace(since=0.0, cpu=0.0)
     assert pace.lap(late=False, now=1.0, cpu=0.0).lateness is Lateness.ON_TIME
     assert pace.lap(late=False, now=1.0, cpu=0.0).cpu_share is None  # no time passed
+
+
+@pytest.mark.parametrize("elapsed", [0.003, 1.0, 3.0, 45.0])
+def test_the_line_between_a_paused_process_and_a_busy_one_is_half_the_time(elapsed):
+    """A late beat whose thread computed for just under half the time since the beat before
+    was paused, and judges nobody; just over half (or exactly half) was busy, and judges."""
+    under, half, over = 0.49 * elapsed, 0.5 * elapsed, 0.51 * elapsed
+
+    def lateness(cpu: float) -> Lateness:
+        return Pace(since=0.0, cpu=0.0).lap(late=True, now=elapsed, cpu=cpu).lateness
+
+    assert lateness(under) is Lateness.STALLED
+    assert lateness(half) is Lateness.BUSY
+    assert lateness(over) is Lateness.BUSY
+    late_beat = {cpu: verdict(lateness(cpu), caught_up=True) for cpu in (under, half, over)}
+    assert late_beat == {under: Verdict.STALLED, half: Verdict.JUDGE, over: Verdict.JUDGE}
 
 
 @given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from greenheart.core.failures import Cause
-from greenheart.core.ledger import Ledger, PongKind, RoundTrips, Rules
+from greenheart.core.ledger import HeartState, Ledger, PongKind, RoundTrips, Rules
 from greenheart.core.phi import Intervals, PhiAccrual
 from greenheart.core.silence import MassSilence
 from greenheart.core.wire import encode_ping
+from tests import pure
 
 
 def test_first_ping_and_registration_at_the_next_beat():
@@ -339,6 +340,25 @@ def test_phi_is_finite_and_grows_with_silence(intervals, elapsed):
         window.add(interval)
     low, high = sorted(elapsed)
     assert 0 <= detector.phi(low, window) <= detector.phi(high, window) < math.inf
+
+
+def test_phi_starts_from_the_expected_interval_spread_by_a_quarter_of_it():
+    """Before a heart's first interval, phi assumes the expected one (the round length) with a
+    spread of a quarter of it, as Akka does; then the window keeps the latest intervals."""
+    detector = PhiAccrual(window=4, min_std_deviation=0.01)
+    window = Intervals(detector.window, 2.0)
+    assert (len(window), window.mean(), window.std()) == (2, 2.0, 0.5)
+    # at the expected interval, an even chance; a spread later, the logistic's
+    assert detector.phi(2.0, window) == pytest.approx(math.log10(2))
+    z = 1.5976 + 0.070566
+    assert detector.phi(2.5, window) == pytest.approx(math.log10(1 + math.exp(z)))
+    for interval in (1.0, 3.0, 1.0, 3.0):
+        window.add(interval)
+    assert (len(window), window.mean(), window.std()) == (4, 2.0, 1.0)
+    for interval in (5.0, 5.0, 5.0, 5.0):  # the older four are gone
+        window.add(interval)
+    assert (len(window), window.mean(), window.std()) == (4, 5.0, 0.0)
+    assert detector.phi(5.0, window) == pytest.approx(math.log10(2))
 
 
 def test_phi_settings_are_validated():
@@ -670,7 +690,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+TestLedgerMachine.settings = settings(
+    max_examples=pure.examples(300), stateful_step_count=60, deadline=None
+)
 
 
 def test_an_identity_is_bound_to_the_first_key_that_answers_for_it():
@@ -711,7 +733,7 @@ def _payload(pings: dict[str, bytes], kind: str) -> bytes:
     return pings.get(kind, b"123.25")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=pure.examples(150), deadline=None)
 @given(
     st.lists(
         st.one_of(
@@ -775,3 +797,234 @@ def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
             pings = {"previous": pings["current"], "current": beat.ping}
         assert bulk.counters == single.counters
         assert bulk.responses == single.responses
+
+
+# -- pinned before the ledger is restructured: through tests/pure.py's calls alone -----------
+
+
+def _known(rules: Rules, hearts, rounds: int = 2, fds=None) -> tuple[Ledger, float]:
+    """A ledger knowing ``hearts`` (on connections ``fds[heart]``, if given), each answering
+    10 ms after every ping for ``rounds`` rounds of a second; and the time of its last beat."""
+    ledger = pure.ledger(rules)
+    for heart in hearts if fds else ():
+        pure.connect(ledger, fds[heart], 0.0)
+    now = 0.0
+    for _ in range(rounds):
+        for heart in hearts:
+            pure.answer(ledger, heart, now + 0.01, fd=fds[heart] if fds else None)
+        now += 1.0
+        pure.beat(ledger, now)
+    return ledger, now
+
+
+@pytest.mark.parametrize("rules", [Rules(), Rules(phi=PhiAccrual())], ids=["misses", "phi"])
+def test_round_trips_are_kept_alike_under_either_rule(rules):
+    ledger = pure.ledger(rules)
+    for second, rtt in enumerate([0.1, 0.3, 0.3, 0.2]):
+        pure.answer(ledger, b"a", second + rtt)
+        pure.beat(ledger, second + 1.0)
+    assert ledger.round_trips(b"a") == RoundTrips(
+        last=pytest.approx(0.2), mean=pytest.approx(0.225), max=pytest.approx(0.3), count=4
+    )
+
+
+def test_states_list_every_known_heart_with_its_misses_round_trips_and_hold():
+    ledger, now = _known(Rules(max_misses=3), [b"a", b"b"])
+    pure.answer(ledger, b"a", now + 0.02)
+    pure.beat(ledger, now + 1.0)
+    states = sorted(ledger.states(), key=lambda state: state.heart)
+    assert states == [
+        HeartState(b"a", 0, RoundTrips(*map(pytest.approx, (0.02, 0.04 / 3, 0.02)), 3)),
+        HeartState(b"b", 1, RoundTrips(*map(pytest.approx, (0.01, 0.01, 0.01)), 2)),
+    ]
+    assert [state.misses > 0 for state in states] == [False, True]
+
+
+def test_spoofed_and_malformed_messages_are_each_one_bad_pong_of_the_round():
+    ledger = pure.ledger()
+    assert pure.answer(ledger, b"a", 0.01, key="A").kind is PongKind.ON_TIME
+    assert ledger.malformed(b"", 0.015) == (PongKind.MALFORMED, b"", None)
+    spoofed = pure.answer(ledger, b"a", 0.02, key="B")
+    assert (spoofed.kind, spoofed.heart, spoofed.rtt) == (PongKind.SPOOFED, b"a", None)
+    assert ledger.malformed(b"x", 0.025) == (PongKind.MALFORMED, b"x", None)
+    beat = pure.beat(ledger, 1.0)
+    assert beat.bad_pongs == 3 and beat.lag == 0.0 and beat.cpu_share is None
+    pure.answer(ledger, b"a", 1.01, key="B")
+    assert pure.beat(ledger, 2.0).bad_pongs == 1
+    assert (pure.counters(ledger).spoofed_pongs, pure.counters(ledger).malformed_pongs) == (2, 2)
+
+
+@pytest.mark.parametrize("echo", ["previous", "upcoming"])
+def test_a_late_or_early_first_answer_binds_its_key_too(echo):
+    """The first key an identity answers under binds it, whichever ping the answer echoes."""
+    ledger = pure.ledger()
+    pure.beat(ledger, 1.0)
+    if echo == "upcoming":
+        pure.publish(ledger, 2.0)
+    assert pure.answer(ledger, b"a", 1.5, echo=echo, key="A").kind in (
+        PongKind.LATE,
+        PongKind.ON_TIME,
+    )
+    assert ledger.key_of(b"a") == "A"
+    assert pure.answer(ledger, b"a", 1.6, key="B").kind is PongKind.SPOOFED
+
+
+def test_a_drain_with_a_message_of_no_identity_takes_it_for_malformed():
+    ledger = pure.ledger()
+    odd = ledger.pongs([b"", b"a", b"b"], [ledger.ping] * 3, 0.01)
+    assert odd == [(PongKind.MALFORMED, b"", None)]
+    assert pure.beat(ledger, 1.0).new_hearts == (b"a", b"b")
+    assert pure.counters(ledger).malformed_pongs == 1
+
+
+def test_what_echoes_which_ping():
+    ledger = pure.ledger()
+    assert pure.answer(ledger, b"a", 0.01, echo="previous").kind is PongKind.STALE  # none yet
+    pure.beat(ledger, 1.0)
+    pure.beat(ledger, 2.0)
+    pure.publish(ledger, 3.0)
+    kinds = {
+        echo: pure.answer(ledger, b"h" + echo.encode(), 2.5, echo=echo).kind for echo in pure.ECHOES
+    }
+    assert kinds == {
+        "current": PongKind.ON_TIME,
+        "previous": PongKind.LATE,
+        "upcoming": PongKind.ON_TIME,
+        "none": PongKind.STALE,
+    }
+
+
+def test_a_closed_connection_fails_every_known_heart_on_it_together():
+    """Two known hearts on one connection and one answering on it not yet registered: with
+    ``fail_on_disconnect`` its close fails both known ones, each certified as failed with
+    the other, with the last beat's lag and CPU share and its misses."""
+    fds = {b"b": 7, b"c": 7}
+    ledger, now = _known(Rules(fail_on_disconnect=True, max_misses=3), [b"b", b"c"], fds=fds)
+    pure.answer(ledger, b"b", now + 0.01, fd=7)
+    pure.beat(ledger, now + 1.0, lag=0.25, cpu_share=0.5)  # c misses one
+    pure.answer(ledger, b"a", now + 1.1, fd=7)  # a newcomer, on the same connection
+    failures = pure.close(ledger, 7, now + 1.5)
+    assert [(f.heart, f.cause, f.at, f.failed_together) for f in failures] == [
+        (b"b", Cause.DISCONNECTED, now + 1.5, 2),
+        (b"c", Cause.DISCONNECTED, now + 1.5, 2),
+    ]
+    assert [(f.misses, f.lag, f.cpu_share) for f in failures] == [(0, 0.25, 0.5), (1, 0.25, 0.5)]
+    assert pure.failures(ledger)[-2:] == list(failures)
+
+
+def test_a_heart_failed_with_a_late_answer_keeps_it_counted():
+    rules = Rules(max_misses=3, fail_on_disconnect=True)
+    ledger, now = _known(rules, [b"a", b"b"], fds={b"a": 7, b"b": 8})
+    for _ in range(2):
+        pure.beat(ledger, now := now + 1.0)
+        for heart in (b"a", b"b"):
+            pure.answer(ledger, heart, now + 0.1, echo="previous")
+    (failure,) = pure.close(ledger, 7, now + 0.2)
+    assert failure.heart == b"a" and failure.at == now + 0.2 and failure.failed_together == 1
+    assert pure.counters(ledger).late_pongs == 4
+
+
+def test_a_heart_back_after_its_connection_failed_it_starts_its_round_trips_again():
+    ledger, now = _known(Rules(fail_on_disconnect=True), [b"a"], rounds=3, fds={b"a": 7})
+    pure.close(ledger, 7, now + 0.5)
+    pure.connect(ledger, 8, now + 0.6)
+    pure.answer(ledger, b"a", now + 0.7, fd=8)
+    pure.beat(ledger, now + 1.0)
+    assert ledger.round_trips(b"a").count == 1
+
+
+def test_hearts_failed_while_down_no_longer_count_against_the_hearts_up():
+    """Ten of twenty hearts lose their connections and fail; then five of the ten left go
+    silent: a half of the hearts up, not more, so they fail as any others."""
+    names = [b"h%02d" % n for n in range(20)]
+    fds = {heart: 100 + n for n, heart in enumerate(names)}
+    ledger, now = _known(Rules(max_misses=1), names, fds=fds)
+    for heart in names[:10]:
+        pure.close(ledger, fds[heart], now + 0.5)
+    for _ in range(2):
+        now += 1.0
+        for heart in names[10:]:
+            pure.answer(ledger, heart, now - 0.99, fd=fds[heart])
+        beat = pure.beat(ledger, now)
+    assert beat.failed_hearts == tuple(names[:10])
+    for _ in range(2):
+        now += 1.0
+        for heart in names[15:]:
+            pure.answer(ledger, heart, now - 0.99, fd=fds[heart])
+        beat = pure.beat(ledger, now)
+    assert beat.failed_hearts == tuple(names[10:15]) and beat.held == ()
+
+
+def test_hearts_whose_connections_were_never_seen_are_held_like_any_others():
+    """A driver that does not feed the connection book (no socket monitor): nobody is known
+    to be down, so a mass silence holds every heart."""
+    names = [b"h%d" % n for n in range(6)]
+    ledger, now = _known(Rules(max_misses=0), names)
+    beat = pure.beat(ledger, now + 1.0)
+    assert beat.failures == () and beat.held == tuple(names)
+
+
+def test_without_connections_a_returning_heart_is_no_false_failure():
+    """A heart failed for its silence whose connection the monitor never saw cannot be
+    known to be back on the same connection: its return is not counted a mistake."""
+    ledger, now = _known(Rules(max_misses=0, mass_silence=None), [b"a", b"b"])
+    pure.answer(ledger, b"a", now + 0.01)
+    assert pure.beat(ledger, now + 1.0).failed_hearts == (b"b",)
+    pure.answer(ledger, b"a", now + 1.01)
+    pure.answer(ledger, b"b", now + 1.01)
+    beat = pure.beat(ledger, now + 2.0)
+    assert beat.new_hearts == (b"b",) and beat.false_failures == ()
+
+
+def test_false_failures_among_returns_on_new_and_old_connections():
+    """Two hearts failed for their silence come back in one round: the first on a new
+    connection (it had died: no mistake), the second on its old one (a mistake), late: its
+    mistake lasted until its late answer arrived."""
+    fds = {b"a": 10, b"b": 11, b"c": 12}
+    ledger, now = _known(Rules(max_misses=0, mass_silence=None), list(fds), fds=fds)
+    pure.answer(ledger, b"c", now + 0.01, fd=12)
+    failed = pure.beat(ledger, now + 1.0)
+    assert failed.failed_hearts == (b"a", b"b")
+    pure.answer(ledger, b"c", now + 1.01, fd=12)
+    pure.beat(ledger, now + 2.0)
+    pure.connect(ledger, 20, now + 2.1)
+    pure.answer(ledger, b"a", now + 2.2, fd=20)
+    pure.answer(ledger, b"b", now + 2.3, fd=11, echo="previous")  # late, on its old one
+    pure.answer(ledger, b"c", now + 2.01, fd=12)
+    beat = pure.beat(ledger, now + 3.0)
+    assert beat.new_hearts == (b"a", b"b")
+    (mistake,) = beat.false_failures
+    assert mistake.heart == b"b" and mistake.returned_at == pytest.approx(now + 2.3)
+    assert mistake.gone == pytest.approx(1.3)
+    assert list(ledger.false_failures) == [mistake]
+
+
+def test_a_failures_last_answer_is_when_its_late_answer_arrived():
+    ledger, now = _known(Rules(max_misses=1), [b"a"])
+    pure.beat(ledger, now + 1.0)
+    pure.answer(ledger, b"a", now + 1.3, echo="previous")
+    pure.beat(ledger, now + 2.0)
+    pure.beat(ledger, now + 3.0)
+    (failure,) = pure.beat(ledger, now + 4.0).failures
+    assert failure.last_answer == pytest.approx(now + 1.3)
+
+
+def test_answers_of_every_known_heart_are_kept_whatever_hearts_are_refused():
+    known = [b"k%d" % n for n in range(10)]
+    ledger, now = _known(Rules(max_hearts=10), known)
+    for _ in range(3):
+        for heart in known + [b"r%d" % n for n in range(10)]:
+            pure.answer(ledger, heart, now + 0.01)
+        now += 1.0
+        assert pure.beat(ledger, now).refused_count == 10
+    assert {ledger.round_trips(heart).count for heart in known} == {5}
+
+
+def test_a_held_hearts_certificate_says_when_its_hold_began():
+    names = [b"h%d" % n for n in range(6)]
+    ledger, now = _known(Rules(max_misses=0, mass_silence=MassSilence(hold=2)), names)
+    began = pure.beat(ledger, now + 1.0)
+    assert began.held == tuple(names)
+    pure.beat(ledger, now + 2.0)
+    failures = pure.beat(ledger, now + 3.0).failures
+    assert {(f.cause, f.held_since, f.held_beats) for f in failures} == {(Cause.HELD, now + 1.0, 2)}

@@ -3,19 +3,22 @@ file replays up to its cut, and pause patterns give the false failures a hand co
 
 from __future__ import annotations
 
-import itertools
+import random
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from greenheart.core.ledger import Ledger, Rules
+from greenheart.core.failures import Cause
+from greenheart.core.inputs import Started
+from greenheart.core.ledger import Ledger
 from greenheart.core.phi import PhiAccrual
-from greenheart.core.recording import Header, Writer, read
+from greenheart.core.recording import MAGIC, Header, Writer, read
 from greenheart.core.replay import (
     CRASH,
     HANG,
+    Detection,
     Injection,
     detections,
     inject,
@@ -23,8 +26,23 @@ from greenheart.core.replay import (
     replay,
     resample,
 )
+from greenheart.core.rules import Rules
 from greenheart.core.silence import MassSilence
-from greenheart.core.tuning import Setting, Targets, choose, evaluate, grid, tape
+from greenheart.core.tuning import (
+    DAY,
+    Choice,
+    Mistakes,
+    Result,
+    Setting,
+    Targets,
+    choose,
+    evaluate,
+    grid,
+    plan_deaths,
+    poisson_upper,
+    tape,
+)
+from tests import pure
 
 HEARTS = [b"h%d" % n for n in range(10)]
 
@@ -140,81 +158,31 @@ def test_a_cut_off_recording_replays_up_to_its_cut():
         read(b"garbage")
 
 
-def test_garbage_after_the_magic_is_a_truncated_recording_not_a_crash():
-    data, _ = steady(Rules(), 5)
-    damaged = data[:40] + bytes(range(256)) * 4
-    try:
-        recording = read(damaged)
-    except ValueError:
-        return  # cut before the header ended
-    assert recording.truncated
+#: what a damaged recording's reader salvages: whole pieces of this many bytes of its stream
+#: that decompress cleanly (damage in the first piece leaves nothing, its header included)
+SALVAGED_PIECE = 4096
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["pong", "late", "ahead", "stale", "beat", "unjudged", "close"]),
-            st.integers(0, 5),
-            st.integers(1, 400),
-        ),
-        max_size=120,
-    ),
-    st.sampled_from(
-        [
-            Rules(),
-            Rules(max_misses=2, fail_on_disconnect=True),
-            Rules(phi=PhiAccrual(3.0), mass_silence=None),
-            Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
-        ]
-    ),
-)
-def test_a_replay_makes_the_recorded_verdicts_again(steps, rules):
-    ledger, writer, clock = recorded(rules)
-    live = []
-    fds = {}
-    pings = {"pong": ledger.ping}
-    for action, n, step_ms in steps:
-        clock.now += step_ms / 1000
-        heart = b"h%d" % n
-        if action in ("pong", "late", "ahead", "stale"):
-            if heart not in fds:
-                fds[heart] = 100 + len(fds)
-                ledger.accepted(fds[heart], clock.now)
-            if action == "ahead":
-                pings["ahead"] = ledger.publish(clock.now)
-            pong = ledger.pong(heart, pings.get(action, b"-"), clock.now)
-            if pong.kind.value in ("on_time", "late") and not ledger.connections.tied(
-                heart, fds[heart]
-            ):
-                ledger.tie(heart, fds[heart], clock.now)
-        elif action == "close" and heart in fds:
-            live += [(f.heart, f.at) for f in ledger.closed(fds.pop(heart), clock.now)]
-        elif action in ("beat", "unjudged"):
-            beat = ledger.beat(clock.now, judge=action == "beat")
-            live += [(f.heart, f.at) for f in beat.failures[: len(beat.failed_hearts)]]
-            pings = {"late": pings["pong"], "pong": beat.ping}
-    outcome = replay(read(writer.take()).inputs, rules)
-    assert [(f.heart, round(f.at, 6)) for f in outcome.failures] == [
-        (heart, round(at, 6)) for heart, at in live
-    ]
-
-
-def test_a_heart_dies_again_only_once_its_restart_could_be_noticed():
-    data, _ = steady(Rules(), 60)
-    inputs = read(data).inputs
-    deaths = plan(inputs, 3 * len(HEARTS), seed=1, warmup=2.0, tail=5.0, within=1.5)
-    assert {death.heart for death in deaths} == set(HEARTS)  # each once before any twice
-    by_heart: dict[bytes, list[float]] = {}
-    for death in deaths:
-        by_heart.setdefault(death.heart, []).append(death.at)
-    assert max(map(len, by_heart.values())) > 1
-    for times in by_heart.values():
-        assert all(later - earlier >= 5.0 for earlier, later in itertools.pairwise(times))
-    # and every one of them is noticed, restarts included
-    dead, made = inject(inputs, deaths)
-    replayed = replay(dead, Rules(max_misses=1))
-    assert detections(replayed, made, HANG).missed == detections(replayed, made, CRASH).missed == 0
+def test_garbage_after_a_cut_is_a_truncated_recording_not_a_crash():
+    """A recording whose bytes go on as garbage after a cut (a disk that failed mid-write)
+    reads as truncated, up to an event before the cut, for every cut past the header and the
+    first salvaged piece, whatever the garbage."""
+    data, _ = steady(Rules(), 600, PAUSES)
+    whole = read(data)
+    start = len(MAGIC) + SALVAGED_PIECE  # past the header, which the first piece holds
+    assert len(data) > start + 1000
+    garbages = [bytes(range(256)) * 4, b"\x00" * 50, random.Random(1).randbytes(300)]
+    cuts = range(start, len(data) + 1, 37)
+    checked = 0
+    for cut in cuts:
+        for garbage in garbages:
+            recording = read(data[:cut] + garbage)
+            assert recording.truncated, cut
+            assert recording.inputs, cut
+            assert recording.inputs == whole.inputs[: len(recording.inputs)], cut
+            checked += 1
+    assert checked == len(cuts) * len(garbages) > 60
+    replay(recording.inputs, Rules())  # replays, whatever it ends on
 
 
 def test_injected_deaths_are_noticed_when_the_rules_say():
@@ -263,3 +231,642 @@ def test_a_plain_ledger_and_a_recording_one_decide_alike():
         ledger.beat(1.0)
         ledger.beat(2.0)
     assert plain.beat(3.0).failed_hearts == recording.beat(3.0).failed_hearts == (b"a",)
+
+
+# -- pinned before the recording is restructured: through tests/pure.py's calls alone ---------
+
+
+@attrs.define
+class Live:
+    """A recorded ledger driven as a monitor drives it: hearts on connections of their own,
+    and what it decided, as the ledger itself keeps it."""
+
+    rules: Rules
+    ledger: Ledger = attrs.field(init=False)
+    take: object = attrs.field(init=False)
+    data: bytes = b""
+    #: heart -> the descriptor of its open connection
+    fds: dict[bytes, int] = attrs.Factory(dict)
+    next_fd: int = 10
+    beats: int = 0
+    last_beat: float = 0.0
+    #: heart-seconds known, and the most hearts known after a beat
+    exposure: float = 0.0
+    most_hearts: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.ledger, self.take = pure.recording(self.rules)
+
+    def connect(self, heart: bytes, now: float) -> None:
+        self.fds[heart], self.next_fd = self.next_fd, self.next_fd + 1
+        pure.connect(self.ledger, self.fds[heart], now)
+
+    def answer(self, heart: bytes, now: float, echo: str = "current", key: object = None) -> None:
+        if heart not in self.fds:
+            self.connect(heart, now)
+        pure.answer(self.ledger, heart, now, fd=self.fds[heart], echo=echo, key=key)
+
+    def close(self, heart: bytes, now: float) -> None:
+        if heart in self.fds:
+            pure.close(self.ledger, self.fds.pop(heart), now)
+
+    def beat(
+        self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
+    ) -> object:
+        pure.publish(self.ledger, now)
+        beat = pure.beat(self.ledger, now, judge=judge, lag=lag, cpu_share=cpu_share)
+        self.data += self.take()
+        if self.beats:
+            self.exposure += beat.heart_count * (now - self.last_beat)
+        self.most_hearts = max(self.most_hearts, beat.heart_count)
+        self.beats, self.last_beat = self.beats + 1, now
+        return beat
+
+    @property
+    def failures(self) -> list:
+        return pure.failures(self.ledger)
+
+    @property
+    def false_failures(self) -> list:
+        return list(self.ledger.false_failures)
+
+
+def _steadily(live: Live, rounds: range, hearts=HEARTS) -> None:
+    """``hearts`` answer each ping 10 ms after it, at 1 s, for ``rounds`` (by ping number)."""
+    for k in rounds:
+        for heart in hearts:
+            live.answer(heart, k + 0.01)
+        live.beat(k + 1.0)
+
+
+def _stalled() -> bytes:
+    """Ten hearts answering each ping 10 ms after it, at 1 s; the beat due at 11 s came at 15 s
+    (the monitor stopped), unjudged, and the answers to the ping of 10 s, queued meanwhile,
+    were read just after it."""
+    live = Live(Rules())
+    _steadily(live, range(10))
+    live.beat(15.0, judge=False, lag=4.0)
+    for heart in HEARTS:
+        live.answer(heart, 15.005, echo="previous")
+    _steadily(live, range(15, 25))
+    assert live.failures == []
+    return live.data
+
+
+@pytest.mark.parametrize("period", [2000, 3000, 5000])
+def test_a_beat_due_inside_a_recorded_stall_comes_at_its_end_unjudged(period):
+    """At another period, the beat due inside the stall (or at its end) comes at the stall's
+    end and judges nobody, as the recorded one did: the hearts whose answers the monitor could
+    not read are not failed, even with no miss allowed. The other beats judge."""
+    events = resample(pure.inputs(_stalled()), period)
+    beats = pure.beats_in(events)
+    assert (15.0, False) in beats
+    assert not [at for at, _ in beats if 11.0 < at < 15.0]
+    assert all(judged for at, judged in beats if at != 15.0)
+    assert pure.replayed(events, Rules(max_misses=0, mass_silence=None)).failures == []
+
+
+@pytest.mark.parametrize("period", [250, 500])
+def test_a_beat_due_while_the_monitor_was_busy_comes_late_and_judges(period):
+    """A beat that came late from a busy monitor (due at 11 s, at 11.6 s, judged) is a stall
+    too: at another period, the beats due inside it come at its end, and judge as it did."""
+    live = Live(Rules())
+    _steadily(live, range(10))
+    for heart in HEARTS:
+        live.answer(heart, 10.01)
+    live.beat(11.6, lag=0.6)
+    _steadily(live, range(12, 15))
+    beats = pure.beats_in(resample(pure.inputs(live.data), period))
+    assert (11.6, True) in beats
+    assert not [at for at, _ in beats if 11.0 + 1e-9 < at < 11.6]
+    assert all(judged for _, judged in beats)
+
+
+def test_no_answer_is_made_up_while_a_hearts_connection_is_down():
+    """h3's connection closes at 10.5 s; it is silent until it answers on a new connection at
+    13.01 s. At a quarter of the period, the pings it would have answered from 10.5 s on get no
+    answer (the recorded ping before them was answered, but not on a connection that is up):
+    its last answer is the one to the ping of 10.25 s, and it fails two beats after 10.5 s."""
+    live = Live(Rules())
+    _steadily(live, range(10))
+    for heart in HEARTS:
+        live.answer(heart, 10.01)
+    live.close(b"h3", 10.5)
+    live.beat(11.0)
+    _steadily(live, range(11, 13), [heart for heart in HEARTS if heart != b"h3"])
+    live.connect(b"h3", 13.005)
+    _steadily(live, range(13, 20))
+    assert [(f.heart, f.at) for f in live.failures] == [(b"h3", 13.0)]
+    for period, failed_at in ((250, 11.0), (500, 11.5)):
+        events = resample(pure.inputs(live.data), period)
+        assert not [at for at in pure.answers_in(events, b"h3") if 10.5 <= at < 13.01]
+        assert [at for at in pure.answers_in(events, b"h3") if at >= 13.01]  # back
+        outcome = pure.replayed(events, Rules())
+        assert [(f.heart, f.at, f.cause, f.connected) for f in outcome.failures] == [
+            (b"h3", failed_at, Cause.MISSED, False)
+        ]
+        assert outcome.false_failures == []
+
+
+def test_a_replay_counts_each_closed_connections_failure_once():
+    """With ``fail_on_disconnect``, a closed connection fails its heart at once: the replay has
+    that failure once (the beat after it lists it again, as a disconnection, not as new)."""
+    rules = Rules(fail_on_disconnect=True)
+    live = Live(rules)
+    _steadily(live, range(5))
+    live.close(b"h3", 5.5)
+    _steadily(live, range(5, 10), [heart for heart in HEARTS if heart != b"h3"])
+    outcome = pure.replayed(live.data, rules)
+    assert [(f.heart, f.at, f.cause) for f in outcome.failures] == [
+        (b"h3", 5.5, Cause.DISCONNECTED)
+    ]
+    assert outcome.failures == live.failures
+    assert outcome.beats == live.beats == 10
+
+
+# -- a replay makes the live verdicts again ---------------------------------------------------
+
+#: what a heart does in a round: answer the current ping, the previous one (late), the next one
+#: (published before the beat), or nothing; or its connection closes (it answers again on a
+#: new one, when it next answers), after a message that came in on it once closed
+DOINGS = ["answer", "answer", "late", "ahead", "silent", "silent", "close", "leftover"]
+#: what the monitor does in a round: beat on time, late, late from a stall (unjudged), or hear
+#: nobody (its own corner of the network gone quiet: a mass silence)
+MONITOR = ["beat", "beat", "beat", "late", "stall", "deaf"]
+
+
+def _stretches(kinds: list[str], longest: int) -> st.SearchStrategy[list[str]]:
+    """Rounds of ``kinds``, in stretches of up to ``longest`` rounds of one kind: silences
+    long enough to fail a heart, and returns after them."""
+    return st.lists(
+        st.tuples(st.sampled_from(kinds), st.integers(1, longest)), min_size=2, max_size=10
+    ).map(lambda stretches: [kind for kind, length in stretches for _ in range(length)])
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, monitor_doings: list[str] = MONITOR
+) -> tuple[list[str], dict[bytes, tuple[int, list[str]]]]:
+    """A monitor's rounds, and each heart's round trip (ms) and rounds."""
+    monitor = draw(_stretches(monitor_doings, 3))
+    rounds = max(len(monitor), draw(st.integers(10, 30)))
+    monitor += ["beat"] * (rounds - len(monitor))
+    hearts = {}
+    for n in range(draw(st.integers(2, 6))):
+        doings = draw(_stretches(DOINGS, 5))[:rounds]
+        hearts[b"h%d" % n] = (
+            draw(st.integers(1, 400)),
+            doings + ["answer"] * (rounds - len(doings)),
+        )
+    return monitor, hearts
+
+
+RULES_REPLAYED = [
+    Rules(),
+    Rules(max_misses=2, fail_on_disconnect=True),
+    Rules(phi=PhiAccrual(3.0), mass_silence=None),
+    Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
+    Rules(max_misses=0, max_hearts=4, mass_silence=MassSilence(share=0.25, min_hearts=1, hold=1)),
+]
+
+
+def _some(name: str, things: object) -> None:
+    event(f"{name}: {'some' if things else 'none'}")
+
+
+def _play(scenario, rules: Rules) -> Live:
+    """A recorded ledger that lived through ``scenario``. A heart echoes each ping once at
+    most, as a real one does: the first of its doings that would echo a ping does."""
+    monitor, hearts = scenario
+    live = Live(rules)
+    echoed: dict[bytes, set[int]] = {heart: set() for heart in hearts}
+
+    def echo(heart: bytes, ping: int, at_ms: int, which: str) -> None:
+        if ping >= 0 and ping not in echoed[heart]:
+            echoed[heart].add(ping)
+            live.answer(heart, at_ms / 1000, echo=which)
+
+    tic = 0  # ms, so that the recording's microseconds keep every time exactly
+    for k, doing in enumerate(monitor):  # round k closes ping k
+        due = tic + 1000
+        lag = {"late": 300, "stall": 2500}.get(doing, 0)
+        for heart, (rtt, doings) in hearts.items():
+            if doing == "deaf":
+                continue
+            what = doings[k]
+            if what == "answer":
+                echo(heart, k, tic + rtt, "current")
+            elif what == "late":
+                echo(heart, k - 1, tic + 1 + rtt // 4, "previous")
+            elif what in ("close", "leftover"):
+                live.close(heart, (tic + 500) / 1000)
+                if what == "leftover":
+                    pure.leftover(live.ledger, heart, (tic + 501) / 1000)
+        pure.publish(live.ledger, due / 1000)
+        for heart, (_, doings) in hearts.items():
+            if doings[k] == "ahead" and doing != "deaf":
+                echo(heart, k + 1, due, "upcoming")
+        tic = due + lag
+        # a CPU share a recording keeps exactly (it keeps 254ths), or none measured
+        cpu_share = None if k % 3 == 2 else (k * 37 % 255) / 254
+        live.beat(tic / 1000, judge=doing != "stall", lag=lag / 1000, cpu_share=cpu_share)
+    return live
+
+
+@settings(max_examples=pure.examples(60), deadline=None)
+@given(scenarios(), st.sampled_from(RULES_REPLAYED))
+def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
+    """A recording replayed under its own rules makes every failure (its certificate to the
+    last field) and every false failure the live ledger made, in order. The scenarios are
+    rounds of answers, silences, closed connections, stalls and mass silences, so that most
+    have failures to make again: ``--hypothesis-show-statistics`` says how many."""
+    monitor, _ = scenario
+    live = _play(scenario, rules)
+    outcome = pure.replayed(live.data, rules)
+    _some("failures", live.failures)
+    _some("false failures", live.false_failures)
+    _some("disconnections", [f for f in live.failures if f.cause is Cause.DISCONNECTED])
+    _some("held", pure.counters(live.ledger).held_hearts)
+    assert outcome.failures == live.failures
+    assert outcome.false_failures == live.false_failures
+    assert outcome.beats == live.beats == len(monitor)
+    assert outcome.exposure == pytest.approx(live.exposure)
+    assert outcome.most_hearts == live.most_hearts
+
+
+def test_a_replay_skips_what_comes_before_a_start():
+    """Events before the first START (the tail of a segment) are skipped, and the segments
+    after it replay in full."""
+    first, second = Live(Rules()), Live(Rules())
+    _steadily(first, range(5))
+    _steadily(second, range(5), HEARTS[:3])
+    for heart in HEARTS[:3]:
+        second.answer(heart, 5.01)
+    second.beat(6.0)
+    second.beat(7.0)
+    second.beat(8.0)  # h0..h2 answered until 5 s: failed at 7 s (two misses)
+    tail = [event for event in pure.inputs(first.data) if not isinstance(event, Started)]
+    outcome = pure.replayed(tail + pure.inputs(second.data), Rules())
+    assert outcome == pure.replayed(second.data, Rules())
+    assert [(f.heart, f.at) for f in outcome.failures] == [(h, 8.0) for h in HEARTS[:3]]
+    assert outcome.beats == second.beats == 8
+
+
+def test_a_replay_keeps_each_answers_key_and_so_tells_a_spoofed_one():
+    """With CURVE, an identity is bound to the first key that answers for it: another key's
+    answers under it are spoofed, and keep no heart alive, in the replay as they did live."""
+    live = Live(Rules())
+    for k in range(6):  # from 3 s, h1 is silent, and an impostor answers under its name
+        live.answer(b"h0", k + 0.01, key="h0")
+        live.answer(b"h1", k + 0.02, key="h1" if k < 3 else "impostor")
+        live.beat(k + 1.0)
+    assert [(f.heart, f.at) for f in live.failures] == [(b"h1", 5.0)]
+    assert pure.replayed(live.data, Rules()).failures == live.failures
+
+
+def test_a_replay_ties_a_heart_to_its_newest_connection_by_when_it_was_accepted():
+    """Two connections of one heart accepted before it answers on either (a reconnection the
+    ROUTER handed over): an answer on the older one does not tie the heart back to it, so
+    the newer one's close fails it, in the replay as live."""
+    rules = Rules(fail_on_disconnect=True)
+    live = Live(rules)
+    pure.connect(live.ledger, 10, 0.0)
+    pure.connect(live.ledger, 11, 0.001)
+    pure.answer(live.ledger, b"h0", 0.01, fd=11)
+    live.beat(1.0)
+    pure.answer(live.ledger, b"h0", 1.01, fd=10)  # queued on the older connection
+    live.beat(2.0)
+    pure.close(live.ledger, 11, 2.5)
+    live.beat(3.0)
+    assert [(f.heart, f.at, f.cause) for f in live.failures] == [(b"h0", 2.5, Cause.DISCONNECTED)]
+    assert pure.replayed(live.data, rules).failures == live.failures
+
+
+@settings(max_examples=pure.examples(40), deadline=None)
+@given(
+    scenarios(["beat", "beat", "deaf"]), st.sampled_from(RULES_REPLAYED[:2] + RULES_REPLAYED[3:])
+)
+def test_made_up_again_at_its_own_period_a_recording_fails_the_same_hearts(scenario, rules):
+    """Resampled at the period it was recorded at, a recording with no late beat gets every
+    answer again at the same time (on the same ping, or late on the one before), so its
+    replay fails the same hearts on the same beats, for the same causes, and makes the same
+    false failures. (Phi is left out: a made-up round trip may differ in its last bit.)"""
+    live = _play(scenario, rules)
+    outcome = pure.replayed(resample(pure.inputs(live.data), 1000), rules)
+    _some("failures", live.failures)
+
+    def verdicts(failures):
+        return [(f.heart, f.beat, f.cause, round(f.at, 6), f.misses, f.lag) for f in failures]
+
+    assert verdicts(outcome.failures) == verdicts(live.failures)
+    assert [(m.heart, m.failure.beat) for m in outcome.false_failures] == [
+        (m.heart, m.failure.beat) for m in live.false_failures
+    ]
+    assert outcome.beats == live.beats
+
+
+def test_answers_more_than_a_ping_late_at_the_new_period_are_stale():
+    """h9 answers each ping 1.9 s after it: late, at 1 s, and known; at 500 ms it answers
+    four pings later, a stale answer, and is never known. h8's answers echo no ping at all
+    (stale at any period), and the rest of the recording after them is made up as well."""
+    live = Live(Rules())
+    for k in range(12):
+        for heart in HEARTS[:3]:
+            live.answer(heart, k + 0.01)
+        if k >= 1:
+            live.answer(b"h9", k + 0.9, echo="previous")
+            live.answer(b"h8", k + 0.5, echo="none")
+        live.beat(k + 1.0)
+    for period, most in ((1000, 4), (500, 3)):
+        events = resample(pure.inputs(live.data), period)
+        outcome = pure.replayed(events, Rules())
+        assert outcome.failures == [] and outcome.most_hearts == most
+        assert pure.beats_in(events)[-1] == (12.0, True)
+
+
+def test_two_segments_made_up_again_at_their_period_fail_the_same_hearts():
+    first, second = Live(Rules()), Live(Rules())
+    _steadily(first, range(5))
+    _steadily(first, range(5, 8), HEARTS[:8])  # h8 and h9 fail at 7 s
+    _steadily(second, range(4), HEARTS[:5])
+    _steadily(second, range(4, 7), HEARTS[:4])  # h4 fails at 6 s
+    recorded = pure.inputs(first.data) + pure.inputs(second.data)
+    outcome = pure.replayed(resample(recorded, 1000), Rules())
+    assert [(f.heart, f.at) for f in outcome.failures] == [
+        (b"h8", 7.0),
+        (b"h9", 7.0),
+        (b"h4", 6.0),
+    ]
+    assert outcome.beats == 15
+
+
+def test_a_heart_handed_over_to_a_new_connection_is_not_down_when_its_old_one_closes():
+    """h0 answers on a new connection (a handover), then its old one closes: it was never
+    down, so at another period it answers on, and is not failed."""
+    live = Live(Rules())
+    _steadily(live, range(3))
+    pure.connect(live.ledger, 99, 3.005)
+    live.fds[b"h0"] = 99
+    _steadily(live, range(3, 5))
+    pure.close(live.ledger, 10, 5.5)  # h0's first descriptor
+    _steadily(live, range(5, 10))
+    assert live.failures == []
+    for period in (500, 2000):
+        events = resample(pure.inputs(live.data), period)
+        assert pure.replayed(events, Rules()).failures == []
+        assert max(pure.answers_in(events, b"h0")) > 8.0
+
+
+def test_deaths_of_one_heart_twice_and_of_another_are_each_noticed_as_theirs():
+    """h1 crashes at 10.5 s and its restart h1~1 again at 20.5 s; h2 crashes at 15.5 s in
+    between. Each crash closes the connection of the identity it killed (the restart's made-up
+    one for the second), so with ``fail_on_disconnect`` each is noticed at once, and only the
+    identities killed fail. A hang of h3 at 12.5 s leaves its connection up: its restart
+    h3~1 dies with that connection when the recording closes it at 25.5 s."""
+    live = Live(Rules())
+    _steadily(live, range(25))
+    live.close(b"h3", 25.5)
+    _steadily(live, range(25, 30), [heart for heart in HEARTS if heart != b"h3"])
+    deaths = [
+        Injection(b"h1", 10.5, CRASH),
+        Injection(b"h3", 12.5, HANG),
+        Injection(b"h2", 15.5, CRASH),
+        Injection(b"h1", 20.5, CRASH),
+    ]
+    dead, made = inject(pure.inputs(live.data), deaths)
+    assert [(i.heart, i.at, i.kind) for i in made] == [
+        (b"h1", 10.5, CRASH),
+        (b"h3", 12.5, HANG),
+        (b"h2", 15.5, CRASH),
+        (b"h1~1", 20.5, CRASH),
+    ]
+    outcome = pure.replayed(dead, Rules(fail_on_disconnect=True))
+    assert [(f.heart, f.at, f.cause) for f in outcome.failures] == [
+        (b"h1", 10.5, Cause.DISCONNECTED),
+        (b"h3", 15.0, Cause.MISSED),  # hung: two beats of silence
+        (b"h2", 15.5, Cause.DISCONNECTED),
+        (b"h1~1", 20.5, Cause.DISCONNECTED),
+        (b"h3~1", 25.5, Cause.DISCONNECTED),
+    ]
+    assert detections(outcome, made, CRASH).times == (0.0, 0.0, 0.0)
+    # the restarts answer under their names until they die, and the last one to the end
+    for name, last in ((b"h1~1", 20.5), (b"h2~1", 30.0), (b"h1~2", 30.0), (b"h3~1", 25.0)):
+        answers = pure.answers_in(dead, name)
+        assert answers and last - 1.0 < max(answers) < last, name
+
+
+# -- tuning: what each setting would have cost, and which to choose ---------------------------
+
+
+def _result(detect: float | None, per_day: float, hearts: int = 10) -> Result:
+    """A setting's result that notices every death within ``detect`` seconds (None: one went
+    unnoticed), and makes ``per_day`` false failures a day for its ``hearts``."""
+    noticed = Detection((1.0, detect), 0) if detect is not None else Detection((1.0,), 1)
+    mistakes = Mistakes(1, DAY * hearts / per_day, (0.5,), hearts) if per_day else None
+    return Result(
+        Setting(1000, Rules()),
+        hang=noticed,
+        crash=noticed,
+        crash_on_disconnect=Detection((0.0,), 0),
+        false_failures=mistakes or Mistakes(0, DAY * hearts, (), hearts),
+    )
+
+
+def test_the_choice_when_no_setting_meets_both_targets():
+    fast, slow, between, fastest = (
+        _result(2.0, 10.0),
+        _result(8.0, 0.5),
+        _result(4.0, 3.0),
+        _result(2.5, 20.0),
+    )
+    results = [fast, slow, between, fastest]
+    # 3 s and one a day: the closest misses the detection target by least (8/3 < 3/1)
+    choice = choose(results, Targets(detect=3.0, false_failures=1.0))
+    assert choice.chosen is None and choice.closest is slow and choice.misses == "detect"
+    assert choice.fastest_quiet is slow and choice.quietest_fast is fast
+    # 10 s and a tenth a day: every one is fast and none quiet; the closest is the quietest
+    choice = choose(results, Targets(detect=10.0, false_failures=0.1))
+    assert choice.closest is slow and choice.misses == "false_failures"
+    assert choice.fastest_quiet is None and choice.quietest_fast is slow
+    # no detection target, and no false failure allowed: none is quiet
+    choice = choose(results, Targets(false_failures=0.0))
+    assert choice.chosen is None and choice.misses == "false_failures"
+    assert choice.closest is fast  # every ratio is infinite: the first
+    # a quiet one meets a target of none; without a false-failure target, the fastest wins
+    assert (
+        choose(
+            [*results, _result(9.0, 0.0)], Targets(false_failures=0.0)
+        ).chosen.false_failures.count
+        == 0
+    )
+    assert choose(results, Targets(detect=3.0)).chosen is fast
+    unnoticed = _result(None, 0.0)
+    assert choose([unnoticed], Targets(detect=3.0, false_failures=1.0)).misses == "detect"
+
+
+def test_a_results_detection_and_false_failure_rate():
+    result = _result(4.0, 5.0, hearts=10)
+    assert result.detect() == 4.0
+    # the slowest of the two; the crash's own (a setting with fail_on_disconnect has it as
+    # its crash detection; crash_on_disconnect only says what that would be)
+    assert attrs.evolve(result, crash=Detection((1.0, 9.0), 0)).detect() == 9.0
+    assert attrs.evolve(result, crash_on_disconnect=Detection((9.0,), 0)).detect() == 4.0
+    assert attrs.evolve(result, crash=Detection((), 1)).detect() is None
+    none = Detection((), 0)
+    assert attrs.evolve(result, hang=none, crash=none).detect() is None
+    assert attrs.evolve(result, hang=none).detect() is None  # no hang to notice
+    mistakes = result.false_failures
+    assert mistakes.per_day(False) == pytest.approx(5.0)
+    assert mistakes.per_day(True) == pytest.approx(0.5)
+    assert [round(poisson_upper(n), 4) for n in (0, 1, 2, 10)] == [3.0, 4.7284, 6.2847, 16.9588]
+    assert mistakes.per_heart_day_bound == pytest.approx(poisson_upper(1) / 2)  # 2 heart-days
+
+
+def test_a_grid_of_settings():
+    base = Rules(fail_on_disconnect=True, phi=PhiAccrual(min_std_deviation=0.3))
+    settings_ = grid(
+        500,
+        max_misses=[1, 3],
+        phi=[8.0],
+        phi_pauses=[0.0, 0.2],
+        silences=[None, MassSilence(share=0.6, hold=2)],
+        base=base,
+    )
+    phi = PhiAccrual(8.0, 0.3)
+    assert [(s.period, s.rules) for s in settings_] == [
+        (500, attrs.evolve(Rules(), mass_silence=silence, **rule))
+        for silence in (None, MassSilence(share=0.6, hold=2))
+        for rule in (
+            {"max_misses": 1},
+            {"max_misses": 3},
+            {"phi": phi},
+            {"phi": attrs.evolve(phi, acceptable_pause=0.2)},
+        )
+    ]
+    assert all(
+        s.rules.fail_on_disconnect
+        for s in grid(500, max_misses=[1], fail_on_disconnect=True, base=base)
+    )
+    assert [(s.rule, s.silence) for s in settings_[:4]] == [
+        ("misses=1", "off"),
+        ("misses=3", "off"),
+        ("phi=8 pause=0ms", "off"),
+        ("phi=8 pause=200ms", "off"),
+    ]
+    assert all(s.period == 500 and not s.rules.fail_on_disconnect for s in settings_)
+    assert [s.rules.phi for s in settings_[:2]] == [None, None]
+    assert settings_[3].rules.phi == PhiAccrual(8.0, 0.3, 0.2)
+    assert settings_[4].rules.mass_silence == MassSilence(share=0.6, hold=2)
+    (plain,) = grid(1000, phi=[5.0], base=Rules())
+    assert plain.rules.phi == PhiAccrual(5.0) and plain.rules.mass_silence == MassSilence()
+
+
+def test_a_tape_at_another_period_is_made_up_and_its_crash_detection_kept():
+    data, _ = steady(Rules(), 40)
+    events = read(data).inputs
+    deaths = [Injection(b"h1", 10.5, HANG), Injection(b"h2", 12.5, CRASH)]
+    same = tape(events, 1000, 1000, deaths, Rules())
+    other = tape(events, 1000, 2000, deaths, Rules())
+    assert same.clean is events and same.period == 1000
+    assert other.clean == resample(events, 2000) and other.period == 2000
+    assert other.dead == inject(other.clean, deaths)[0]
+    first = evaluate(Setting(2000, Rules(max_misses=1)), other)
+    assert first.crash_on_disconnect.times == (0.0,)  # fail_on_disconnect notices it at once
+    assert first.crash.times and first.crash.times[0] > 0
+    again = evaluate(Setting(2000, Rules(max_misses=4)), other)
+    assert again.crash_on_disconnect is first.crash_on_disconnect  # measured once a tape
+
+
+def test_a_plan_of_deaths_picks_live_hearts_within_the_load():
+    """Deaths at seeded moments from ``warmup`` in to ``tail`` before the load ends (when half
+    the hearts had answered for the last time), alternately hangs and crashes, each of a
+    distinct heart that answered within ``within`` before and after its moment."""
+    live = Live(Rules())
+    _steadily(live, range(30))
+    _steadily(live, range(30, 60), HEARTS[:4])  # six of ten leave at 30 s: the load ends
+    events = pure.inputs(live.data)
+    deaths = plan(events, 6, seed=3, warmup=5.0, tail=4.0, within=1.0)
+    assert len(deaths) == 6 and len({death.heart for death in deaths}) == 6
+    assert sorted(death.kind for death in deaths) == [CRASH] * 3 + [HANG] * 3
+    assert [death.at for death in deaths] == sorted(death.at for death in deaths)
+    assert all(5.0 <= death.at <= 29.01 - 4.0 for death in deaths)
+    assert plan(events, 6, seed=3, warmup=5.0, tail=4.0, within=1.0) == deaths
+    assert plan(events, 6, seed=4, warmup=5.0, tail=4.0, within=1.0) != deaths
+    many = plan(events, 14, seed=3, warmup=5.0, tail=4.0, within=1.0)
+    assert len(many) == 14 and len({death.heart for death in many}) == 10  # then again
+    # a heart is only killed where it answered just before and just after
+    silent = {b"h0": set(range(10, 20))}
+    data, _ = steady(Rules(), 30, silent)
+    gappy = read(data).inputs
+    for death in plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.5):
+        assert not (death.heart == b"h0" and 9.5 < death.at < 20.5)
+    assert plan(gappy, 3, seed=1, warmup=20.0, tail=20.0) == []  # no room
+    assert plan([], 3) == [] and plan(gappy[:1], 3) == []
+    assert plan_deaths(gappy, 4, 7, 3.0, 1000) == plan(
+        gappy, 4, seed=7, warmup=3.0, tail=3.0, within=1.5
+    )
+    assert plan_deaths([], 4, 7, 3.0, 1000) == []
+
+
+def test_a_result_as_json():
+    result = _result(4.0, 5.0)
+    assert result.as_json() == {
+        "period_ms": 1000,
+        "rule": "misses=1",
+        "mass_silence": "0.5/5",
+        # the median of two is the lower: the one percentile (nearest rank) says so
+        "hang": {"median_s": 1.0, "worst_s": 4.0, "deaths": 2, "missed": 0},
+        "crash": {"median_s": 1.0, "worst_s": 4.0, "deaths": 2, "missed": 0},
+        "crash_fail_on_disconnect": {"median_s": 0.0, "worst_s": 0.0, "deaths": 1, "missed": 0},
+        "false_failures": 1,
+        "false_failures_per_heart_day": 0.5,
+        "false_failures_per_heart_day_95": round(poisson_upper(1) / 2, 4),
+        "false_failure_median_s": 0.5,
+        "false_failure_max_s": 0.5,
+    }
+    unnoticed = _result(None, 0.0).as_json()
+    assert unnoticed["hang"] == {"median_s": 1.0, "worst_s": None, "deaths": 2, "missed": 1}
+    assert unnoticed["false_failure_median_s"] is None
+    assert unnoticed["false_failure_max_s"] is None
+    assert unnoticed["false_failures_per_heart_day"] == 0.0
+    empty = attrs.evolve(_result(1.0, 0.0), false_failures=Mistakes(0, 0.0, (), 10))
+    assert empty.as_json()["false_failures_per_heart_day"] is None  # no exposure: infinite
+
+
+def test_an_outcome_names_each_hearts_first_failure():
+    data, _ = steady(Rules(), 60, PAUSES)
+    outcome = replay(read(data).inputs, Rules(max_misses=1))
+    first = outcome.failure_of(b"h3")
+    assert first is outcome.failures[0] and first.heart == b"h3"
+    assert outcome.failure_of(b"h0") is None
+
+
+def test_the_choice_at_its_edges():
+    fast = _result(2.0, 3.0)
+    # a detection exactly on target is fast enough; a rate is per heart when asked
+    assert choose([fast], Targets(detect=2.0)).chosen is fast
+    assert choose([fast], Targets(false_failures=0.5, per_heart=True)).chosen is fast
+    assert choose([fast], Targets(false_failures=0.5)).chosen is None
+    # a crash is noticed as the setting's own rules notice it
+    slow_crash = attrs.evolve(_result(2.0, 0.0), crash=Detection((9.0,), 0))
+    assert choose([slow_crash], Targets(detect=3.0)).chosen is None
+    # which target the closest misses: on target for detection, it is the false failures
+    assert choose([fast], Targets(detect=2.0, false_failures=1.0)).misses == "false_failures"
+    assert choose([_result(3.0, 3.0)], Targets(detect=2.0, false_failures=1.0)).misses == ("detect")
+    # no false failure allowed: a quiet but slow setting is closer than a fast noisy one
+    quiet = _result(5.0, 0.0)
+    choice = choose([fast, quiet], Targets(detect=1.0, false_failures=0.0))
+    assert choice.closest is quiet and choice.misses == "detect"
+    # a detection target alone, met by none: the closest is the fastest
+    choice = choose([quiet, _result(3.0, 1.0)], Targets(detect=1.0))
+    assert choice.closest.detect() == 3.0 and choice.misses == "detect"
+    assert choose([], Targets(detect=1.0, false_failures=1.0)) == Choice(None)
+
+
+def test_an_evaluation_counts_the_false_failures_and_how_long_each_lasted():
+    data, _ = steady(Rules(), 60, PAUSES)
+    made = tape(read(data).inputs, 1000, 1000, [Injection(b"h1", 20.5, HANG)], Rules())
+    mistakes = evaluate(Setting(1000, Rules(max_misses=1)), made).false_failures
+    assert mistakes.count == 3 and mistakes.hearts == 10
+    assert mistakes.durations == pytest.approx((0.01, 1.01, 3.01))
+    assert mistakes.exposure == pytest.approx(10 * 59.0 - 7.0)  # less 7 s h3 was failed for

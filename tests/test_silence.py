@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from greenheart.core.failures import Cause, Failure
+from greenheart.core.failures import Cause, Failure, FalseFailure
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence, Suspect, Suspects
+from tests import pure
 
 # -- the rule ------------------------------------------------------------------------------
 
@@ -137,7 +138,9 @@ class SuspectsMachine(RuleBasedStateMachine):
 
 
 TestSuspectsMachine = SuspectsMachine.TestCase
-TestSuspectsMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestSuspectsMachine.settings = settings(
+    max_examples=pure.examples(200), stateful_step_count=40, deadline=None
+)
 
 
 # -- the rule in the ledger --------------------------------------------------------------------
@@ -459,3 +462,174 @@ def test_a_heart_back_on_a_new_connection_before_its_old_one_closed_is_no_false_
     ledger.tie(b"h0", 999, now)
     beat = _round(ledger, others, now)
     assert beat.new_hearts == (b"h0",) and beat.false_failures == ()
+
+
+# -- pinned before the ledger is restructured: through tests/pure.py's calls alone -----------
+
+
+def _fleet(count: int = 20, **settings) -> tuple[Ledger, float]:
+    """A ledger knowing ``count`` hearts ``h0``, ``h1``... each answering on a connection of its
+    own (descriptor 100 + its number) for a few beats, with ``settings`` for its rules; and
+    the time of its last beat."""
+    names = NAMES[:count]
+    fleet = pure.ledger(Rules(**settings))
+    for heart in names:
+        pure.connect(fleet, _fd(heart), 0.0)
+    now = 0.0
+    for _ in range(3):
+        for heart in names:
+            pure.answer(fleet, heart, now + 0.01, fd=_fd(heart))
+        now += 1.0
+        pure.beat(fleet, now)
+    return fleet, now
+
+
+def _silent_beats(fleet: Ledger, now: float, beats: int) -> tuple[object, float]:
+    """``beats`` beats that nobody answers: the last one, and its time."""
+    for _ in range(beats):
+        now += 1.0
+        last = pure.beat(fleet, now)
+    return last, now
+
+
+@pytest.mark.parametrize("new_fd", [999, _fd(b"h0")], ids=["new descriptor", "same descriptor"])
+def test_a_heart_back_on_a_new_connection_is_held_with_the_others(new_fd):
+    """A heart whose connection closed, back on a new one (the kernel may give it the same
+    descriptor), has its connection up: when every heart goes silent it is held with the
+    others, not failed as a heart whose connection is down would be."""
+    fleet, now = _fleet(max_misses=1)
+    assert pure.close(fleet, _fd(b"h0"), now + 0.2) == ()
+    pure.connect(fleet, new_fd, now + 0.3)
+    fds = {heart: _fd(heart) for heart in NAMES} | {b"h0": new_fd}
+    for _ in range(2):  # back, and a round more, answered as usual
+        for heart in NAMES:
+            pure.answer(fleet, heart, now + 0.4, fd=fds[heart])
+        now += 1.0
+        assert pure.beat(fleet, now).failed_hearts == ()
+    beat, now = _silent_beats(fleet, now, 2)
+    assert beat.failures == () and beat.mass_silence_began
+    assert beat.held == tuple(sorted(NAMES))
+    assert pure.counters(fleet).failed_hearts == 0
+
+
+def test_with_most_connections_down_the_hearts_still_up_are_held():
+    """Twelve of twenty connections closed (their hearts not failed: only down), then every
+    heart silent: the twelve down fail as they would, and the eight up, all of the hearts up,
+    are held. Counting the twelve as up would make the eight a minority, and fail them too."""
+    fleet, now = _fleet(max_misses=1)
+    down = NAMES[:12]
+    for heart in down:
+        assert pure.close(fleet, _fd(heart), now + 0.5) == ()
+    beat, now = _silent_beats(fleet, now, 2)
+    assert beat.failed_hearts == tuple(sorted(down))
+    assert all(f.cause is Cause.MISSED and f.connected is False for f in beat.failures)
+    assert beat.held == tuple(sorted(NAMES[12:])) and beat.mass_silence_began
+    assert pure.counters(fleet).held_hearts == 8
+
+
+def test_a_heart_failed_by_phi_that_answers_on_the_same_connection_is_a_false_failure():
+    """Phi's verdicts are on silence too: a heart it failed that answers again on the
+    connection it was failed on was failed by mistake, and is counted so."""
+    fleet = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    for heart in (b"h0", b"h1"):
+        pure.connect(fleet, _fd(heart), 0.0)
+    now = 0.0
+    for _ in range(20):
+        for heart in (b"h0", b"h1"):
+            pure.answer(fleet, heart, now + 0.01, fd=_fd(heart))
+        now += 1.0
+        pure.beat(fleet, now)
+    while not (beat := pure.beat(fleet, now := now + 1.0)).failures:
+        pure.answer(fleet, b"h0", now + 0.01, fd=_fd(b"h0"))  # h1 is silent, its connection up
+    (failure,) = beat.failures
+    assert failure.heart == b"h1" and failure.cause is Cause.PHI and failure.connected is True
+    pure.answer(fleet, b"h1", now + 0.25, fd=_fd(b"h1"))
+    pure.answer(fleet, b"h0", now + 0.01, fd=_fd(b"h0"))
+    beat = pure.beat(fleet, now + 1.0)
+    assert beat.new_hearts == (b"h1",)
+    (mistake,) = beat.false_failures
+    assert mistake.failure == failure and mistake.gone == pytest.approx(0.25)
+    assert pure.counters(fleet).false_failures == 1
+    assert pure.counters(fleet).false_failure_seconds == pytest.approx(0.25)
+
+
+def _certificate(**fields) -> Failure:
+    evidence = dict(
+        heart=b"h7",
+        cause=Cause.MISSED,
+        at=12.5,
+        beat=12,
+        misses=2,
+        last_answer=10.0104,
+        last_rtt=0.0104567,
+        mean_rtt=0.0123456,
+        phi=None,
+        connected=True,
+        lag=0.9,
+        cpu_share=0.4567,
+        failed_together=3,
+    )
+    return Failure(**(evidence | fields))
+
+
+def test_a_certificate_reads_as_its_cause_then_its_evidence():
+    """What a log line says of each cause, and what it leaves out when it is not known."""
+    assert _certificate().describe() == (
+        "missed 2 beats; silent 2490 ms; round trip last 10.46 ms, mean 12.35 ms;"
+        " connection up; monitor lag 900 ms, CPU 46%; 3 failed together"
+    )
+    assert _certificate(
+        cause=Cause.PHI, phi=8.04, connected=False, cpu_share=None, failed_together=1
+    ).describe() == (
+        "phi 8.0 passed the threshold; silent 2490 ms;"
+        " round trip last 10.46 ms, mean 12.35 ms; connection closed; monitor lag 900 ms"
+    )
+    held = _certificate(cause=Cause.HELD, held_beats=5, held_since=7.5, connected=None)
+    assert held.describe() == (
+        "silent through a hold of 5 beats in a mass silence; silent 2490 ms;"
+        " round trip last 10.46 ms, mean 12.35 ms; monitor lag 900 ms, CPU 46%; 3 failed together"
+    )
+    unknown = _certificate(
+        cause=Cause.DISCONNECTED, last_answer=None, last_rtt=None, mean_rtt=None, lag=0.0
+    )
+    assert unknown.describe() == (
+        "its connection closed; monitor lag 0 ms, CPU 46%; 3 failed together"
+    )
+    assert _certificate(last_rtt=0.01, mean_rtt=None, connected=False).describe() == (
+        "missed 2 beats; silent 2490 ms; connection closed; monitor lag 900 ms, CPU 46%;"
+        " 3 failed together"
+    )
+    assert "round trip" not in _certificate(last_rtt=None, mean_rtt=0.01).describe()
+    assert _certificate(failed_together=2).describe().endswith("CPU 46%; 2 failed together")
+
+
+def test_a_certificate_as_json_keeps_times_in_ms_rounded_to_the_microsecond():
+    assert _certificate(heart=b"\x00\x01", at=12.12345678, phi=8.12345).as_json() == {
+        "heart": "0x0001",
+        "cause": "missed",
+        "at": 12.123457,
+        "beat": 12,
+        "misses": 2,
+        "silent_ms": 2113.057,
+        "last_rtt_ms": 10.457,
+        "mean_rtt_ms": 12.346,
+        "phi": 8.123,
+        "connected": True,
+        "lag_ms": 900.0,
+        "cpu_share": 0.457,
+        "failed_together": 3,
+        "held_beats": 0,
+    }
+    unknown = _certificate(last_answer=None, last_rtt=None, mean_rtt=None, cpu_share=None)
+    assert {
+        key: unknown.as_json()[key]
+        for key in ("silent_ms", "last_rtt_ms", "mean_rtt_ms", "phi", "cpu_share")
+    } == dict.fromkeys(("silent_ms", "last_rtt_ms", "mean_rtt_ms", "phi", "cpu_share"))
+    held = _certificate(cause=Cause.HELD, held_beats=5, at=12.12345678)
+    assert FalseFailure(held, returned_at=13.0).as_json() == {
+        "heart": "h7",
+        "gone_ms": 876.543,
+        "cause": "held",
+        "failed_at": 12.123457,
+        "failed_beat": 12,
+    }
