@@ -786,8 +786,16 @@ def test_a_plan_of_deaths_picks_live_hearts_within_the_load():
     silent = {b"h0": set(range(10, 20))}
     data, _ = steady(Rules(), 30, silent)
     gappy = read(data).events
-    for death in plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.5):
-        assert not (death.heart == b"h0" and 9.5 < death.at < 20.5)
+    deaths = plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.6)
+    assert len(deaths) == 10
+    for death in deaths:  # answers come 1 s apart: 0.6 s either side of one of them
+        assert 0.4 <= death.at % 1.0 <= 0.61, death
+        assert not (death.heart == b"h0" and 9.0 < death.at < 20.0)
+    # the defaults: the seed 0, from 5 s in to 10 s before the end, answers within 1 s
+    assert plan(events, 4) == plan(events, 4, seed=0, warmup=5.0, tail=10.0, within=1.0)
+    assert plan(events, 4, seed=0, warmup=5.0, tail=10.0, within=1.0) != plan(
+        events, 4, seed=1, warmup=6.0, tail=11.0, within=2.0
+    )
     assert plan(gappy, 3, seed=1, warmup=20.0, tail=20.0) == []  # no room
     assert plan([], 3) == [] and plan(gappy[:1], 3) == []
     assert plan_deaths(gappy, 4, 7, 3.0, 1000) == plan(
