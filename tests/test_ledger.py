@@ -1039,3 +1039,38 @@ def test_a_held_hearts_certificate_says_when_its_hold_began():
     pure.beat(ledger, now + 2.0)
     failures = pure.beat(ledger, now + 3.0).failures
     assert {(f.cause, f.held_since, f.held_beats) for f in failures} == {(Cause.HELD, now + 1.0, 2)}
+
+
+def test_a_beat_reports_its_round_and_the_counters_add_up_over_beats():
+    names = [b"h%d" % n for n in range(6)]
+    fds = {heart: 100 + n for n, heart in enumerate(names)}
+    rules = Rules(max_misses=0, mass_silence=MassSilence(min_hearts=2, hold=3))
+    ledger, now = _known(rules, names, fds=fds)
+    pure.answer(ledger, b"h0", now + 0.03, fd=100)
+    pure.answer(ledger, b"h1", now + 0.05, fd=101)
+    beat = pure.beat(ledger, now + 1.0, lag=0.02, cpu_share=0.7)  # four would fail: held
+    assert (beat.number, beat.responded, beat.on_probation) == (3, 2, 4)
+    assert beat.max_rtt == pytest.approx(0.05) and (beat.lag, beat.cpu_share) == (0.02, 0.7)
+    assert beat.suspects == tuple(names[2:]) == beat.held
+    for heart in names:  # all back: released
+        pure.answer(ledger, heart, now + 1.01, fd=fds[heart])
+    beat = pure.beat(ledger, now + 2.0, judge=False)
+    assert beat.released == tuple(names[2:]) and beat.suspects == ()
+    pure.beat(ledger, now + 3.0, judge=False)
+    beat = pure.beat(ledger, now + 4.0)  # a second mass silence: all six held
+    assert beat.held == tuple(names) and beat.suspects == tuple(names)
+    for _ in range(3):
+        beat = pure.beat(ledger, beat.at + 1.0)
+    assert len(beat.failures) == 6  # past the hold: failed, on the connections they had
+    for heart in names[:2]:
+        pure.answer(ledger, heart, beat.at + 0.25, fd=fds[heart])
+    mistakes = pure.beat(ledger, beat.at + 1.0).false_failures
+    assert len(mistakes) == 2
+    pure.answer(ledger, b"h2", beat.at + 1.5, fd=fds[b"h2"])
+    assert len(pure.beat(ledger, beat.at + 2.0).false_failures) == 1
+    counters = pure.counters(ledger)
+    assert (counters.beats, counters.unjudged_beats) == (11, 2)
+    # the third: h0 and h1, back, silent again when h2 comes back, two of the three known
+    assert (counters.mass_silences, counters.held_hearts, counters.released_hearts) == (3, 12, 4)
+    assert counters.false_failures == 3
+    assert counters.false_failure_seconds == pytest.approx(0.25 + 0.25 + 1.5)

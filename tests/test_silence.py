@@ -134,6 +134,10 @@ class SuspectsMachine(RuleBasedStateMachine):
     @invariant()
     def matches_the_model(self):
         assert {heart: suspect.beats for heart, suspect in self.suspects.items()} == self.model
+        for heart in HEARTS:
+            suspect = self.suspects.get(heart)
+            assert (suspect is None) == (heart not in self.model)
+            assert suspect is None or suspect.beats == self.model[heart]
         assert len(self.suspects) == len(self.model)
 
 
