@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from greenheart.core.failures import Cause
+from greenheart.core.failures import Cause, Failure
 from greenheart.core.ledger import Ledger, Rules
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.recording import MAGIC, Header, Op, RecordingLedger, Writer, read
@@ -19,6 +19,7 @@ from greenheart.core.replay import (
     HANG,
     Detection,
     Injection,
+    Outcome,
     detections,
     inject,
     plan,
@@ -867,3 +868,20 @@ def test_an_evaluation_counts_the_false_failures_and_how_long_each_lasted():
     assert mistakes.count == 3 and mistakes.hearts == 10
     assert mistakes.durations == pytest.approx((0.01, 1.01, 3.01))
     assert mistakes.exposure == pytest.approx(10 * 59.0 - 7.0)  # less 7 s h3 was failed for
+
+
+def test_detections_count_each_death_noticed_or_missed():
+    def failed(heart: bytes, at: float) -> Failure:
+        return Failure(heart, Cause.MISSED, at, 1, 2, None, None, None, None, None, 0.0, None, 1)
+
+    made = [
+        Injection(b"x", 1.0, HANG),
+        Injection(b"y", 2.0, HANG),
+        Injection(b"z", 3.0, HANG),
+        Injection(b"w", 3.0, CRASH),
+    ]
+    outcome = Outcome(failures=[failed(b"x", 0.5), failed(b"x", 4.0), failed(b"y", 1.5)])
+    # x failed before its death (a flap) and 3 s after; y only before; z never
+    assert detections(outcome, made, HANG) == Detection((3.0,), 2)
+    assert detections(Outcome(), made, HANG) == Detection((), 3)
+    assert detections(Outcome(), made, CRASH) == Detection((), 1)
