@@ -413,7 +413,7 @@ def scenarios(
         doings = draw(_stretches(DOINGS, 5))[:rounds]
         hearts[b"h%d" % n] = (
             draw(st.integers(1, 400)),
-            doings + ["answer"] * (rounds - len(doings)),
+            doings + ["silent"] * (rounds - len(doings)),
         )
     return monitor, hearts
 
