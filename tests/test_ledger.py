@@ -1074,3 +1074,43 @@ def test_a_beat_reports_its_round_and_the_counters_add_up_over_beats():
     assert (counters.mass_silences, counters.held_hearts, counters.released_hearts) == (3, 12, 4)
     assert counters.false_failures == 3
     assert counters.false_failure_seconds == pytest.approx(0.25 + 0.25 + 1.5)
+
+
+def test_phi_learns_the_intervals_a_heart_answers_at():
+    """Phi judges by the intervals a heart has shown, not by the round length it started
+    from: one that answered every third beat is not suspected for a silence of five."""
+    ledger = pure.ledger(
+        Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2, acceptable_pause=2.0))
+    )
+    for k in range(36):
+        if k % 3 == 0 and k != 33:  # every third beat, then a silence of five
+            pure.answer(ledger, b"a", k + 0.01)
+        assert pure.beat(ledger, k + 1.0).failures == (), k
+    assert b"a" in ledger.hearts
+
+
+@pytest.mark.parametrize("echo", ["current", "previous"])
+def test_under_phi_a_failures_last_answer_is_when_that_answer_arrived(echo):
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    now = 0.0
+    for _ in range(10):
+        pure.answer(ledger, b"a", now + 0.01)
+        now += 1.0
+        pure.beat(ledger, now)
+    pure.answer(ledger, b"a", now + 0.3, echo=echo)  # late: answers the ping of now - 1
+    last = now + 0.3
+    while not (beat := pure.beat(ledger, now := now + 1.0)).failures:
+        pass
+    (failure,) = beat.failures
+    assert failure.cause is Cause.PHI and failure.last_answer == pytest.approx(last)
+
+
+def test_unjudged_beats_do_not_count_towards_a_hold():
+    names = [b"h%d" % n for n in range(6)]
+    ledger, now = _known(Rules(max_misses=0, mass_silence=MassSilence(hold=2)), names)
+    assert pure.beat(ledger, now + 1.0).held == tuple(names)
+    for k in range(2, 6):
+        assert pure.beat(ledger, now + k, judge=False).failures == ()
+    assert {suspect.beats for suspect in ledger.suspects.values()} == {0}
+    assert pure.beat(ledger, now + 6.0).failures == ()
+    assert len(pure.beat(ledger, now + 7.0).failures) == 6
