@@ -1020,9 +1020,10 @@ def test_a_failures_last_answer_is_when_its_late_answer_arrived():
     assert failure.last_answer == pytest.approx(now + 1.3)
 
 
-def test_answers_of_every_known_heart_are_kept_whatever_hearts_are_refused():
+@pytest.mark.parametrize("phi", [None, PhiAccrual()], ids=["misses", "phi"])
+def test_answers_of_every_known_heart_are_kept_whatever_hearts_are_refused(phi):
     known = [b"k%d" % n for n in range(10)]
-    ledger, now = _known(Rules(max_hearts=10), known)
+    ledger, now = _known(Rules(max_hearts=10, phi=phi), known)
     for _ in range(3):
         for heart in known + [b"r%d" % n for n in range(10)]:
             pure.answer(ledger, heart, now + 0.01)
@@ -1114,3 +1115,37 @@ def test_unjudged_beats_do_not_count_towards_a_hold():
     assert {suspect.beats for suspect in ledger.suspects.values()} == {0}
     assert pure.beat(ledger, now + 6.0).failures == ()
     assert len(pure.beat(ledger, now + 7.0).failures) == 6
+
+
+@pytest.mark.parametrize(("tic", "period"), [(100.0, 1.0), (0.0, 0.1)])
+def test_phis_first_estimate_is_the_first_rounds_length(tic, period):
+    """A heart that answers once and falls silent fails within a few rounds, whenever the
+    ledger started and however short its rounds."""
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=period / 5)), tic)
+    pure.answer(ledger, b"a", tic + period / 10)
+    for beats in range(1, 7):
+        failures = pure.beat(ledger, tic + beats * period).failures
+        if failures:
+            break
+    assert failures and beats <= 4
+
+
+def test_phi_learns_nothing_from_answers_read_late_after_a_stall():
+    """The answers an unjudged beat read late would make a long interval: phi leaves it out,
+    so a heart that falls silent afterwards is failed as soon as before."""
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    now = 0.0
+    for _ in range(20):
+        pure.answer(ledger, b"a", now + 0.01)
+        now += 1.0
+        pure.beat(ledger, now)
+    pure.answer(ledger, b"a", now + 9.0)  # read 9 s into a stall
+    now += 10.0
+    pure.beat(ledger, now, judge=False)
+    pure.answer(ledger, b"a", now + 0.01)
+    now += 1.0
+    pure.beat(ledger, now)
+    silent = 0
+    while not pure.beat(ledger, now := now + 1.0).failures:
+        silent += 1
+    assert silent == 1
