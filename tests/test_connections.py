@@ -221,5 +221,6 @@ def test_a_connection_accepted_before_the_book_watched_is_numbered_at_its_first_
     book.accepted(6)
     book.answered(b"a", 6)  # then a newer connection: it moves there
     book.answered(b"a", 5)  # the older one's leftover ties nothing back
+    assert book.fd_of == {b"a": 6}  # where a drain looks a heart's descriptor up
     assert book.closed(5) == ()
-    assert book.closed(6) == (b"a",)
+    assert book.closed(6) == (b"a",) and book.fd_of == {}
