@@ -213,3 +213,14 @@ TestBookMachine = BookMachine.TestCase
 TestBookMachine.settings = settings(
     max_examples=pure.examples(300), stateful_step_count=40, deadline=None
 )
+
+
+def test_a_connection_accepted_before_the_book_watched_is_numbered_at_its_first_answer():
+    book = ConnectionBook()
+    book.answered(b"a", 5)  # its ACCEPTED came before the socket monitor was watching
+    book.accepted(6)
+    book.answered(b"a", 6)  # then a newer connection: it moves there
+    book.answered(b"a", 5)  # the older one's leftover ties nothing back
+    assert book.fd_of == {b"a": 6}  # where a drain looks a heart's descriptor up
+    assert book.closed(5) == ()
+    assert book.closed(6) == (b"a",) and book.fd_of == {}

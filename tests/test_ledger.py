@@ -1009,9 +1009,10 @@ def test_a_failures_last_answer_is_when_its_late_answer_arrived():
     assert failure.last_answer == pytest.approx(now + 1.3)
 
 
-def test_answers_of_every_known_heart_are_kept_whatever_hearts_are_refused():
+@pytest.mark.parametrize("phi", [None, PhiAccrual()], ids=["misses", "phi"])
+def test_answers_of_every_known_heart_are_kept_whatever_hearts_are_refused(phi):
     known = [b"k%d" % n for n in range(10)]
-    ledger, now = _known(Rules(max_hearts=10), known)
+    ledger, now = _known(Rules(max_hearts=10, phi=phi), known)
     for _ in range(3):
         for heart in known + [b"r%d" % n for n in range(10)]:
             pure.answer(ledger, heart, now + 0.01)
@@ -1028,3 +1029,112 @@ def test_a_held_hearts_certificate_says_when_its_hold_began():
     pure.beat(ledger, now + 2.0)
     failures = pure.beat(ledger, now + 3.0).failures
     assert {(f.cause, f.held_since, f.held_beats) for f in failures} == {(Cause.HELD, now + 1.0, 2)}
+
+
+def test_a_beat_reports_its_round_and_the_counters_add_up_over_beats():
+    names = [b"h%d" % n for n in range(6)]
+    fds = {heart: 100 + n for n, heart in enumerate(names)}
+    rules = Rules(max_misses=0, mass_silence=MassSilence(min_hearts=2, hold=3))
+    ledger, now = _known(rules, names, fds=fds)
+    pure.answer(ledger, b"h0", now + 0.03, fd=100)
+    pure.answer(ledger, b"h1", now + 0.05, fd=101)
+    beat = pure.beat(ledger, now + 1.0, lag=0.02, cpu_share=0.7)  # four would fail: held
+    assert (beat.number, beat.responded_count, beat.probation_count) == (3, 2, 4)
+    assert beat.max_rtt == pytest.approx(0.05) and (beat.lag, beat.cpu_share) == (0.02, 0.7)
+    assert beat.suspects == tuple(names[2:]) == beat.held
+    for heart in names:  # all back: released
+        pure.answer(ledger, heart, now + 1.01, fd=fds[heart])
+    beat = pure.beat(ledger, now + 2.0, judge=False)
+    assert beat.released == tuple(names[2:]) and beat.suspects == ()
+    pure.beat(ledger, now + 3.0, judge=False)
+    beat = pure.beat(ledger, now + 4.0)  # a second mass silence: all six held
+    assert beat.held == tuple(names) and beat.suspects == tuple(names)
+    for _ in range(3):
+        beat = pure.beat(ledger, beat.at + 1.0)
+    assert len(beat.failures) == 6  # past the hold: failed, on the connections they had
+    for heart in names[:2]:
+        pure.answer(ledger, heart, beat.at + 0.25, fd=fds[heart])
+    mistakes = pure.beat(ledger, beat.at + 1.0).false_failures
+    assert len(mistakes) == 2
+    pure.answer(ledger, b"h2", beat.at + 1.5, fd=fds[b"h2"])
+    assert len(pure.beat(ledger, beat.at + 2.0).false_failures) == 1
+    counters = pure.counters(ledger)
+    assert (counters.beats, counters.unjudged_beats) == (11, 2)
+    # the third: h0 and h1, back, silent again when h2 comes back, two of the three known
+    assert (counters.mass_silences, counters.held_hearts, counters.released_hearts) == (3, 12, 4)
+    assert counters.false_failures == 3
+    assert counters.false_failure_seconds == pytest.approx(0.25 + 0.25 + 1.5)
+
+
+def test_phi_learns_the_intervals_a_heart_answers_at():
+    """Phi judges by the intervals a heart has shown, not by the round length it started
+    from: one that answered every third beat is not suspected for a silence of five."""
+    ledger = pure.ledger(
+        Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2, acceptable_pause=2.0))
+    )
+    for k in range(36):
+        if k % 3 == 0 and k != 33:  # every third beat, then a silence of five
+            pure.answer(ledger, b"a", k + 0.01)
+        assert pure.beat(ledger, k + 1.0).failures == (), k
+    assert b"a" in ledger.hearts
+
+
+@pytest.mark.parametrize("echo", ["current", "previous"])
+def test_under_phi_a_failures_last_answer_is_when_that_answer_arrived(echo):
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    now = 0.0
+    for _ in range(10):
+        pure.answer(ledger, b"a", now + 0.01)
+        now += 1.0
+        pure.beat(ledger, now)
+    pure.answer(ledger, b"a", now + 0.3, echo=echo)  # late: answers the ping of now - 1
+    last = now + 0.3
+    while not (beat := pure.beat(ledger, now := now + 1.0)).failures:
+        pass
+    (failure,) = beat.failures
+    assert failure.cause is Cause.PHI and failure.last_answer == pytest.approx(last)
+
+
+def test_unjudged_beats_do_not_count_towards_a_hold():
+    names = [b"h%d" % n for n in range(6)]
+    ledger, now = _known(Rules(max_misses=0, mass_silence=MassSilence(hold=2)), names)
+    assert pure.beat(ledger, now + 1.0).held == tuple(names)
+    for k in range(2, 6):
+        assert pure.beat(ledger, now + k, judge=False).failures == ()
+    assert {suspect.beats for suspect in ledger.suspects.values()} == {0}
+    assert pure.beat(ledger, now + 6.0).failures == ()
+    assert len(pure.beat(ledger, now + 7.0).failures) == 6
+
+
+@pytest.mark.parametrize(("tic", "period"), [(100.0, 1.0), (0.0, 0.1)])
+def test_phis_first_estimate_is_the_first_rounds_length(tic, period):
+    """A heart that answers once and falls silent fails within a few rounds, whenever the
+    ledger started and however short its rounds."""
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=period / 5)), tic)
+    pure.answer(ledger, b"a", tic + period / 10)
+    for beats in range(1, 7):
+        failures = pure.beat(ledger, tic + beats * period).failures
+        if failures:
+            break
+    assert failures and beats <= 4
+
+
+def test_phi_learns_nothing_from_answers_read_late_after_a_stall():
+    """The answers an unjudged beat read late would make a long interval: phi leaves it out,
+    so a heart that falls silent afterwards is failed as soon as before."""
+    ledger = pure.ledger(Rules(phi=PhiAccrual(threshold=8, min_std_deviation=0.2)))
+    now = 0.0
+    for _ in range(20):
+        pure.answer(ledger, b"a", now + 0.01)
+        now += 1.0
+        pure.beat(ledger, now)
+    pure.answer(ledger, b"a", now + 9.0)  # read 9 s into a stall
+    now += 10.0
+    pure.beat(ledger, now, judge=False)
+    pure.answer(ledger, b"a", now + 0.01)
+    now += 1.0
+    pure.beat(ledger, now)
+    silent = 0
+    while not pure.beat(ledger, now := now + 1.0).failures:
+        silent += 1
+    assert silent == 1

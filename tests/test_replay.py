@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from greenheart.core.failures import Cause
+from greenheart.core.failures import Cause, Failure
 from greenheart.core.inputs import Started
 from greenheart.core.ledger import Ledger
 from greenheart.core.phi import PhiAccrual
@@ -20,6 +20,7 @@ from greenheart.core.replay import (
     HANG,
     Detection,
     Injection,
+    Replayed,
     detections,
     inject,
     plan,
@@ -416,7 +417,7 @@ def scenarios(
         doings = draw(_stretches(DOINGS, 5))[:rounds]
         hearts[b"h%d" % n] = (
             draw(st.integers(1, 400)),
-            doings + ["answer"] * (rounds - len(doings)),
+            doings + ["silent"] * (rounds - len(doings)),
         )
     return monitor, hearts
 
@@ -798,8 +799,16 @@ def test_a_plan_of_deaths_picks_live_hearts_within_the_load():
     silent = {b"h0": set(range(10, 20))}
     data, _ = steady(Rules(), 30, silent)
     gappy = read(data).inputs
-    for death in plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.5):
-        assert not (death.heart == b"h0" and 9.5 < death.at < 20.5)
+    deaths = plan(gappy, 10, seed=1, warmup=2.0, tail=2.0, within=0.6)
+    assert len(deaths) == 10
+    for death in deaths:  # answers come 1 s apart: 0.6 s either side of one of them
+        assert 0.4 <= death.at % 1.0 <= 0.61, death
+        assert not (death.heart == b"h0" and 9.0 < death.at < 20.0)
+    # the defaults: the seed 0, from 5 s in to 10 s before the end, answers within 1 s
+    assert plan(events, 4) == plan(events, 4, seed=0, warmup=5.0, tail=10.0, within=1.0)
+    assert plan(events, 4, seed=0, warmup=5.0, tail=10.0, within=1.0) != plan(
+        events, 4, seed=1, warmup=6.0, tail=11.0, within=2.0
+    )
     assert plan(gappy, 3, seed=1, warmup=20.0, tail=20.0) == []  # no room
     assert plan([], 3) == [] and plan(gappy[:1], 3) == []
     assert plan_deaths(gappy, 4, 7, 3.0, 1000) == plan(
@@ -870,3 +879,20 @@ def test_an_evaluation_counts_the_false_failures_and_how_long_each_lasted():
     assert mistakes.count == 3 and mistakes.hearts == 10
     assert mistakes.durations == pytest.approx((0.01, 1.01, 3.01))
     assert mistakes.exposure == pytest.approx(10 * 59.0 - 7.0)  # less 7 s h3 was failed for
+
+
+def test_detections_count_each_death_noticed_or_missed():
+    def failed(heart: bytes, at: float) -> Failure:
+        return Failure(heart, Cause.MISSED, at, 1, 2, None, None, None, None, None, 0.0, None, 1)
+
+    made = [
+        Injection(b"x", 1.0, HANG),
+        Injection(b"y", 2.0, HANG),
+        Injection(b"z", 3.0, HANG),
+        Injection(b"w", 3.0, CRASH),
+    ]
+    outcome = Replayed(failures=[failed(b"x", 0.5), failed(b"x", 4.0), failed(b"y", 1.5)])
+    # x failed before its death (a flap) and 3 s after; y only before; z never
+    assert detections(outcome, made, HANG) == Detection((3.0,), 2)
+    assert detections(Replayed(), made, HANG) == Detection((), 3)
+    assert detections(Replayed(), made, CRASH) == Detection((), 1)

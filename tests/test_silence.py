@@ -61,6 +61,21 @@ def test_the_settings_are_validated(settings):
         MassSilence(**settings)
 
 
+def test_the_errors_say_what_a_setting_must_be():
+    with pytest.raises(ValueError, match=r"share must be more than 0 and at most 1, got 1\.5"):
+        MassSilence(share=1.5)
+    with pytest.raises(ValueError, match="hold must be at least 1, got 0"):
+        MassSilence(hold=0)
+
+
+def test_a_beat_judges_its_suspects_unless_told_otherwise():
+    suspects = Suspects(MassSilence(min_hearts=1, hold=1))
+    held = suspects.beat(answered=set(), would_fail={b"a"}, up=1, now=1.0)
+    assert held.held == (b"a",)
+    expired = suspects.beat(answered=set(), would_fail=(), up=1, now=2.0)
+    assert [heart for heart, _ in expired.expired] == [b"a"]
+
+
 # -- the suspects, against a model ------------------------------------------------------------
 
 HEARTS = [b"h%d" % n for n in range(8)]
@@ -134,6 +149,10 @@ class SuspectsMachine(RuleBasedStateMachine):
     @invariant()
     def matches_the_model(self):
         assert {heart: suspect.beats for heart, suspect in self.suspects.items()} == self.model
+        for heart in HEARTS:
+            suspect = self.suspects.get(heart)
+            assert (suspect is None) == (heart not in self.model)
+            assert suspect is None or suspect.beats == self.model[heart]
         assert len(self.suspects) == len(self.model)
 
 
