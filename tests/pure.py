@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from hypothesis import settings
 
 from greenheart.core.failures import Failure
-from greenheart.core.inputs import Answered, Input, RoundClosed
+from greenheart.core.inputs import Echoed, Input, RoundClosed
 from greenheart.core.ledger import Ledger
 from greenheart.core.recording import Header, Writer, read
 from greenheart.core.replay import Replayed, replay
@@ -66,7 +66,7 @@ def answer(
     """``heart`` echoes a ping (the current one, by default) at ``now``, on the connection on
     ``fd`` if given (an answer ties it to that connection, as the monitor's driver does), sent
     with ``key`` if the transport authenticates (CURVE)."""
-    pong = ledger.answer(heart, ECHOES[echo], now, key)
+    pong = ledger.echoed(heart, ECHOES[echo], now, key)
     if fd is not None and pong.kind in ANSWERS and not ledger.connections.tied(heart, fd):
         ledger.tie(heart, fd, now)
     return pong
@@ -137,4 +137,4 @@ def beats_in(recorded: Iterable[Input]) -> list[tuple[float, bool]]:
 
 def answers_in(recorded: Iterable[Input], heart: bytes) -> list[float]:
     """When ``heart``'s answers (or what it echoed, whatever it was) came in."""
-    return [e.at for e in recorded if isinstance(e, Answered) and e.heart == heart]
+    return [e.at for e in recorded if isinstance(e, Echoed) and e.heart == heart]

@@ -100,14 +100,24 @@ def test_a_closed_descriptor_is_gone_until_a_connection_is_accepted_on_it():
     assert not book.gone(3)
 
 
-def test_forgotten_hearts_are_untied():
+def test_a_known_heart_is_down_from_its_close_until_it_answers_on_another_or_fails():
     book = ConnectionBook()
-    book.accepted(3)
-    book.answered(b"a", 3)
-    book.answered(b"b", 3)
-    book.forget(b"a")
-    book.forget(b"nobody")
-    assert book.closed(3) == (b"b",)
+    for fd, heart in ((3, b"a"), (4, b"b")):
+        book.accepted(fd)
+        book.answered(heart, fd)
+    book.answered(b"stranger", 3)
+    assert book.closed(3, known={b"a", b"b"}) == (b"a", b"stranger")
+    assert book.is_down(b"a") and not book.is_down(b"stranger")  # only known hearts are down
+    assert (book.connected(b"a"), book.connected(b"b"), book.connected(b"x")) == (False, True, None)
+    assert book.down_count == 1
+    book.accepted(5)
+    book.answered(b"a", 5)  # back on a connection of its own
+    assert not book.is_down(b"a") and book.connected(b"a") and book.down_count == 0
+    book.closed(5, known={b"a"})
+    book.failed(b"a")  # failed while down: the book knows nothing of it now
+    assert (book.is_down(b"a"), book.connected(b"a"), book.down_count) == (False, None, 0)
+    book.failed(b"b")  # failed while tied: it stays tied, so that its return can be told
+    assert book.connected(b"b") and book.tied(b"b", 4)
 
 
 @attrs.define(eq=False)

@@ -438,3 +438,27 @@ def test_the_judging_settings_are_one_rules_and_read_only():
         monitor.stop()
     with pytest.raises(ValueError):  # checked where they enter, as Rules checks them
         HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", max_misses=-1)
+
+
+def test_failure_handlers_of_either_kind_are_called_in_the_order_they_were_added():
+    from greenheart import Cause, Failure
+
+    monitor = HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0")
+    try:
+        calls = []
+        first, second = (lambda heart: calls.append(("heart", heart))), calls.append
+        monitor.add_heart_failure_handler(first)
+        monitor.add_failure_handler(second)
+        monitor.add_heart_failure_handler(lambda heart: calls.append(("again", heart)))
+        failure = Failure(b"x", Cause.MISSED, 1.0, 1, 2, None, None, None, None, True, 0.0, None, 1)
+        monitor.handle_heart_failure(b"x", failure)
+        assert calls == [("heart", b"x"), failure, ("again", b"x")]
+        monitor.remove_failure_handler(second)
+        with pytest.raises(ValueError):  # it takes the certificate: not a heart-failure handler
+            monitor.remove_heart_failure_handler(second)
+        monitor.remove_heart_failure_handler(first)
+        calls.clear()
+        monitor.handle_heart_failure(b"x", failure)
+        assert calls == [("again", b"x")]
+    finally:
+        monitor.stop()

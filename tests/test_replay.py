@@ -32,7 +32,7 @@ from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import (
     DAY,
     Choice,
-    Mistakes,
+    FalseFailureRate,
     Result,
     Setting,
     Targets,
@@ -663,13 +663,13 @@ def _result(detect: float | None, per_day: float, hearts: int = 10) -> Result:
     """A setting's result that notices every death within ``detect`` seconds (None: one went
     unnoticed), and makes ``per_day`` false failures a day for its ``hearts``."""
     noticed = Detection((1.0, detect), 0) if detect is not None else Detection((1.0,), 1)
-    mistakes = Mistakes(1, DAY * hearts / per_day, (0.5,), hearts) if per_day else None
+    mistakes = FalseFailureRate(1, DAY * hearts / per_day, (0.5,), hearts) if per_day else None
     return Result(
         Setting(1000, Rules()),
         hang=noticed,
         crash=noticed,
         crash_on_disconnect=Detection((0.0,), 0),
-        false_failures=mistakes or Mistakes(0, DAY * hearts, (), hearts),
+        false_failures=mistakes or FalseFailureRate(0, DAY * hearts, (), hearts),
     )
 
 
@@ -838,7 +838,7 @@ def test_a_result_as_json():
     assert unnoticed["false_failure_median_s"] is None
     assert unnoticed["false_failure_max_s"] is None
     assert unnoticed["false_failures_per_heart_day"] == 0.0
-    empty = attrs.evolve(_result(1.0, 0.0), false_failures=Mistakes(0, 0.0, (), 10))
+    empty = attrs.evolve(_result(1.0, 0.0), false_failures=FalseFailureRate(0, 0.0, (), 10))
     assert empty.as_json()["false_failures_per_heart_day"] is None  # no exposure: infinite
 
 

@@ -3,8 +3,7 @@
 A :class:`Child` is a Python process started from the benchmark's own interpreter: one of the
 benchmark's programs (:mod:`greenheart.bench.programs`), or the ``greenheart`` command run
 through them. A thread reads its stdout, keeping each line that is one of
-:mod:`greenheart.bench.lines`, as a value (unless its stdout goes to a file: ``greenheart
-monitor --json`` prints lines of its own). What it writes on stderr is kept in a file (so that
+:mod:`greenheart.bench.lines`, as a value. What it writes on stderr is kept in a file (so that
 it cannot scramble the benchmark's display): the ``greenheart`` command says there where it is
 bound, and the last line explains a child that died. Children are terminated when their
 benchmark is done with them, whatever happens, and die with the benchmark if it is killed:

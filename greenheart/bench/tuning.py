@@ -120,8 +120,8 @@ def _pause(child: Child) -> None:
 
 def _replayed(path: Path) -> dict[str, int]:
     recording = read(path.read_bytes())
-    outcome = replay(recording.inputs, recording.header.rules)
-    return {"failed_heart": len(outcome.failures), "false_failure": len(outcome.false_failures)}
+    replayed = replay(recording.inputs, recording.header.rules)
+    return {"failed_heart": len(replayed.failures), "false_failure": len(replayed.false_failures)}
 
 
 def run(args: argparse.Namespace) -> int:

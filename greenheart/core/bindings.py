@@ -4,7 +4,7 @@ When the driver knows which key each message was sent with (CURVE), an identity 
 the first key that answers for it, and stays bound, even after its heart fails, so that a
 peer with another allowed key cannot take a live heart's name, nor a dead one's. A pong for a
 bound identity under another key is *spoofed*. The bindings of identities no longer known are
-forgotten, oldest first, beyond ``limit``, so that a stream of made-up names cannot grow them
+forgotten, oldest first, beyond ``max_bindings``, so that a stream of made-up names cannot grow them
 without bound; a known heart's binding is always kept.
 """
 
@@ -24,7 +24,7 @@ MAX_BINDINGS = 100_000
 class KeyBindings:
     """Identity -> the key it is bound to, oldest binding first."""
 
-    limit: int = attrs.field(default=MAX_BINDINGS, validator=COUNT)
+    max_bindings: int = attrs.field(default=MAX_BINDINGS, validator=COUNT)
     _owners: dict[bytes, object] = attrs.field(factory=dict, init=False)
 
     def __len__(self) -> int:
@@ -44,8 +44,8 @@ class KeyBindings:
         return self._owners.get(heart)
 
     def trim(self, known: Container[bytes]) -> None:
-        """Forget the oldest bindings of identities not ``known``, down to ``limit``."""
-        excess = len(self._owners) - self.limit
+        """Forget the oldest bindings of identities not ``known``, down to ``max_bindings``."""
+        excess = len(self._owners) - self.max_bindings
         if excess <= 0:
             return
         for heart in [h for h in self._owners if h not in known][:excess]:

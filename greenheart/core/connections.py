@@ -89,9 +89,9 @@ class ConnectionBook:
         return len(self._down)
 
     def connected(self, heart: bytes) -> bool | None:
-        """Whether ``heart``'s connection is up: True if it is tied to an open one, False if it
-        is down, None if the book knows neither (it never answered on a connection the book
-        saw, or it failed since)."""
+        """Whether ``heart``'s connection is up: True if it is tied to an open one (a failed
+        heart stays tied), False if it is down, None if the book knows neither (it never
+        answered on a connection the book saw, or it failed while down)."""
         if heart in self._tie:
             return True
         return False if heart in self._down else None
@@ -137,14 +137,6 @@ class ConnectionBook:
         self.fd_of[heart] = fd
         self._hearts_on.setdefault(serial, set()).add(heart)
         self._down.discard(heart)
-
-    def forget(self, heart: bytes) -> None:
-        """Forget ``heart`` altogether: untie it, and it is not down."""
-        self._down.discard(heart)
-        tie = self._tie.pop(heart, None)
-        if tie is not None:
-            del self.fd_of[heart]
-            self._untie_serial(heart, tie[1])
 
     def _untie(self, heart: bytes, serial: int) -> None:
         del self._tie[heart]

@@ -175,6 +175,9 @@ class Silenced:
     def __len__(self) -> int:
         return len(self._failures)
 
+    def __contains__(self, heart: object) -> bool:
+        return heart in self._failures
+
     def failed(self, failure: Failure, serial: int | None) -> None:
         """Remember ``failure`` if it is a verdict on silence made while its heart was tied to
         the connection numbered ``serial``."""

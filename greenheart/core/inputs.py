@@ -47,7 +47,7 @@ class RoundClosed:
 
 
 @attrs.frozen
-class Answered:
+class Echoed:
     """A pong from ``heart``, echoing ``echo``, sent with ``key`` (None without CURVE)."""
 
     at: float
@@ -100,7 +100,7 @@ Input: TypeAlias = (
     Started
     | RoundOpened
     | RoundClosed
-    | Answered
+    | Echoed
     | Stale
     | Malformed
     | ConnectionAccepted

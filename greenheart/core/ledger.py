@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 A monitor publishes a ping every period and listens for pongs. The ledger is the bookkeeping
 between the two, as h11's connection is for HTTP: no I/O, no clock. Every input carries its
-time (:meth:`~Ledger.publish`, :meth:`~Ledger.pong`, :meth:`~Ledger.pongs`, :meth:`~Ledger.stale`,
-:meth:`~Ledger.malformed`, :meth:`~Ledger.accepted`, :meth:`~Ledger.tie`, :meth:`~Ledger.closed`,
-:meth:`~Ledger.beat`), and every decision comes back as a value (:mod:`~greenheart.core.values`).
+time (:meth:`~Ledger.publish`; :meth:`~Ledger.pong`, :meth:`~Ledger.pongs` or
+:meth:`~Ledger.echoed`; :meth:`~Ledger.stale`, :meth:`~Ledger.malformed`; :meth:`~Ledger.accepted`,
+:meth:`~Ledger.tie`, :meth:`~Ledger.closed`; :meth:`~Ledger.beat`), and every decision comes back
+as a value (:mod:`~greenheart.core.values`).
 
 A heart's life, beat by beat:
 
@@ -16,7 +17,7 @@ A heart's life, beat by beat:
   One miss more than ``max_misses`` (with phi: a suspicion past the threshold) and it has
   **failed**: it is forgotten, and new again if it answers again;
 - when a beat would fail most of the hearts whose connections are up, it holds them as
-  **suspects** instead (:mod:`~greenheart.core.silence`);
+  **suspects** instead (:mod:`~greenheart.core.silence`), failed if their connection closes;
 - a known heart whose connection **closes** fails at once with ``fail_on_disconnect``, and
   otherwise is *down* (:mod:`~greenheart.core.connections`): failed by its misses, never held;
 - a heart failed for its silence that answers again on the same connection was failed by
@@ -90,8 +91,8 @@ class Ledger:
     _totals: Counters = attrs.field(factory=Counters, init=False)
     #: hearts failed since the last beat because their connection closed
     _disconnected: list[Failure] = attrs.field(factory=list, init=False)
-    #: the last beat's lag and CPU share, for a failure between beats
-    _lap: tuple[float, float | None] = attrs.field(default=(0.0, None), init=False)
+    #: the last beat's lag and the driver's CPU share then, for a failure between beats
+    _monitor_at_beat: tuple[float, float | None] = attrs.field(default=(0.0, None), init=False)
     #: suspects held after the last beat
     _held_after_beat: int = attrs.field(default=0, init=False)
     _observer: Callable[[inputs.Input], object] | None = attrs.field(default=None, init=False)
@@ -128,7 +129,7 @@ class Ledger:
     @property
     def responses(self) -> set[bytes]:
         """The hearts that answered during the current round."""
-        return self._rounds.responded
+        return self._rounds.responses
 
     @property
     def answer_count(self) -> int:
@@ -187,13 +188,15 @@ class Ledger:
         :class:`~greenheart.core.inputs.Started` at the round's start, then the answers to its
         ping already read. Call it between rounds' ends: at the start, or right after a beat.
         """
-        rounds = self._rounds
-        if observer is not None and (rounds.published or rounds.late):
-            raise RuntimeError("a ledger is observed from right after a beat, not within one")
         self._observer = observer
-        self._note(inputs.Started, rounds.tic)
+        if observer is None:
+            return
+        rounds = self._rounds
+        if rounds.published or rounds.late or rounds.bad:
+            raise RuntimeError("a ledger is observed from a round's start, right after a beat")
+        observer(inputs.Started(rounds.tic))
         for heart, rtt in rounds.on_time.items():
-            self._note(inputs.Answered, rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart))
+            observer(inputs.Echoed(rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart)))
 
     def publish(self, now: float) -> bytes:
         """Open the next round at ``now``, before the current one closes (a monitor publishes on
@@ -207,17 +210,17 @@ class Ledger:
     def pong(self, heart: bytes, payload: bytes, now: float, key: object = None) -> Pong:
         """Account for ``payload`` echoed by ``heart`` at ``now``, sent with ``key`` (None when
         the transport does not authenticate)."""
-        return self.answer(heart, self._rounds.echo_of(payload), now, key)
+        return self.echoed(heart, self._rounds.echo_of(payload), now, key)
 
-    def answer(self, heart: bytes, echo: Echo, now: float, key: object = None) -> Pong:
-        """:meth:`pong`, for an answer known by which ping it echoes (a replay's)."""
+    def echoed(self, heart: bytes, echo: Echo, now: float, key: object = None) -> Pong:
+        """:meth:`pong`, for a pong known by which ping it echoes (a replay's input)."""
         if self._observer is not None:
-            self._observer(inputs.Answered(now, heart, echo, key))
+            self._observer(inputs.Echoed(now, heart, echo, key))
         if not heart:
             return self._bad(PongKind.MALFORMED, heart)
         if key is not None and not self._bindings.allows(heart, key):
             return self._bad(PongKind.SPOOFED, heart)
-        kind, rtt = self._rounds.answer(heart, echo, now)
+        kind, rtt = self._rounds.heard(heart, echo, now)
         if rtt is None:
             return self._bad(kind, heart)
         if key is not None:
@@ -228,15 +231,15 @@ class Ledger:
         """Account for the answers of one drain, all read at ``now`` and sent with no key, as
         :meth:`pong` would each: the pongs that were not answers. The common case (each a first
         answer to the same ping) is a few set and dict operations in C
-        (:meth:`Rounds.answer_all <greenheart.core.rounds.Rounds.answer_all>`). A round trip
+        (:meth:`Rounds.heard_all <greenheart.core.rounds.Rounds.heard_all>`). A round trip
         then has the resolution of one drain."""
         count = len(hearts)
         if count > 1 and payloads.count(payloads[0]) == count:
             echo = self._rounds.echo_of(payloads[0])
-            if self._rounds.answer_all(hearts, echo, now):
+            if self._rounds.heard_all(hearts, echo, now):
                 if self._observer is not None:
                     for heart in hearts:
-                        self._observer(inputs.Answered(now, heart, echo))
+                        self._observer(inputs.Echoed(now, heart, echo))
                 return []
         pong = self.pong
         return [
@@ -317,10 +320,10 @@ class Ledger:
         self._note(inputs.RoundClosed, now, judge, lag, cpu_share)
         rounds, totals = self._rounds, self._totals
         on_time, late, bad = rounds.on_time, rounds.late, rounds.bad
-        responded = rounds.responded
-        self._lap = lag, cpu_share
+        responses = rounds.responses
+        self._monitor_at_beat = lag, cpu_share
 
-        verdicts, on_probation, silence = self._judge(responded, now, judge)
+        verdicts, on_probation, silence = self._judge(responses, now, judge)
         verdicts.sort(key=lambda verdict: verdict[0])
         number = totals.beats + 1
         failures = [
@@ -333,7 +336,7 @@ class Ledger:
             self.failures.append(failure)
         self.on_probation = on_probation
 
-        new_hearts = sorted(responded - self.hearts)
+        new_hearts = sorted(responses - self.hearts)
         refused = 0
         if self.rules.max_hearts is not None:
             room = max(0, self.rules.max_hearts - len(self.hearts))
@@ -355,7 +358,7 @@ class Ledger:
             at=now,
             ping=rounds.ping,
             heart_count=len(self.hearts),
-            responded_count=len(responded),
+            responded_count=len(responses),
             new_hearts=tuple(new_hearts),
             failed_hearts=tuple(failure.heart for failure in failures),
             missed=tuple(sorted(on_probation)),
@@ -385,7 +388,7 @@ class Ledger:
     # -- the decisions --------------------------------------------------------------------------
 
     def _judge(
-        self, responded: set[bytes], now: float, judge: bool
+        self, responses: set[bytes], now: float, judge: bool
     ) -> tuple[list[_Verdict], dict[bytes, int], Outcome | None]:
         """The hearts that failed (each with its cause, its misses and its hold, if it was
         held), the misses of the hearts that did not answer and did not fail, and what the
@@ -398,7 +401,7 @@ class Ledger:
         suspects, book = self._suspects, self._book
         # hearts that would fail with their connections up, which the rule may hold instead
         would_fail: list[bytes] = []
-        for heart in self.hearts - responded:
+        for heart in self.hearts - responses:
             misses = self.on_probation.get(heart, 0) + charge
             if not misses:
                 continue
@@ -420,7 +423,7 @@ class Ledger:
         if suspects is None or not (would_fail or suspects):
             return failed, on_probation, None
         outcome = suspects.beat(
-            answered=responded,
+            answered=responses,
             would_fail=would_fail,
             up=len(self.hearts) - book.down_count,
             now=now,
@@ -455,8 +458,8 @@ class Ledger:
             mean_rtt=trips.mean if trips is not None else None,
             phi=self.suspicion(heart, now),
             connected=self._book.connected(heart),
-            lag=self._lap[0],
-            cpu_share=self._lap[1],
+            lag=self._monitor_at_beat[0],
+            cpu_share=self._monitor_at_beat[1],
             failed_together=together,
             held_since=None if suspect is None else suspect.since,
             held_beats=0 if suspect is None else suspect.beats,
@@ -473,6 +476,8 @@ class Ledger:
         """The false failures among ``new_hearts``; and remembered. Before the round closes."""
         mistakes = []
         for heart in new_hearts:
+            if heart not in self._silenced:
+                continue
             at = self._rounds.arrival(heart)
             assert at is not None  # a new heart answered in this round
             mistake = self._silenced.returned(heart, self._book.serial_of(heart), at)

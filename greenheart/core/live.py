@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -87,16 +87,13 @@ class History:
     resolution: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     _points: collections.deque[Point] = attrs.field(factory=collections.deque, init=False)
 
-    def add(self, at: float, hearts: int, answering: int, round_trips: Iterable[float]) -> bool:
+    def add(self, at: float, hearts: int, answering: int, rtts: Sequence[float]) -> bool:
         """A beat at ``at``; False if it came within ``resolution`` of the last point kept (its
-        round trips are then not even sorted)."""
+        round trips are then not even looked at)."""
         points = self._points
         if points and at - points[-1].at < self.resolution:
             return False
-        ordered = sorted(round_trips)
-        points.append(
-            Point(at, hearts, answering, percentile(ordered, 0.5), percentile(ordered, 0.99))
-        )
+        points.append(Point(at, hearts, answering, percentile(rtts, 0.5), percentile(rtts, 0.99)))
         while points and at - points[0].at > self.window:
             points.popleft()
         return True

@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 
 from greenheart.core.inputs import (
-    Answered,
     ConnectionAccepted,
     ConnectionClosed,
     ConnectionTied,
+    Echoed,
     Input,
     Malformed,
     RoundClosed,
@@ -130,39 +130,41 @@ class Writer:
         _varint(self._buf, len(body))
         self._buf += body
 
-    def write(self, event: Input) -> None:
+    def write(self, given: Input) -> None:
         """Encode one input."""
         buf = self._buf
-        if isinstance(event, Answered):
-            keyed = event.key is not None
-            buf.append(Op.PONG + (_KEYED if keyed else 0) + event.echo)
-            self._time(event.at)
-            self._heart(event.heart)
+        if isinstance(given, Echoed):
+            keyed = given.key is not None
+            buf.append(Op.PONG + (_KEYED if keyed else 0) + given.echo)
+            self._time(given.at)
+            self._heart(given.heart)
             if keyed:
-                self._key(event.key)
-        elif isinstance(event, RoundClosed):
+                self._key(given.key)
+        elif isinstance(given, RoundClosed):
             buf.append(Op.BEAT)
-            self._time(event.at)
-            buf.append(_JUDGED if event.judged else 0)
-            _varint(buf, max(0, round(event.lag * 1e6)))
-            share = event.cpu_share
+            self._time(given.at)
+            buf.append(_JUDGED if given.judged else 0)
+            _varint(buf, max(0, round(given.lag * 1e6)))
+            share = given.cpu_share
             buf.append(_NO_CPU if share is None else min(254, max(0, round(share * 254))))
-        elif isinstance(event, (Started, RoundOpened, Malformed)):
-            buf.append(_SIMPLE[type(event)])
-            self._time(event.at)
-        elif isinstance(event, Stale):
+        elif isinstance(given, (Started, RoundOpened, Malformed)):
+            buf.append(_SIMPLE[type(given)])
+            self._time(given.at)
+        elif isinstance(given, Stale):
             buf.append(Op.STALE)
-            self._time(event.at)
-            self._heart(event.heart)
-        elif isinstance(event, (ConnectionAccepted, ConnectionClosed)):
-            buf.append(Op.ACCEPTED if isinstance(event, ConnectionAccepted) else Op.CLOSED)
-            self._time(event.at)
-            _varint(buf, event.fd)
-        else:
+            self._time(given.at)
+            self._heart(given.heart)
+        elif isinstance(given, (ConnectionAccepted, ConnectionClosed)):
+            buf.append(Op.ACCEPTED if isinstance(given, ConnectionAccepted) else Op.CLOSED)
+            self._time(given.at)
+            _varint(buf, given.fd)
+        elif isinstance(given, ConnectionTied):
             buf.append(Op.TIED)
-            self._time(event.at)
-            self._heart(event.heart)
-            _varint(buf, event.fd)
+            self._time(given.at)
+            self._heart(given.heart)
+            _varint(buf, given.fd)
+        else:
+            raise TypeError(f"not a ledger's input: {given!r}")
 
     def _time(self, at: float) -> None:
         us = round((at - self.header.origin) * 1e6)
@@ -242,7 +244,7 @@ class Recording:
     @property
     def hearts(self) -> set[bytes]:
         """Every identity that answered."""
-        return {event.heart for event in self.inputs if isinstance(event, Answered) and event.heart}
+        return {event.heart for event in self.inputs if isinstance(event, Echoed) and event.heart}
 
     def beat_count(self) -> int:
         return sum(isinstance(event, RoundClosed) for event in self.inputs)
@@ -348,7 +350,7 @@ def _decode(raw: bytes) -> Iterator[Input | Header | None]:
                 at = time()
                 heart = interned(hearts, False)
                 key = interned(keys, True) if op & _KEYED else None
-                yield Answered(at, heart, Echo(op & 3), key)
+                yield Echoed(at, heart, Echo(op & 3), key)
             elif op == Op.BEAT:
                 at = time()
                 judged, lag, cpu = bool(byte() & _JUDGED), varint() / 1e6, byte()

@@ -4,7 +4,9 @@
 :class:`~greenheart.core.ledger.Ledger` under any :class:`~greenheart.core.rules.Rules`: under
 the recording's own it makes the live monitor's verdicts again, the same hearts failed on the
 same beats (times are kept to the microsecond, so only a suspicion within a millionth of its
-threshold could come out otherwise).
+threshold could come out otherwise). That holds from a monitor's start: a segment a rotated
+file begins starts a new ledger from the round's answers alone, so that what its hearts did
+before (their misses, connections, holds) is not in it.
 
 **Other periods** (:func:`resample`). A period changes when pings go out, so the answers must
 be made up: each heart answers a ping sent at ``t`` after the delay with which it answered the
@@ -34,10 +36,10 @@ import attrs
 
 from greenheart.core.failures import SILENCE, Failure, FalseFailure
 from greenheart.core.inputs import (
-    Answered,
     ConnectionAccepted,
     ConnectionClosed,
     ConnectionTied,
+    Echoed,
     Input,
     Malformed,
     RoundClosed,
@@ -100,8 +102,8 @@ def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
         if ledger is None:
             continue
         match event:
-            case Answered(at, heart, echo, key):
-                ledger.answer(heart, echo, at, key)
+            case Echoed(at, heart, echo, key):
+                ledger.echoed(heart, echo, at, key)
             case RoundClosed(at, judged, lag, cpu_share):
                 beat = ledger.beat(at, judge=judged, lag=lag, cpu_share=cpu_share)
                 failures.extend(beat.failures[: len(beat.failed_hearts)])
@@ -195,7 +197,7 @@ def _resample_segment(inputs: Sequence[Input], step: float) -> list[Input]:
                 current, upcoming = upcoming, None
                 if event.lag > 0 or not event.judged:
                     stalls.append((event.at - event.lag, event.at, event.judged))
-        elif isinstance(event, Answered):
+        elif isinstance(event, Echoed):
             index = {Echo.CURRENT: current, Echo.PREVIOUS: current - 1, Echo.UPCOMING: upcoming}
             ping = index.get(event.echo)
             if ping is None or ping < 0:
@@ -255,7 +257,7 @@ def _resample_segment(inputs: Sequence[Input], step: float) -> list[Input]:
         if isinstance(item, _MadeUp):
             lag = now_ping - item.ping
             echo = Echo.CURRENT if lag == 0 else Echo.PREVIOUS if lag == 1 else Echo.OTHER
-            result.append(Answered(item.at, item.heart, echo, item.key))
+            result.append(Echoed(item.at, item.heart, echo, item.key))
             continue
         now_ping += isinstance(item, RoundClosed)
         result.append(item)
@@ -281,7 +283,7 @@ def plan(
     from its other deaths: its restart must live long enough to be known, and noticed."""
     answers: dict[bytes, list[float]] = {}
     for event in inputs:
-        if isinstance(event, Answered) and event.heart:
+        if isinstance(event, Echoed) and event.heart:
             answers.setdefault(event.heart, []).append(event.at)
     if not answers:
         return []
@@ -362,7 +364,7 @@ def inject(
                 if fd == event.fd:  # the restart dies with the connection it stands for
                     out.append(ConnectionClosed(event.at, fake))
                     del moved[recorded]
-        if isinstance(event, (Answered, Stale, ConnectionTied)) and event.heart in names:
+        if isinstance(event, (Echoed, Stale, ConnectionTied)) and event.heart in names:
             event = attrs.evolve(event, heart=names[event.heart])
         out.append(event)
     return out, made

@@ -38,6 +38,10 @@ class Echo(enum.IntEnum):
     OTHER = 3
 
 
+#: where an echo of no ping goes: nowhere (never written to)
+_NOWHERE: dict[bytes, float] = {}
+
+
 @attrs.define(slots=True)
 class _Upcoming:
     """The next round, from the moment its ping was published until the current one closes."""
@@ -76,7 +80,7 @@ class Rounds:
         self.ping = encode_ping(self.lifetime)
 
     @property
-    def responded(self) -> set[bytes]:
+    def responses(self) -> set[bytes]:
         """The hearts that answered in this round (on time or late)."""
         return self.on_time.keys() | self.late.keys()
 
@@ -119,42 +123,38 @@ class Rounds:
             return Echo.UPCOMING
         return Echo.OTHER
 
-    def answer(self, heart: bytes, echo: Echo, now: float) -> tuple[PongKind, float | None]:
-        """``heart``'s answer echoing ``echo``, read at ``now``: its kind, and its round trip
-        if it is measured."""
+    def _target(self, echo: Echo) -> tuple[dict[bytes, float], float, dict[bytes, float] | None]:
+        """Where answers echoing ``echo`` go: the dict, the tic of their ping, and the dict a heart
+        must not be in already (an on-time answer makes a late one a repeat); a dict of none
+        (nowhere) for an echo of no ping."""
         if echo is Echo.CURRENT:
-            if heart in self.on_time:
-                return PongKind.REPEAT, None
-            rtt = self.on_time[heart] = now - self.tic
-            return PongKind.ON_TIME, rtt
+            return self.on_time, self.tic, None
         if echo is Echo.PREVIOUS and self.previous_ping is not None:
-            if heart in self.late or heart in self.on_time:
-                return PongKind.REPEAT, None
-            rtt = self.late[heart] = now - self.previous_tic
-            return PongKind.LATE, rtt
-        upcoming = self._upcoming
-        if echo is Echo.UPCOMING and upcoming is not None:
-            if heart in upcoming.on_time:
-                return PongKind.REPEAT, None
-            rtt = upcoming.on_time[heart] = now - upcoming.tic
-            return PongKind.ON_TIME, rtt
-        return PongKind.STALE, None
+            return self.late, self.previous_tic, self.on_time
+        if echo is Echo.UPCOMING and self._upcoming is not None:
+            return self._upcoming.on_time, self._upcoming.tic, None
+        return _NOWHERE, 0.0, None
 
-    def answer_all(self, hearts: list[bytes], echo: Echo, now: float) -> bool:
-        """Take ``hearts``' answers echoing ``echo``, all read at ``now``, at once, if every one
-        is a heart's first answer to that ping (the common case, a few set and dict operations
-        in C); False, taking none, if any is not."""
-        if echo is Echo.CURRENT:
-            target, sent, taken = self.on_time, self.tic, None
-        elif echo is Echo.UPCOMING and self._upcoming is not None:
-            target, sent, taken = self._upcoming.on_time, self._upcoming.tic, None
-        elif echo is Echo.PREVIOUS and self.previous_ping is not None:
-            target, sent, taken = self.late, self.previous_tic, self.on_time
-        else:
-            return False
+    def heard(self, heart: bytes, echo: Echo, now: float) -> tuple[PongKind, float | None]:
+        """A pong from ``heart`` echoing ``echo``, read at ``now``: its kind, and its round trip
+        if it is an answer (on time or late; a repeat, or an echo of no ping, is not)."""
+        target, sent, taken = self._target(echo)
+        if target is _NOWHERE:
+            return PongKind.STALE, None
+        if heart in target or (taken is not None and heart in taken):
+            return PongKind.REPEAT, None
+        rtt = target[heart] = now - sent
+        return (PongKind.LATE if taken is not None else PongKind.ON_TIME), rtt
+
+    def heard_all(self, hearts: list[bytes], echo: Echo, now: float) -> bool:
+        """``hearts``' pongs echoing ``echo``, all read at ``now``, taken at once if every one is
+        a heart's first answer to that ping (the common case, a few set and dict operations in
+        C); False, taking none, if any is not."""
+        target, sent, taken = self._target(echo)
         unique = set(hearts)
         if (
-            len(unique) != len(hearts)
+            target is _NOWHERE
+            or len(unique) != len(hearts)
             or b"" in unique
             or not target.keys().isdisjoint(unique)
             or (taken is not None and not taken.keys().isdisjoint(unique))

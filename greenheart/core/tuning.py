@@ -71,7 +71,7 @@ class Setting:
 
 
 @attrs.frozen
-class Mistakes:
+class FalseFailureRate:
     """The false failures a setting made on a recording."""
 
     count: int
@@ -114,7 +114,7 @@ class Result:
     crash: Detection
     #: a crash, had the setting had ``fail_on_disconnect`` (the same as ``crash`` if it has)
     crash_on_disconnect: Detection
-    false_failures: Mistakes
+    false_failures: FalseFailureRate
 
     def detect(self) -> float | None:
         """The slowest detection of a death, hang or crash; None if one went unnoticed."""
@@ -236,7 +236,8 @@ def slowest_detection(setting: Setting) -> float:
 @attrs.frozen
 class Tape:
     """A recording's inputs at one period, clean and with deaths injected, and how long the
-    crashes take to notice with ``fail_on_disconnect`` (at once, whatever the other rules)."""
+    crashes take to notice with ``fail_on_disconnect``: when their connections close, whatever
+    the other rules (they are replayed under the first setting tried at this period)."""
 
     period: float
     clean: list[Input]
@@ -282,7 +283,7 @@ def evaluate(setting: Setting, tape: Tape) -> Result:
     """What ``setting`` would have done on ``tape`` (at its period)."""
     clean = replay(tape.clean, setting.rules)
     dead = replay(tape.dead, setting.rules)
-    mistakes = Mistakes(
+    mistakes = FalseFailureRate(
         count=len(clean.false_failures),
         exposure=clean.exposure,
         durations=tuple(mistake.gone for mistake in clean.false_failures),

@@ -24,7 +24,8 @@ class PongKind(enum.Enum):
     REPEAT = "repeat"
     #: sent under an identity bound to another key
     SPOOFED = "spoofed"
-    #: well formed, but answers neither the current ping nor the previous one
+    #: well formed, but echoes none of the pings in flight (the current one, the previous one,
+    #: the next one published ahead of the beat), or came in on a connection already closed
     STALE = "stale"
     #: not a pong at all: wrong number of frames, no identity, oversized payload
     MALFORMED = "malformed"
@@ -160,9 +161,15 @@ class Counters:
         self.false_failure_seconds += sum(mistake.gone for mistake in beat.false_failures)
 
     def count_bad(self, kind: PongKind) -> None:
-        """One more pong of ``kind`` that was not an answer (repeat, spoofed, stale, malformed)."""
-        name = f"{kind.value}_pongs"
-        setattr(self, name, getattr(self, name) + 1)
+        """One more pong of ``kind`` that was not an answer: what a flood sends, so plainly."""
+        if kind is PongKind.REPEAT:
+            self.repeat_pongs += 1
+        elif kind is PongKind.STALE:
+            self.stale_pongs += 1
+        elif kind is PongKind.SPOOFED:
+            self.spoofed_pongs += 1
+        else:
+            self.malformed_pongs += 1
 
     def count_failure(self, cause: Cause) -> None:
         """One more heart failed for ``cause``."""

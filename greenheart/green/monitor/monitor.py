@@ -21,7 +21,7 @@ import gevent
 import zmq
 import zmq.green
 
-from greenheart.core.errors import SocketClosed
+from greenheart.core.errors import SocketClosed, UsageError
 from greenheart.core.failures import Failure
 from greenheart.core.judging import BY_HAND, CatchUp, Lap, Lateness, Pace, Verdict, verdict
 from greenheart.core.ledger import Ledger
@@ -43,7 +43,7 @@ from greenheart.green.monitor.handlers import (
 )
 from greenheart.green.monitor.logs import MonitorLog
 from greenheart.green.monitor.pongs import PongReader
-from greenheart.green.monitor.sockets import make_sockets, prepare
+from greenheart.green.monitor.sockets import SMALLEST_MESSAGE, make_sockets, prepare
 from greenheart.green.recording import RecordingFile
 from greenheart.green.refusal import ConnectionGuard
 from greenheart.green.sockets import close_sockets, default_context, endpoint, require_green_socket
@@ -184,6 +184,8 @@ class HeartMonitor(Service):
         ``curve.allowed`` lists get in. The monitor then runs its own context, since
         ZeroMQ allows one authenticator per context.
         """
+        if max_message_size < SMALLEST_MESSAGE:  # before anything is started
+            raise UsageError(f"max_message_size must be at least {SMALLEST_MESSAGE}")
         authenticator = None
         try:
             if curve is not None:
@@ -293,19 +295,19 @@ class HeartMonitor(Service):
     def add_heart_failure_handler(self, handler: HeartHandler) -> None:
         """Call ``handler(heart)`` for each heart that has failed."""
         require_callable(handler)
-        self._handlers.heart_failure.append(handler)
+        self._handlers.failure.append((handler, False))
 
     def remove_heart_failure_handler(self, handler: HeartHandler) -> None:
-        self._handlers.heart_failure.remove(handler)
+        self._handlers.remove_failure(handler, False)
 
     def add_failure_handler(self, handler: FailureHandler) -> None:
         """Call ``handler(failure)`` for each heart that has failed, with its certificate (a
         :class:`~greenheart.core.failures.Failure`: cause and evidence)."""
         require_callable(handler)
-        self._handlers.failure.append(handler)
+        self._handlers.failure.append((handler, True))
 
     def remove_failure_handler(self, handler: FailureHandler) -> None:
-        self._handlers.failure.remove(handler)
+        self._handlers.remove_failure(handler, True)
 
     def add_beat_handler(self, handler: BeatHandler) -> None:
         """Call ``handler(beat)`` after every beat, with the :class:`~greenheart.Beat`."""
@@ -324,9 +326,7 @@ class HeartMonitor(Service):
         of the heart's if not given); the ledger has already counted it out."""
         if failure is None:
             failure = next((f for f in reversed(self._ledger.failures) if f.heart == heart), None)
-        self._handlers.call(self._handlers.heart_failure, "heart failure", heart)
-        if failure is not None:
-            self._handlers.call(self._handlers.failure, "heart failure", failure)
+        self._handlers.failed(heart, failure)
 
     # -- life cycle -----------------------------------------------------------------------------
 

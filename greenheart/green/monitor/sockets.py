@@ -16,7 +16,6 @@ import zmq
 import zmq.green
 
 from greenheart.core.connections import backlog_is_short
-from greenheart.core.errors import UsageError
 from greenheart.core.refusal import HANDSHAKE_SECONDS
 from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES
 from greenheart.green.curve import ServerCurve
@@ -61,14 +60,13 @@ def make_sockets(
     max_message_size: int,
     curve: ServerCurve | None,
 ) -> tuple[zmq.green.Socket, zmq.Socket[bytes]]:
-    """The PUB bound to ``ping_addr`` and the ROUTER bound to ``pong_addr``, tuned.
+    """The PUB bound to ``ping_addr`` and the ROUTER bound to ``pong_addr``, tuned, dropping
+    messages over ``max_message_size`` bytes (at least :data:`SMALLEST_MESSAGE`).
 
     The ROUTER is a plain socket on the green context: the monitor only ever reads it without
     blocking, and waits on its descriptor through gevent itself, so the green wrapper's own
     watcher on that descriptor would run a callback at every edge for nothing, thousands a
     second."""
-    if max_message_size < SMALLEST_MESSAGE:
-        raise UsageError(f"max_message_size must be at least {SMALLEST_MESSAGE}")
     ping = pong = None
     try:
         ping = context.socket(zmq.PUB)
