@@ -62,6 +62,8 @@ class RecordingFile:
         self._ledger, self._period = ledger, period
         if self._file is None:
             self._open()
+        elif self._writer is not None:  # the file is open: the new ledger's segment goes on in it
+            ledger.observe(self._writer.write)
 
     def _open(self) -> None:
         """Open the file for a new segment, and have the ledger write into it."""
