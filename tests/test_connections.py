@@ -234,3 +234,14 @@ def test_a_connection_accepted_before_the_book_watched_is_numbered_at_its_first_
     assert book.fd_of == {b"a": 6}  # where a drain looks a heart's descriptor up
     assert book.closed(5) == ()
     assert book.closed(6) == (b"a",) and book.fd_of == {}
+
+
+def test_a_drain_is_all_tied_when_each_heart_is_tied_to_its_own_descriptor():
+    book = ConnectionBook()
+    for fd, heart in ((3, b"a"), (4, b"b")):
+        book.accepted(fd)
+        book.answered(heart, fd)
+    assert book.all_tied([b"a", b"b", b"a"], [3, 4, 3])
+    assert not book.all_tied([b"a", b"b"], [3, 3])  # b on a descriptor not its own
+    assert not book.all_tied([b"a", b"c"], [3, 5])  # c tied to none
+    assert book.all_tied([], [])

@@ -11,7 +11,17 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from greenheart.core.failures import Cause, Failure
-from greenheart.core.inputs import Started
+from greenheart.core.inputs import (
+    ConnectionAccepted,
+    ConnectionClosed,
+    ConnectionTied,
+    Echoed,
+    Malformed,
+    RoundClosed,
+    RoundOpened,
+    Stale,
+    Started,
+)
 from greenheart.core.ledger import Ledger
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.recording import MAGIC, Header, Writer, read
@@ -27,6 +37,7 @@ from greenheart.core.replay import (
     replay,
     resample,
 )
+from greenheart.core.rounds import Echo
 from greenheart.core.rules import Rules
 from greenheart.core.silence import MassSilence
 from greenheart.core.tuning import (
@@ -896,3 +907,59 @@ def test_detections_count_each_death_noticed_or_missed():
     assert detections(outcome, made, HANG) == Detection((3.0,), 2)
     assert detections(Replayed(), made, HANG) == Detection((), 3)
     assert detections(Replayed(), made, CRASH) == Detection((), 1)
+
+
+# -- observing a ledger -----------------------------------------------------------------------
+
+
+def test_an_observed_ledger_hands_over_each_input_first_what_brings_a_new_one_to_its_round():
+    ledger = pure.ledger()
+    pure.answer(ledger, b"a", 0.01, key="A")
+    pure.beat(ledger, 1.0)
+    pure.answer(ledger, b"a", 1.02, key="A")  # read before the observer came
+    seen: list = []
+    ledger.observe(seen.append)
+    assert seen == [Started(1.0), Echoed(1.02, b"a", Echo.CURRENT, "A")]
+    ledger.accepted(7, 1.03)
+    ledger.tie(b"a", 7, 1.04)
+    ledger.stale(b"z", 1.05)
+    ledger.malformed(b"", 1.06)
+    ledger.pong(b"b", ledger.ping, 1.07)
+    ledger.publish(1.5)
+    ledger.publish(1.6)  # opened once: said once
+    ledger.closed(7, 1.8)
+    ledger.beat(2.0, judge=False, lag=0.1, cpu_share=0.25)
+    assert seen[2:] == [
+        ConnectionAccepted(1.03, 7),
+        ConnectionTied(1.04, b"a", 7),
+        Stale(1.05, b"z"),
+        Malformed(1.06),
+        Echoed(1.07, b"b", Echo.CURRENT),
+        RoundOpened(1.5),
+        ConnectionClosed(1.8, 7),
+        RoundClosed(2.0, False, 0.1, 0.25),
+    ]
+    ledger.observe(None)
+    pure.beat(ledger, 3.0)
+    assert len(seen) == 10  # no longer observed
+
+
+@pytest.mark.parametrize("within", ["published", "late", "bad"])
+def test_a_ledger_is_observed_from_a_rounds_start_only(within):
+    ledger = pure.ledger()
+    pure.beat(ledger, 1.0)
+    if within == "published":
+        pure.publish(ledger, 2.0)
+    elif within == "late":
+        pure.answer(ledger, b"a", 1.1, echo="previous")
+    else:
+        ledger.malformed(b"", 1.1)
+    with pytest.raises(RuntimeError, match="round's start"):
+        ledger.observe([].append)
+    ledger.observe(None)  # and stopping is always allowed
+
+
+def test_a_writer_takes_only_a_ledgers_inputs():
+    writer = Writer(Header(period=1000.0, rules=Rules(), origin=0.0))
+    with pytest.raises(TypeError, match="not a ledger's input"):
+        writer.write("beat")  # type: ignore[arg-type]
