@@ -115,7 +115,8 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
     parsed = IPController()
     parsed.parse_command_line(
         ["--HeartMonitor.period=500", "--HeartMonitor.mass_silence_hold=12",
-         "--HeartMonitor.mass_silence_share=0.8", "--HeartMonitor.mass_silence_min_hearts=3"]
+         "--HeartMonitor.mass_silence_share=0.8", "--HeartMonitor.mass_silence_min_hearts=3",
+         "--HeartMonitor.transport_timeout=12.5"]
     )  # fmt: skip
     config = Config()
     config.HeartMonitor = parsed.config.HeartMonitor
@@ -123,8 +124,12 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
         "period": 500.0,
         "max_misses": 10,  # ipyparallel's own default
         "mass_silence": MassSilence(share=0.8, min_hearts=3, hold=12),
+        "transport_timeout": 12.5,
     }
     assert monitor_settings(Config())["mass_silence"] == MassSilence()
+    assert monitor_settings(Config())["transport_timeout"] == 30.0
     off = Config()
     off.HeartMonitor.mass_silence = False
+    off.HeartMonitor.transport_timeout = 0
     assert monitor_settings(off)["mass_silence"] is None
+    assert monitor_settings(off)["transport_timeout"] is None

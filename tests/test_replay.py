@@ -439,6 +439,8 @@ RULES_REPLAYED = [
     Rules(phi=PhiAccrual(3.0), mass_silence=None),
     Rules(mass_silence=MassSilence(min_hearts=2, hold=2)),
     Rules(max_misses=0, max_hearts=4, mass_silence=MassSilence(share=0.25, min_hearts=1, hold=1)),
+    # closes a few seconds after a heart's last answer are timeouts, and amend certificates
+    Rules(fail_on_disconnect=True, transport_timeout=3.0),
 ]
 
 
@@ -499,6 +501,7 @@ def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
     _some("false failures", live.false_failures)
     _some("disconnections", [f for f in live.failures if f.cause is Cause.DISCONNECTED])
     _some("held", pure.counters(live.ledger).held_hearts)
+    _some("timed out", [f for f in live.failures if f.timed_out])
     assert outcome.failures == live.failures
     assert outcome.false_failures == live.false_failures
     assert outcome.beats == live.beats == len(monitor)

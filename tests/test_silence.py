@@ -626,6 +626,7 @@ def test_a_certificate_as_json_keeps_times_in_ms_rounded_to_the_microsecond():
     assert _certificate(heart=b"\x00\x01", at=12.12345678, phi=8.12345).as_json() == {
         "heart": "0x0001",
         "cause": "missed",
+        "diagnosis": "hung",
         "at": 12.123457,
         "beat": 12,
         "misses": 2,
@@ -634,6 +635,7 @@ def test_a_certificate_as_json_keeps_times_in_ms_rounded_to_the_microsecond():
         "mean_rtt_ms": 12.346,
         "phi": 8.123,
         "connected": True,
+        "timed_out": False,
         "lag_ms": 900.0,
         "cpu_share": 0.457,
         "failed_together": 3,

@@ -6,6 +6,7 @@ import argparse
 
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.signals import serve
+from greenheart.core.pingwatch import Change
 from greenheart.core.wire import display_id, parse_id
 from greenheart.green.heart import Heart
 
@@ -26,8 +27,16 @@ def run(args: argparse.Namespace) -> int:
         heart_id=parse_id(args.id) if args.id else None,
         curve=client_curve(args),
     )
+    heart.add_hearing_handler(_say)
     banner = (
         f"greenheart heart {display_id(heart.id)}: answering {args.ping} on {args.pong};"
         " Ctrl-C stops"
     )
     return serve("heart", heart, banner)
+
+
+def _say(change: Change, silence: float) -> None:
+    if change is Change.LOST:
+        print(f"greenheart heart: monitor lost: no ping for {silence:.1f} s", flush=True)
+    else:
+        print(f"greenheart heart: monitor back after {silence:.1f} s", flush=True)

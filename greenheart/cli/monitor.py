@@ -25,6 +25,7 @@ from greenheart.cli.signals import exit_status, wait_for_signal
 from greenheart.core.errors import UsageError
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.rules import Rules
+from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT, MIN_TRANSPORT_TIMEOUT
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.monitor import HeartMonitor
@@ -84,6 +85,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="fail a heart at once when its connection closes (its process died), not after"
         " its missed beats",
     )
+    monitor.add_argument(
+        "--transport-timeout",
+        type=transport_timeout,
+        default=DEFAULT_TRANSPORT_TIMEOUT,
+        metavar="S",
+        help="close a connection whose host says nothing, not even its kernel, for this long,"
+        " and call its hearts unreachable (TCP keepalive; default"
+        f" {DEFAULT_TRANSPORT_TIMEOUT:g}; 0 for never)",
+    )
     add_mass_silence_arguments(monitor)
     add_server_arguments(monitor)
     monitor.add_argument(
@@ -102,6 +112,21 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     monitor.set_defaults(run=run)
 
 
+def transport_timeout(text: str) -> float | None:
+    """``--transport-timeout``: seconds, at least the shortest keepalive allows; 0 for none."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if seconds == 0:
+        return None
+    if not MIN_TRANSPORT_TIMEOUT <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"at least {MIN_TRANSPORT_TIMEOUT:g} s (or 0 for never), not {text}"
+        )
+    return seconds
+
+
 def rules_from(args: argparse.Namespace) -> Rules:
     """The judging settings the options ask for."""
     phi = None
@@ -118,6 +143,7 @@ def rules_from(args: argparse.Namespace) -> Rules:
         phi=phi,
         mass_silence=mass_silence_from(args),
         fail_on_disconnect=args.fail_on_disconnect,
+        transport_timeout=args.transport_timeout,
     )
 
 
@@ -140,6 +166,8 @@ def options(period: float, rules: Rules) -> list[str]:
         words.append(f"--max-hearts={rules.max_hearts}")
     if rules.fail_on_disconnect:
         words.append("--fail-on-disconnect")
+    if rules.transport_timeout != DEFAULT_TRANSPORT_TIMEOUT:
+        words.append(f"--transport-timeout={number(rules.transport_timeout or 0)}")
     words += mass_silence_options(rules.mass_silence)
     return words
 

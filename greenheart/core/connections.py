@@ -25,7 +25,9 @@ dictionary lookup: for a whole drain, :meth:`ConnectionBook.all_tied`.
 
 A known heart whose connection closed, without being failed for it, is *down* until it
 answers on another connection (or fails): a heart that is down is never held in a mass
-silence, since its silence is its own, and its certificate says its connection closed.
+silence, since its silence is its own, and its certificate says its connection closed. One
+whose connection timed out (:mod:`greenheart.core.transport`) is down too, and marked so: its
+certificate says it is unreachable.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ConnectionBook:
     _gone: set[int] = attrs.field(factory=set, init=False)
     #: known hearts whose connection closed, until they answer on another or fail
     _down: set[bytes] = attrs.field(factory=set, init=False)
+    #: of those, the ones whose connection timed out
+    _timed_out: set[bytes] = attrs.field(factory=set, init=False)
 
     def __len__(self) -> int:
         """Hearts tied to a connection."""
@@ -78,6 +82,15 @@ class ConnectionBook:
                 self._down.add(heart)
         return tuple(sorted(hearts))
 
+    def time_out(self, heart: bytes) -> None:
+        """``heart``, down, went down because its connection timed out."""
+        if heart in self._down:
+            self._timed_out.add(heart)
+
+    def timed_out(self, heart: bytes) -> bool:
+        """Whether ``heart`` is down because its connection timed out."""
+        return heart in self._timed_out
+
     def is_down(self, heart: bytes) -> bool:
         """Whether ``heart``'s connection closed under it, and it has not answered on another
         since."""
@@ -100,6 +113,7 @@ class ConnectionBook:
         """``heart`` failed: it is no longer down. It stays tied, if it is: an answer on that
         connection again is how a false failure is told."""
         self._down.discard(heart)
+        self._timed_out.discard(heart)
 
     def all_tied(self, hearts: list[bytes], fds: list[int]) -> bool:
         """Whether each heart is tied to the descriptor beside it (a drain's common case, in C)."""
@@ -137,6 +151,7 @@ class ConnectionBook:
         self.fd_of[heart] = fd
         self._hearts_on.setdefault(serial, set()).add(heart)
         self._down.discard(heart)
+        self._timed_out.discard(heart)
 
     def _untie(self, heart: bytes, serial: int) -> None:
         del self._tie[heart]

@@ -4,7 +4,9 @@ Every failure comes with a :class:`Failure`, a certificate: its :class:`Cause` a
 evidence the monitor had when it decided (when the heart last answered, its round trips, its
 misses and suspicion, whether its connection was up), with the monitor's own state on that
 beat (how late it came, how much of the time its thread computed, how many hearts failed with
-it). A reader can then tell a heart that died from a monitor that could not hear.
+it). A reader can then tell a heart that died from a monitor that could not hear, and, by its
+:class:`Diagnosis`, a crashed heart (restart it) from a hung one (kill it) from one whose host
+is gone (replace it).
 
 A heart failed for its silence whose identity answers again on the same connection (which
 never closed, so its process never died) was failed by mistake: a :class:`FalseFailure`,
@@ -35,6 +37,18 @@ class Cause(enum.Enum):
     PHI = "phi"
     #: it was held as a suspect in a mass silence, and stayed silent for the whole hold
     HELD = "held"
+
+
+class Diagnosis(enum.Enum):
+    """What became of a failed heart, as far as its connection tells."""
+
+    #: its connection closed: its kernel said its process died
+    CRASHED = "crashed"
+    #: silent while its connection stayed up: a blocked hub, a stopped or stuck process
+    HUNG = "hung"
+    #: silent, and its connection timed out (:mod:`greenheart.core.transport`): its host is
+    #: gone, its link cut, or the network between partitioned
+    UNREACHABLE = "unreachable"
 
 
 #: the causes that are a verdict on silence, which a heart can prove wrong by answering again
@@ -77,6 +91,23 @@ class Failure:
     #: for a held suspect: when the hold began, and the judged beats it lasted
     held_since: float | None = None
     held_beats: int = 0
+    #: whether its connection closed because it timed out (no word from its host, not even
+    #: its kernel's), when it failed or since: see :meth:`Ledger.closed
+    #: <greenheart.core.ledger.Ledger.closed>`
+    timed_out: bool = False
+
+    @property
+    def diagnosis(self) -> Diagnosis:
+        """Crashed, hung or unreachable, by its cause and its connection."""
+        if self.timed_out:
+            return Diagnosis.UNREACHABLE
+        if self.cause is Cause.DISCONNECTED or self.connected is False:
+            return Diagnosis.CRASHED
+        return Diagnosis.HUNG
+
+    def gone(self, timed_out: bool) -> Failure:
+        """This certificate, amended: its connection closed since, timing out or not."""
+        return attrs.evolve(self, connected=False, timed_out=timed_out)
 
     @property
     def silence(self) -> float | None:
@@ -100,7 +131,9 @@ class Failure:
             parts.append(
                 f"round trip last {self.last_rtt * 1000:.2f} ms, mean {self.mean_rtt * 1000:.2f} ms"
             )
-        if self.connected is not None and self.cause is not Cause.DISCONNECTED:
+        if self.timed_out:
+            parts.append("connection timed out")
+        elif self.connected is not None and self.cause is not Cause.DISCONNECTED:
             parts.append("connection up" if self.connected else "connection closed")
         monitor = f"monitor lag {self.lag * 1000:.0f} ms"
         if self.cpu_share is not None:
@@ -116,6 +149,7 @@ class Failure:
         return {
             "heart": display_id(self.heart),
             "cause": self.cause.value,
+            "diagnosis": self.diagnosis.value,
             "at": round(self.at, 6),
             "beat": self.beat,
             "misses": self.misses,
@@ -124,6 +158,7 @@ class Failure:
             "mean_rtt_ms": _ms(self.mean_rtt),
             "phi": None if self.phi is None else round(self.phi, 3),
             "connected": self.connected,
+            "timed_out": self.timed_out,
             "lag_ms": _ms(self.lag),
             "cpu_share": None if self.cpu_share is None else round(self.cpu_share, 3),
             "failed_together": self.failed_together,
@@ -187,9 +222,11 @@ class Silenced:
             del self._failures[next(iter(self._failures))]
         self._failures[failure.heart] = (failure, serial)
 
-    def closed(self, heart: bytes) -> None:
-        """``heart``'s connection closed: a return now is a new connection's, not a mistake."""
-        self._failures.pop(heart, None)
+    def closed(self, heart: bytes) -> Failure | None:
+        """``heart``'s connection closed: a return now is a new connection's, not a mistake.
+        Its certificate, if it was silenced on that connection."""
+        entry = self._failures.pop(heart, None)
+        return None if entry is None else entry[0]
 
     def returned(self, heart: bytes, serial: int | None, at: float) -> FalseFailure | None:
         """``heart`` answered again at ``at``, tied to the connection numbered ``serial``: the

@@ -91,6 +91,8 @@ class Ledger:
     _totals: Counters = attrs.field(factory=Counters, init=False)
     #: hearts failed since the last beat because their connection closed
     _disconnected: list[Failure] = attrs.field(factory=list, init=False)
+    #: certificates amended since the last beat: their connection closed
+    _amended: list[Failure] = attrs.field(factory=list, init=False)
     #: the last beat's lag and the driver's CPU share then, for a failure between beats
     _monitor_at_beat: tuple[float, float | None] = attrs.field(default=(0.0, None), init=False)
     #: suspects held after the last beat
@@ -174,6 +176,12 @@ class Ledger:
     def suspicion(self, heart: bytes, now: float) -> float | None:
         """The phi-accrual suspicion of a known heart at ``now``; None without ``rules.phi``."""
         return self._records.suspicion(heart, now)
+
+    @property
+    def amended(self) -> tuple[Failure, ...]:
+        """Certificates amended since the last beat (which the next beat lists): hearts
+        failed for their silence whose connection closed since."""
+        return tuple(self._amended)
 
     def key_of(self, heart: bytes) -> object | None:
         """The key ``heart`` is bound to, if any."""
@@ -273,19 +281,30 @@ class Ledger:
     def closed(self, fd: int, now: float) -> tuple[Failure, ...]:
         """The connection on descriptor ``fd`` closed at ``now``: the failures that makes.
 
-        Its known hearts fail at once with ``fail_on_disconnect``, and a held suspect whatever
-        the setting (a closed connection is the heart's side, not the monitor's); the others are
-        only down. A failed heart's answers of the round go with it, so that it is not new at
-        the beat; the next :class:`~greenheart.core.values.Beat` lists it in ``disconnected``.
+        A connection closed within the window of :meth:`Keepalive.timed_out
+        <greenheart.core.transport.Keepalive.timed_out>` timed out: its hearts are down and
+        marked unreachable, and none fails for it at once (the silence may be the monitor's
+        own link). Otherwise its peer closed it: its known hearts fail at once with
+        ``fail_on_disconnect``, and a held suspect whatever the setting (a closed connection
+        is the heart's side, not the monitor's); the others are only down. A failed heart's
+        answers of the round go with it, so that it is not new at the beat; the next
+        :class:`~greenheart.core.values.Beat` lists it in ``disconnected``. A heart failed for
+        its silence on this connection has its certificate amended (in :attr:`failures` and
+        the next beat's ``amended``): its connection is gone, and whether it timed out.
         """
         self._note(inputs.ConnectionClosed, now, fd)
         failing = []
-        suspects, totals = self._suspects, self._totals
-        for heart in self._book.closed(fd, self.hearts):
-            self._silenced.closed(heart)  # a return is now a new connection's
-            if heart in self.hearts and (
-                self.rules.fail_on_disconnect or (suspects is not None and heart in suspects)
-            ):
+        suspects, totals, book = self._suspects, self._totals, self._book
+        keepalive = self.rules.keepalive
+        for heart in book.closed(fd, self.hearts):
+            silenced = self._silenced.closed(heart)  # a return is now a new connection's
+            if silenced is not None:
+                self._amend(silenced, now)
+            if heart not in self.hearts:
+                continue
+            if keepalive is not None and keepalive.timed_out(self._silence(heart, now)):
+                book.time_out(heart)
+            elif self.rules.fail_on_disconnect or (suspects is not None and heart in suspects):
                 failing.append(heart)
         failures = []
         for heart in failing:
@@ -299,7 +318,7 @@ class Ledger:
                 heart, Cause.DISCONNECTED, now, misses, len(failing), totals.beats, held
             )
             self._forget(heart)
-            totals.count_failure(Cause.DISCONNECTED)
+            totals.count_failure(failure)
             self._disconnected.append(failure)
             self.failures.append(failure)
             failures.append(failure)
@@ -353,6 +372,7 @@ class Ledger:
         held_before, held_after = self._held_after_beat, len(self._suspects or ())
         self._held_after_beat = held_after
         disconnections, self._disconnected = tuple(self._disconnected), []
+        amended, self._amended = tuple(self._amended), []
         beat = Beat(
             number=number,
             at=now,
@@ -375,6 +395,7 @@ class Ledger:
             disconnected=tuple(failure.heart for failure in disconnections),
             failures=(*failures, *disconnections),
             false_failures=false_failures,
+            amended=amended,
             suspects=tuple(sorted(self._suspects)) if self._suspects else (),
             held=silence.held if silence is not None else (),
             released=silence.released if silence is not None else (),
@@ -463,7 +484,29 @@ class Ledger:
             failed_together=together,
             held_since=None if suspect is None else suspect.since,
             held_beats=0 if suspect is None else suspect.beats,
+            timed_out=self._book.timed_out(heart),
         )
+
+    def _silence(self, heart: bytes, now: float) -> float | None:
+        """Seconds since ``heart``'s last answer; None if it never answered."""
+        last = self._rounds.arrival(heart)
+        if last is None:
+            last = self._records.answered_at(heart)
+        return None if last is None else now - last
+
+    def _amend(self, failure: Failure, now: float) -> None:
+        """``failure``'s heart, failed for its silence with its connection up, lost that
+        connection at ``now``: its certificate no longer says it is up, and says whether it
+        timed out."""
+        keepalive = self.rules.keepalive
+        silence = None if failure.last_answer is None else now - failure.last_answer
+        amended = failure.gone(keepalive is not None and keepalive.timed_out(silence))
+        # the standing shown of it (the latest failures), if it is still among them
+        for index in range(len(self.failures) - 1, -1, -1):
+            if self.failures[index] is failure:
+                self.failures[index] = amended
+                break
+        self._amended.append(amended)
 
     def _forget(self, heart: bytes) -> None:
         """``heart`` failed: it is no longer known."""

@@ -14,6 +14,14 @@ import attrs
 from greenheart.core.checks import COUNT, OPTIONAL_COUNT
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.silence import MassSilence
+from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT, Keepalive, keepalive_for
+
+
+def _transport_timeout(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None:
+        Keepalive(value)  # which says what is wrong with it
 
 
 @attrs.frozen
@@ -38,6 +46,17 @@ class Rules:
     fail_on_disconnect: bool = attrs.field(
         default=False, validator=attrs.validators.instance_of(bool)
     )
+    #: seconds within which the kernel closes a connection whose host stopped answering,
+    #: which tells an unreachable heart from a crashed one; None for never (no transport
+    #: liveness): :mod:`greenheart.core.transport`
+    transport_timeout: float | None = attrs.field(
+        default=DEFAULT_TRANSPORT_TIMEOUT, validator=_transport_timeout
+    )
+
+    @property
+    def keepalive(self) -> Keepalive | None:
+        """The kernel's watch that ``transport_timeout`` asks for."""
+        return keepalive_for(self.transport_timeout)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +65,7 @@ class Rules:
             "phi": attrs.asdict(self.phi) if self.phi is not None else None,
             "mass_silence": attrs.asdict(self.mass_silence) if self.mass_silence else None,
             "fail_on_disconnect": self.fail_on_disconnect,
+            "transport_timeout": self.transport_timeout,
         }
 
     @classmethod
@@ -57,4 +77,6 @@ class Rules:
             phi=PhiAccrual(**phi) if phi is not None else None,
             mass_silence=MassSilence(**silence) if silence is not None else None,
             fail_on_disconnect=value.get("fail_on_disconnect", False),
+            # written before transport liveness: the connections had none
+            transport_timeout=value.get("transport_timeout"),
         )

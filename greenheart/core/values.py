@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import attrs
 
-from greenheart.core.failures import Cause, Failure, FalseFailure
+from greenheart.core.failures import Cause, Diagnosis, Failure, FalseFailure
 
 
 class PongKind(enum.Enum):
@@ -93,6 +93,10 @@ class Beat:
     failures: tuple[Failure, ...] = attrs.field(default=(), repr=False)
     #: hearts failed for their silence that answered again on the same connection
     false_failures: tuple[FalseFailure, ...] = ()
+    #: hearts failed for their silence before the beat before whose connection has closed
+    #: since: their certificates, amended (:meth:`Failure.gone
+    #: <greenheart.core.failures.Failure.gone>`)
+    amended: tuple[Failure, ...] = attrs.field(default=(), repr=False)
     #: hearts held as suspects of a mass silence after this beat, and of them those held by it
     suspects: tuple[bytes, ...] = attrs.field(default=(), repr=False)
     held: tuple[bytes, ...] = attrs.field(default=(), repr=False)
@@ -103,6 +107,12 @@ class Beat:
     mass_silence_ended: bool = False
     #: the share of the time since the beat before the driver's thread computed, if measured
     cpu_share: float | None = None
+
+    @property
+    def unreachable(self) -> tuple[Failure, ...]:
+        """The amended certificates whose connection timed out: hearts failed as hung that
+        were unreachable."""
+        return tuple(failure for failure in self.amended if failure.timed_out)
 
 
 @attrs.define
@@ -134,6 +144,12 @@ class Counters:
     #: seconds those mistakes lasted, summed
     false_failures: int = 0
     false_failure_seconds: float = 0.0
+    #: ``failed_hearts`` by :class:`~greenheart.core.failures.Diagnosis`, when they failed
+    crashed_hearts: int = 0
+    hung_hearts: int = 0
+    unreachable_hearts: int = 0
+    #: hearts failed as hung whose connection timed out afterwards: unreachable after all
+    found_unreachable: int = 0
 
     @property
     def bad_pongs(self) -> int:
@@ -152,13 +168,14 @@ class Counters:
         self.late_pongs += beat.late_pongs
         self.new_hearts += len(beat.new_hearts)
         for failure in beat.failures[: len(beat.failed_hearts)]:
-            self.count_failure(failure.cause)
+            self.count_failure(failure)
         self.refused_hearts += beat.refused_count
         self.mass_silences += beat.mass_silence_began
         self.held_hearts += len(beat.held)
         self.released_hearts += len(beat.released)
         self.false_failures += len(beat.false_failures)
         self.false_failure_seconds += sum(mistake.gone for mistake in beat.false_failures)
+        self.found_unreachable += len(beat.unreachable)
 
     def count_bad(self, kind: PongKind) -> None:
         """One more pong of ``kind`` that was not an answer: what a flood sends, so plainly."""
@@ -171,11 +188,17 @@ class Counters:
         else:
             self.malformed_pongs += 1
 
-    def count_failure(self, cause: Cause) -> None:
-        """One more heart failed for ``cause``."""
+    def count_failure(self, failure: Failure) -> None:
+        """One more heart failed, as ``failure`` certifies."""
         self.failed_hearts += 1
-        name = f"failed_{cause.value}"
+        name = f"failed_{failure.cause.value}"
         setattr(self, name, getattr(self, name) + 1)
+        name = f"{failure.diagnosis.value}_hearts"
+        setattr(self, name, getattr(self, name) + 1)
+
+    def diagnosed(self, diagnosis: Diagnosis) -> int:
+        """Hearts diagnosed ``diagnosis`` when they failed."""
+        return int(getattr(self, f"{diagnosis.value}_hearts"))
 
 
 @attrs.frozen

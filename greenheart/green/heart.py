@@ -4,12 +4,18 @@ IPython.parallel's Heart is a zmq FORWARDER device in a thread; this one is a
 greenlet forwarding SUB to DEALER, so it beats only while the gevent hub runs. In
 a gevent server that is the point: a hub stuck in CPU work or a blocking call
 serves nobody, and its heart should stop answering too.
+
+A heart that hears no ping for a few of its monitor's periods (or none in its first seconds)
+says its monitor is lost, and says so again when pings come back
+(:mod:`greenheart.core.pingwatch`): a log line, and :meth:`Heart.add_hearing_handler`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 
 import attrs
 import gevent
@@ -17,7 +23,8 @@ import zmq
 import zmq.green
 
 from greenheart.core.errors import UsageError
-from greenheart.core.wire import MAX_IDENTITY_BYTES
+from greenheart.core.pingwatch import FIRST_WAIT, MISSES, Change, Hearing
+from greenheart.core.wire import MAX_IDENTITY_BYTES, display_id
 from greenheart.green.curve import ClientCurve
 from greenheart.green.lifecycle import Service
 from greenheart.green.sockets import close_sockets, connect, default_context, socket_type_in
@@ -65,9 +72,19 @@ class Heart(Service):
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ClientCurve))
     )
 
+    #: the monitor's periods without a ping before it is lost, and the seconds to wait for the
+    #: first ping (:mod:`greenheart.core.pingwatch`)
+    lost_after: int = MISSES
+    first_wait: float = FIRST_WAIT
+
     id: bytes = attrs.field(init=False)
     #: pongs that could not be sent, the monitor's connection not up (a fleet heart's ``unsent``)
     unsent: int = attrs.field(default=0, init=False)
+    #: what it heard of its monitor: pings, or the monitor lost
+    hearing: Hearing | None = attrs.field(default=None, init=False)
+    _hearing_handlers: list[Callable[[Change, float], object]] = attrs.field(
+        factory=list, init=False
+    )
     _device: gevent.Greenlet | None = attrs.field(default=None, init=False)
     _sockets: tuple[zmq.green.Socket | None, zmq.green.Socket | None] = attrs.field(
         default=(None, None), init=False
@@ -110,11 +127,44 @@ class Heart(Service):
         close_sockets(*self._sockets)
         self._sockets = (None, None)
 
+    def add_hearing_handler(self, handler: Callable[[Change, float], object]) -> None:
+        """Call ``handler(change, silence)`` when the monitor is lost (``Change.LOST``, after
+        ``silence`` seconds without a ping) and when it is found again (``Change.FOUND``)."""
+        self._hearing_handlers.append(handler)
+
+    def _heard(self, change: Change, silence: float) -> None:
+        if change is Change.LOST:
+            log.warning(
+                "heart %s: its monitor is lost, no ping for %.1f s from %s",
+                display_id(self.id),
+                silence,
+                self.in_addr,
+            )
+        else:
+            log.warning("heart %s: its monitor is back after %.1f s", display_id(self.id), silence)
+        for handler in list(self._hearing_handlers):
+            try:
+                handler(change, silence)
+            except Exception:
+                log.exception("heart %s: a hearing handler raised", display_id(self.id))
+
     def _forward(self, inbound: zmq.green.Socket, outbound: zmq.green.Socket) -> None:
         # Any other error (a socket closed under it, its context terminated) kills the heart,
         # which then says so: see Service.
+        hearing = self.hearing = Hearing(time.monotonic(), self.lost_after, self.first_wait)
         while True:
+            if not hearing.lost:
+                wait = hearing.deadline() - time.monotonic()
+                if wait <= 0 or not inbound.poll(int(wait * 1000) + 1):
+                    now = time.monotonic()
+                    if hearing.check(now) is Change.LOST:
+                        self._heard(Change.LOST, hearing.silence(now))
+                    continue
             frames = inbound.recv_multipart()
+            now = time.monotonic()
+            silence = hearing.silence(now)
+            if hearing.ping(now) is Change.FOUND:
+                self._heard(Change.FOUND, silence)
             try:
                 outbound.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:

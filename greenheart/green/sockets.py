@@ -14,6 +14,7 @@ import zmq.green
 
 from greenheart.core.connections import listen_address
 from greenheart.core.errors import UsageError
+from greenheart.core.transport import Keepalive
 
 #: the plain pyzmq option getter, which does not poll the socket's state as the green one does
 _base_get = zmq.Socket.get
@@ -126,6 +127,21 @@ def raise_listen_backlog(socket: zmq.Socket, backlog: int) -> bool:
         if found is None:
             return False
         found.listen(backlog)
+        return True
+
+
+def keep_listener_alive(socket: zmq.Socket, keepalive: Keepalive) -> bool:
+    """Give the listener of the endpoint ``socket`` last bound ``keepalive``, which the
+    connections it accepts from now on inherit (libzmq leaves them as they come when its own
+    keepalive options are unset); whether it could."""
+    with listener_of(socket) as found:
+        if found is None:
+            return False
+        found.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
+        found.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPIDLE, keepalive.idle)
+        found.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPINTVL, keepalive.interval)
+        found.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_KEEPCNT, keepalive.count)
+        found.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_USER_TIMEOUT, keepalive.user_timeout_ms)
         return True
 
 

@@ -15,6 +15,9 @@ certificate's fields too (``cause``, ``misses``, ``silent_ms``, ``connected``, .
 
 - ``false_failure``: a heart failed for its silence answered again on the same connection;
   its JSON says how long it was gone (``gone_ms``) and why it had been failed;
+- ``unreachable``: a heart failed for its silence (as hung) whose connection has timed out
+  since: its host or its network is gone, not only its process. The JSON is its certificate,
+  amended (``diagnosis`` ``unreachable``, ``timed_out`` true);
 - ``mass_silence`` (empty identity): the monitor began holding hearts as suspects of a mass
   silence (``"state": "began"``), or holds none any more (``"ended"``).
 
@@ -52,6 +55,7 @@ log = logging.getLogger("greenheart.events")
 NEW_HEART = b"new_heart"
 HEART_FAILURE = b"heart_failure"
 FALSE_FAILURE = b"false_failure"
+UNREACHABLE = b"unreachable"
 MASS_SILENCE = b"mass_silence"
 HEARTS = b"hearts"
 
@@ -108,6 +112,8 @@ class EventStream(Service):
     def _beat(self, beat: Beat) -> None:
         for mistake in beat.false_failures:
             self._send(FALSE_FAILURE, mistake.heart, **mistake.as_json())
+        for failure in beat.unreachable:
+            self._send(UNREACHABLE, failure.heart, **failure.as_json())
         if beat.mass_silence_began or beat.mass_silence_ended:
             self._send(
                 MASS_SILENCE,

@@ -14,6 +14,10 @@ The families (all names as Prometheus conventions have them):
 - ``greenheart_heart_failures_total{cause}`` (counter): hearts failed, by cause:
   ``disconnected``, ``missed``, ``phi`` or ``held`` (a suspect of a mass silence, silent
   through its hold);
+- ``greenheart_heart_diagnoses_total{diagnosis}`` (counter): hearts failed, by what their
+  connection said when they failed: ``crashed``, ``hung`` or ``unreachable``;
+  ``greenheart_found_unreachable_total`` (counter): hearts failed as hung whose connection
+  timed out afterwards;
 - ``greenheart_false_failures_total``, ``greenheart_false_failure_seconds_total``
   (counters): hearts failed for their silence that answered again on the same connection,
   and how long those mistakes lasted, summed (their mean duration is the ratio);
@@ -50,7 +54,7 @@ from prometheus_client.core import (
 )
 
 from greenheart.core.errors import UsageError
-from greenheart.core.failures import Cause
+from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.values import Beat
 from greenheart.green.connections import REASONS
 from greenheart.green.lifecycle import Service
@@ -111,6 +115,14 @@ class MonitorCollector:
         for cause in Cause:
             failures.add_metric([cause.value], counters.failed(cause))
         yield failures
+        diagnoses = CounterMetricFamily(
+            "greenheart_heart_diagnoses",
+            "Hearts failed, by what their connection said: crashed, hung or unreachable",
+            labels=["diagnosis"],
+        )
+        for diagnosis in Diagnosis:
+            diagnoses.add_metric([diagnosis.value], counters.diagnosed(diagnosis))
+        yield diagnoses
         for name, text, value in (
             ("greenheart_new_hearts", "Hearts registered", counters.new_hearts),
             ("greenheart_refused_hearts", "New hearts refused", counters.refused_hearts),
@@ -123,6 +135,11 @@ class MonitorCollector:
                 "greenheart_false_failure_seconds",
                 "Seconds the false failures lasted, summed",
                 counters.false_failure_seconds,
+            ),
+            (
+                "greenheart_found_unreachable",
+                "Hearts failed as hung whose connection timed out afterwards",
+                counters.found_unreachable,
             ),
             ("greenheart_mass_silences", "Mass silences begun", counters.mass_silences),
             ("greenheart_beats", "Beats", counters.beats),

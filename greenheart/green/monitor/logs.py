@@ -87,6 +87,16 @@ class MonitorLog:
                 mistake.gone * 1000,
                 mistake.failure.describe(),
             )
+        for failure in beat.unreachable[:NAMED_IN_LOG]:
+            self._limited(
+                logging.WARNING,
+                "unreachable",
+                "unreachable: %s, failed %.0f ms before its connection timed out, lost its"
+                " host or its network, not its process (%s)",
+                display_id(failure.heart),
+                (beat.at - failure.at) * 1000,
+                failure.describe(),
+            )
         if beat.refused_count:
             self._limited(
                 logging.WARNING,

@@ -29,6 +29,7 @@ from greenheart.core.phi import PhiAccrual
 from greenheart.core.rules import Rules
 from greenheart.core.schedule import BeatSchedule
 from greenheart.core.silence import MassSilence
+from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT, keepalive_for
 from greenheart.core.values import ANSWERS, Beat, Counters, Pong
 from greenheart.core.wire import MAX_IDENTITY_BYTES, split_pong
 from greenheart.green.connections import ConnectionWatch
@@ -107,6 +108,12 @@ class HeartMonitor(Service):
     phi: PhiAccrual | None = attrs.field(default=None, on_setattr=_FIXED)
     mass_silence: MassSilence | None = attrs.field(factory=MassSilence, on_setattr=_FIXED)
     fail_on_disconnect: bool = attrs.field(default=False, on_setattr=_FIXED)
+    #: seconds within which a connection whose host stopped answering is closed (TCP
+    #: keepalive: :mod:`greenheart.core.transport`), which tells an unreachable heart from
+    #: a crashed one; None for never. Applied to sockets :meth:`bind` makes.
+    transport_timeout: float | None = attrs.field(
+        default=DEFAULT_TRANSPORT_TIMEOUT, on_setattr=_FIXED
+    )
     #: close both sockets on :meth:`stop` (set by :meth:`bind`, which made them)
     owns_sockets: bool = False
     #: the CURVE authenticator guarding the sockets, stopped with the monitor
@@ -148,12 +155,13 @@ class HeartMonitor(Service):
             phi=self.phi,
             mass_silence=self.mass_silence,
             fail_on_disconnect=self.fail_on_disconnect,
+            transport_timeout=self.transport_timeout,
         )
         object.__setattr__(self, "rules", rules)  # once: it is read-only
         self._ledger = Ledger(tic=self.clock(), rules=self.rules)
         self._lines = MonitorLog(self.log)
         self._handlers = Handlers(self._lines)
-        authenticated = prepare(self.pingstream, self.pongstream, self.log)
+        authenticated = prepare(self.pingstream, self.pongstream, rules.keepalive, self.log)
         pongs = ConnectionWatch(
             self.pongstream, "pongs", on_accepted=self._accepted, on_closed=self._closed
         )
@@ -186,6 +194,7 @@ class HeartMonitor(Service):
         """
         if max_message_size < SMALLEST_MESSAGE:  # before anything is started
             raise UsageError(f"max_message_size must be at least {SMALLEST_MESSAGE}")
+        keepalive = keepalive_for(kwargs.get("transport_timeout", DEFAULT_TRANSPORT_TIMEOUT))
         authenticator = None
         try:
             if curve is not None:
@@ -200,6 +209,7 @@ class HeartMonitor(Service):
                 pong_addr,
                 max_message_size=max_message_size,
                 curve=curve,
+                keepalive=keepalive,
             )
             try:
                 return cls(ping, pong, owns_sockets=True, authenticator=authenticator, **kwargs)

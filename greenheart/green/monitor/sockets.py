@@ -5,7 +5,8 @@ Every option here is paid per connection, not per pong, and each buys something 
 peer that misbehaves or a fleet that arrives at once: message-size and high-water limits
 bound what a flood can make the monitor hold, a short handshake bounds what a storm of
 connections that never speak ZeroMQ can hold, a long listen backlog lets thousands of hearts
-connect at once, and handover lets a restarted heart take its identity back.
+connect at once, handover lets a restarted heart take its identity back, and TCP keepalive
+closes the connections of a host that vanished (:mod:`greenheart.core.transport`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import zmq.green
 
 from greenheart.core.connections import backlog_is_short
 from greenheart.core.refusal import HANDSHAKE_SECONDS
+from greenheart.core.transport import Keepalive
 from greenheart.core.wire import MAX_IDENTITY_BYTES, MAX_PAYLOAD_BYTES
 from greenheart.green.curve import ServerCurve
-from greenheart.green.sockets import bind, close_sockets, endpoint, raise_listen_backlog
+from greenheart.green.sockets import (
+    bind,
+    close_sockets,
+    endpoint,
+    keep_listener_alive,
+    raise_listen_backlog,
+)
 
 #: how many new connections each socket's listener queues (the kernel caps it at
 #: net.core.somaxconn): every heart connects to both, and thousands connect at once when a
@@ -42,10 +50,11 @@ PING_SNDHWM = 16
 #: descriptors a storm must come at more than 4,000 connections a second to take them all.
 HANDSHAKE_IVL_MS = int(HANDSHAKE_SECONDS * 1000)
 
-#: with CURVE (and so no ROUTER_HANDOVER), ZMTP heartbeats close half-open connections so a
-#: heart restarted under its identity gets it back. A dead process's connection is closed by
-#: the kernel at once; these are for crashed machines and cut cables, so they can be rare:
-#: every period, they doubled the encrypted traffic and cut CURVE's capacity by half.
+#: with CURVE (and so no ROUTER_HANDOVER) and no transport liveness, ZMTP heartbeats close
+#: half-open connections so a heart restarted under its identity gets it back (keepalive does
+#: it otherwise). A dead process's connection is closed by the kernel at once; these are for
+#: crashed machines and cut cables, so they can be rare: every period, they doubled the
+#: encrypted traffic and cut CURVE's capacity by half.
 CURVE_HEARTBEAT_IVL_MS = 10_000
 
 #: the smallest limit on a message's size that lets every pong through
@@ -59,6 +68,7 @@ def make_sockets(
     *,
     max_message_size: int,
     curve: ServerCurve | None,
+    keepalive: Keepalive | None,
 ) -> tuple[zmq.green.Socket, zmq.Socket[bytes]]:
     """The PUB bound to ``ping_addr`` and the ROUTER bound to ``pong_addr``, tuned, dropping
     messages over ``max_message_size`` bytes (at least :data:`SMALLEST_MESSAGE`).
@@ -81,11 +91,14 @@ def make_sockets(
         for socket in (ping, pong):
             socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
             socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+            if keepalive is not None:
+                keep_alive(socket, keepalive)
         if curve is not None:
             for socket in (ping, pong):
                 curve.apply(socket)
-            pong.setsockopt(zmq.HEARTBEAT_IVL, CURVE_HEARTBEAT_IVL_MS)
-            pong.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * CURVE_HEARTBEAT_IVL_MS)
+            if keepalive is None:
+                pong.setsockopt(zmq.HEARTBEAT_IVL, CURVE_HEARTBEAT_IVL_MS)
+                pong.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * CURVE_HEARTBEAT_IVL_MS)
         bind(ping, ping_addr, "pings")
         bind(pong, pong_addr, "pongs")
     except BaseException:
@@ -94,7 +107,22 @@ def make_sockets(
     return ping, pong
 
 
-def prepare(ping: zmq.Socket[bytes], pong: zmq.Socket[bytes], log: logging.Logger) -> bool:
+def keep_alive(socket: zmq.Socket[bytes], keepalive: Keepalive) -> None:
+    """Have the kernel close ``socket``'s TCP connections (those it accepts from now on) whose
+    peer says nothing, not even an acknowledgement, for ``keepalive.timeout`` seconds."""
+    socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, keepalive.idle)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, keepalive.interval)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, keepalive.count)
+    socket.setsockopt(zmq.TCP_MAXRT, keepalive.user_timeout_ms)  # TCP_USER_TIMEOUT on Linux
+
+
+def prepare(
+    ping: zmq.Socket[bytes],
+    pong: zmq.Socket[bytes],
+    keepalive: Keepalive | None,
+    log: logging.Logger,
+) -> bool:
     """Set what the monitor needs of its sockets, whoever made them; whether the pong socket is
     a CURVE server (every message then says which key sent it)."""
     authenticated = bool(pong.getsockopt(zmq.CURVE_SERVER))
@@ -105,7 +133,24 @@ def prepare(ping: zmq.Socket[bytes], pong: zmq.Socket[bytes], log: logging.Logge
     pong.setsockopt(zmq.ROUTER_HANDOVER, 0 if authenticated else 1)
     for role, socket in (("ping", ping), ("pong", pong)):
         _lengthen_listen_queue(role, socket, log)
+        if keepalive is not None and socket.getsockopt(zmq.TCP_MAXRT) != keepalive.user_timeout_ms:
+            _keep_alive_after_bind(role, socket, keepalive, log)
     return authenticated
+
+
+def _keep_alive_after_bind(
+    role: str, socket: zmq.Socket[bytes], keepalive: Keepalive, log: logging.Logger
+) -> None:
+    """Give a caller's socket the keepalive :func:`make_sockets` gives its own."""
+    keep_alive(socket, keepalive)  # for the endpoints it binds later
+    if not endpoint(socket).startswith("tcp://") or keep_listener_alive(socket, keepalive):
+        return
+    log.warning(
+        "the %s socket was bound without TCP keepalive: a host that vanishes keeps its"
+        " connections open; set zmq.TCP_KEEPALIVE* and TCP_MAXRT before binding it, or make"
+        " the sockets with HeartMonitor.bind()",
+        role,
+    )
 
 
 def _lengthen_listen_queue(role: str, socket: zmq.Socket[bytes], log: logging.Logger) -> None:

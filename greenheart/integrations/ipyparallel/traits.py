@@ -17,6 +17,7 @@ from ipyparallel.controller.heartmonitor import HeartMonitor
 from traitlets import Bool, Float, Integer
 
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
+from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT
 
 
 class GreenheartHeartMonitor(HeartMonitor):
@@ -39,13 +40,20 @@ class GreenheartHeartMonitor(HeartMonitor):
     mass_silence_hold = Integer(
         HOLD, config=True, help="Fail a held engine still silent after this many beats."
     )
+    transport_timeout = Float(
+        DEFAULT_TRANSPORT_TIMEOUT,
+        config=True,
+        help="Close an engine's connection when its host says nothing, not even its kernel,"
+        " for this many seconds (TCP keepalive), and call it unreachable; 0 for never.",
+    )
 
 
 def monitor_settings(config: Any) -> dict[str, Any]:
     """The settings a controller's config asks of its heart monitor, as
     :class:`~greenheart.green.monitor.HeartMonitor` arguments: ``period`` (ms),
-    ``max_misses`` and ``mass_silence``, read as ipyparallel reads its own (config files,
-    profiles and command-line traits, still unparsed strings in the config)."""
+    ``max_misses``, ``mass_silence`` and ``transport_timeout``, read as ipyparallel reads its
+    own (config files, profiles and command-line traits, still unparsed strings in the
+    config)."""
     settings = GreenheartHeartMonitor(config=config)
     rule = None
     if settings.mass_silence:
@@ -58,4 +66,5 @@ def monitor_settings(config: Any) -> dict[str, Any]:
         "period": float(settings.period),
         "max_misses": int(settings.max_heartmonitor_misses),
         "mass_silence": rule,
+        "transport_timeout": float(settings.transport_timeout) or None,
     }

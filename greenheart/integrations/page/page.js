@@ -140,7 +140,9 @@ function renderFailures(failures) {
     const li = document.createElement("li");
     li.dataset.heart = f.heart;
     li.dataset.cause = f.cause;
-    li.append(el("span", f.heart, "heart"), el("span", f.cause, "cause"), el("span", f.why, "why"),
+    li.dataset.diagnosis = f.diagnosis;
+    li.append(el("span", f.heart, "heart"), el("span", f.cause, "cause"),
+              el("span", f.diagnosis, "diagnosis"), el("span", f.why, "why"),
               el("span", ` ${fmt(f.ago_s, 0)} s ago`, "ago"));
     fragment.append(li);
   }

@@ -1,0 +1,142 @@
+"""Hearts on other hosts (network namespaces, tests/hosts.py): a host that vanishes without a
+FIN, one whose process is killed, one whose process is stopped; the monitor tells crashed,
+hung and unreachable apart, and closes what a vanished host leaves behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import gevent
+import pytest
+
+from greenheart import HeartMonitor
+from greenheart.core.failures import Cause, Diagnosis
+from greenheart.core.transport import Keepalive
+from tests.helpers import wait_until
+from tests.hosts import Host, hosts, needs_hosts
+
+pytestmark = [needs_hosts, pytest.mark.subprocess, pytest.mark.timeout(90)]
+
+PERIOD_MS = 200
+MISSES = 2
+#: the shortest transport timeout, so that a test waits seconds for it, not half a minute
+TIMEOUT_S = 3.0
+
+
+def _fleet(host: Host, monitor: HeartMonitor, gateway: str, size: int, prefix: str):
+    ping = monitor.ping_addr.replace("0.0.0.0", gateway)
+    pong = monitor.pong_addr.replace("0.0.0.0", gateway)
+    return host.python(
+        "-m", "greenheart", "fleet", "--ping", ping, "--pong", pong, "--size", str(size),
+        "--prefix", prefix, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _established(monitor: HeartMonitor) -> int:
+    """TCP connections the kernel holds established on the monitor's two ports."""
+    ports = {int(addr.rsplit(":", 1)[1]) for addr in (monitor.ping_addr, monitor.pong_addr)}
+    count = 0
+    for table in ("/proc/net/tcp",):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and local_port in ports:  # 01: ESTABLISHED
+                    count += 1
+    return count
+
+
+def _monitor(gateway: str, **settings: object) -> HeartMonitor:
+    return HeartMonitor.bind(
+        f"tcp://{gateway}:0",
+        f"tcp://{gateway}:0",
+        period=PERIOD_MS,
+        max_misses=MISSES,
+        transport_timeout=TIMEOUT_S,
+        mass_silence=None,
+        **settings,
+    )
+
+
+def _hearts(prefix: str, size: int) -> set[bytes]:
+    return {f"{prefix}-{n}".encode() for n in range(size)}
+
+
+def test_a_vanished_hosts_hearts_fail_then_are_found_unreachable_and_its_connections_closed():
+    """The link goes down: no FIN. The hearts fail by their misses, as hung (their connections
+    still up), and once the kernel gives up on their connections, within the transport
+    timeout, they are said unreachable, and the connections and their descriptors are gone."""
+    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+        amended = []
+        monitor.add_beat_handler(lambda beat: amended.extend(beat.unreachable))
+        _fleet(host, monitor, gateway, 3, "far")
+        wait_until(lambda: monitor.hearts == _hearts("far", 3), timeout=20)
+        assert _established(monitor) == 4  # a fleet's pings come on one connection
+        host.vanish()
+        cut = monitor.clock()
+        wait_until(lambda: not monitor.hearts, timeout=10)
+        failures = list(monitor.ledger.failures)
+        assert {f.heart for f in failures} == _hearts("far", 3)
+        for failure in failures:
+            assert failure.cause is Cause.MISSED
+            assert failure.at - cut <= (MISSES + 2) * PERIOD_MS / 1000
+        bound = Keepalive(TIMEOUT_S).bound
+        wait_until(lambda: _established(monitor) == 0, timeout=bound + 2)
+        closed = monitor.clock() - cut
+        wait_until(lambda: len(amended) == 3, timeout=2)
+        assert closed <= bound + 1
+        assert {f.heart for f in amended} == _hearts("far", 3)
+        assert all(f.diagnosis is Diagnosis.UNREACHABLE for f in monitor.ledger.failures)
+        assert "connection timed out" in monitor.ledger.failures[-1].describe()
+        assert monitor.ledger.counters.found_unreachable == 3
+
+
+def test_a_killed_hosts_hearts_crash_within_milliseconds():
+    """The process dies, the host stays: its kernel closes the connections at once."""
+    with hosts(1) as (gateway, [host]), _monitor(gateway, fail_on_disconnect=True) as monitor:
+        fleet = _fleet(host, monitor, gateway, 3, "near")
+        wait_until(lambda: monitor.hearts == _hearts("near", 3), timeout=20)
+        killed = monitor.clock()
+        fleet.kill()
+        wait_until(lambda: not monitor.hearts, timeout=5)
+        for failure in monitor.ledger.failures:
+            assert failure.cause is Cause.DISCONNECTED
+            assert failure.diagnosis is Diagnosis.CRASHED
+            assert failure.at - killed < 0.1
+
+
+def test_a_stopped_process_is_hung_never_unreachable_and_a_false_failure_when_it_runs_again():
+    """SIGSTOP: the process answers nothing, but its kernel still answers the keepalive, so
+    its connections outlive the transport timeout; when it runs again, its answers on the
+    same connection make its failures false ones."""
+    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+        fleet = _fleet(host, monitor, gateway, 2, "stopped")
+        wait_until(lambda: monitor.hearts == _hearts("stopped", 2), timeout=20)
+        connections = _established(monitor)
+        fleet.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: not monitor.hearts, timeout=10)
+            deadline = time.monotonic() + Keepalive(TIMEOUT_S).bound + 2
+            while time.monotonic() < deadline:  # past the timeout, nothing closes
+                assert _established(monitor) == connections
+                gevent.sleep(0.2)
+            assert all(f.diagnosis is Diagnosis.HUNG for f in monitor.ledger.failures)
+        finally:
+            fleet.send_signal(signal.SIGCONT)
+        wait_until(lambda: monitor.ledger.counters.false_failures == 2, timeout=10)
+        assert monitor.hearts == _hearts("stopped", 2)
+
+
+def test_a_healed_links_hearts_are_back_within_a_few_periods():
+    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+        _fleet(host, monitor, gateway, 3, "flaky")
+        wait_until(lambda: monitor.hearts == _hearts("flaky", 3), timeout=20)
+        host.vanish()
+        wait_until(lambda: not monitor.hearts, timeout=10)
+        host.heal()
+        healed = time.monotonic()
+        wait_until(lambda: monitor.hearts == _hearts("flaky", 3), timeout=10)
+        assert time.monotonic() - healed < 5 * PERIOD_MS / 1000 + 1
