@@ -1138,3 +1138,56 @@ def test_phi_learns_nothing_from_answers_read_late_after_a_stall():
     while not pure.beat(ledger, now := now + 1.0).failures:
         silent += 1
     assert silent == 1
+
+
+# -- what the mutation run found untested (scripts/mutate) ------------------------------------
+
+
+def test_a_bulk_drain_hands_the_observer_each_answer():
+    """A recording of a drain taken in bulk has each answer, with its heart, its ping and the
+    drain's time, as the per-message path would write them."""
+    from greenheart.core.inputs import Echoed
+    from greenheart.core.rounds import Echo
+
+    ledger = pure.ledger(Rules())
+    seen = []
+    ledger.observe(seen.append)
+    assert ledger.pongs([b"a", b"b", b"c"], [ledger.ping] * 3, 0.5) == []
+    assert seen[1:] == [Echoed(0.5, heart, Echo.CURRENT, None) for heart in (b"a", b"b", b"c")]
+
+
+def test_a_false_failure_is_told_whichever_new_hearts_come_before_it():
+    """Hearts new at a beat are looked at in order: one never failed ahead of one that was
+    failed for its silence does not hide the latter's false failure."""
+    ledger = pure.ledger(Rules(mass_silence=None))
+    pure.connect(ledger, 7, 0.0)
+    ledger.tie(b"b", 7, 0.0)
+    ledger.pong(b"b", ledger.ping, 0.01)
+    ledger.beat(1.0)
+    ledger.beat(2.0)
+    assert ledger.beat(3.0).failed_hearts == (b"b",)
+    for heart in (b"a", b"b"):
+        ledger.pong(heart, ledger.ping, 3.01)
+    beat = ledger.beat(4.0)
+    assert beat.new_hearts == (b"a", b"b")
+    assert [mistake.heart for mistake in beat.false_failures] == [b"b"]
+
+
+def test_a_mass_silence_of_one_heart_begins_and_ends():
+    ledger = pure.ledger(Rules(mass_silence=MassSilence(share=0.5, min_hearts=1, hold=3)))
+    ledger.pong(b"solo", ledger.ping, 0.01)
+    ledger.beat(1.0)
+    ledger.beat(2.0)
+    began = ledger.beat(3.0)
+    assert began.held == (b"solo",) and began.mass_silence_began
+    ledger.pong(b"solo", ledger.ping, 3.01)
+    ended = ledger.beat(4.0)
+    assert ended.released == (b"solo",) and ended.mass_silence_ended
+
+
+def test_an_answer_on_a_closed_connection_is_counted_stale_with_its_heart():
+    ledger = pure.ledger(Rules())
+    pong = ledger.stale(b"late", 0.5)
+    assert (pong.kind, pong.heart) == (PongKind.STALE, b"late")
+    counters = ledger.counters
+    assert (counters.stale_pongs, counters.malformed_pongs) == (1, 0)

@@ -19,10 +19,12 @@ duration, counted here in production, not only in a benchmark.
 from __future__ import annotations
 
 import enum
+from collections.abc import MutableSequence
 from typing import Any
 
 import attrs
 
+from greenheart.core.transport import Keepalive
 from greenheart.core.wire import display_id
 
 
@@ -222,11 +224,16 @@ class Silenced:
             del self._failures[next(iter(self._failures))]
         self._failures[failure.heart] = (failure, serial)
 
-    def closed(self, heart: bytes) -> Failure | None:
-        """``heart``'s connection closed: a return now is a new connection's, not a mistake.
-        Its certificate, if it was silenced on that connection."""
+    def closed(self, heart: bytes, now: float, keepalive: Keepalive | None) -> Failure | None:
+        """``heart``'s connection closed at ``now``: a return now is a new connection's, not
+        a mistake. If it was silenced on that connection, its certificate amended: the
+        connection gone, and whether it timed out."""
         entry = self._failures.pop(heart, None)
-        return None if entry is None else entry[0]
+        if entry is None:
+            return None
+        failure = entry[0]
+        silence = None if failure.last_answer is None else now - failure.last_answer
+        return failure.gone(keepalive is not None and keepalive.timed_out(silence))
 
     def returned(self, heart: bytes, serial: int | None, at: float) -> FalseFailure | None:
         """``heart`` answered again at ``at``, tied to the connection numbered ``serial``: the
@@ -235,3 +242,13 @@ class Silenced:
         if entry is None or entry[1] != serial:
             return None  # never silenced, or back on a new connection: it had died
         return FalseFailure(entry[0], at)
+
+
+def amend(failures: MutableSequence[Failure], amended: Failure) -> None:
+    """Put ``amended`` where its original is in ``failures`` (the same heart, failed at the
+    same time), if it is there still."""
+    for index in range(len(failures) - 1, -1, -1):
+        old = failures[index]
+        if old.heart == amended.heart and old.at == amended.at:
+            failures[index] = amended
+            return

@@ -4,10 +4,7 @@ Theory of operation
 -------------------
 A monitor publishes a ping every period and listens for pongs. The ledger is the bookkeeping
 between the two, as h11's connection is for HTTP: no I/O, no clock. Every input carries its
-time (:meth:`~Ledger.publish`; :meth:`~Ledger.pong`, :meth:`~Ledger.pongs` or
-:meth:`~Ledger.echoed`; :meth:`~Ledger.stale`, :meth:`~Ledger.malformed`; :meth:`~Ledger.accepted`,
-:meth:`~Ledger.tie`, :meth:`~Ledger.closed`; :meth:`~Ledger.beat`), and every decision comes back
-as a value (:mod:`~greenheart.core.values`).
+time, and every decision comes back as a value (:mod:`~greenheart.core.values`).
 
 A heart's life, beat by beat:
 
@@ -20,6 +17,7 @@ A heart's life, beat by beat:
   **suspects** instead (:mod:`~greenheart.core.silence`), failed if their connection closes;
 - a known heart whose connection **closes** fails at once with ``fail_on_disconnect``, and
   otherwise is *down* (:mod:`~greenheart.core.connections`): failed by its misses, never held;
+  one whose connection **timed out** is down and unreachable (:mod:`~greenheart.core.transport`);
 - a heart failed for its silence that answers again on the same connection was failed by
   mistake: a **false failure** (:mod:`~greenheart.core.failures`).
 
@@ -46,7 +44,7 @@ from greenheart.core import inputs
 from greenheart.core.bindings import MAX_BINDINGS, KeyBindings
 from greenheart.core.checks import COUNT
 from greenheart.core.connections import ConnectionBook
-from greenheart.core.failures import Cause, Failure, FalseFailure, Silenced
+from greenheart.core.failures import Cause, Failure, FalseFailure, Silenced, amend
 from greenheart.core.records import Records
 from greenheart.core.rounds import Echo, Rounds
 from greenheart.core.rules import Rules
@@ -140,8 +138,7 @@ class Ledger:
 
     @property
     def connections(self) -> ConnectionBook:
-        """Which connection each heart answers on: to read (it is fed through
-        :meth:`accepted`, :meth:`tie` and :meth:`closed`)."""
+        """Which connection each heart answers on: to read (fed by :meth:`closed` and co.)."""
         return self._book
 
     @property
@@ -179,8 +176,7 @@ class Ledger:
 
     @property
     def amended(self) -> tuple[Failure, ...]:
-        """Certificates amended since the last beat (which the next beat lists): hearts
-        failed for their silence whose connection closed since."""
+        """Certificates amended since the last beat, which the next beat lists."""
         return tuple(self._amended)
 
     def key_of(self, heart: bytes) -> object | None:
@@ -190,12 +186,9 @@ class Ledger:
     # -- inputs -----------------------------------------------------------------------------
 
     def observe(self, observer: Callable[[inputs.Input], object] | None) -> None:
-        """Hand ``observer`` every input from now on, as a value (None stops it).
-
-        It is first handed what brings a new ledger to this one's round: a
-        :class:`~greenheart.core.inputs.Started` at the round's start, then the answers to its
-        ping already read. Call it between rounds' ends: at the start, or right after a beat.
-        """
+        """Hand ``observer`` every input from now on, as a value (None stops it); first what
+        brings a new ledger to this round (a :class:`~greenheart.core.inputs.Started`, the
+        answers already read). Call it at the start, or right after a beat."""
         self._observer = observer
         if observer is None:
             return
@@ -207,10 +200,8 @@ class Ledger:
             observer(inputs.Echoed(rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart)))
 
     def publish(self, now: float) -> bytes:
-        """Open the next round at ``now``, before the current one closes (a monitor publishes on
-        its grid time, then reads what is queued, then beats): the payload of its ping. Answers
-        to the current ping still count for the current round; publishing twice opens it once.
-        """
+        """Open the next round at ``now``, before the current one closes (a monitor publishes,
+        reads what is queued, then beats): its ping. Publishing twice opens it once."""
         if not self._rounds.published:
             self._note(inputs.RoundOpened, now)
         return self._rounds.publish(now)
@@ -236,11 +227,9 @@ class Ledger:
         return Pong(kind, heart, rtt)
 
     def pongs(self, hearts: list[bytes], payloads: list[bytes], now: float) -> list[Pong]:
-        """Account for the answers of one drain, all read at ``now`` and sent with no key, as
-        :meth:`pong` would each: the pongs that were not answers. The common case (each a first
-        answer to the same ping) is a few set and dict operations in C
-        (:meth:`Rounds.heard_all <greenheart.core.rounds.Rounds.heard_all>`). A round trip
-        then has the resolution of one drain."""
+        """:meth:`pong` for each answer of one drain, read at ``now`` with no key: those not
+        answers. Each a first answer to one ping, it is a few set operations in C
+        (:meth:`~greenheart.core.rounds.Rounds.heard_all`), to the resolution of one drain."""
         count = len(hearts)
         if count > 1 and payloads.count(payloads[0]) == count:
             echo = self._rounds.echo_of(payloads[0])
@@ -257,8 +246,7 @@ class Ledger:
         ]
 
     def stale(self, heart: bytes, now: float) -> Pong:
-        """Account for an answer that came in on a connection already closed (libzmq delivers
-        what a connection sent before it closed): too late to count."""
+        """Account for an answer sent on a connection before it closed: too late to count."""
         self._note(inputs.Stale, now, heart)
         return self._bad(PongKind.STALE, heart)
 
@@ -273,33 +261,23 @@ class Ledger:
         self._book.accepted(fd)
 
     def tie(self, heart: bytes, fd: int, now: float) -> None:
-        """``heart`` answered on descriptor ``fd``, which it is not tied to; every connection
-        event before the answer has been handed in."""
+        """``heart`` answered on ``fd``, not its own; every event before it has been handed in."""
         self._note(inputs.ConnectionTied, now, heart, fd)
         self._book.answered(heart, fd)
 
     def closed(self, fd: int, now: float) -> tuple[Failure, ...]:
-        """The connection on descriptor ``fd`` closed at ``now``: the failures that makes.
-
-        A connection closed within the window of :meth:`Keepalive.timed_out
-        <greenheart.core.transport.Keepalive.timed_out>` timed out: its hearts are down and
-        marked unreachable, and none fails for it at once (the silence may be the monitor's
-        own link). Otherwise its peer closed it: its known hearts fail at once with
-        ``fail_on_disconnect``, and a held suspect whatever the setting (a closed connection
-        is the heart's side, not the monitor's); the others are only down. A failed heart's
-        answers of the round go with it, so that it is not new at the beat; the next
-        :class:`~greenheart.core.values.Beat` lists it in ``disconnected``. A heart failed for
-        its silence on this connection has its certificate amended (in :attr:`failures` and
-        the next beat's ``amended``): its connection is gone, and whether it timed out.
-        """
+        """The connection on descriptor ``fd`` closed at ``now``: the failures that makes (the
+        next beat's ``disconnected``). Timed out (:mod:`~greenheart.core.transport`), its hearts
+        are down and unreachable, none failed: the link lost may be the monitor's."""
         self._note(inputs.ConnectionClosed, now, fd)
         failing = []
         suspects, totals, book = self._suspects, self._totals, self._book
         keepalive = self.rules.keepalive
         for heart in book.closed(fd, self.hearts):
-            silenced = self._silenced.closed(heart)  # a return is now a new connection's
-            if silenced is not None:
-                self._amend(silenced, now)
+            amended = self._silenced.closed(heart, now, keepalive)
+            if amended is not None:
+                amend(self.failures, amended)
+                self._amended.append(amended)
             if heart not in self.hearts:
                 continue
             if keepalive is not None and keepalive.timed_out(self._silence(heart, now)):
@@ -327,14 +305,10 @@ class Ledger:
     def beat(
         self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
     ) -> Beat:
-        """Close the current round at ``now`` and open the next one (the one :meth:`publish`
-        opened, or one that opens now).
-
-        With ``judge=False`` (the driver could not have heard every answer) the hearts that did
-        not answer are not charged a miss, and none fails. ``lag`` (how late the beat came) and
-        ``cpu_share`` (how much of the time since the beat before the driver's thread computed)
-        are only reported, in the beat and in its certificates.
-        """
+        """Close the current round at ``now`` and open the next (if :meth:`publish` did not).
+        With ``judge=False`` (the driver could not have heard every answer) nobody is charged a
+        miss. ``lag`` and ``cpu_share`` (the driver's thread's share of the time since the beat
+        before) are only reported, in the beat and its certificates."""
         self.publish(now)
         self._note(inputs.RoundClosed, now, judge, lag, cpu_share)
         rounds, totals = self._rounds, self._totals
@@ -490,23 +464,8 @@ class Ledger:
     def _silence(self, heart: bytes, now: float) -> float | None:
         """Seconds since ``heart``'s last answer; None if it never answered."""
         last = self._rounds.arrival(heart)
-        if last is None:
-            last = self._records.answered_at(heart)
+        last = self._records.answered_at(heart) if last is None else last
         return None if last is None else now - last
-
-    def _amend(self, failure: Failure, now: float) -> None:
-        """``failure``'s heart, failed for its silence with its connection up, lost that
-        connection at ``now``: its certificate no longer says it is up, and says whether it
-        timed out."""
-        keepalive = self.rules.keepalive
-        silence = None if failure.last_answer is None else now - failure.last_answer
-        amended = failure.gone(keepalive is not None and keepalive.timed_out(silence))
-        # the standing shown of it (the latest failures), if it is still among them
-        for index in range(len(self.failures) - 1, -1, -1):
-            if self.failures[index] is failure:
-                self.failures[index] = amended
-                break
-        self._amended.append(amended)
 
     def _forget(self, heart: bytes) -> None:
         """``heart`` failed: it is no longer known."""

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from greenheart.core.failures import SILENCE, Failure, FalseFailure
+from greenheart.core.failures import SILENCE, Failure, FalseFailure, amend
 from greenheart.core.inputs import (
     ConnectionAccepted,
     ConnectionClosed,
@@ -87,17 +87,6 @@ class Replayed:
         return [failure for failure in self.failures if failure.cause in SILENCE]
 
 
-def _amend(failures: list[Failure], amended: Iterable[Failure]) -> None:
-    """Put each amended certificate where its original is (the same heart, failed at the
-    same time), as the ledger does in its own list."""
-    for new in amended:
-        for index in range(len(failures) - 1, -1, -1):
-            old = failures[index]
-            if old.heart == new.heart and old.at == new.at:
-                failures[index] = new
-                break
-
-
 def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
     """Feed ``inputs`` to a ledger under ``rules``: every failure it made, in order, and every
     false failure. A :class:`~greenheart.core.inputs.Started` begins a new ledger (a new
@@ -132,7 +121,8 @@ def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
                 ledger.tie(heart, fd, at)
             case ConnectionClosed(at, fd):
                 failures.extend(ledger.closed(fd, at))
-                _amend(failures, ledger.amended)
+                for amended in ledger.amended:
+                    amend(failures, amended)
             case Stale(at, heart):
                 ledger.stale(heart, at)
             case Malformed(at):

@@ -121,7 +121,9 @@ class Heart(Service):
             self.curve.apply(outbound)
         connect(inbound, self.in_addr, "pings")
         connect(outbound, self.out_addr, "pongs")
+        self.hearing = Hearing(time.monotonic(), self.lost_after, self.first_wait)
         self._device = self._spawn(self._forward, inbound, outbound)
+        self._spawn(self._listen, self.hearing)
 
     def _close(self) -> None:
         close_sockets(*self._sockets)
@@ -148,18 +150,23 @@ class Heart(Service):
             except Exception:
                 log.exception("heart %s: a hearing handler raised", display_id(self.id))
 
+    def _listen(self, hearing: Hearing) -> None:
+        """Say when the monitor is lost: woken at the deadline the pings heard set (a poll on
+        the socket would cost a call a ping, and zmq.green's uses select(), which fails past
+        descriptor 1023)."""
+        while True:
+            now = time.monotonic()
+            if hearing.check(now) is Change.LOST:
+                self._heard(Change.LOST, hearing.silence(now))
+            wait = hearing.deadline() - now
+            gevent.sleep(wait if wait > 0 else hearing.period or hearing.first_wait)
+
     def _forward(self, inbound: zmq.green.Socket, outbound: zmq.green.Socket) -> None:
         # Any other error (a socket closed under it, its context terminated) kills the heart,
         # which then says so: see Service.
-        hearing = self.hearing = Hearing(time.monotonic(), self.lost_after, self.first_wait)
+        hearing = self.hearing
+        assert hearing is not None
         while True:
-            if not hearing.lost:
-                wait = hearing.deadline() - time.monotonic()
-                if wait <= 0 or not inbound.poll(int(wait * 1000) + 1):
-                    now = time.monotonic()
-                    if hearing.check(now) is Change.LOST:
-                        self._heard(Change.LOST, hearing.silence(now))
-                    continue
             frames = inbound.recv_multipart()
             now = time.monotonic()
             silence = hearing.silence(now)
