@@ -13,6 +13,7 @@ import pytest
 
 from greenheart import HeartMonitor
 from greenheart.core.failures import Cause, Diagnosis
+from greenheart.core.silence import MassSilence
 from greenheart.core.transport import Keepalive
 from tests.helpers import wait_until
 from tests.hosts import Host, hosts, needs_hosts
@@ -53,11 +54,13 @@ def _monitor(gateway: str, **settings: object) -> HeartMonitor:
     return HeartMonitor.bind(
         f"tcp://{gateway}:0",
         f"tcp://{gateway}:0",
-        period=PERIOD_MS,
-        max_misses=MISSES,
-        transport_timeout=TIMEOUT_S,
-        mass_silence=None,
-        **settings,
+        **{
+            "period": PERIOD_MS,
+            "max_misses": MISSES,
+            "transport_timeout": TIMEOUT_S,
+            "mass_silence": None,
+            **settings,
+        },
     )
 
 
@@ -140,3 +143,59 @@ def test_a_healed_links_hearts_are_back_within_a_few_periods():
         healed = time.monotonic()
         wait_until(lambda: monitor.hearts == _hearts("flaky", 3), timeout=10)
         assert time.monotonic() - healed < 5 * PERIOD_MS / 1000 + 1
+
+
+#: a heart whose hub blocks for argv[4] seconds on SIGUSR1, while libzmq's thread runs on
+BLOCKING_HEART = """
+import signal, sys, time
+import gevent
+from greenheart import Heart
+heart = Heart(sys.argv[1], sys.argv[2], heart_id=sys.argv[3])
+heart.start()
+gevent.signal_handler(signal.SIGUSR1, lambda: time.sleep(float(sys.argv[4])))
+gevent.sleep(3600)
+"""
+
+
+def test_a_heart_whose_hub_blocks_is_hung_never_unreachable_and_a_false_failure_after():
+    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+        block = Keepalive(TIMEOUT_S).bound + 2
+        heart = host.python(
+            "-c", BLOCKING_HEART, monitor.ping_addr, monitor.pong_addr, "blocked", str(block),
+        )  # fmt: skip
+        wait_until(lambda: monitor.hearts == {b"blocked"}, timeout=20)
+        connections = _established(monitor)
+        heart.send_signal(signal.SIGUSR1)
+        wait_until(lambda: not monitor.hearts, timeout=5)
+        deadline = time.monotonic() + block - 1
+        while time.monotonic() < deadline:  # past the timeout, the connections stay
+            assert _established(monitor) == connections
+            gevent.sleep(0.2)
+        (failure,) = monitor.ledger.failures
+        assert failure.diagnosis is Diagnosis.HUNG and failure.connected
+        wait_until(lambda: monitor.ledger.counters.false_failures == 1, timeout=10)
+        assert monitor.ledger.failures[0].diagnosis is Diagnosis.HUNG  # never amended
+
+
+def test_a_cut_of_most_hearts_is_held_then_failed_as_unreachable():
+    """Six hearts of ten behind a link that goes down: the mass-silence rule holds them (the
+    monitor's own link may be at fault), their connections time out while they are held,
+    and when the hold ends they fail as unreachable; the four others carry on."""
+    hold = 25  # beats: 5 s, longer than the transport timeout
+    rule = MassSilence(share=0.5, min_hearts=5, hold=hold)
+    with hosts(2) as (gateway, [cut, kept]), _monitor(gateway, mass_silence=rule) as monitor:
+        _fleet(cut, monitor, gateway, 6, "cut")
+        _fleet(kept, monitor, gateway, 4, "kept")
+        everyone = _hearts("cut", 6) | _hearts("kept", 4)
+        wait_until(lambda: monitor.hearts == everyone, timeout=20)
+        began = []
+        monitor.add_beat_handler(lambda beat: beat.mass_silence_began and began.append(beat))
+        cut.vanish()
+        wait_until(lambda: began, timeout=5)
+        assert set(began[0].held) == _hearts("cut", 6)
+        bound = (MISSES + 2 + hold) * PERIOD_MS / 1000
+        wait_until(lambda: monitor.hearts == _hearts("kept", 4), timeout=bound + 2)
+        failures = list(monitor.ledger.failures)
+        assert {f.heart for f in failures} == _hearts("cut", 6)
+        assert all(f.cause is Cause.HELD for f in failures)
+        assert all(f.diagnosis is Diagnosis.UNREACHABLE for f in failures)
