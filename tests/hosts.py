@@ -1,124 +1,12 @@
-"""Other hosts, made on this machine: network namespaces joined to ours by veth pairs.
-
-Each :class:`Host` is a namespace with one address, its end of a veth pair, whose other end
-sits on a bridge in our namespace with the gateway address (the only one a monitor binds). A
-fault is applied on our end, so that the host's processes never know: ``vanish()`` sets the
-link down (no FIN, no RST: the host is gone as a powered-off machine is), ``heal()`` up
-again, ``shape()`` slows it with ``tbf`` (this kernel has no ``netem``: no loss or delay by
-rule, only a rate), ``delete()`` deletes the namespace with its processes' sockets. Nothing
-leaves the machine: the addresses exist only here.
-
-:func:`hosts` makes them and always tears them down, processes first, even when the test
-fails. It needs root and ``ip``; :data:`needs_hosts` skips a test, saying which is missing.
-"""
+"""Hosts for the tests (greenheart/bench/hosts.py), and the mark that skips a test without
+them, saying what is missing."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-
-import attrs
 import pytest
 
-_PREFIX = f"gh{os.getpid() % 100000}"
-#: a /24 of our own for this process's hosts (10.231.0.0/16 is used by nothing here)
-_SUBNET = f"10.231.{os.getpid() % 250}"
+from greenheart.bench.hosts import Host, hosts, missing
 
+needs_hosts = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "tc"):
-        if shutil.which(tool) is None:
-            return f"network namespaces need {tool} (iproute2)"
-    return None
-
-
-needs_hosts = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True, timeout=10)
-
-
-@attrs.define(eq=False)
-class Host:
-    """A host: a namespace, its address, and our end of its link."""
-
-    name: str
-    address: str
-    link: str
-    processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
-
-    def run(self, *argv: str, **popen: object) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in the host (a Python module with ``-m``: the test's interpreter)."""
-        command = ["ip", "netns", "exec", self.name, *argv]
-        process = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
-        self.processes.append(process)
-        return process
-
-    def python(self, *argv: str, **popen: object) -> subprocess.Popen[bytes]:
-        return self.run(sys.executable, *argv, **popen)
-
-    def vanish(self) -> None:
-        """The host is gone: its link is down, and nothing it sent or would send arrives."""
-        _ip("link", "set", self.link, "down")
-
-    def heal(self) -> None:
-        _ip("link", "set", self.link, "up")
-
-    def shape(self, rate: str) -> None:
-        """Limit what we send the host to ``rate`` (``tc``'s words: ``100kbit``)."""
-        subprocess.run(
-            ["tc", "qdisc", "replace", "dev", self.link, "root", "tbf", "rate", rate,
-             "burst", "4kb", "latency", "400ms"],
-            check=True, capture_output=True, timeout=10,
-        )  # fmt: skip
-
-    def delete(self) -> None:
-        """The namespace goes, and with it the host's side of every connection."""
-        self.stop()
-        _ip("netns", "del", self.name, check=False)
-
-    def stop(self) -> None:
-        """Kill the host's processes (``ip netns exec`` becomes the command it runs)."""
-        for process in self.processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()  # a stopped process too
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def hosts(count: int) -> Iterator[tuple[str, list[Host]]]:
-    """``count`` hosts on one bridge, and the gateway address a monitor binds; all torn down
-    at the end, whatever happened."""
-    bridge = f"{_PREFIX}br"
-    gateway = f"{_SUBNET}.1"
-    made: list[Host] = []
-    try:
-        _ip("link", "add", bridge, "type", "bridge")
-        _ip("addr", "add", f"{gateway}/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        for index in range(count):
-            name, link = f"{_PREFIX}h{index}", f"{_PREFIX}v{index}"
-            host = Host(name, f"{_SUBNET}.{index + 2}", link)
-            _ip("netns", "add", name)
-            made.append(host)
-            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name)
-            _ip("link", "set", link, "master", bridge)
-            _ip("link", "set", link, "up")
-            _ip("-n", name, "addr", "add", f"{host.address}/24", "dev", "eth0")
-            _ip("-n", name, "link", "set", "eth0", "up")
-            _ip("-n", name, "link", "set", "lo", "up")
-        yield gateway, made
-    finally:
-        for host in made:
-            host.delete()
-            _ip("link", "del", host.link, check=False)
-        _ip("link", "del", bridge, check=False)
+__all__ = ["Host", "hosts", "needs_hosts"]

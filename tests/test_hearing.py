@@ -58,3 +58,19 @@ def test_a_heart_says_its_monitor_is_lost_and_back(caplog):
             wait_until(lambda: heard == [Change.LOST, Change.FOUND], timeout=5)
         wait_until(lambda: heard == [Change.LOST, Change.FOUND, Change.LOST], timeout=3)
     assert "its monitor is lost" in caplog.text and "its monitor is back" in caplog.text
+
+
+def test_a_fleet_says_its_monitor_is_lost_and_back(monkeypatch):
+    import functools
+
+    from greenheart.fleet import HeartFleet
+
+    monkeypatch.setattr(
+        "greenheart.green.fleet.Hearing", functools.partial(Hearing, first_wait=0.3)
+    )
+    with HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=50) as probe:
+        ping, pong = probe.ping_addr, probe.pong_addr
+    with HeartFleet(ping, pong, size=3) as fleet:
+        wait_until(lambda: fleet.status().monitor_lost, timeout=3)
+        with HeartMonitor.bind(ping, pong, period=50):
+            wait_until(lambda: not fleet.status().monitor_lost, timeout=5)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from greenheart.bench import capacity, controller, detect, fleet, page, soak, storm, tuning
+from greenheart.bench import capacity, controller, detect, fleet, page, soak, storm, tuning, vanish
 
 
 class BenchModule(Protocol):
@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, BenchModule] = {
     "ipyparallel": controller,
     "page": page,
     "tune": tuning,
+    "vanish": vanish,
 }
 
 

@@ -91,5 +91,5 @@ def status_line(status: FleetStatus, as_json: bool) -> str:
         f" {status.heart_count - status.alive_count} dead), {status.fleet_pings} pings"
         f" ({status.skipped_pings} skipped),"
         f" {status.pongs} pongs, {status.dropped} dropped, {status.delayed} delayed,"
-        f" {status.unsent} unsent"
+        f" {status.unsent} unsent" + ("; its monitor is lost" if status.monitor_lost else "")
     )

@@ -34,9 +34,11 @@ from greenheart.core.behaviour import (
 )
 from greenheart.core.checks import COUNT
 from greenheart.core.fanout import FANOUT_BATCH, fan_out_order
+from greenheart.core.pingwatch import Change, Hearing
 from greenheart.core.timeline import Timeline
 from greenheart.green.curve import ClientCurve
 from greenheart.green.delays import DelayQueue
+from greenheart.green.heart import heard_ping, listen
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
@@ -111,6 +113,8 @@ class FleetStatus:
     unsent: int
     #: delayed pongs waiting to be sent
     pending: int
+    #: no ping for a few of the monitor's periods (:mod:`greenheart.core.pingwatch`)
+    monitor_lost: bool = False
 
 
 def descriptors_per_heart(ping_per_heart: bool) -> int:
@@ -184,6 +188,7 @@ class HeartFleet(Service):
     _delays: DelayQueue = attrs.field(init=False)
     _fleet_pings: int = attrs.field(default=0, init=False)
     _skipped_pings: int = attrs.field(default=0, init=False)
+    _hearing: Hearing | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._delays = DelayQueue(self._send, self.clock)
@@ -212,7 +217,9 @@ class HeartFleet(Service):
         self._add(self.size)
         self._spawn(self._delays.run)
         if self._sub is not None:
+            self._hearing = Hearing(time.monotonic())
             self._spawn(self._fan_out)
+            self._spawn(listen, self._hearing, self._heard)
         if self.scenario:
             timeline = Timeline.start(self.scenario, self.behaviour.seed, self.alive)
             self._spawn(play, timeline, self.clock, FleetCast(self))
@@ -314,10 +321,15 @@ class HeartFleet(Service):
             fleet_pings=self._fleet_pings,
             skipped_pings=self._skipped_pings,
             pending=len(self._delays),
+            monitor_lost=self._hearing is not None and self._hearing.lost,
             **totals,
         )
 
     # -- inside -----------------------------------------------------------------------------------
+
+    def _heard(self, change: Change, silence: float) -> None:
+        what = "lost, no ping for" if change is Change.LOST else "back after"
+        log.warning("fleet %s: its monitor is %s %.1f s", self.prefix, what, silence)
 
     def _require_running(self) -> None:
         if not self.running:
@@ -421,6 +433,8 @@ class HeartFleet(Service):
         prompt = self.behaviour.prompt
         while True:
             payload = sub.recv()
+            if self._hearing is not None:
+                heard_ping(self._hearing, self._heard)
             if not self.answer_every_ping:
                 payload = self._newest_ping(sub, payload)
             self._fleet_pings += 1

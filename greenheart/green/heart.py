@@ -32,6 +32,26 @@ from greenheart.green.sockets import close_sockets, connect, default_context, so
 log = logging.getLogger("greenheart.heart")
 
 
+def listen(hearing: Hearing, heard: Callable[[Change, float], object]) -> None:
+    """Tell ``heard`` when the monitor is lost (a greenlet): woken at the deadline the pings
+    heard set. A poll on the socket would cost a call a ping, and zmq.green's uses select(),
+    which fails past descriptor 1023."""
+    while True:
+        now = time.monotonic()
+        if hearing.check(now) is Change.LOST:
+            heard(Change.LOST, hearing.silence(now))
+        wait = hearing.deadline() - now
+        gevent.sleep(wait if wait > 0 else hearing.period or hearing.first_wait)
+
+
+def heard_ping(hearing: Hearing, heard: Callable[[Change, float], object]) -> None:
+    """A ping came: tell ``heard`` if the monitor was lost until now."""
+    now = time.monotonic()
+    silence = hearing.silence(now)
+    if hearing.ping(now) is Change.FOUND:
+        heard(Change.FOUND, silence)
+
+
 def _identity(heart_id: bytes | str | None) -> bytes:
     if heart_id is None:
         return uuid.uuid4().bytes
@@ -123,7 +143,7 @@ class Heart(Service):
         connect(outbound, self.out_addr, "pongs")
         self.hearing = Hearing(time.monotonic(), self.lost_after, self.first_wait)
         self._device = self._spawn(self._forward, inbound, outbound)
-        self._spawn(self._listen, self.hearing)
+        self._spawn(listen, self.hearing, self._heard)
 
     def _close(self) -> None:
         close_sockets(*self._sockets)
@@ -150,17 +170,6 @@ class Heart(Service):
             except Exception:
                 log.exception("heart %s: a hearing handler raised", display_id(self.id))
 
-    def _listen(self, hearing: Hearing) -> None:
-        """Say when the monitor is lost: woken at the deadline the pings heard set (a poll on
-        the socket would cost a call a ping, and zmq.green's uses select(), which fails past
-        descriptor 1023)."""
-        while True:
-            now = time.monotonic()
-            if hearing.check(now) is Change.LOST:
-                self._heard(Change.LOST, hearing.silence(now))
-            wait = hearing.deadline() - now
-            gevent.sleep(wait if wait > 0 else hearing.period or hearing.first_wait)
-
     def _forward(self, inbound: zmq.green.Socket, outbound: zmq.green.Socket) -> None:
         # Any other error (a socket closed under it, its context terminated) kills the heart,
         # which then says so: see Service.
@@ -168,10 +177,7 @@ class Heart(Service):
         assert hearing is not None
         while True:
             frames = inbound.recv_multipart()
-            now = time.monotonic()
-            silence = hearing.silence(now)
-            if hearing.ping(now) is Change.FOUND:
-                self._heard(Change.FOUND, silence)
+            heard_ping(hearing, self._heard)
             try:
                 outbound.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "--rules", metavar="JSON", help="greenheart: every judging setting (Rules.as_json)"
     )
     parser.add_argument("--record", metavar="FILE", help="greenheart: record to FILE")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="greenheart: bind here (a bench host's gateway)"
+    )
     parser.add_argument("--curve", metavar="DIR", help="CURVE keys, for greenheart-curve")
     parser.add_argument("--ping", help="for a load: the monitor's ping address")
     parser.add_argument("--pong", help="for a load: the monitor's pong address")
@@ -90,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.events,
             own_sockets=args.kind == "greenheart-sockets",
             record=args.record,
+            host=args.host,
         )
     from greenheart.bench.programs import loads
 

@@ -70,6 +70,7 @@ def run_greenheart(
     *,
     own_sockets: bool = False,
     record: str | None = None,
+    host: str = "127.0.0.1",
 ) -> int:
     from greenheart.bench.programs.serving import serve
     from greenheart.core.failures import Failure
@@ -116,8 +117,9 @@ def run_greenheart(
             socket.bind(LOOPBACK)
         monitor = HeartMonitor(ping, pong, period=period, record=record, **settings)
     else:
+        address = f"tcp://{host}:0"
         monitor = HeartMonitor.bind(
-            LOOPBACK, LOOPBACK, period=period, curve=curve, record=record, **settings
+            address, address, period=period, curve=curve, record=record, **settings
         )
     monitor.add_beat_handler(report)
     if events:
