@@ -94,8 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["greenheart"],
         help="which monitor(s) to ramp, comma-separated: greenheart, greenheart-sockets (on"
         " sockets made as a caller would, not by bind()), greenheart-curve (CURVE"
-        " on: encrypted, keys checked), ipyparallel, or raw (a bare pyzmq loop: the"
-        " transport's limit); several alternate step by step",
+        " on: encrypted, keys checked), greenheart-unwatched (no transport liveness),"
+        " greenheart-zmtp (ZeroMQ's heartbeats for it), ipyparallel, or raw (a bare pyzmq"
+        " loop: the transport's limit); several alternate step by step",
     )
     parser.add_argument(
         "--compare",

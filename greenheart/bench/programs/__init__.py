@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from greenheart.core.rules import Rules
 from greenheart.green.orphans import die_with_parent
 
-MONITORS = ("greenheart", "greenheart-sockets", "greenheart-curve", "ipyparallel", "raw")
+MONITORS = (
+    "greenheart",
+    "greenheart-sockets",
+    "greenheart-curve",
+    "greenheart-unwatched",
+    "greenheart-zmtp",
+    "ipyparallel",
+    "raw",
+)
 LOADS = ("fleet", "hearts", "ipyparallel-hearts", "soak-fleet", "kill-fleet", "engines", "storm")
 
 
@@ -94,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             own_sockets=args.kind == "greenheart-sockets",
             record=args.record,
             host=args.host,
+            liveness=args.kind.removeprefix("greenheart-")
+            if args.kind in ("greenheart-unwatched", "greenheart-zmtp")
+            else "keepalive",
         )
     from greenheart.bench.programs import loads
 

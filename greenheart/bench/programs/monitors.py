@@ -6,7 +6,10 @@ for being measured: the round trip of every answer is kept, and a beat reports a
 
 - ``greenheart``: :class:`greenheart.HeartMonitor` from ``bind()``; ``greenheart-sockets`` the
   same on sockets made as a caller would (IPython.parallel's constructor, ZeroMQ's defaults);
-  ``greenheart-curve`` with CURVE on, letting in only the fleets' key. ``--events`` adds a line
+  ``greenheart-curve`` with CURVE on, letting in only the fleets' key; ``greenheart-unwatched``
+  without transport liveness, ``greenheart-zmtp`` with ZeroMQ's heartbeats (every
+  :data:`ZMTP_IVL_MS`, closing after :data:`ZMTP_TIMEOUT_MS`) in place of TCP keepalive, for the
+  cost of each (:mod:`greenheart.core.transport`). ``--events`` adds a line
   for every heart registered, failed (with its cause) or falsely failed, and for every change in
   refusing connections.
 - ``ipyparallel``: ipyparallel's own ``HeartMonitor`` on its tornado loop, which counts late
@@ -42,6 +45,11 @@ from greenheart.bench.programs.common import LOOPBACK, SERVER_KEYS
 from greenheart.core.rules import Rules
 from greenheart.green.limits import raise_open_file_limit
 
+#: ZeroMQ's heartbeats for ``greenheart-zmtp``: a ping each way every 10 s, a connection closed
+#: after 30 s without a word (as the default transport timeout)
+ZMTP_IVL_MS = 10_000
+ZMTP_TIMEOUT_MS = 30_000
+
 
 def _ready(ping: str, pong: str) -> None:
     say(Ready(ping=ping, pong=pong, pid=os.getpid()))
@@ -71,6 +79,7 @@ def run_greenheart(
     own_sockets: bool = False,
     record: str | None = None,
     host: str = "127.0.0.1",
+    liveness: str = "keepalive",
 ) -> int:
     from greenheart.bench.programs.serving import serve
     from greenheart.core.failures import Failure
@@ -117,9 +126,25 @@ def run_greenheart(
             socket.bind(LOOPBACK)
         monitor = HeartMonitor(ping, pong, period=period, record=record, **settings)
     else:
+        import zmq.green
+
         address = f"tcp://{host}:0"
+        zmtp: zmq.green.Context | None = None
+        if liveness != "keepalive":
+            settings["transport_timeout"] = None
+        if liveness == "zmtp":
+            # pyzmq gives every socket a context makes the context's options
+            zmtp = zmq.green.Context()
+            zmtp.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_IVL_MS)
+            zmtp.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_TIMEOUT_MS)
         monitor = HeartMonitor.bind(
-            address, address, period=period, curve=curve, record=record, **settings
+            address,
+            address,
+            period=period,
+            curve=curve,
+            record=record,
+            context=zmtp,
+            **settings,
         )
     monitor.add_beat_handler(report)
     if events:
