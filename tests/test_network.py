@@ -4,17 +4,21 @@ hung and unreachable apart, and closes what a vanished host leaves behind."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 
 import gevent
 import pytest
+import zmq
 
 from greenheart import HeartMonitor
 from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.silence import MassSilence
 from greenheart.core.transport import Keepalive
+from greenheart.green.sockets import default_context
+from greenheart.integrations.events import EventStream
 from tests.helpers import wait_until
 from tests.hosts import Host, hosts, needs_hosts
 
@@ -68,11 +72,21 @@ def _hearts(prefix: str, size: int) -> set[bytes]:
     return {f"{prefix}-{n}".encode() for n in range(size)}
 
 
-def test_a_vanished_hosts_hearts_fail_then_are_found_unreachable_and_its_connections_closed():
+def test_a_vanished_hosts_hearts_fail_then_are_found_unreachable_and_its_connections_closed(
+    caplog,
+):
     """The link goes down: no FIN. The hearts fail by their misses, as hung (their connections
     still up), and once the kernel gives up on their connections, within the transport
-    timeout, they are said unreachable, and the connections and their descriptors are gone."""
-    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+    timeout, they are said unreachable (a log line, an event), and the connections and their
+    descriptors are gone."""
+    with (
+        hosts(1) as (gateway, [host]),
+        _monitor(gateway) as monitor,
+        EventStream(monitor, "tcp://127.0.0.1:0") as stream,
+    ):
+        events = default_context().socket(zmq.SUB)
+        events.setsockopt(zmq.SUBSCRIBE, b"unreachable")
+        events.connect(stream.address)
         amended = []
         monitor.add_beat_handler(lambda beat: amended.extend(beat.unreachable))
         _fleet(host, monitor, gateway, 3, "far")
@@ -95,6 +109,11 @@ def test_a_vanished_hosts_hearts_fail_then_are_found_unreachable_and_its_connect
         assert all(f.diagnosis is Diagnosis.UNREACHABLE for f in monitor.ledger.failures)
         assert "connection timed out" in monitor.ledger.failures[-1].describe()
         assert monitor.ledger.counters.found_unreachable == 3
+        said = [json.loads(events.recv_multipart()[2]) for _ in range(3)]
+        events.close(linger=0)
+        assert {event["heart"] for event in said} == {"far-0", "far-1", "far-2"}
+        assert {event["diagnosis"] for event in said} == {"unreachable"}
+        assert "unreachable: far-" in caplog.text
 
 
 def test_a_killed_hosts_hearts_crash_within_milliseconds():
@@ -199,3 +218,15 @@ def test_a_cut_of_most_hearts_is_held_then_failed_as_unreachable():
         assert {f.heart for f in failures} == _hearts("cut", 6)
         assert all(f.cause is Cause.HELD for f in failures)
         assert all(f.diagnosis is Diagnosis.UNREACHABLE for f in failures)
+
+
+def test_a_slow_links_hearts_keep_beating():
+    """A host behind a slow link (tbf at 256 kbit/s; this kernel has no netem, so no delay or
+    loss by rule): its pings and pongs fit, and nobody fails."""
+    with hosts(1) as (gateway, [host]), _monitor(gateway) as monitor:
+        host.shape("256kbit")
+        _fleet(host, monitor, gateway, 3, "slow")
+        wait_until(lambda: monitor.hearts == _hearts("slow", 3), timeout=20)
+        beats = monitor.ledger.counters.beats
+        wait_until(lambda: monitor.ledger.counters.beats >= beats + 10, timeout=10)
+        assert monitor.hearts == _hearts("slow", 3) and not monitor.ledger.failures
