@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import gevent
@@ -230,3 +231,18 @@ def test_a_slow_links_hearts_keep_beating():
         beats = monitor.ledger.counters.beats
         wait_until(lambda: monitor.ledger.counters.beats >= beats + 10, timeout=10)
         assert monitor.hearts == _hearts("slow", 3) and not monitor.ledger.failures
+
+
+def test_a_short_vanish_bench_leaves_the_monitor_where_it_started_only_with_keepalive(tmp_path):
+    out = tmp_path / "vanish.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "greenheart", "bench", "vanish", "--cycles", "3",
+         "--transport-timeout", "3", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    kept, unwatched = json.loads(out.read_text())["runs"]
+    assert kept["descriptors"]["after"] == kept["descriptors"]["before"]
+    assert kept["established"]["after"] == 0 and kept["last_closed_after_s"] is not None
+    assert unwatched["descriptors"]["after"] > unwatched["descriptors"]["before"]
+    assert "transport timeout" in done.stdout
