@@ -54,7 +54,7 @@ def catch_up(queue: FairQueue, ledger: Ledger) -> bool:
     """What a beat does before it judges: read as the rule asks, and say if it caught up."""
     rule = CatchUp(len(ledger.hearts))
     while wanted := rule.wanted():
-        rule.read(queue.read(wanted, ledger, 1.0), ledger.answer_count)
+        rule.read(queue.read(wanted, ledger, 1.0), ledger.rounds.answer_count)
     assert rule.caught_up is not None
     return rule.caught_up
 
@@ -83,7 +83,7 @@ def test_every_heart_answering_is_read_before_judging():
     for heart in HEARTS:
         queue.put(heart, ledger.ping)
     assert catch_up(queue, ledger)
-    assert ledger.responses == set(HEARTS) and not queue.unread()
+    assert ledger.rounds.responses == set(HEARTS) and not queue.unread()
 
 
 def test_one_peers_flood_does_not_stop_the_beat_judging():
@@ -93,7 +93,7 @@ def test_one_peers_flood_does_not_stop_the_beat_judging():
     for heart in HEARTS:
         queue.put(heart, ledger.ping)
     assert catch_up(queue, ledger)
-    assert ledger.responses >= set(HEARTS)
+    assert ledger.rounds.responses >= set(HEARTS)
     # every heart was heard within the first read, and the check cost one batch more
     assert queue.read_count == 2 * len(HEARTS) + 2 * PONG_BATCH
 

@@ -29,7 +29,7 @@ def test_first_ping_and_registration_at_the_next_beat():
     assert beat.new_hearts == (b"a",)
     assert ledger.hearts == {b"a"}
     assert beat.ping == encode_ping(1.0) == ledger.ping
-    assert ledger.lifetime == 1.0 and ledger.last_ping == 0.0 and ledger.tic == 101.0
+    assert ledger.rounds.lifetime == 1.0 and ledger.rounds.last_ping == 0.0 and ledger.tic == 101.0
 
 
 def test_default_is_probation_at_the_first_miss_and_failure_at_the_second():
@@ -153,7 +153,7 @@ def test_a_clock_stepping_back_never_repeats_an_older_ping(then):
     old_ping = ledger.ping
     ledger.beat(then)
     assert ledger.ping != old_ping
-    assert ledger.lifetime == pytest.approx(1.0)  # a round of no time, not of negative time
+    assert ledger.rounds.lifetime == pytest.approx(1.0)  # a round of no time, not of negative time
     # so an answer to the round just closed is late, and only the new ping is on time
     assert ledger.pong(b"a", old_ping, then + 0.1).kind is PongKind.LATE
     assert ledger.pong(b"b", ledger.ping, then + 0.1).kind is PongKind.ON_TIME
@@ -176,7 +176,7 @@ def test_a_pong_read_after_the_next_ping_was_published_still_counts_for_its_own_
     # a answered the round that closed; b did not, though it answered the next one
     assert beat.on_time_pongs == 1 and b"b" in ledger.on_probation
     assert ledger.tic == 2.0 and ledger.ping == upcoming  # the new round began at its ping
-    assert ledger.responses == {b"b"}  # b's early answer is the new round's
+    assert ledger.rounds.responses == {b"b"}  # b's early answer is the new round's
     assert ledger.beat(3.0).on_time_pongs == 1 and ledger.on_probation == {b"a": 1}
 
 
@@ -664,7 +664,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # only a suspect may have missed more than max_misses beats
         assert all(1 <= probation[h] <= self.max_misses for h in probation if h not in held)
         answered = {heart for heart, state in self.model.items() if state.on_time or state.late}
-        assert self.ledger.responses == answered
+        assert self.ledger.rounds.responses == answered
         if self.max_hearts is not None:
             assert len(self.ledger.hearts) <= self.max_hearts
 
@@ -796,7 +796,7 @@ def test_the_bulk_path_agrees_with_the_per_message_path(steps, rules):
             assert single.beat(now, judge=action == "beat") == beat
             pings = {"previous": pings["current"], "current": beat.ping}
         assert bulk.counters == single.counters
-        assert bulk.responses == single.responses
+        assert bulk.rounds.responses == single.rounds.responses
 
 
 # -- pinned before the ledger is restructured: through tests/pure.py's calls alone -----------

@@ -39,6 +39,8 @@ class Cause(enum.Enum):
     PHI = "phi"
     #: it was held as a suspect in a mass silence, and stayed silent for the whole hold
     HELD = "held"
+    #: a heart the monitor knew before it restarted, not seen within the grace since
+    RESTARTED = "restarted"
 
 
 class Diagnosis(enum.Enum):
@@ -101,7 +103,7 @@ class Failure:
     @property
     def diagnosis(self) -> Diagnosis:
         """Crashed, hung or unreachable, by its cause and its connection."""
-        if self.timed_out:
+        if self.timed_out or self.cause is Cause.RESTARTED:  # never reached again
             return Diagnosis.UNREACHABLE
         if self.cause is Cause.DISCONNECTED or self.connected is False:
             return Diagnosis.CRASHED
@@ -124,6 +126,8 @@ class Failure:
             what = f"missed {self.misses} beats"
         elif self.cause is Cause.PHI:
             what = f"phi {self.phi:.1f} passed the threshold"
+        elif self.cause is Cause.RESTARTED:
+            what = "not seen since the monitor restarted"
         else:
             what = f"silent through a hold of {self.held_beats} beats in a mass silence"
         parts = [what]

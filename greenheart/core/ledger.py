@@ -35,7 +35,7 @@ is handed every input as a value (:mod:`~greenheart.core.inputs`): how a monitor
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -46,6 +46,7 @@ from greenheart.core.checks import COUNT
 from greenheart.core.connections import ConnectionBook
 from greenheart.core.failures import Cause, Failure, FalseFailure, Silenced, amend
 from greenheart.core.records import Records
+from greenheart.core.restart import Awaiting, Remembered
 from greenheart.core.rounds import Echo, Rounds
 from greenheart.core.rules import Rules
 from greenheart.core.silence import Outcome, Suspect, Suspects
@@ -96,6 +97,8 @@ class Ledger:
     #: suspects held after the last beat
     _held_after_beat: int = attrs.field(default=0, init=False)
     _observer: Callable[[inputs.Input], object] | None = attrs.field(default=None, init=False)
+    #: a stopped monitor's hearts, not heard since it restarted (:mod:`~greenheart.core.restart`)
+    _awaiting: Awaiting | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rounds = Rounds(self._opened_at)
@@ -117,24 +120,10 @@ class Ledger:
         return self._rounds.ping
 
     @property
-    def lifetime(self) -> float:
-        """Seconds of beating, as of the current ping."""
-        return self._rounds.lifetime
-
-    @property
-    def last_ping(self) -> float:
-        """``lifetime`` as of the previous ping."""
-        return self._rounds.last_ping
-
-    @property
-    def responses(self) -> set[bytes]:
-        """The hearts that answered during the current round."""
-        return self._rounds.responses
-
-    @property
-    def answer_count(self) -> int:
-        """Answers (on time or late, repeats excluded) in the current round."""
-        return self._rounds.answer_count
+    def rounds(self) -> Rounds:
+        """The pings in flight and their answers (``lifetime``, ``last_ping``, ``responses``,
+        ``answer_count``): to read."""
+        return self._rounds
 
     @property
     def connections(self) -> ConnectionBook:
@@ -161,8 +150,7 @@ class Ledger:
         return self._records.round_trips(heart)
 
     def states(self) -> list[HeartState]:
-        """Every known heart: its misses in a row, its round trips and whether it is held as a
-        suspect, as of the last beat."""
+        """Every known heart's misses in a row, round trips and suspicion, as of the last beat."""
         on_probation, suspects = self.on_probation, self._suspects or ()
         trips = self._records.round_trips
         return [
@@ -198,6 +186,11 @@ class Ledger:
         observer(inputs.Started(rounds.tic))
         for heart, rtt in rounds.on_time.items():
             observer(inputs.Echoed(rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart)))
+
+    def resume(self, remembered: Sequence[Remembered], now: float, grace: float) -> None:
+        """Know ``remembered``, a stopped monitor's hearts, each awaited for ``grace`` s."""
+        self._awaiting = Awaiting.of(remembered, now, grace)
+        self.hearts.update(r.heart for r in remembered)
 
     def publish(self, now: float) -> bytes:
         """Open the next round at ``now``, before the current one closes (a monitor publishes,
@@ -323,6 +316,11 @@ class Ledger:
             self._certify(heart, cause, now, misses, len(verdicts), number, held)
             for heart, cause, misses, held in verdicts
         ]
+        resumed, gone = self._awaiting.beat(responses, now) if self._awaiting else ((), [])
+        failures += [
+            self._certify(r.heart, Cause.RESTARTED, now, 0, len(gone), number, last=r.last_answer)
+            for r in gone
+        ]
         for failure in failures:
             self._silenced.failed(failure, self._book.serial_of(failure.heart))
             self._forget(failure.heart)
@@ -369,6 +367,7 @@ class Ledger:
             disconnected=tuple(failure.heart for failure in disconnections),
             failures=(*failures, *disconnections),
             false_failures=false_failures,
+            resumed=resumed,
             amended=amended,
             suspects=tuple(sorted(self._suspects)) if self._suspects else (),
             held=silence.held if silence is not None else (),
@@ -393,12 +392,12 @@ class Ledger:
         charge = 1 if judge else 0
         phi = self.rules.phi
         cause = Cause.MISSED if phi is None else Cause.PHI
-        suspects, book = self._suspects, self._book
+        suspects, book, awaiting = self._suspects, self._book, self._awaiting or ()
         # hearts that would fail with their connections up, which the rule may hold instead
         would_fail: list[bytes] = []
         for heart in self.hearts - responses:
             misses = self.on_probation.get(heart, 0) + charge
-            if not misses:
+            if not misses or heart in awaiting:
                 continue
             if suspects is not None and heart in suspects:
                 on_probation[heart] = misses
@@ -439,6 +438,7 @@ class Ledger:
         together: int,
         beat: int,
         suspect: Suspect | None = None,
+        last: float | None = None,
     ) -> Failure:
         """The certificate of ``heart``'s failure, from its record (which must still be there)."""
         trips = self.round_trips(heart)
@@ -448,7 +448,7 @@ class Ledger:
             at=now,
             beat=beat,
             misses=misses,
-            last_answer=self._records.answered_at(heart),
+            last_answer=self._records.answered_at(heart) or last,
             last_rtt=trips.last if trips is not None else None,
             mean_rtt=trips.mean if trips is not None else None,
             phi=self.suspicion(heart, now),

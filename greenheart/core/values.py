@@ -93,6 +93,8 @@ class Beat:
     failures: tuple[Failure, ...] = attrs.field(default=(), repr=False)
     #: hearts failed for their silence that answered again on the same connection
     false_failures: tuple[FalseFailure, ...] = ()
+    #: hearts known before the monitor restarted that answered again within the grace
+    resumed: tuple[bytes, ...] = ()
     #: hearts failed for their silence before the beat before whose connection has closed
     #: since: their certificates, amended (:meth:`Failure.gone
     #: <greenheart.core.failures.Failure.gone>`)
@@ -136,6 +138,7 @@ class Counters:
     failed_missed: int = 0
     failed_phi: int = 0
     failed_held: int = 0
+    failed_restarted: int = 0
     #: mass silences begun, hearts held as suspects in them, and suspects that answered again
     mass_silences: int = 0
     held_hearts: int = 0

@@ -237,7 +237,7 @@ class HeartMonitor(Service):
     @property
     def responses(self) -> frozenset[bytes]:
         """The hearts that answered since the last beat."""
-        return frozenset(self._ledger.responses)
+        return frozenset(self._ledger.rounds.responses)
 
     @property
     def on_probation(self) -> dict[bytes, int]:
@@ -246,11 +246,11 @@ class HeartMonitor(Service):
 
     @property
     def lifetime(self) -> float:
-        return self._ledger.lifetime
+        return self._ledger.rounds.lifetime
 
     @property
     def last_ping(self) -> float:
-        return self._ledger.last_ping
+        return self._ledger.rounds.last_ping
 
     @property
     def tic(self) -> float:
@@ -411,7 +411,7 @@ class HeartMonitor(Service):
         False if answers are still queued after that."""
         catch_up = CatchUp(len(self._ledger.hearts))
         while wanted := catch_up.wanted():
-            catch_up.read(self._reader.drain(wanted), self._ledger.answer_count)
+            catch_up.read(self._reader.drain(wanted), self._ledger.rounds.answer_count)
         return bool(catch_up.caught_up)
 
     def _publish(self, ping: bytes) -> None:
