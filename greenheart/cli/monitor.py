@@ -94,6 +94,19 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         " and call its hearts unreachable (TCP keepalive; default"
         f" {DEFAULT_TRANSPORT_TIMEOUT:g}; 0 for never)",
     )
+    monitor.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep the hearts known in FILE (SQLite), and after a restart await them there:"
+        " those not back within the grace fail",
+    )
+    monitor.add_argument(
+        "--restart-grace",
+        type=positive_float,
+        metavar="S",
+        help="with --state: how long a restart awaits the hearts it knew (default: three"
+        " periods, at least 10 s)",
+    )
     add_mass_silence_arguments(monitor)
     add_server_arguments(monitor)
     monitor.add_argument(
@@ -181,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         curve=server_curve(args),
         **attrs.asdict(rules_from(args), recurse=False),
         record=recording_from(args),
+        state=args.state,
+        restart_grace=args.restart_grace,
     )
     EventPrinter(sys.stdout, as_json=args.json, summary=args.summary).attach(monitor)
     with monitor, contextlib.ExitStack() as extras:

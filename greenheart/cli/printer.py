@@ -46,8 +46,14 @@ class EventPrinter:
     def beat(self, beat: Beat) -> None:
         for heart in beat.new_hearts:
             self._emit("new_heart", beat.number, heart=display_id(heart))
+        for heart in beat.resumed:
+            self._emit("resumed_heart", beat.number, heart=display_id(heart))
         for mistake in beat.false_failures:
             self._emit("false_failure", beat.number, **mistake.as_json())
+        for failure in beat.unreachable:
+            fields = failure.as_json()
+            del fields["beat"]  # the beat it failed at: this one says it is unreachable
+            self._emit("unreachable", beat.number, **fields)
         for heart, late in sorted(beat.late_hearts.items()):
             self._emit("late_heart", beat.number, heart=display_id(heart), late_ms=_ms(late))
         if beat.mass_silence_began or beat.mass_silence_ended:

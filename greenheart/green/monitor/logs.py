@@ -60,7 +60,19 @@ class MonitorLog:
     def started(self, period: float, ping: str, pong: str) -> None:
         self.log.info("beating every %g ms on %s, listening on %s", period, ping, pong)
 
+    def resuming(self, hearts: int, grace: float, path: str) -> None:
+        self.log.info(
+            "awaiting the %d heart(s) %s remembers for %.1f s: those not back then fail",
+            hearts,
+            path,
+            grace,
+        )
+
     def beat(self, beat: Beat, rules: Rules) -> None:
+        if beat.resumed:
+            self.log.info(
+                "%d heart(s) back after the restart: %s", len(beat.resumed), named(beat.resumed)
+            )
         if beat.new_hearts:
             self.log.info("%d new heart(s): %s", len(beat.new_hearts), named(beat.new_hearts))
         if beat.failed_hearts:

@@ -26,6 +26,7 @@ from greenheart.core.failures import Failure
 from greenheart.core.judging import BY_HAND, CatchUp, Lap, Lateness, Pace, Verdict, verdict
 from greenheart.core.ledger import Ledger
 from greenheart.core.phi import PhiAccrual
+from greenheart.core.restart import grace_for
 from greenheart.core.rules import Rules
 from greenheart.core.schedule import BeatSchedule
 from greenheart.core.silence import MassSilence
@@ -48,6 +49,7 @@ from greenheart.green.monitor.sockets import SMALLEST_MESSAGE, make_sockets, pre
 from greenheart.green.recording import RecordingFile
 from greenheart.green.refusal import ConnectionGuard
 from greenheart.green.sockets import close_sockets, default_context, endpoint, require_green_socket
+from greenheart.green.state import StateFile
 from greenheart.green.zap import Authenticator
 
 
@@ -55,6 +57,12 @@ def _recording_file(value: str | os.PathLike[str] | RecordingFile | None) -> Rec
     if value is None or isinstance(value, RecordingFile):
         return value
     return RecordingFile(value)
+
+
+def _state_file(value: str | os.PathLike[str] | StateFile | None) -> StateFile | None:
+    if value is None or isinstance(value, StateFile):
+        return value
+    return StateFile(os.fspath(value))
 
 
 @attrs.frozen
@@ -123,6 +131,12 @@ class HeartMonitor(Service):
     #: record every input of the ledger here, for ``greenheart tune`` (a path, or a
     #: :class:`~greenheart.green.recording.RecordingFile` to set its rotation)
     record: RecordingFile | None = attrs.field(default=None, converter=_recording_file)
+    #: keep the hearts known in this file, and await them there after a restart (a path, or
+    #: a :class:`~greenheart.green.state.StateFile`)
+    state: StateFile | None = attrs.field(default=None, converter=_state_file)
+    #: seconds a restarted monitor awaits the hearts it knew; None for
+    #: :func:`~greenheart.core.restart.grace_for` its period
+    restart_grace: float | None = attrs.field(default=None, on_setattr=_FIXED)
 
     #: late beats of a paused or blocked process, which judged nobody
     stalls: int = attrs.field(default=0, init=False)
@@ -345,6 +359,8 @@ class HeartMonitor(Service):
 
     def _open(self) -> None:
         self._ledger = Ledger(tic=self.clock(), rules=self.rules)
+        if self.state is not None:
+            self._resume(self.state)
         if self.record is not None:
             self.record.attach(self._ledger, self.period)
         for watch in self._watches:
@@ -357,7 +373,17 @@ class HeartMonitor(Service):
         self._spawn(self._beat_on_schedule)
         self._lines.started(self.period, self.ping_addr, self.pong_addr)
 
+    def _resume(self, state: StateFile) -> None:
+        now = self.clock()
+        remembered = state.open(now)
+        if remembered:
+            grace = self.restart_grace or grace_for(self.period / 1000)
+            self._ledger.resume(remembered, now, grace)
+            self._lines.resuming(len(remembered), grace, state.path)
+
     def _close(self) -> None:
+        if self.state is not None:
+            self.state.close()
         if self.record is not None:
             self.record.close()
         for watch in self._watches:
@@ -398,6 +424,8 @@ class HeartMonitor(Service):
         beat = self._ledger.beat(self.clock(), judge=judge, lag=lag, cpu_share=lap.cpu_share)
         if self.record is not None:
             self.record.flush()
+        if self.state is not None:
+            self.state.beat(beat)
         self._lines.beat(beat, self.rules)
         for heart in beat.new_hearts:
             self.handle_new_heart(heart)

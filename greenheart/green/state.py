@@ -1,0 +1,225 @@
+"""A monitor's state on disk, so that a restart remembers who was beating.
+
+:class:`StateFile` keeps, in an SQLite database (the standard library's), the hearts the
+monitor knows and, for each on probation, when it last answered, with the time of the last
+beat (the last answer of every heart not on probation). It is written once a beat, in one
+transaction, by a thread of its own, so the hub never waits on the disk; a write that fails
+(a full disk, a file removed) is logged, counted and retried with the next beat's, never
+stopping the monitor. SQLite's write-ahead log makes each transaction whole or absent, so a
+monitor killed at any instant leaves a state that loads.
+
+Times on disk are Unix times: the next process's monotonic clock starts elsewhere.
+:meth:`StateFile.open` reads a state back as :class:`~greenheart.core.restart.Remembered`
+hearts on the caller's clock. A file that is not a state, is damaged, or was written by a
+newer greenheart raises :class:`StateError`, and is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import attrs
+import gevent.event
+import gevent.threadpool
+
+from greenheart.core.errors import UsageError
+from greenheart.core.ratelimit import RateLimitedLog
+from greenheart.core.restart import Remembered
+from greenheart.core.values import Beat
+
+log = logging.getLogger("greenheart.state")
+
+#: the layout this greenheart writes; a file with a larger one is refused
+VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS hearts (heart BLOB PRIMARY KEY, last_answer REAL);
+"""
+
+
+class StateError(UsageError):
+    """A state file that cannot be used: what is wrong, and that it was left as it is."""
+
+
+@attrs.frozen
+class Changes:
+    """What one beat changed of the state, Unix times."""
+
+    at: float
+    joined: tuple[bytes, ...] = ()
+    left: tuple[bytes, ...] = ()
+    #: hearts gone on probation, with their last answer
+    silent: tuple[tuple[bytes, float | None], ...] = ()
+    #: hearts back from probation
+    answering: tuple[bytes, ...] = ()
+
+
+@attrs.define(eq=False)
+class StateFile:
+    """The state at ``path``: :meth:`open` it, :meth:`beat` it, :meth:`close` it."""
+
+    path: str
+    #: failed writes since opened
+    errors: int = attrs.field(default=0, init=False)
+    writes: int = attrs.field(default=0, init=False)
+    _db: sqlite3.Connection | None = attrs.field(default=None, init=False)
+    _pool: gevent.threadpool.ThreadPool | None = attrs.field(default=None, init=False)
+    #: changes not written yet, and the write under way with what it writes
+    _pending: list[Changes] = attrs.field(factory=list, init=False)
+    _writing: tuple[gevent.event.AsyncResult, list[Changes]] | None = attrs.field(
+        default=None, init=False
+    )
+    _on_probation: set[bytes] = attrs.field(factory=set, init=False)
+    _last_beat: float | None = attrs.field(default=None, init=False)
+    _lines: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
+
+    def open(self, now: float, wall: float | None = None) -> list[Remembered]:
+        """Open (or make) the state; the hearts it remembers, their last answers on the
+        clock that says ``now`` (Unix time ``wall``)."""
+        wall = time.time() if wall is None else wall
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StateError(f"cannot open the state {self.path!r}: {error}") from None
+        try:
+            remembered = _read(db, self.path, now, wall)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        self._pool = gevent.threadpool.ThreadPool(1)
+        self._on_probation = set()  # every remembered heart is awaited, not on probation
+        self._last_beat = wall
+        return remembered
+
+    def beat(self, beat: Beat) -> None:
+        """Write what ``beat`` changed, in the writer's thread; what failed before is written
+        with it. A heart gone on probation last answered in the round before: by the beat
+        before, which is the time kept."""
+        wall = time.time()
+        probation = set(beat.missed)
+        left = {failure.heart for failure in beat.failures}
+        changes = Changes(
+            at=wall,
+            joined=beat.new_hearts,
+            left=tuple(sorted(left)),
+            silent=tuple(
+                (heart, self._last_beat) for heart in sorted(probation - self._on_probation)
+            ),
+            answering=tuple(sorted(self._on_probation - probation - left)),
+        )
+        self._on_probation, self._last_beat = probation, wall
+        self._pending.append(changes)
+        if self._pool is None:
+            return
+        if self._writing is not None:
+            result, batch = self._writing
+            if not result.ready():
+                return  # one transaction at a time: these go with the next
+            if not result.get():
+                self._pending[:0] = batch
+        batch, self._pending = self._pending, []
+        self._writing = self._pool.spawn(self._write, batch), batch
+
+    def close(self) -> None:
+        """Write what is pending and close; again is nothing."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if self._writing is not None:
+                result, batch = self._writing
+                if not result.get():
+                    self._pending[:0] = batch
+            if self._pending:
+                pool.apply(self._write, (self._pending,))
+                self._pending = []
+            pool.kill()
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    def _write(self, batch: list[Changes]) -> bool:
+        """Write ``batch`` in one transaction (in the writer's thread); whether it could."""
+        db = self._db
+        if db is None:
+            return True
+        try:
+            with db:
+                db.execute("BEGIN")
+                for changes in batch:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO hearts VALUES (?, NULL)",
+                        ((heart,) for heart in changes.joined),
+                    )
+                    db.executemany(
+                        "DELETE FROM hearts WHERE heart = ?", ((heart,) for heart in changes.left)
+                    )
+                    db.executemany(
+                        "UPDATE hearts SET last_answer = ? WHERE heart = ?",
+                        ((at, heart) for heart, at in changes.silent),
+                    )
+                    db.executemany(
+                        "UPDATE hearts SET last_answer = NULL WHERE heart = ?",
+                        ((heart,) for heart in changes.answering),
+                    )
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_beat', ?)", (batch[-1].at,))
+            self.writes += 1
+            return True
+        except sqlite3.Error as error:
+            self.errors += 1
+            self._lines(
+                logging.ERROR,
+                "write",
+                "cannot write the state %s (%d failed writes; the monitor goes on): %s",
+                self.path,
+                self.errors,
+                error,
+            )
+            return False  # written again with the next beat's
+
+
+def _durable(db: sqlite3.Connection) -> None:
+    """Each transaction whole or absent after a crash of the process (not of the machine:
+    that would cost an fsync a beat)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+
+
+def _read(db: sqlite3.Connection, path: str, now: float, wall: float) -> list[Remembered]:
+    """The state's hearts, after checking it is one this greenheart can use (or making it)."""
+    try:
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("the integrity check failed")
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            _durable(db)
+            db.executescript(_SCHEMA)
+            db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
+            return []
+        if not {"meta", "hearts"} <= tables:
+            raise sqlite3.DatabaseError("it has no hearts or no meta table")
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        version = int(meta.get("version", 0))
+        if version > VERSION:
+            raise StateError(
+                f"the state {path!r} was written by a newer greenheart (layout {version}, this"
+                f" one reads {VERSION}); it was left as it is"
+            )
+        last_beat = meta.get("last_beat")
+        rows = db.execute("SELECT heart, last_answer FROM hearts ORDER BY heart").fetchall()
+    except sqlite3.Error as error:
+        raise StateError(
+            f"the state {path!r} cannot be read ({error}); it was left as it is: move it away"
+            " to start without it"
+        ) from None
+    _durable(db)
+    return [
+        Remembered(bytes(heart), _on_clock(last if last is not None else last_beat, now, wall))
+        for heart, last in rows
+    ]
+
+
+def _on_clock(at: float | None, now: float, wall: float) -> float | None:
+    return None if at is None else now - (wall - float(at))

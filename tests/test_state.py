@@ -1,0 +1,198 @@
+"""A monitor's state on disk: a restarted monitor awaits the hearts it knew, fails once those
+that died while it was down, and a damaged, foreign or newer state is refused, never lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from gevent import subprocess  # the fleet answers from this process's hub meanwhile
+
+from greenheart import HeartMonitor
+from greenheart.core.errors import UsageError
+from greenheart.core.failures import Cause
+from greenheart.core.ledger import Ledger
+from greenheart.fleet import HeartFleet
+from greenheart.green.state import StateError, StateFile
+from tests.helpers import wait_until
+
+PERIOD = 100
+
+
+def _free_ports() -> tuple[str, str]:
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return tuple(f"tcp://127.0.0.1:{port}" for port in ports)  # type: ignore[return-value]
+
+
+def _monitor(ping: str, pong: str, state: str, **settings: object) -> HeartMonitor:
+    """A monitor on ``ping`` and ``pong``, once libzmq has let go of the ports of the one
+    before (it closes a listener in its own thread, a moment after the socket)."""
+    made: list[HeartMonitor] = []
+
+    def bound() -> bool:
+        try:
+            made.append(HeartMonitor.bind(ping, pong, period=PERIOD, state=state, **settings))
+        except UsageError:
+            return False
+        return True
+
+    wait_until(bound, timeout=5)
+    return made[0]
+
+
+def test_a_restart_awaits_the_hearts_it_knew_and_fails_once_those_that_died(tmp_path):
+    state = str(tmp_path / "hearts.db")
+    ping, pong = _free_ports()
+    with HeartFleet(ping, pong, size=5, prefix="w") as fleet:
+        with _monitor(ping, pong, state) as first:
+            wait_until(lambda: len(first.hearts) == 5, timeout=10)
+            wait_until(lambda: first.state.writes >= 2, timeout=5)
+        dead = fleet.ids[:2]
+        fleet.kill(dead)
+        failures, new, resumed = [], [], []
+        second = _monitor(ping, pong, state, restart_grace=1.0)
+        second.add_failure_handler(failures.append)
+        second.add_new_heart_handler(new.append)
+        second.add_beat_handler(lambda beat: resumed.extend(beat.resumed))
+        with second:
+            assert second.hearts == set(fleet.ids)  # known from the start: awaited
+            wait_until(lambda: len(failures) == 2, timeout=5)
+            wait_until(lambda: second.ledger.counters.beats >= 15, timeout=5)
+        assert sorted(f.heart for f in failures) == sorted(dead)
+        assert all(f.cause is Cause.RESTARTED and f.last_answer is not None for f in failures)
+        assert sorted(resumed) == sorted(set(fleet.ids) - set(dead)) and new == []
+
+
+def test_a_sigkilled_monitor_restarts_on_its_state(tmp_path):
+    """``greenheart monitor --state``, SIGKILLed; two hearts die while it is down; started
+    again, it fails exactly those two, once, for not being seen, and the others carry on."""
+    state = str(tmp_path / "hearts.db")
+    ping, pong = _free_ports()
+
+    def monitor() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "greenheart", "monitor", "--ping", ping, "--pong", pong,
+             "--period", str(PERIOD), "--state", state, "--restart-grace", "1", "--json",
+             "--summary"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    with HeartFleet(ping, pong, size=6, prefix="k") as fleet:
+        first = monitor()
+        try:
+            joined = set()
+            while len(joined) < 6:
+                event = json.loads(first.stdout.readline())
+                if event["event"] == "new_heart":
+                    joined.add(event["heart"])
+            wait_until(lambda: _stored(state) == 6, timeout=5)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        fleet.kill(fleet.ids[:2])
+        second = monitor()
+        try:
+            events: list[dict] = []
+            while sum(e["event"] == "failed_heart" for e in events) < 2:
+                events.append(json.loads(second.stdout.readline()))
+            beats = 0
+            while beats < 10:  # a second's more: nothing else fails, nobody is new
+                events.append(json.loads(second.stdout.readline()))
+                beats += events[-1]["event"] == "beat"
+        finally:
+            second.send_signal(signal.SIGINT)
+            rest, _ = second.communicate(timeout=10)
+        events += [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "failed_heart"]
+    assert sorted(e["heart"] for e in failed) == ["k-0", "k-1"]
+    assert {e["cause"] for e in failed} == {"restarted"}
+    assert not [e for e in events if e["event"] == "new_heart"]
+
+
+def _stored(path: str) -> int:
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute("SELECT count(*) FROM hearts").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+
+def _a_state(path: str, hearts: int = 3) -> None:
+    """A state of ``hearts`` hearts h0, h1..., written by a beat."""
+    ledger = Ledger(tic=0.0)
+    for n in range(hearts):
+        ledger.pong(b"h%d" % n, ledger.ping, 0.01)
+    state = StateFile(path)
+    state.open(0.0)
+    state.beat(ledger.beat(1.0))
+    state.close()
+
+
+def test_a_state_reads_back_what_was_written(tmp_path):
+    path = str(tmp_path / "s.db")
+    _a_state(path)
+    state = StateFile(path)
+    assert [r.heart for r in state.open(100.0)] == [b"h0", b"h1", b"h2"]
+    state.close()
+    state.close()  # again is nothing
+
+
+def test_a_state_cut_anywhere_loads_or_is_refused_clearly_and_left_as_it_is(tmp_path):
+    path = str(tmp_path / "s.db")
+    _a_state(path, 50)
+    whole = Path(path).read_bytes()
+    for cut in range(0, len(whole), 97):
+        copy = tmp_path / f"cut{cut}.db"
+        copy.write_bytes(whole[:cut])
+        state = StateFile(str(copy))
+        try:
+            state.open(0.0)
+        except StateError as error:
+            assert "left as it is" in str(error)
+        else:
+            state.close()
+        if cut:
+            assert copy.read_bytes() == whole[:cut]
+
+
+@pytest.mark.parametrize("junk", [b"not a database at all" * 100, b"\x00" * 4096])
+def test_a_file_that_is_not_a_state_is_refused_and_kept(tmp_path, junk):
+    path = tmp_path / "s.db"
+    path.write_bytes(junk)
+    with pytest.raises(StateError, match="cannot be read"):
+        StateFile(str(path)).open(0.0)
+    assert path.read_bytes() == junk
+
+
+def test_a_state_written_by_a_newer_greenheart_is_refused_and_kept(tmp_path):
+    path = str(tmp_path / "s.db")
+    _a_state(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 99 WHERE key = 'version'")
+    before = Path(path).read_bytes()
+    with pytest.raises(StateError, match="newer greenheart"):
+        StateFile(path).open(0.0)
+    assert Path(path).read_bytes() == before
+
+
+def test_a_failing_write_is_counted_and_written_again_and_the_monitor_goes_on(tmp_path):
+    path = str(tmp_path / "s.db")
+    with HeartMonitor.bind(
+        "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=50, state=path
+    ) as monitor:
+        monitor.state._db.execute("PRAGMA query_only = 1")  # every write now fails
+        with HeartFleet(monitor.ping_addr, monitor.pong_addr, size=3, prefix="f"):
+            wait_until(lambda: len(monitor.hearts) == 3, timeout=5)
+            wait_until(lambda: monitor.state.errors >= 3, timeout=5)
+            assert monitor.running
+            monitor.state._db.execute("PRAGMA query_only = 0")
+            wait_until(lambda: _stored(path) == 3, timeout=5)
