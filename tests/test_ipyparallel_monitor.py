@@ -125,6 +125,7 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
         "max_misses": 10,  # ipyparallel's own default
         "mass_silence": MassSilence(share=0.8, min_hearts=3, hold=12),
         "transport_timeout": 12.5,
+        "state": None,
     }
     assert monitor_settings(Config())["mass_silence"] == MassSilence()
     assert monitor_settings(Config())["transport_timeout"] == 30.0

@@ -41,7 +41,8 @@ ipcontroller's options follow (its --HeartMonitor.period and
 mass-silence rule is set in the same section: --HeartMonitor.mass_silence=False turns it
 off, --HeartMonitor.mass_silence_share, --HeartMonitor.mass_silence_min_hearts and
 --HeartMonitor.mass_silence_hold set it (see greenheart monitor --help), and
---HeartMonitor.transport_timeout=S how soon a vanished host's connections close.
+--HeartMonitor.transport_timeout=S how soon a vanished host's connections close, and
+--HeartMonitor.state_file=FILE where its hearts are kept across restarts.
 """
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ipyparallel.controller.heartmonitor import HeartMonitor
-from traitlets import Bool, Float, Integer
+from traitlets import Bool, Float, Integer, Unicode
 
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT
@@ -46,14 +46,20 @@ class GreenheartHeartMonitor(HeartMonitor):
         help="Close an engine's connection when its host says nothing, not even its kernel,"
         " for this many seconds (TCP keepalive), and call it unreachable; 0 for never.",
     )
+    state_file = Unicode(
+        "",
+        config=True,
+        help="Keep the engines' hearts in this file (SQLite), and after a restart (with"
+        " --restore) await them there: those not back within the grace leave the cluster.",
+    )
 
 
 def monitor_settings(config: Any) -> dict[str, Any]:
     """The settings a controller's config asks of its heart monitor, as
     :class:`~greenheart.green.monitor.HeartMonitor` arguments: ``period`` (ms),
-    ``max_misses``, ``mass_silence`` and ``transport_timeout``, read as ipyparallel reads its
-    own (config files, profiles and command-line traits, still unparsed strings in the
-    config)."""
+    ``max_misses``, ``mass_silence``, ``transport_timeout`` and ``state``, read as ipyparallel
+    reads its own (config files, profiles and command-line traits, still unparsed strings in
+    the config)."""
     settings = GreenheartHeartMonitor(config=config)
     rule = None
     if settings.mass_silence:
@@ -67,4 +73,5 @@ def monitor_settings(config: Any) -> dict[str, Any]:
         "max_misses": int(settings.max_heartmonitor_misses),
         "mass_silence": rule,
         "transport_timeout": float(settings.transport_timeout) or None,
+        "state": settings.state_file or None,
     }
