@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from greenheart import Heart
 from greenheart.fleet import HeartFleet
 from greenheart.green.sockets import close_sockets
-from greenheart.integrations.events import EventStream
+from greenheart.integrations.events import EventClient, EventStream
 from greenheart.integrations.metrics import serve_metrics
 from tests.helpers import RecordingMonitor, wait_beats, wait_until
 
@@ -138,31 +138,34 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
 
 
 def test_the_event_stream_tells_a_subscriber_who_is_there_joins_and_fails(make_monitor):
+    """A client asks who is there (a snapshot, stamped with its seq), then follows the events
+    after it, each once, in order, their seq rising by one."""
     monitor = make_monitor(period=30, max_misses=0)
     early = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="early")
     late = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="late")
     with EventStream(monitor, "tcp://127.0.0.1:0") as stream:
         early.start()
         wait_until(lambda: b"early" in monitor.hearts)
-        subscriber = zmq.green.Context.instance().socket(zmq.SUB)
-        subscriber.linger = 0
-        subscriber.setsockopt(zmq.SUBSCRIBE, b"")
-        subscriber.connect(stream.address)
+        client = EventClient(
+            stream.address, stream.snapshot_address, context=zmq.green.Context.instance()
+        )
         try:
             with gevent.Timeout(10):
-                kind, identity, body = subscriber.recv_multipart()
-                assert kind == b"hearts" and json.loads(body)["hearts"] == ["early"]
+                events = client.events()
+                snapshot = next(events)
+                assert snapshot["event"] == "hearts" and snapshot["hearts"] == ["early"]
                 late.start()
-                assert subscriber.recv_multipart()[:2] == [b"new_heart", b"late"]
+                joined = next(events)
+                assert (joined["event"], joined["heart"]) == ("new_heart", "late")
                 early.stop()
-                kind, identity, body = subscriber.recv_multipart()
-                assert (kind, identity) == (b"heart_failure", b"early")
-                assert json.loads(body)["event"] == "heart_failure"
-                assert json.loads(body)["heart"] == "early" and json.loads(body)["beat"] > 0
+                failed = next(events)
+                assert (failed["event"], failed["heart"]) == ("heart_failure", "early")
+                assert failed["beat"] > 0
+                assert [joined["seq"], failed["seq"]] == [snapshot["seq"] + 1, snapshot["seq"] + 2]
         finally:
             early.stop()
             late.stop()
-            close_sockets(subscriber)
+            client.close()
 
 
 LOCUST = shutil.which("locust", path=str(Path(sys.executable).parent))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from greenheart import __version__
 from greenheart.bench import command as bench_command
-from greenheart.cli import demo, engines, fleet, heart, ipcontroller, keys, monitor, tune
+from greenheart.cli import demo, engines, events, fleet, heart, ipcontroller, keys, monitor, tune
 from greenheart.core.errors import UsageError
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_command(commands)
     heart.add_command(commands)
     fleet.add_command(commands)
+    events.add_command(commands)
     keys.add_keys_command(commands)
     demo.add_command(commands)
     ipcontroller.add_command(commands)

@@ -110,7 +110,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     add_mass_silence_arguments(monitor)
     add_server_arguments(monitor)
     monitor.add_argument(
-        "--events", metavar="ADDR", help="publish new_heart and heart_failure events (XPUB) here"
+        "--events",
+        metavar="ADDR",
+        help="publish the monitor's events here (PUB), and answer snapshots on the next port"
+        " (greenheart events ADDR follows them)",
     )
     monitor.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
@@ -203,7 +206,11 @@ def run(args: argparse.Namespace) -> int:
         if args.events:
             stream = extras.enter_context(EventStream(monitor, args.events))
             services.append(stream)
-            print(f"greenheart monitor: events on {stream.address}", file=sys.stderr)
+            print(
+                f"greenheart monitor: events on {stream.address}, snapshots on"
+                f" {stream.snapshot_address}",
+                file=sys.stderr,
+            )
         if args.metrics_port is not None:
             server = extras.enter_context(
                 _metrics_server(monitor, args.metrics_port, args.metrics_host)

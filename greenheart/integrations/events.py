@@ -8,9 +8,9 @@ follow to learn who joins and who fails. Every event is three frames:
 
 ``kind`` is ``new_heart`` or ``heart_failure`` (subscribe to a prefix to filter),
 ``identity`` the heart's raw identity, and ``json`` an object with the event, the heart
-as text, the beat number and the time (Unix seconds). A ``heart_failure`` carries its
+as text, the beat number, the time (Unix seconds) and ``seq``. A ``heart_failure`` carries its
 certificate's fields too (``cause``, ``misses``, ``silent_ms``, ``connected``, ...: see
-:meth:`greenheart.core.failures.Failure.as_json`). Two more kinds, which a subscriber to
+:meth:`greenheart.core.failures.Failure.as_json`). Three more kinds, which a subscriber to
 ``new_heart`` or ``heart_failure`` alone never sees:
 
 - ``false_failure``: a heart failed for its silence answered again on the same connection;
@@ -21,8 +21,13 @@ certificate's fields too (``cause``, ``misses``, ``silent_ms``, ``connected``, .
 - ``mass_silence`` (empty identity): the monitor began holding hearts as suspects of a mass
   silence (``"state": "began"``), or holds none any more (``"ended"``).
 
-The socket is an XPUB: a new subscriber first gets a ``hearts`` event whose JSON lists every
-heart known, so it need not wait for hearts to join again to know who is there.
+``seq`` rises by one per event and is never reused (:mod:`greenheart.core.sequence`). A
+subscriber that wants to know who is there, or finds a gap, asks the snapshot socket (a
+ROUTER beside the PUB; see :data:`SNAPSHOT`): ``[b"hearts"]`` answers one ``hearts`` event
+listing every heart known, stamped with the ``seq`` it reflects; ``[b"since", b"<seq>"]``
+answers the events after it from the stream's tail, then ``[b"done", b"", json]``, or the
+``hearts`` snapshot when the tail no longer reaches back. :class:`EventClient` does all this:
+it yields every event once, in order.
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 import zmq
 import zmq.green
 
+from greenheart.core.errors import UsageError
 from greenheart.core.failures import Failure
+from greenheart.core.sequence import Follower, Step, Tail, first_seq
 from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.lifecycle import Service
@@ -58,6 +66,14 @@ FALSE_FAILURE = b"false_failure"
 UNREACHABLE = b"unreachable"
 MASS_SILENCE = b"mass_silence"
 HEARTS = b"hearts"
+DONE = b"done"
+
+#: the requests the snapshot socket answers
+SNAPSHOT = b"hearts"
+SINCE = b"since"
+
+#: free ports tried for a stream on port 0 whose next port is taken
+BIND_TRIES = 20
 
 #: events queued per subscriber before the slowest ones lose some
 EVENTS_SNDHWM = 100_000
@@ -65,14 +81,24 @@ EVENTS_SNDHWM = 100_000
 
 @attrs.define(eq=False)
 class EventStream(Service):
-    """Publishes ``monitor``'s new-heart and heart-failure events on an XPUB bound to ``addr``."""
+    """Publishes ``monitor``'s events on a PUB bound to ``addr``, and answers snapshot and
+    catch-up requests on a ROUTER bound to ``snapshot_addr``: by default
+    :func:`snapshot_address` (the next port; with port 0, a free pair of ports)."""
 
     monitor: HeartMonitor
     addr: str
     context: zmq.green.Context | None = None
+    snapshot_addr: str | None = None
     #: events published
     sent: int = attrs.field(default=0, init=False)
+    #: the last event's ``seq``
+    seq: int = attrs.field(init=False)
+    _tail: Tail = attrs.field(factory=Tail, init=False)
     _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    _snapshots: zmq.green.Socket | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.seq = first_seq(time.time())
 
     @property
     def address(self) -> str:
@@ -80,28 +106,44 @@ class EventStream(Service):
         assert self._socket is not None, "start() first"
         return endpoint(self._socket)
 
+    @property
+    def snapshot_address(self) -> str:
+        assert self._snapshots is not None, "start() first"
+        return endpoint(self._snapshots)
+
     def _open(self) -> None:
-        socket = (self.context or default_context()).socket(zmq.XPUB)
-        self._socket = socket
-        socket.linger = 0
-        socket.setsockopt(zmq.SNDHWM, EVENTS_SNDHWM)
-        # every subscription, so that every subscriber is welcomed
-        socket.setsockopt(zmq.XPUB_VERBOSE, 1)
-        bind(socket, self.addr, "events")
+        context = self.context or default_context()
+        self._socket = self._snapshots = None
+        for _ in range(BIND_TRIES):
+            close_sockets(self._socket, self._snapshots)
+            self._socket = socket = context.socket(zmq.PUB)
+            self._snapshots = snapshots = context.socket(zmq.ROUTER)
+            socket.linger = snapshots.linger = 0
+            socket.setsockopt(zmq.SNDHWM, EVENTS_SNDHWM)
+            bind(socket, self.addr, "events")
+            try:
+                bind(snapshots, self.snapshot_addr or snapshot_address(self.address), "snapshots")
+                break
+            except UsageError:
+                # beside a free port another program had the next: try another free one
+                if self.snapshot_addr or not self.addr.endswith(":0"):
+                    raise
+        else:
+            raise UsageError(f"no free pair of ports for events on {self.addr!r}")
         # the monitor's handlers, so that a failure is published when it is declared (a
         # closed connection fails a heart between beats)
         self.monitor.add_new_heart_handler(self._new_heart)
         self.monitor.add_failure_handler(self._heart_failure)
         self.monitor.add_beat_handler(self._beat)
-        self._spawn(self._welcome, socket)
+        self._spawn(self._answer, snapshots)
 
     def _close(self) -> None:
         with contextlib.suppress(ValueError):  # never added: the bind failed
             self.monitor.remove_new_heart_handler(self._new_heart)
             self.monitor.remove_failure_handler(self._heart_failure)
             self.monitor.remove_beat_handler(self._beat)
-        close_sockets(self._socket)
-        self._socket = None
+        close_sockets(self._socket, self._snapshots)
+        self._socket = self._snapshots = None
 
     def _new_heart(self, heart: bytes) -> None:
         self._send(NEW_HEART, heart)
@@ -125,14 +167,18 @@ class EventStream(Service):
             )
 
     def _send(self, kind: bytes, identity: bytes, **fields: object) -> None:
+        self.seq += 1
         body = {
             "event": kind.decode(),
             "heart": display_id(identity) if identity else None,
             "beat": self.monitor.ledger.counters.beats,
             "time": time.time(),
+            "seq": self.seq,
             **fields,
         }
-        self._send_frames([kind, identity, json.dumps(body).encode()])
+        frames = [kind, identity, json.dumps(body).encode()]
+        self._tail.add(self.seq, frames)
+        self._send_frames(frames)
 
     def _send_frames(self, frames: Sequence[bytes]) -> None:
         if self._socket is None:
@@ -144,16 +190,110 @@ class EventStream(Service):
         except zmq.Again:
             pass
 
-    def _welcome(self, socket: zmq.green.Socket) -> None:
-        """Read subscriptions; answer each new one with the hearts known now."""
+    def _answer(self, socket: zmq.green.Socket) -> None:
+        """Answer each snapshot or catch-up request, to the one who asked."""
         while True:
             try:
-                message = socket.recv(zmq.NOBLOCK)
+                request = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 wait_for_messages(socket, 1.0)
                 continue
-            if message[:1] != b"\x01":
-                continue  # an unsubscription
-            hearts = sorted(display_id(heart) for heart in self.monitor.hearts)
-            body = {"event": "hearts", "hearts": hearts, "time": time.time()}
-            self._send_frames([HEARTS, b"", json.dumps(body).encode()])
+            who, what = request[0], request[1:]
+            events = None
+            if what[:1] == [SINCE] and len(what) == 2 and what[1].isdigit():
+                events = self._tail.since(int(what[1]), self.seq)
+            replies = (
+                [[*frames] for frames in events] + [[DONE, b"", self._stamp({"event": "done"})]]
+                if events is not None
+                else [[HEARTS, b"", self._snapshot()]]
+            )
+            for reply in replies:
+                try:
+                    socket.send_multipart([who, *reply], zmq.NOBLOCK)
+                except zmq.ZMQError:  # gone, or too slow to read its answer: it asks again
+                    break
+
+    def _snapshot(self) -> bytes:
+        hearts = sorted(display_id(heart) for heart in self.monitor.hearts)
+        return self._stamp({"event": "hearts", "hearts": hearts})
+
+    def _stamp(self, body: dict[str, Any]) -> bytes:
+        return json.dumps({**body, "seq": self.seq, "time": time.time()}).encode()
+
+
+@attrs.define(eq=False)
+class EventClient:
+    """Follows an :class:`EventStream` at ``addr``: :meth:`events` yields every event once, in
+    order, as JSON objects, catching up through the snapshot socket (``snapshot_addr``, by
+    default :func:`snapshot_address`) whenever events were lost. It starts from a ``hearts``
+    snapshot, or after the event ``since`` (a ``seq`` a client saw before)."""
+
+    addr: str
+    snapshot_addr: str | None = None
+    since: int | None = None
+    context: zmq.Context[Any] | None = None
+    #: the ``seq`` of the last event yielded (or of the snapshot)
+    last: int | None = attrs.field(default=None, init=False)
+    _sub: zmq.Socket[Any] | None = attrs.field(default=None, init=False)
+    _ask: zmq.Socket[Any] | None = attrs.field(default=None, init=False)
+
+    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every event from now on; stops after ``timeout`` seconds without one."""
+        context = self.context or zmq.Context.instance()
+        self._sub = sub = context.socket(zmq.SUB)
+        self._ask = ask = context.socket(zmq.DEALER)
+        for socket in (sub, ask):
+            socket.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(self.addr)  # first: what comes while the snapshot is made is kept
+        ask.connect(self.snapshot_addr or snapshot_address(self.addr))
+        follower = Follower(-1)
+        if self.since is None:
+            yield from self._ask_for([SNAPSHOT], follower)
+        else:
+            follower.last = self.since
+            yield from self._ask_for([SINCE, str(self.since).encode()], follower)
+        while sub.poll(None if timeout is None else timeout * 1000):
+            frames = sub.recv_multipart()
+            event = json.loads(frames[2])
+            step = follower.step(event["seq"])
+            if step is Step.CATCH_UP:
+                yield from self._ask_for([SINCE, str(follower.last).encode()], follower)
+                step = follower.step(event["seq"])
+            if step is Step.DELIVER:
+                yield self._delivered(event, follower)
+
+    def close(self) -> None:
+        close_sockets(self._sub, self._ask)
+        self._sub = self._ask = None
+
+    def _ask_for(self, request: list[bytes], follower: Follower) -> Iterator[dict[str, Any]]:
+        """The events (or the snapshot) the snapshot socket answers ``request`` with."""
+        assert self._ask is not None
+        self._ask.send_multipart(request)
+        while True:
+            kind, _, body = self._ask.recv_multipart()
+            event = json.loads(body)
+            if kind == DONE:
+                return
+            if kind == HEARTS:
+                follower.last = event["seq"]
+                yield self._delivered(event, follower)
+                return
+            if follower.step(event["seq"]) is Step.DELIVER:
+                yield self._delivered(event, follower)
+
+    def _delivered(self, event: dict[str, Any], follower: Follower) -> dict[str, Any]:
+        follower.delivered(event["seq"])
+        self.last = follower.last
+        return event
+
+
+def snapshot_address(events: str) -> str:
+    """Where the snapshot socket of a stream bound on ``events`` is: the next port of a TCP
+    address; beside an IPC or inproc name."""
+    transport, _, rest = events.partition("://")
+    if transport == "tcp":
+        host, _, port = rest.rpartition(":")
+        return f"tcp://{host}:{int(port) + 1}" if port.isdigit() else events
+    return f"{events}-snapshot"
