@@ -287,3 +287,28 @@ def test_a_storm_too_big_for_the_open_file_limit_is_refused_before_it_starts():
     with pytest.raises(TooManyHearts, match="4 file descriptors a heart"):
         engines.start()
     assert not engines.running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_sigkilled_controller_leaves_no_process_behind(tmp_path):
+    """ipyparallel's schedulers and greenheart's heart monitor die with the controller that
+    forked them, even when it is SIGKILLed (the OOM killer's way)."""
+    profile = tmp_path / "profile"
+    with controller(profile) as proc:
+        deadline = time.monotonic() + 30
+        while len(children := descendants(proc.pid)) < 2:
+            assert time.monotonic() < deadline, "the controller started no children"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(child) for child in children):
+            assert time.monotonic() < deadline, f"orphans left running: {children}"
+            time.sleep(0.1)

@@ -10,8 +10,10 @@ CURVE, the hub, the schedulers) is ipyparallel's own.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 
+from greenheart.green.orphans import die_with_parent
 from greenheart.integrations.ipyparallel.heartmonitor import start_heartmonitor
 
 
@@ -44,7 +46,12 @@ def launch(
 ) -> None:
     """Run ``ipcontroller argv...`` with greenheart's heart monitor, until it exits; with
     ``http_port``, the monitor's live page is served there; with ``record``, the monitor
-    records to that file (for ``greenheart tune``)."""
+    records to that file (for ``greenheart tune``).
+
+    Every process the controller forks (its schedulers, its heart monitor: ipyparallel starts
+    them with multiprocessing, by fork on Linux) dies with it, however it dies: a SIGKILLed
+    stock controller leaves them running, holding its ports."""
+    os.register_at_fork(after_in_child=die_with_parent)
     install(
         fail_on_disconnect=fail_on_disconnect,
         http_port=http_port,
