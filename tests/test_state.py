@@ -196,3 +196,28 @@ def test_a_failing_write_is_counted_and_written_again_and_the_monitor_goes_on(tm
             assert monitor.running
             monitor.state._db.execute("PRAGMA query_only = 0")
             wait_until(lambda: _stored(path) == 3, timeout=5)
+
+
+def test_an_awaited_heart_keeps_its_last_answer_until_it_is_back(tmp_path):
+    """Restarted on a state, a heart not back yet keeps its last answer before the restart
+    (another restart then still knows it); one back has none any more, as any answering
+    heart."""
+    path = str(tmp_path / "s.db")
+    _a_state(path, 2)  # h0 and h1, answering at the last beat
+    with sqlite3.connect(path) as db:
+        (before,) = db.execute("SELECT value FROM meta WHERE key = 'last_beat'").fetchone()
+    state = StateFile(path)
+    remembered = state.open(100.0)
+    ledger = Ledger(tic=100.0)
+    ledger.resume(remembered, 100.0, 5.0)
+    state.beat(ledger.beat(101.0))  # nobody back yet
+    ledger.pong(b"h0", ledger.ping, 101.5)
+    beat = ledger.beat(102.0)
+    assert beat.resumed == (b"h0",)
+    state.beat(beat)
+    state.close()
+    with sqlite3.connect(path) as db:
+        rows = dict(db.execute("SELECT heart, last_answer FROM hearts"))
+        (after,) = db.execute("SELECT value FROM meta WHERE key = 'last_beat'").fetchone()
+    assert after > before
+    assert rows[b"h0"] is None and rows[b"h1"] == pytest.approx(before)

@@ -93,6 +93,14 @@ class StateFile:
         self._pool = gevent.threadpool.ThreadPool(1)
         self._on_probation = set()  # every remembered heart is awaited, not on probation
         self._last_beat = wall
+        # Until it answers, an awaited heart's last answer is the one before the restart, not
+        # the last beat's time, which moves on: written with the first beat.
+        self._pending = [
+            Changes(
+                at=wall,
+                silent=tuple((r.heart, _on_wall(r.last_answer, now, wall)) for r in remembered),
+            )
+        ]
         return remembered
 
     def beat(self, beat: Beat) -> None:
@@ -109,18 +117,12 @@ class StateFile:
             silent=tuple(
                 (heart, self._last_beat) for heart in sorted(probation - self._on_probation)
             ),
-            answering=tuple(sorted(self._on_probation - probation - left)),
+            answering=tuple(sorted((self._on_probation - probation - left) | set(beat.resumed))),
         )
         self._on_probation, self._last_beat = probation, wall
         self._pending.append(changes)
-        if self._pool is None:
-            return
-        if self._writing is not None:
-            result, batch = self._writing
-            if not result.ready():
-                return  # one transaction at a time: these go with the next
-            if not result.get():
-                self._pending[:0] = batch
+        if self._pool is None or not self._settled(wait=False):
+            return  # one transaction at a time: these go with the next
         batch, self._pending = self._pending, []
         self._writing = self._pool.spawn(self._write, batch), batch
 
@@ -128,10 +130,7 @@ class StateFile:
         """Write what is pending and close; again is nothing."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            if self._writing is not None:
-                result, batch = self._writing
-                if not result.get():
-                    self._pending[:0] = batch
+            self._settled(wait=True)
             if self._pending:
                 pool.apply(self._write, (self._pending,))
                 self._pending = []
@@ -139,6 +138,18 @@ class StateFile:
         db, self._db = self._db, None
         if db is not None:
             db.close()
+
+    def _settled(self, wait: bool) -> bool:
+        """Whether the write under way, if any, is over (once it is, with ``wait``); what it
+        failed to write goes back ahead of what is pending."""
+        if self._writing is not None:
+            result, batch = self._writing
+            if not wait and not result.ready():
+                return False
+            self._writing = None
+            if not result.get():
+                self._pending[:0] = batch
+        return True
 
     def _write(self, batch: list[Changes]) -> bool:
         """Write ``batch`` in one transaction (in the writer's thread); whether it could."""
@@ -222,4 +233,10 @@ def _read(db: sqlite3.Connection, path: str, now: float, wall: float) -> list[Re
 
 
 def _on_clock(at: float | None, now: float, wall: float) -> float | None:
+    """A Unix time ``at`` on the clock that says ``now`` at Unix time ``wall``."""
     return None if at is None else now - (wall - float(at))
+
+
+def _on_wall(at: float | None, now: float, wall: float) -> float | None:
+    """The other way: a time on the clock that says ``now`` as a Unix time."""
+    return None if at is None else wall - (now - at)
