@@ -20,6 +20,16 @@ from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, default_context
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now, for a program that must bind a port
+    known in advance (a monitor restarted on the same one)."""
+    import socket  # here: below, ``socket`` names ZeroMQ sockets
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:
     """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first,
     saying what was waited for (the lambda's text) and what it last gave."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import socket
 import time
 
 import ipyparallel.controller.app as app
@@ -19,14 +18,9 @@ from greenheart.core.silence import MassSilence
 from greenheart.integrations.ipyparallel.controller import install
 from greenheart.integrations.ipyparallel.heartmonitor import _runs
 from greenheart.integrations.ipyparallel.traits import monitor_settings
+from tests.helpers import free_port
 
 KEY = b"a-cluster-key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def next_report(hub: zmq.Socket, session: Session, timeout: float) -> tuple[str, list[str]]:

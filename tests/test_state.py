@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -19,18 +18,9 @@ from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger
 from greenheart.fleet import HeartFleet
 from greenheart.green.state import StateError, StateFile
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 
 PERIOD = 100
-
-
-def _free_ports() -> tuple[str, str]:
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return tuple(f"tcp://127.0.0.1:{port}" for port in ports)  # type: ignore[return-value]
 
 
 def _monitor(ping: str, pong: str, state: str, **settings: object) -> HeartMonitor:
@@ -51,7 +41,7 @@ def _monitor(ping: str, pong: str, state: str, **settings: object) -> HeartMonit
 
 def test_a_restart_awaits_the_hearts_it_knew_and_fails_once_those_that_died(tmp_path):
     state = str(tmp_path / "hearts.db")
-    ping, pong = _free_ports()
+    ping, pong = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     with HeartFleet(ping, pong, size=5, prefix="w") as fleet:
         with _monitor(ping, pong, state) as first:
             wait_until(lambda: len(first.hearts) == 5, timeout=10)
@@ -76,7 +66,7 @@ def test_a_sigkilled_monitor_restarts_on_its_state(tmp_path):
     """``greenheart monitor --state``, SIGKILLed; two hearts die while it is down; started
     again, it fails exactly those two, once, for not being seen, and the others carry on."""
     state = str(tmp_path / "hearts.db")
-    ping, pong = _free_ports()
+    ping, pong = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
 
     def monitor() -> subprocess.Popen[str]:
         return subprocess.Popen(
