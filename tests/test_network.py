@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 from greenheart import HeartMonitor
+from greenheart.bench.proc import established
 from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.silence import MassSilence
 from greenheart.core.transport import Keepalive
@@ -42,17 +43,9 @@ def _fleet(host: Host, monitor: HeartMonitor, gateway: str, size: int, prefix: s
 
 def _established(monitor: HeartMonitor) -> int:
     """TCP connections the kernel holds established on the monitor's two ports."""
-    ports = {int(addr.rsplit(":", 1)[1]) for addr in (monitor.ping_addr, monitor.pong_addr)}
-    count = 0
-    for table in ("/proc/net/tcp",):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if fields[3] == "01" and local_port in ports:  # 01: ESTABLISHED
-                    count += 1
-    return count
+    return established(
+        {int(addr.rsplit(":", 1)[1]) for addr in (monitor.ping_addr, monitor.pong_addr)}
+    )
 
 
 def _monitor(gateway: str, **settings: object) -> HeartMonitor:

@@ -65,6 +65,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def established(ports: set[int]) -> int:
+    """TCP connections this network namespace's kernel holds established on ``ports`` (IPv4:
+    what a monitor binds here)."""
+    count = 0
+    for fields in (row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]):
+        if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # ESTABLISHED
+            count += 1
+    return count
+
+
 def listening_descendant(root: int, port: int) -> int | None:
     """The process below ``root`` that holds a TCP socket listening on ``port``, if any."""
     wanted = f":{port:04X}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from greenheart.bench.hosts import Network, missing
+from greenheart.bench.proc import established
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
 from greenheart.core.rules import Rules
 from greenheart.core.transport import Keepalive
+from greenheart.green.limits import open_descriptors
 
 HELP = "hosts that join and vanish without a FIN: what the monitor is left holding"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
@@ -118,15 +119,7 @@ def _cycles(cycles: int, period: float, timeout: float | None) -> dict[str, Any]
 
 def _holding(pid: int, ports: set[int]) -> tuple[int, int]:
     """The monitor's open descriptors, and the TCP connections established on its ports."""
-    descriptors = len(os.listdir(f"/proc/{pid}/fd"))
-    established = 0
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) in ports:
-                established += 1
-    return descriptors, established
+    return open_descriptors(pid), established(ports)
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
