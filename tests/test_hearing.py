@@ -60,6 +60,11 @@ def test_a_heart_says_its_monitor_is_lost_and_back(caplog):
     assert "its monitor is lost" in caplog.text and "its monitor is back" in caplog.text
 
 
+def test_a_hearing_handler_must_be_callable():
+    with pytest.raises(TypeError, match="must be callable"):
+        Heart("tcp://127.0.0.1:1", "tcp://127.0.0.1:2").add_hearing_handler("not a function")
+
+
 def test_a_fleet_says_its_monitor_is_lost_and_back(monkeypatch):
     import functools
 

@@ -152,6 +152,8 @@ class Heart(Service):
     def add_hearing_handler(self, handler: Callable[[Change, float], object]) -> None:
         """Call ``handler(change, silence)`` when the monitor is lost (``Change.LOST``, after
         ``silence`` seconds without a ping) and when it is found again (``Change.FOUND``)."""
+        if not callable(handler):
+            raise TypeError(f"a handler must be callable, got {handler!r}")
         self._hearing_handlers.append(handler)
 
     def _heard(self, change: Change, silence: float) -> None:
