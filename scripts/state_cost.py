@@ -4,8 +4,9 @@
 
 A ledger fed by hand (no sockets, so no descriptor limit) with ``--hearts`` hearts answering
 every beat, once steady and once with ``--churn`` hearts joining and as many failing every
-beat (at a 1 s period: that many a second). For each beat: the ledger's own beat, what
-``StateFile.beat`` costs the hub (it only queues), and the writer thread's transaction.
+beat (at a 1 s period: that many a second), each an event the state keeps for the event stream.
+For each beat: the ledger's own beat, what ``StateFile.beat`` and the events' marks cost the hub
+(it only queues), and the writer thread's transaction.
 Prints medians and maxima, in ms.
 """
 
@@ -43,9 +44,11 @@ def run(hearts: int, beats: int, churn: int, with_state: bool) -> dict[str, list
     figures: dict[str, list[float]] = {"ledger": [], "state hub": [], "state write": []}
     with tempfile.TemporaryDirectory() as directory:
         state = TimedState(os.path.join(directory, "state.db")) if with_state else None
+        seq = 0
         if state is not None:
             state.open(0.0)
             state.figures = figures["state write"]
+            seq, _ = state.stream()
         now = 0.0
         for number in range(beats):
             if churn and number >= 2:
@@ -58,6 +61,10 @@ def run(hearts: int, beats: int, churn: int, with_state: bool) -> dict[str, list
             if state is not None:
                 began = time.perf_counter()
                 state.beat(beat)
+                # the event stream's events of this beat: a mark and a queued row each
+                for heart in [*beat.new_hearts, *(f.heart for f in beat.failures)]:
+                    seq += 1
+                    state.published(seq, [b"new_heart", heart, b'{"event": "new_heart"}' * 8])
                 figures["state hub"].append(time.perf_counter() - began)
                 gevent.sleep(0.2)  # the writer's thread runs meanwhile, as between beats
         if state is not None:

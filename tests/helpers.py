@@ -30,6 +30,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_pair() -> int:
+    """A port free with the next one (an event stream and its snapshot socket)."""
+    import socket
+
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:
     """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first,
     saying what was waited for (the lambda's text) and what it last gave."""

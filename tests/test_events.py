@@ -3,6 +3,8 @@ and a client that ends with every event once, in order, whatever it missed."""
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 import zmq
@@ -11,10 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenheart import Heart, HeartMonitor
-from greenheart.core.sequence import Follower, Step, Tail, first_seq
+from greenheart.core.errors import UsageError
+from greenheart.core.sequence import Follower, Step, Tail, first_seq, resume_seq
 from greenheart.fleet import HeartFleet
 from greenheart.green.sockets import close_sockets
 from greenheart.integrations.events import EventClient, EventStream, snapshot_address
+from tests.helpers import free_pair, wait_until
 
 
 @pytest.mark.pure
@@ -46,6 +50,30 @@ def test_a_follower_delivers_each_seq_once_in_order(arrivals):
             delivered.append(seq)
             follower.delivered(seq)
     assert delivered == list(range(1, len(delivered) + 1))
+
+
+@pytest.mark.pure
+@given(
+    start=st.floats(1e9, 2e9),
+    published=st.integers(0, 50),
+    written=st.integers(0, 50),
+    mark_kept=st.booleans(),
+    later=st.floats(0, 1e6),
+)
+def test_a_restarted_stream_never_reuses_a_seq_and_goes_on_from_its_mark(
+    start, published, written, mark_kept, later
+):
+    """A stream published ``published`` events and wrote the first ``written`` before it was
+    killed; its mark (the last seq published) survived or not."""
+    first = first_seq(start)
+    written = min(written, published)
+    mark = first + published if mark_kept and published else None
+    # fewer than a million events a second, and a restart takes a moment: the clock moved on
+    restart = start + published * 1e-6 + 1e-3 + later
+    seq = resume_seq(mark, first + written if written else None, restart)
+    assert seq >= first + published  # never a number used before
+    if mark is not None:
+        assert seq == mark  # and continuous
 
 
 @pytest.mark.pure
@@ -84,7 +112,7 @@ def test_subscribers_connecting_send_the_connected_ones_nothing():
 
 
 def test_a_subscriber_gone_for_a_while_during_churn_ends_with_every_event_once():
-    """Hearts join and die all along; a client follows, goes away for 2 s, and a new one
+    """Hearts join and die all along; a client follows, goes away for 5 s, and a new one
     resumes after the last event the first saw: between them, every seq once, none missing."""
     with (
         HeartMonitor.bind(
@@ -110,7 +138,10 @@ def test_a_subscriber_gone_for_a_while_during_churn_ends_with_every_event_once()
                     if len(seen) >= 20:
                         break
             first.close()
-            gevent.sleep(2)  # away: events go on
+            gone = time.monotonic()  # away 5 s, while events go on
+            wait_until(
+                lambda: time.monotonic() - gone >= 5 and stream.seq > first.last + 100, timeout=10
+            )
             second = _green_client(stream, since=first.last)
             with gevent.Timeout(10):
                 for event in second.events():
@@ -121,3 +152,36 @@ def test_a_subscriber_gone_for_a_while_during_churn_ends_with_every_event_once()
         finally:
             churner.kill()
     assert seen == list(range(seen[0], seen[0] + len(seen)))  # each once, none missing
+
+
+def test_a_client_asks_again_when_the_stream_went_away_with_its_request():
+    """The snapshot socket took the request and went away (a monitor killed); the stream that
+    takes its place is asked again, on a new socket, and answers."""
+    port = free_pair()
+    context = zmq.green.Context.instance()
+    gone = context.socket(zmq.ROUTER)
+    gone.linger = 0
+    gone.bind(f"tcp://127.0.0.1:{port + 1}")
+    client = EventClient(f"tcp://127.0.0.1:{port}", context=context)
+    first = gevent.spawn(lambda: next(client.events(timeout=10)))
+    try:
+        assert gone.poll(5000) and gone.recv_multipart()[1:] == [b"hearts"]
+        gone.close()
+        with HeartMonitor.bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0") as monitor:
+            streams: list[EventStream] = []
+
+            def bound() -> bool:  # once libzmq has let go of the port
+                try:
+                    streams.append(EventStream(monitor, f"tcp://127.0.0.1:{port}").start())
+                except UsageError:
+                    return False
+                return True
+
+            wait_until(bound, timeout=5)
+            try:
+                assert first.get(timeout=10)["event"] == "hearts"
+            finally:
+                streams[0].stop()
+    finally:
+        first.kill()
+        client.close()

@@ -9,7 +9,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import gevent
 import pytest
+import zmq.green
 from gevent import subprocess  # the fleet answers from this process's hub meanwhile
 
 from greenheart import HeartMonitor
@@ -18,7 +20,8 @@ from greenheart.core.failures import Cause
 from greenheart.core.ledger import Ledger
 from greenheart.fleet import HeartFleet
 from greenheart.green.state import StateError, StateFile
-from tests.helpers import free_port, wait_until
+from greenheart.integrations.events import EventClient, EventStream
+from tests.helpers import free_pair, free_port, wait_until
 
 PERIOD = 100
 
@@ -63,19 +66,25 @@ def test_a_restart_awaits_the_hearts_it_knew_and_fails_once_those_that_died(tmp_
 
 
 def test_a_sigkilled_monitor_restarts_on_its_state(tmp_path):
-    """``greenheart monitor --state``, SIGKILLed; two hearts die while it is down; started
-    again, it fails exactly those two, once, for not being seen, and the others carry on."""
+    """``greenheart monitor --state --events``, SIGKILLed; two hearts die while it is down;
+    started again, it fails exactly those two, once, for not being seen, and the others carry
+    on. A subscriber that followed throughout got every event once, their ``seq`` going on
+    across the restart without a gap."""
     state = str(tmp_path / "hearts.db")
     ping, pong = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    events_port = free_pair()
 
     def monitor() -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "greenheart", "monitor", "--ping", ping, "--pong", pong,
              "--period", str(PERIOD), "--state", state, "--restart-grace", "1", "--json",
-             "--summary"],
+             "--summary", "--events", f"tcp://127.0.0.1:{events_port}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
 
+    followed: list[dict] = []
+    client = EventClient(f"tcp://127.0.0.1:{events_port}", context=zmq.green.Context.instance())
+    follower = gevent.spawn(lambda: followed.extend(client.events()))
     with HeartFleet(ping, pong, size=6, prefix="k") as fleet:
         first = monitor()
         try:
@@ -84,7 +93,8 @@ def test_a_sigkilled_monitor_restarts_on_its_state(tmp_path):
                 event = json.loads(first.stdout.readline())
                 if event["event"] == "new_heart":
                     joined.add(event["heart"])
-            wait_until(lambda: _stored(state) == 6, timeout=5)
+            # killed as soon as it has said so: the last events may not be written yet
+            wait_until(lambda: _stored(state) == 6 and _hearts(followed) == 6, timeout=10)
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -98,14 +108,95 @@ def test_a_sigkilled_monitor_restarts_on_its_state(tmp_path):
             while beats < 10:  # a second's more: nothing else fails, nobody is new
                 events.append(json.loads(second.stdout.readline()))
                 beats += events[-1]["event"] == "beat"
+            wait_until(lambda: sum(e["event"] == "heart_failure" for e in followed) == 2)
         finally:
             second.send_signal(signal.SIGINT)
             rest, _ = second.communicate(timeout=10)
+            follower.kill()
+            client.close()
         events += [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
     failed = [e for e in events if e["event"] == "failed_heart"]
     assert sorted(e["heart"] for e in failed) == ["k-0", "k-1"]
     assert {e["cause"] for e in failed} == {"restarted"}
     assert not [e for e in events if e["event"] == "new_heart"]
+    snapshot, *after = followed
+    joined = sum(e["event"] == "new_heart" for e in after)
+    assert _hearts(followed) == 6
+    assert [e["event"] for e in after] == ["new_heart"] * joined + ["heart_failure"] * 2
+    assert [e["seq"] for e in after] == list(
+        range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(after))
+    )
+    assert sorted(e["heart"] for e in after[joined:]) == ["k-0", "k-1"]
+
+
+def _hearts(followed: list[dict]) -> int:
+    """How many hearts a subscriber has heard of: its snapshot's, and those new since."""
+    if not followed:
+        return 0
+    return len(followed[0]["hearts"]) + sum(e["event"] == "new_heart" for e in followed)
+
+
+def test_a_stream_goes_on_from_the_mark_of_the_last_event_it_published(tmp_path):
+    """A monitor killed after publishing events and before writing them: what the kernel
+    holds of its files then (a copy, as the next process finds them) resumes after the last."""
+    path = str(tmp_path / "s.db")
+    state = StateFile(path)
+    state.open(0.0)
+    seq, tail = state.stream()
+    assert tail == []
+    for n in range(1, 4):
+        state.published(seq + n, [b"new_heart", b"h%d" % n, b"{}"])
+    state.beat(Ledger(tic=0.0).beat(1.0))  # the first three written
+    state._settled(wait=True)
+    for n in range(4, 6):
+        state.published(seq + n, [b"new_heart", b"h%d" % n, b"{}"])  # not written: killed
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for suffix in ("", "-wal", "-shm", "-seq"):
+        if Path(path + suffix).exists():
+            (killed / f"s.db{suffix}").write_bytes(Path(path + suffix).read_bytes())
+    state.close()
+    again = StateFile(str(killed / "s.db"))
+    again.open(0.0)
+    resumed, tail = again.stream()
+    assert resumed == seq + 5  # the last published, though its event was never written
+    assert [n for n, _ in tail] == [seq + 1, seq + 2, seq + 3]
+    again.close()
+
+
+def test_a_stream_on_a_state_goes_on_after_a_restart_with_its_tail(tmp_path):
+    """Stopped and started again on its state, a stream numbers its next event after its last,
+    and a subscriber that asks for what it missed before the restart gets it."""
+    state = str(tmp_path / "s.db")
+    ping, pong = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    with HeartFleet(ping, pong, size=4, prefix="t") as fleet:
+        with (
+            _monitor(ping, pong, state) as first,
+            EventStream(first, "tcp://127.0.0.1:0") as stream,
+        ):
+            wait_until(lambda: len(first.hearts) == 4, timeout=10)
+            wait_until(lambda: stream.sent == 4, timeout=5)
+            last = stream.seq
+        fleet.kill(fleet.ids[:1])
+        with (
+            _monitor(ping, pong, state, restart_grace=0.5) as second,
+            EventStream(second, "tcp://127.0.0.1:0") as again,
+        ):
+            assert again.seq == last
+            client = EventClient(
+                again.address, again.snapshot_address, since=last - 4,
+                context=zmq.green.Context.instance(),
+            )  # fmt: skip
+            got = []
+            with gevent.Timeout(10):
+                for event in client.events():
+                    got.append(event)
+                    if len(got) == 5:
+                        break
+            client.close()
+    assert [e["seq"] for e in got] == list(range(last - 3, last + 2))
+    assert [e["event"] for e in got] == ["new_heart"] * 4 + ["heart_failure"]
+    assert got[-1]["heart"] == "t-0" and got[-1]["cause"] == "restarted"
 
 
 def _stored(path: str) -> int:
@@ -145,13 +236,13 @@ def test_a_state_cut_anywhere_loads_or_is_refused_clearly_and_left_as_it_is(tmp_
         copy.write_bytes(whole[:cut])
         state = StateFile(str(copy))
         try:
-            state.open(0.0)
+            remembered = state.open(0.0)
         except StateError as error:
             assert "left as it is" in str(error)
-        else:
-            state.close()
-        if cut:
             assert copy.read_bytes() == whole[:cut]
+        else:  # an empty file, or one cut in the zeros it ends with: nothing was lost
+            assert cut == 0 or (len(remembered) == 50 and not whole[cut:].strip(b"\0"))
+            state.close()
 
 
 @pytest.mark.parametrize("junk", [b"not a database at all" * 100, b"\x00" * 4096])

@@ -8,9 +8,11 @@ event that arrives, whether to deliver it, skip it (the snapshot or a catch-up a
 it), or catch up first: a gap means events were lost (a slow subscriber, a reconnection), and
 the tail gives them back, or a fresh snapshot when it no longer reaches back.
 
-A stream's first ``seq`` is the Unix time in microseconds (:func:`first_seq`), so that a
-restarted stream never reuses a number while the clock does not step back and it publishes
-fewer than a million events a second.
+Where a restarted stream starts is :func:`resume_seq`'s decision: one more than the last
+``seq`` it published, when a mark kept that number (continuous across the restart); when
+nothing did, the Unix time in microseconds (:func:`first_seq`), which no earlier stream
+reached while the clock did not step back and it published fewer than a million events a
+second.
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ TAIL = 10_000
 def first_seq(unix_time: float) -> int:
     """The ``seq`` before a new stream's first event."""
     return int(unix_time * 1_000_000)
+
+
+def resume_seq(mark: int | None, saved: int | None, unix_time: float) -> int:
+    """The ``seq`` before the first event of a stream that starts at ``unix_time``.
+
+    ``mark`` is the last ``seq`` a stream before it published, if a mark written before each
+    event survived (a process killed at any instant leaves it, the last number it used);
+    ``saved``, the last ``seq`` whose event was saved (its tail, behind the mark by what was
+    not written yet). With a mark the stream goes on from it; without one, nothing says how
+    far a stream before it went past ``saved``, so it jumps to the clock."""
+    if mark is not None:
+        return max(mark, saved or 0)
+    return max(first_seq(unix_time), saved or 0)
 
 
 @attrs.define

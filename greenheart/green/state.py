@@ -8,6 +8,13 @@ transaction, by a thread of its own, so the hub never waits on the disk; a write
 stopping the monitor. SQLite's write-ahead log makes each transaction whole or absent, so a
 monitor killed at any instant leaves a state that loads.
 
+It keeps an event stream's latest events too (:mod:`greenheart.integrations.events`), for
+subscribers catching up across a restart, and beside the database, in ``PATH-seq``, the last
+``seq`` the stream published: a mark written (into a mapped page, a store, not a system call)
+before each event leaves, so that a restarted stream goes on from the number after it
+(:func:`~greenheart.core.sequence.resume_seq`) even when the events of the last beat were not
+written yet.
+
 Times on disk are Unix times: the next process's monotonic clock starts elsewhere.
 :meth:`StateFile.open` reads a state back as :class:`~greenheart.core.restart.Remembered`
 hearts on the caller's clock. A file that is not a state, is damaged, or was written by a
@@ -17,8 +24,12 @@ newer greenheart raises :class:`StateError`, and is left as it is.
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 import sqlite3
+import struct
 import time
+from collections.abc import Sequence
 
 import attrs
 import gevent.event
@@ -27,6 +38,7 @@ import gevent.threadpool
 from greenheart.core.errors import UsageError
 from greenheart.core.ratelimit import RateLimitedLog
 from greenheart.core.restart import Remembered
+from greenheart.core.sequence import TAIL, resume_seq
 from greenheart.core.values import Beat
 
 log = logging.getLogger("greenheart.state")
@@ -37,7 +49,14 @@ VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS hearts (heart BLOB PRIMARY KEY, last_answer REAL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, kind BLOB, heart BLOB, body BLOB);
 """
+
+#: the mark's layout: the last ``seq`` published, or 0 before the first
+_MARK = struct.Struct("<Q")
+
+#: an event as kept: its ``seq`` and its frames
+Event = tuple[int, Sequence[bytes]]
 
 
 class StateError(UsageError):
@@ -55,6 +74,8 @@ class Changes:
     silent: tuple[tuple[bytes, float | None], ...] = ()
     #: hearts back from probation
     answering: tuple[bytes, ...] = ()
+    #: events published since
+    events: tuple[Event, ...] = ()
 
 
 @attrs.define(eq=False)
@@ -73,6 +94,10 @@ class StateFile:
         default=None, init=False
     )
     _on_probation: set[bytes] = attrs.field(factory=set, init=False)
+    #: the events published since the last beat, and what the stream resumes from
+    _events: list[Event] = attrs.field(factory=list, init=False)
+    _stream: tuple[int, list[Event]] | None = attrs.field(default=None, init=False)
+    _mark: mmap.mmap | None = attrs.field(default=None, init=False)
     _last_beat: float | None = attrs.field(default=None, init=False)
     _lines: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
 
@@ -86,9 +111,20 @@ class StateFile:
             raise StateError(f"cannot open the state {self.path!r}: {error}") from None
         try:
             remembered = _read(db, self.path, now, wall)
+            rows = db.execute("SELECT * FROM events ORDER BY seq DESC LIMIT ?", (TAIL,))
+            tail: list[Event] = [
+                (seq, (bytes(kind), bytes(heart), bytes(body)))
+                for seq, kind, heart, body in reversed(rows.fetchall())
+            ]
+        except sqlite3.Error as error:
+            db.close()
+            raise StateError(f"the state {self.path!r} cannot be read ({error})") from None
         except BaseException:
             db.close()
             raise
+        mark, self._mark = _map_mark(f"{self.path}-seq")
+        self._stream = (resume_seq(mark, tail[-1][0] if tail else None, wall), tail)
+        self._events = []
         self._db = db
         self._pool = gevent.threadpool.ThreadPool(1)
         self._on_probation = set()  # every remembered heart is awaited, not on probation
@@ -102,6 +138,26 @@ class StateFile:
             )
         ]
         return remembered
+
+    def stream(self) -> tuple[int, list[Event]]:
+        """For the event stream that keeps its events here (one, once): the ``seq`` it goes on
+        from and the events it had published latest."""
+        if self._stream is None:
+            raise UsageError(
+                f"the state {self.path!r} is not open, or already has its event stream: start"
+                " the monitor before its event stream, and give it one"
+            )
+        stream, self._stream = self._stream, None
+        return stream
+
+    def published(self, seq: int, frames: Sequence[bytes]) -> None:
+        """Mark ``seq`` published (before it leaves) and keep its event, written with the
+        next beat's changes."""
+        if self._mark is not None:
+            _MARK.pack_into(self._mark, 0, seq)
+        self._events.append((seq, frames))
+        if len(self._events) > TAIL:  # writes failing for long: only the tail is kept anyway
+            del self._events[: len(self._events) - TAIL]
 
     def beat(self, beat: Beat) -> None:
         """Write what ``beat`` changed, in the writer's thread; what failed before is written
@@ -118,7 +174,9 @@ class StateFile:
                 (heart, self._last_beat) for heart in sorted(probation - self._on_probation)
             ),
             answering=tuple(sorted((self._on_probation - probation - left) | set(beat.resumed))),
+            events=tuple(self._events),
         )
+        self._events = []
         self._on_probation, self._last_beat = probation, wall
         self._pending.append(changes)
         if self._pool is None or not self._settled(wait=False):
@@ -131,6 +189,9 @@ class StateFile:
         pool, self._pool = self._pool, None
         if pool is not None:
             self._settled(wait=True)
+            if self._events:
+                self._pending.append(Changes(at=time.time(), events=tuple(self._events)))
+                self._events = []
             if self._pending:
                 pool.apply(self._write, (self._pending,))
                 self._pending = []
@@ -138,6 +199,10 @@ class StateFile:
         db, self._db = self._db, None
         if db is not None:
             db.close()
+        mark, self._mark = self._mark, None
+        if mark is not None:
+            mark.close()
+        self._stream = None
 
     def _settled(self, wait: bool) -> bool:
         """Whether the write under way, if any, is over (once it is, with ``wait``); what it
@@ -175,6 +240,13 @@ class StateFile:
                         "UPDATE hearts SET last_answer = NULL WHERE heart = ?",
                         ((heart,) for heart in changes.answering),
                     )
+                    db.executemany(
+                        "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?)",
+                        ((seq, *frames) for seq, frames in changes.events),
+                    )
+                last = max((seq for changes in batch for seq, _ in changes.events), default=None)
+                if last is not None:
+                    db.execute("DELETE FROM events WHERE seq <= ?", (last - TAIL,))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_beat', ?)", (batch[-1].at,))
             self.writes += 1
             return True
@@ -189,6 +261,29 @@ class StateFile:
                 error,
             )
             return False  # written again with the next beat's
+
+
+def _map_mark(path: str) -> tuple[int | None, mmap.mmap | None]:
+    """The last ``seq`` the mark at ``path`` says was published (None if it says nothing),
+    and the mark mapped for writing (None, and a warning, if it cannot be)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        log.warning("no mark of the event stream's seq at %s (%s): a restart jumps", path, error)
+        return None, None
+    try:
+        data = os.pread(fd, _MARK.size, 0)
+        mark = _MARK.unpack(data)[0] if len(data) == _MARK.size else 0
+        if len(data) != _MARK.size:
+            # written, not only sized: a store into the map never needs a block then (on a
+            # full disk, a page that needed one would kill the process with SIGBUS)
+            os.pwrite(fd, _MARK.pack(0), 0)
+        return mark or None, mmap.mmap(fd, _MARK.size)
+    except OSError as error:
+        log.warning("no mark of the event stream's seq at %s (%s): a restart jumps", path, error)
+        return None, None
+    finally:
+        os.close(fd)
 
 
 def _durable(db: sqlite3.Connection) -> None:
@@ -218,6 +313,8 @@ def _read(db: sqlite3.Connection, path: str, now: float, wall: float) -> list[Re
                 f"the state {path!r} was written by a newer greenheart (layout {version}, this"
                 f" one reads {VERSION}); it was left as it is"
             )
+        if "events" not in tables:  # written before it kept events
+            db.executescript(_SCHEMA)
         last_beat = meta.get("last_beat")
         rows = db.execute("SELECT heart, last_answer FROM hearts ORDER BY heart").fetchall()
     except sqlite3.Error as error:

@@ -21,7 +21,9 @@ certificate's fields too (``cause``, ``misses``, ``silent_ms``, ``connected``, .
 - ``mass_silence`` (empty identity): the monitor began holding hearts as suspects of a mass
   silence (``"state": "began"``), or holds none any more (``"ended"``).
 
-``seq`` rises by one per event and is never reused (:mod:`greenheart.core.sequence`). A
+``seq`` rises by one per event and is never reused (:mod:`greenheart.core.sequence`); with
+the monitor's state (``HeartMonitor(state=...)``) it goes on across a restart, and the tail
+with it. A
 subscriber that wants to know who is there, or finds a gap, asks the snapshot socket (a
 ROUTER beside the PUB; see :data:`SNAPSHOT`): ``[b"hearts"]`` answers one ``hearts`` event
 listing every heart known, stamped with the ``seq`` it reflects; ``[b"since", b"<seq>"]``
@@ -57,6 +59,7 @@ from greenheart.green.sockets import (
     endpoint,
     wait_for_messages,
 )
+from greenheart.green.state import StateFile
 
 log = logging.getLogger("greenheart.events")
 
@@ -78,6 +81,10 @@ BIND_TRIES = 20
 #: events queued per subscriber before the slowest ones lose some
 EVENTS_SNDHWM = 100_000
 
+#: seconds a client waits for an answer before asking again on a new socket: the stream went
+#: away (a monitor restarting) with the request
+ASK_AGAIN = 1.0
+
 
 @attrs.define(eq=False)
 class EventStream(Service):
@@ -94,6 +101,8 @@ class EventStream(Service):
     #: the last event's ``seq``
     seq: int = attrs.field(init=False)
     _tail: Tail = attrs.field(factory=Tail, init=False)
+    #: the monitor's state, which keeps this stream's seq and tail
+    _saved: StateFile | None = attrs.field(default=None, init=False)
     _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _snapshots: zmq.green.Socket | None = attrs.field(default=None, init=False)
 
@@ -112,6 +121,12 @@ class EventStream(Service):
         return endpoint(self._snapshots)
 
     def _open(self) -> None:
+        state = self.monitor.state
+        if state is not None:  # go on from the stream before this one
+            self.seq, events = state.stream()
+            for seq, frames in events:
+                self._tail.add(seq, frames)
+            self._saved = state
         context = self.context or default_context()
         self._socket = self._snapshots = None
         for _ in range(BIND_TRIES):
@@ -178,6 +193,8 @@ class EventStream(Service):
         }
         frames = [kind, identity, json.dumps(body).encode()]
         self._tail.add(self.seq, frames)
+        if self._saved is not None:
+            self._saved.published(self.seq, frames)
         self._send_frames(frames)
 
     def _send_frames(self, frames: Sequence[bytes]) -> None:
@@ -249,16 +266,16 @@ class EventClient:
         ask.connect(self.snapshot_addr or snapshot_address(self.addr))
         follower = Follower(-1)
         if self.since is None:
-            yield from self._ask_for([SNAPSHOT], follower)
+            yield from self._ask_for(None, follower, timeout)
         else:
             follower.last = self.since
-            yield from self._ask_for([SINCE, str(self.since).encode()], follower)
+            yield from self._ask_for(self.since, follower, timeout)
         while sub.poll(None if timeout is None else timeout * 1000):
             frames = sub.recv_multipart()
             event = json.loads(frames[2])
             step = follower.step(event["seq"])
             if step is Step.CATCH_UP:
-                yield from self._ask_for([SINCE, str(follower.last).encode()], follower)
+                yield from self._ask_for(follower.last, follower, timeout)
                 step = follower.step(event["seq"])
             if step is Step.DELIVER:
                 yield self._delivered(event, follower)
@@ -267,21 +284,41 @@ class EventClient:
         close_sockets(self._sub, self._ask)
         self._sub = self._ask = None
 
-    def _ask_for(self, request: list[bytes], follower: Follower) -> Iterator[dict[str, Any]]:
-        """The events (or the snapshot) the snapshot socket answers ``request`` with."""
-        assert self._ask is not None
-        self._ask.send_multipart(request)
+    def _ask_for(
+        self, since: int | None, follower: Follower, timeout: float | None
+    ) -> Iterator[dict[str, Any]]:
+        """The events after ``since`` (or the snapshot, if None) from the snapshot socket;
+        nothing if it has not answered within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            kind, _, body = self._ask.recv_multipart()
-            event = json.loads(body)
-            if kind == DONE:
+            assert self._ask is not None
+            self._ask.send_multipart([SNAPSHOT] if since is None else [SINCE, b"%d" % since])
+            while self._ask.poll(int(ASK_AGAIN * 1000)):
+                kind, _, body = self._ask.recv_multipart()
+                event = json.loads(body)
+                if kind == DONE:
+                    return
+                if kind == HEARTS:
+                    follower.last = event["seq"]
+                    yield self._delivered(event, follower)
+                    return
+                if follower.step(event["seq"]) is Step.DELIVER:
+                    yield self._delivered(event, follower)
+            if deadline is not None and time.monotonic() > deadline:
                 return
-            if kind == HEARTS:
-                follower.last = event["seq"]
-                yield self._delivered(event, follower)
-                return
-            if follower.step(event["seq"]) is Step.DELIVER:
-                yield self._delivered(event, follower)
+            # gone with the request, or with part of the answer: from where we are, anew
+            since = None if since is None else follower.last
+            self._ask = self._renewed(self._ask)
+
+    def _renewed(self, ask: zmq.Socket[Any]) -> zmq.Socket[Any]:
+        """A new socket in place of ``ask``, whose peer went away with a request (a DEALER
+        would keep it queued for the peer, not the one that took its place)."""
+        context = self.context or zmq.Context.instance()
+        ask.close(linger=0)
+        ask = context.socket(zmq.DEALER)
+        ask.linger = 0
+        ask.connect(self.snapshot_addr or snapshot_address(self.addr))
+        return ask
 
     def _delivered(self, event: dict[str, Any], follower: Follower) -> dict[str, Any]:
         follower.delivered(event["seq"])
