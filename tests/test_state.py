@@ -279,6 +279,59 @@ def test_a_failing_write_is_counted_and_written_again_and_the_monitor_goes_on(tm
             wait_until(lambda: _stored(path) == 3, timeout=5)
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a file system of 2 MiB of its own (a tmpfs, mounted for the test, so
+    root's), and a way to fill it or free it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    filler = disk / "filler"
+
+    def fill(full: bool) -> None:
+        if not full:
+            filler.unlink(missing_ok=True)
+            return
+        with open(filler, "ab") as out:
+            try:
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            except OSError:
+                pass
+
+    try:
+        yield disk, fill
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_is_counted_and_the_monitor_goes_on_and_writes_again_once_freed(full_disk):
+    """ENOSPC, for real: the writes fail, are counted, and the monitor judges on; once there
+    is room again what it held is written."""
+    disk, fill = full_disk
+    path = str(disk / "s.db")
+    with HeartMonitor.bind(
+        "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", period=50, state=path
+    ) as monitor:
+        failures: list = []
+        monitor.add_failure_handler(failures.append)
+        wait_until(lambda: monitor.state.writes >= 1, timeout=5)
+        fill(True)
+        with HeartFleet(monitor.ping_addr, monitor.pong_addr, size=200, prefix="n") as fleet:
+            wait_until(lambda: len(monitor.hearts) == 200, timeout=10)
+            wait_until(lambda: monitor.state.errors >= 3, timeout=5)
+            fleet.kill(fleet.ids[:5])
+            wait_until(lambda: len(failures) == 5, timeout=5)  # judged on
+            assert monitor.running
+            fill(False)
+            wait_until(lambda: _stored(path) == 195, timeout=5)
+
+
 def test_an_awaited_heart_keeps_its_last_answer_until_it_is_back(tmp_path):
     """Restarted on a state, a heart not back yet keeps its last answer before the restart
     (another restart then still knows it); one back has none any more, as any answering
