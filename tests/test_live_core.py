@@ -15,6 +15,7 @@ from greenheart.core.live import (
     standing,
 )
 from greenheart.core.stats import percentile
+from greenheart.core.updates import Updates, apply, diff
 
 
 def test_a_heart_the_ledger_forgot_has_failed_whatever_else_is_said():
@@ -76,3 +77,37 @@ def test_a_points_round_trips_are_the_beats_median_and_p99():
     history.add(0.0, 100, 100, [n / 1000 for n in range(100, 0, -1)])
     (point,) = history.points()
     assert (point.rtt_p50, point.rtt_p99) == (0.05, 0.099)
+
+
+_rows = st.dictionaries(
+    st.sampled_from([f"h{n}" for n in range(12)]),
+    st.tuples(st.none() | st.sampled_from(["a", "b"]), st.sampled_from("fspra"), st.integers(0, 3)),
+    max_size=12,
+)
+
+
+@given(_rows, _rows, _rows)
+def test_a_delta_turns_one_page_into_the_next_and_deltas_compose(first, second, third):
+    one, two = diff(first, second), diff(second, third)
+    assert apply(first, one) == second
+    assert apply(first, one.then(two)) == third
+    assert not diff(third, third)
+
+
+@given(st.lists(_rows, min_size=1, max_size=12), st.integers(1, 5), st.data())
+def test_a_page_that_applies_every_update_it_is_given_equals_a_fresh_page(pages, kept, data):
+    """A viewer polls at whatever versions it likes; each time it is given what changed since
+    the version it holds, or every row when that is too old: it always ends with the rows a
+    fresh page is given."""
+    updates = Updates(kept=kept)
+    seen: dict[str, tuple] = {}
+    held = None
+    for rows in pages:
+        updates.advance(dict(rows))
+        if data.draw(st.booleans()):
+            delta = None if held is None else updates.since(held)
+            assert delta is not None or held is None or held < updates.version - kept
+            seen = dict(updates.rows) if delta is None else apply(seen, delta)
+            held = updates.version
+            assert seen == updates.rows
+    assert updates.since(updates.version + 1) is None and updates.since(-1) is None

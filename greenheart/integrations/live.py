@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 import attrs
 from gevent.pywsgi import WSGIServer
 
 from greenheart.core.errors import UsageError
-from greenheart.core.live import HeartRow, History, Standing, attention_order, standing
+from greenheart.core.live import History, Standing, standing
+from greenheart.core.updates import Delta, Row, Updates
 from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.hub import yield_to_others
@@ -54,7 +56,8 @@ def _ms(seconds: float | None) -> float | None:
 
 @attrs.define(eq=False)
 class LiveView:
-    """Watches ``monitor`` for the page: its beats' history, lag and CPU share.
+    """Watches ``monitor`` for the page: its beats' history, lag and CPU share, and the page's
+    rows, made at most once a beat whatever the number of viewers (:meth:`update`).
 
     ``names`` may give a heart a name to show beside its identity (the hub's engine id, for
     an ipyparallel controller)."""
@@ -63,8 +66,16 @@ class LiveView:
     history: History = attrs.field(factory=History)
     names: Callable[[bytes], str | None] | None = None
     clock: Callable[[], float] = time.monotonic
+    updates: Updates = attrs.field(factory=Updates, init=False)
     _lag: float = attrs.field(default=0.0, init=False)
     _cpu_share: float | None = attrs.field(default=None, init=False)
+    #: the beat the latest rows were made after, and each kept version's failures and time
+    _made_after: int | None = attrs.field(default=None, init=False)
+    _versions: dict[int, tuple[int, float]] = attrs.field(factory=dict, init=False)
+    _counts: dict[str, int] = attrs.field(factory=dict, init=False)
+    #: the latest version's answers, by the version asked from
+    _answers: dict[int | None, list[bytes]] = attrs.field(factory=dict, init=False)
+    _keys: dict[bytes, str] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.monitor.add_beat_handler(self._beat)
@@ -73,118 +84,148 @@ class LiveView:
         self._lag, self._cpu_share = beat.lag, beat.cpu_share
         self.history.add(beat.at, beat.heart_count, beat.responded_count, beat.rtts)
 
-    def rows(self, now: float) -> list[HeartRow]:
-        """Every known heart and every heart failed within :data:`RECENT_SECONDS` and not
-        heard since, what needs attention first."""
-        monitor = self.monitor
+    def key(self, heart: bytes) -> str:
+        """``heart`` as the page names it (its identity as people read it), remembered."""
+        key = self._keys.get(heart)
+        if key is None:
+            if len(self._keys) > 2 * len(self.updates.rows) + 1000:
+                self._keys.clear()  # hearts gone since: forget them
+            key = self._keys[heart] = display_id(heart)
+        return key
+
+    def rows(self, now: float) -> dict[str, Row]:
+        """Every known heart, and every heart failed within :data:`RECENT_SECONDS` and not
+        heard since, as the page lists them."""
+        ledger, names, key = self.monitor.ledger, self.names, self.key
+        on_probation, suspects = ledger.on_probation, ledger.suspects
         returned = {
             mistake.heart
-            for mistake in monitor.ledger.false_failures
+            for mistake in ledger.false_failures
             if now - mistake.returned_at <= RECENT_SECONDS
         }
-        rows = {}
-        for state in monitor.ledger.states():
-            trips = state.round_trips
-            rows[state.heart] = HeartRow(
-                state.heart,
-                standing(
-                    known=True,
-                    suspect=state.suspect,
-                    misses=state.misses,
-                    returned=state.heart in returned,
-                ),
-                state.misses,
-                trips.last if trips else None,
-                trips.mean if trips else None,
-            )
-        for failure in monitor.ledger.failures:
-            if failure.heart not in rows and now - failure.at <= RECENT_SECONDS:
-                rows[failure.heart] = HeartRow(
-                    failure.heart,
-                    Standing.FAILED,
-                    failure.misses,
-                    failure.last_rtt,
-                    failure.mean_rtt,
-                )
-        return attention_order(rows.values())
+        unusual = on_probation.keys() | suspects.keys() | returned
+        answering = Standing.ANSWERING.code
+        rows: dict[str, Row] = {}
+        for heart in ledger.hearts:
+            name = names(heart) if names else None
+            if heart not in unusual:  # most hearts, most of the time
+                rows[key(heart)] = (name, answering, 0)
+                continue
+            misses = on_probation.get(heart, 0)
+            code = standing(
+                known=True, suspect=heart in suspects, misses=misses, returned=heart in returned
+            ).code
+            rows[key(heart)] = (name, code, misses)
+        for failure in ledger.failures:
+            if now - failure.at <= RECENT_SECONDS:
+                failed = key(failure.heart)
+                if failed not in rows or rows[failed][1] == Standing.FAILED.code:
+                    name = names(failure.heart) if names else None
+                    rows[failed] = (name, Standing.FAILED.code, failure.misses)
+        return rows
 
-    def head(self, now: float) -> dict[str, Any]:
-        """Everything but the hearts: the monitor's health, the latest certificates and the
-        history."""
+    def _latest(self) -> None:
+        """Make the rows anew if the monitor beat since they were made (once for everyone)."""
+        beats = self.monitor.ledger.counters.beats
+        if beats == self._made_after and self.updates.version:
+            return
+        now = self.clock()
+        self.updates.advance(self.rows(now))
+        self._made_after = beats
+        self._answers = {}
+        counts = dict.fromkeys((s.name.lower() for s in Standing), 0)
+        names = {s.code: s.name.lower() for s in Standing}
+        for _, code, _ in self.updates.rows.values():
+            counts[names[code]] += 1
+        self._counts = counts
+        version = self.updates.version
+        self._versions[version] = (self.monitor.ledger.counters.failed_hearts, now)
+        self._versions.pop(version - self.updates.kept, None)
+
+    def update(self, since: int | None = None) -> Iterator[bytes]:
+        """``/live.json``: the monitor's health, the hearts counted by standing, and what
+        changed since version ``since`` (the rows set and the keys dropped, the failures and
+        the history), or everything when ``since`` is None or too old (``"full": true``)."""
+        self._latest()
+        updates, now = self.updates, self.clock()
+        wall = time.time()
+        delta = None if since is None else updates.since(since)
+        seen = None if delta is None else self._versions.get(since)  # type: ignore[arg-type]
+        if seen is None:
+            delta, since = None, None
+        failed_before, seen_at = seen if seen is not None else (0, -1.0)
+        failures = list(self.monitor.ledger.failures)[-FAILURES_SHOWN:]
+        new = self.monitor.ledger.counters.failed_hearts - failed_before
+        head = {
+            "version": updates.version,
+            "full": delta is None,
+            "time": round(wall, 3),
+            "monitor": self._health(),
+            "counts": self._counts,
+            "failures": [
+                {**f.as_json(), "why": f.describe(), "time": round(wall - (now - f.at), 3)}
+                for f in reversed(failures[len(failures) - min(new, len(failures)) :])
+            ],
+            "history": [
+                [
+                    round(wall - (now - p.at), 1),
+                    p.hearts,
+                    p.answering,
+                    _ms(p.rtt_p50),
+                    _ms(p.rtt_p99),
+                ]
+                for p in self.history.points()
+                if p.at > seen_at
+            ],
+        }
+        yield json.dumps(head)[:-1].encode() + b', "hearts": '
+        answer = self._answers.get(since)
+        if answer is None:
+            answer = self._answers[since] = list(_rows_json(delta, updates.rows))
+        for chunk in answer:
+            yield chunk
+            yield_to_others()
+        yield b"}\n"
+
+    def _health(self) -> dict[str, Any]:
         monitor = self.monitor
         status = monitor.status()
         counters = status.counters
         period = monitor.period / 1000
         return {
-            "monitor": {
-                "running": status.running,
-                "stopped_by": None if monitor.exception is None else repr(monitor.exception),
-                "period_ms": monitor.period,
-                "beats": counters.beats,
-                "beats_asked": int(monitor.lifetime / period) if status.running else None,
-                "lag_ms": _ms(self._lag),
-                "cpu_share": self._cpu_share,
-                "stalls": status.stalls,
-                "busy_beats": status.busy_beats,
-                "behind_beats": status.behind_beats,
-                "unjudged_beats": counters.unjudged_beats,
-                "suspects": status.suspect_count,
-                "mass_silences": counters.mass_silences,
-                "refused_peers": status.refused_peers,
-                "refusing_connections": status.refusing_connections,
-                "false_failures": counters.false_failures,
-                "failed_hearts": counters.failed_hearts,
-                "bad_pongs": counters.bad_pongs,
-                "handler_errors": status.handler_errors,
-            },
-            "failures": [
-                {
-                    **failure.as_json(),
-                    "why": failure.describe(),
-                    "ago_s": round(now - failure.at, 1),
-                }
-                for failure in reversed(list(monitor.ledger.failures)[-FAILURES_SHOWN:])
-            ],
-            "false_failures": [
-                m.as_json() for m in list(monitor.ledger.false_failures)[-FAILURES_SHOWN:]
-            ],
-            "history": [
-                [round(p.at - now, 1), p.hearts, p.answering, _ms(p.rtt_p50), _ms(p.rtt_p99)]
-                for p in self.history.points()
-            ],
+            "running": status.running,
+            "stopped_by": None if monitor.exception is None else repr(monitor.exception),
+            "period_ms": monitor.period,
+            "beats": counters.beats,
+            "beats_asked": int(monitor.lifetime / period) if status.running else None,
+            "lag_ms": _ms(self._lag),
+            "cpu_share": self._cpu_share,
+            "stalls": status.stalls,
+            "busy_beats": status.busy_beats,
+            "behind_beats": status.behind_beats,
+            "unjudged_beats": counters.unjudged_beats,
+            "suspects": status.suspect_count,
+            "mass_silences": counters.mass_silences,
+            "refused_peers": status.refused_peers,
+            "refusing_connections": status.refusing_connections,
+            "false_failures": counters.false_failures,
+            "failed_hearts": counters.failed_hearts,
+            "bad_pongs": counters.bad_pongs,
+            "handler_errors": status.handler_errors,
         }
 
-    def snapshot(self) -> Iterator[bytes]:
-        """``/live.json``, in chunks that yield to the hub between them: :meth:`head`, and
-        ``hearts`` as columns (``id``, ``name``, ``standing`` as one letter a heart, in the order
-        of :class:`~greenheart.core.live.Standing`'s codes, ``misses``, ``last_ms``,
-        ``mean_ms``), what needs attention first, and ``counts`` by standing."""
-        now = self.clock()
-        rows = self.rows(now)
-        counts = dict.fromkeys((s.name.lower() for s in Standing), 0)
-        for row in rows:
-            counts[row.standing.name.lower()] += 1
-        head = self.head(now)
-        head["counts"] = counts
-        yield json.dumps(head)[:-1].encode() + b', "hearts": {'
-        yield_to_others()
-        names = self.names
-        columns: list[tuple[str, Callable[[HeartRow], Any]]] = [
-            ("id", lambda row: display_id(row.heart)),
-            ("name", (lambda row: names(row.heart)) if names else (lambda row: None)),
-            ("misses", lambda row: row.misses),
-            ("last_ms", lambda row: _ms(row.last_rtt)),
-            ("mean_ms", lambda row: _ms(row.mean_rtt)),
-        ]
-        yield b'"standing": ' + json.dumps("".join(row.standing.code for row in rows)).encode()
-        for name, value in columns:
-            yield f', "{name}": ['.encode()
-            for start in range(0, len(rows), HEARTS_PER_CHUNK):
-                chunk = json.dumps([value(row) for row in rows[start : start + HEARTS_PER_CHUNK]])
-                yield (b", " if start else b"") + chunk[1:-1].encode()
-                yield_to_others()
-            yield b"]"
-        yield b"}}\n"
+
+def _rows_json(delta: Delta | None, rows: Mapping[str, Row]) -> Iterator[bytes]:
+    """``{"set": {key: [name, code, misses], ...}, "drop": [key, ...]}``, in chunks: every row
+    when ``delta`` is None."""
+    changed = rows if delta is None else delta.set
+    items = list(changed.items())
+    yield b'{"set": {'
+    for start in range(0, len(items), HEARTS_PER_CHUNK):
+        chunk = json.dumps(dict(items[start : start + HEARTS_PER_CHUNK]))[1:-1]
+        yield (b", " if start and chunk else b"") + chunk.encode()
+    drop = sorted(delta.drop) if delta is not None else []
+    yield b'}, "drop": ' + json.dumps(drop).encode() + b"}"
 
 
 def _page(name: str) -> bytes:
@@ -197,7 +238,7 @@ def live_app(
     """The page, ``/live.json``, ``/hearts`` and (with ``metrics`` and prometheus-client)
     ``/metrics``, for ``monitor``: one WSGI application."""
     view = view if view is not None else LiveView(monitor)
-    hearts = hearts_app(monitor)
+    hearts = hearts_app(monitor, view.names)
     metrics_app = _metrics_app(monitor) if metrics else None
     pages = {path: (_page(name), kind) for path, (name, kind) in PAGE_FILES.items()}
 
@@ -212,7 +253,8 @@ def live_app(
             return [body]
         if path == "/live.json":
             start_response("200 OK", [("Content-Type", "application/json"), *_no_store()])
-            return view.snapshot()
+            since = parse_qs(environ.get("QUERY_STRING", "")).get("since", [""])[0]
+            return view.update(int(since) if since.isdigit() else None)
         if path.rstrip("/") == "/hearts":
             return hearts(environ, start_response)
         if path == "/metrics" and metrics_app is not None:

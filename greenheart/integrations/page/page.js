@@ -78,79 +78,107 @@ function renderCounts(counts) {
   $("counts").replaceChildren(fragment);
 }
 
-let shown = null;  // the hearts last drawn, for the grid's tooltip
+// What the page holds: every heart's row by key ([name, standing code, misses]), the latest
+// failures and the history, kept up to date by applying what changed since `version`.
+const page = { version: null, hearts: new Map(), order: [], failures: [], history: [], time: 0 };
+const RANK = { f: 0, s: 1, p: 2, r: 3, a: 4 };
+const FAILURES_KEPT = 50;
+const HISTORY_SECONDS = 600;
 
-function renderGrid(hearts) {
+function apply(data) {
+  // an answer overtaken by a later one (two updates asked at once): nothing new in it
+  if (!data.full && page.version !== null && data.version <= page.version) return false;
+  if (data.full) { page.hearts.clear(); page.failures = []; page.history = []; }
+  const set = Object.entries(data.hearts.set);
+  for (const [key, row] of set) page.hearts.set(key, row);
+  for (const key of data.hearts.drop) page.hearts.delete(key);
+  if (data.full || set.length || data.hearts.drop.length) {
+    // what needs attention first: by standing, then most misses, then by identity
+    page.order = [...page.hearts.keys()].sort((a, b) => {
+      const x = page.hearts.get(a), y = page.hearts.get(b);
+      return RANK[x[1]] - RANK[y[1]] || y[2] - x[2] || (a < b ? -1 : a > b ? 1 : 0);
+    });
+  }
+  page.failures = data.failures.concat(page.failures).slice(0, FAILURES_KEPT);
+  page.history = page.history.concat(data.history).filter((p) => p[0] > data.time - HISTORY_SECONDS);
+  page.version = data.version;
+  page.time = data.time;
+  return true;
+}
+
+let perRow = 120;
+
+function renderGrid() {
   const canvas = $("grid");
-  const perRow = Math.max(1, Math.floor(canvas.clientWidth / CELL) || 120);
-  const count = hearts.standing.length;
-  const rows = Math.max(1, Math.ceil(count / perRow));
+  perRow = Math.max(1, Math.floor(canvas.clientWidth / CELL) || 120);
+  const count = page.order.length;
   canvas.width = perRow * CELL;
-  canvas.height = rows * CELL;
+  canvas.height = Math.max(1, Math.ceil(count / perRow)) * CELL;
   const ctx = canvas.getContext("2d");
   const fills = {};
   for (const code in STANDINGS) fills[code] = colour(STANDINGS[code]);
-  // one fillRect a heart, in runs of a colour: 10,000 hearts draw in a few ms
+  // one fillRect a heart: 10,000 hearts draw in a few ms
   for (let i = 0; i < count; i++) {
-    ctx.fillStyle = fills[hearts.standing[i]];
+    ctx.fillStyle = fills[page.hearts.get(page.order[i])[1]];
     ctx.fillRect((i % perRow) * CELL, Math.floor(i / perRow) * CELL, CELL - 1, CELL - 1);
   }
-  shown = { hearts, perRow };
+}
+
+function heartAt(event) {
+  const rect = $("grid").getBoundingClientRect();
+  const i = Math.floor((event.clientY - rect.top) / CELL) * perRow
+          + Math.floor((event.clientX - rect.left) / CELL);
+  return i >= 0 && i < page.order.length ? page.order[i] : null;
 }
 
 function tooltip(event) {
   const tip = $("tip");
-  if (!shown) return;
-  const rect = $("grid").getBoundingClientRect();
-  const i = Math.floor((event.clientY - rect.top) / CELL) * shown.perRow
-          + Math.floor((event.clientX - rect.left) / CELL);
-  const h = shown.hearts;
-  if (i < 0 || i >= h.standing.length) { tip.hidden = true; return; }
-  const name = h.name[i] ? ` (${h.name[i]})` : "";
-  tip.textContent = `${h.id[i]}${name}\n${LABELS[STANDINGS[h.standing[i]]]}, ${h.misses[i]} missed`
-                  + `\nround trip last ${fmt(h.last_ms[i], 2)} ms, mean ${fmt(h.mean_ms[i], 2)} ms`;
+  const key = heartAt(event);
+  if (key === null) { tip.hidden = true; return; }
+  const [name, code, misses] = page.hearts.get(key);
+  tip.textContent = `${key}${name ? ` (${name})` : ""}\n${LABELS[STANDINGS[code]]}, ${misses} missed`
+                  + "\nclick for its round trips";
   tip.style.left = `${event.clientX + 12}px`;
   tip.style.top = `${event.clientY + 12}px`;
   tip.hidden = false;
 }
 
-function renderAttention(hearts) {
+function renderAttention() {
   const body = $("attention").tBodies[0];
   const fragment = document.createDocumentFragment();
-  const count = Math.min(hearts.standing.length, ROWS_SHOWN);
-  for (let i = 0; i < count; i++) {
-    const standing = STANDINGS[hearts.standing[i]];
+  for (const key of page.order.slice(0, ROWS_SHOWN)) {
+    const [name, code, misses] = page.hearts.get(key);
     const tr = document.createElement("tr");
-    tr.dataset.heart = hearts.id[i];  // a data attribute holds text, whatever it says
-    tr.dataset.standing = standing;
-    tr.append(el("td", hearts.id[i], "id"), el("td", hearts.name[i] || ""), el("td", LABELS[standing]),
-              el("td", hearts.misses[i], "n"), el("td", fmt(hearts.last_ms[i], 2), "n"),
-              el("td", fmt(hearts.mean_ms[i], 2), "n"));
+    tr.dataset.heart = key;  // a data attribute holds text, whatever it says
+    tr.dataset.standing = STANDINGS[code];
+    tr.append(el("td", key, "id"), el("td", name || ""), el("td", LABELS[STANDINGS[code]]),
+              el("td", misses, "n"));
     fragment.append(tr);
   }
   body.replaceChildren(fragment);
-  $("attention").caption.textContent = hearts.standing.length > ROWS_SHOWN
-    ? `Needs attention first: the first ${ROWS_SHOWN} of ${hearts.standing.length}`
-    : "Needs attention first";
+  const count = page.order.length;
+  $("attention").caption.textContent = count > ROWS_SHOWN
+    ? `Needs attention first: the first ${ROWS_SHOWN} of ${count}` : "Needs attention first";
 }
 
-function renderFailures(failures) {
+function renderFailures() {
   const fragment = document.createDocumentFragment();
-  for (const f of failures.slice(0, 20)) {
+  for (const f of page.failures.slice(0, 20)) {
     const li = document.createElement("li");
     li.dataset.heart = f.heart;
     li.dataset.cause = f.cause;
     li.dataset.diagnosis = f.diagnosis;
     li.append(el("span", f.heart, "heart"), el("span", f.cause, "cause"),
               el("span", f.diagnosis, "diagnosis"), el("span", f.why, "why"),
-              el("span", ` ${fmt(f.ago_s, 0)} s ago`, "ago"));
+              el("span", ` ${fmt(page.time - f.time, 0)} s ago`, "ago"));
     fragment.append(li);
   }
-  if (!failures.length) fragment.append(el("li", "none yet", "none"));
+  if (!page.failures.length) fragment.append(el("li", "none yet", "none"));
   $("failure-list").replaceChildren(fragment);
 }
 
-function chart(id, history, series, max) {
+function chart(id, series, max) {
+  const history = page.history;
   const canvas = $(id);
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 24;
@@ -158,7 +186,7 @@ function chart(id, history, series, max) {
   ctx.strokeStyle = "#e5e7eb";
   ctx.strokeRect(pad, 4, w - pad - 4, h - pad);
   if (!history.length) return;
-  const span = Math.max(60, -history[0][0]);
+  const span = Math.max(60, page.time - history[0][0]);
   const top = Math.max(max(history), 1e-9);
   ctx.fillStyle = "#6b7280";
   ctx.font = "10px system-ui";
@@ -172,7 +200,7 @@ function chart(id, history, series, max) {
     for (const point of history) {
       const value = point[index];
       if (value === null) continue;
-      const x = pad + (w - pad - 4) * (1 + point[0] / span);
+      const x = pad + (w - pad - 4) * (1 - (page.time - point[0]) / span);
       const y = 4 + (h - pad) * (1 - value / top);
       if (started) ctx.lineTo(x, y); else ctx.moveTo(x, y);
       started = true;
@@ -187,32 +215,66 @@ function render(data) {
   else setState("stopped", m.stopped_by ? `stopped by ${m.stopped_by}` : "stopped");
   renderHealth(m);
   renderCounts(data.counts);
-  renderGrid(data.hearts);
-  renderAttention(data.hearts);
-  renderFailures(data.failures);
-  // history points: [seconds before now, hearts, answering, p50 ms, p99 ms]
-  chart("rtt-chart", data.history, [[3, "--answering"], [4, "--probation"]],
+  renderGrid();
+  renderAttention();
+  renderFailures();
+  // history points: [Unix time, hearts, answering, p50 ms, p99 ms]
+  chart("rtt-chart", [[3, "--answering"], [4, "--probation"]],
         (hs) => Math.max(...hs.map((p) => p[4] || 0)));
-  chart("answering-chart", data.history, [[1, "--muted"], [2, "--answering"]],
+  chart("answering-chart", [[1, "--muted"], [2, "--answering"]],
         (hs) => Math.max(...hs.map((p) => p[1])));
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+// Finding a heart: the monitor answers (/hearts?find=), with round trips and certificates.
+let finding = null;
+
+async function find() {
+  const text = $("find").value.trim();
+  const found = $("found");
+  if (!text) { found.tBodies[0].replaceChildren(); found.hidden = true; return; }
+  const response = await fetch(`hearts?find=${encodeURIComponent(text)}&limit=${ROWS_SHOWN}`,
+                               { cache: "no-store" });
+  const data = await response.json();
+  const fragment = document.createDocumentFragment();
+  for (const h of data.hearts) {
+    const tr = document.createElement("tr");
+    tr.dataset.heart = h.heart;
+    tr.dataset.standing = h.state;
+    tr.append(el("td", h.heart, "id"), el("td", h.name || ""), el("td", h.state.replace("_", " ")),
+              el("td", h.misses, "n"), el("td", fmt(h.last_rtt_ms, 2), "n"),
+              el("td", fmt(h.mean_rtt_ms, 2), "n"), el("td", h.why || ""));
+    fragment.append(tr);
+  }
+  found.tBodies[0].replaceChildren(fragment);
+  found.caption.textContent = data.next ? `The first ${data.hearts.length} found` : `${data.hearts.length} found`;
+  found.hidden = false;
+  window.greenheart.found += 1;
+}
+
+async function update() {
+  const url = page.version === null ? "live.json" : `live.json?since=${page.version}`;
+  const response = await fetch(url, { cache: "no-store" });
+  const text = await response.text();
+  const began = performance.now();
+  const data = JSON.parse(text);
+  if (!apply(data)) return data;
+  const parsed = performance.now();
+  render(data);
+  const g = window.greenheart;
+  g.updates += 1;
+  g.deltas += data.full ? 0 : 1;
+  g.lastBytes = text.length;
+  g.lastFull = data.full;
+  g.lastParseMs = parsed - began;
+  g.lastRenderMs = performance.now() - parsed;
+  return data;
 }
 
 async function poll() {
   let period = 1000;
   try {
-    const response = await fetch("live.json", { cache: "no-store" });
-    const text = await response.text();
-    const began = performance.now();
-    const data = JSON.parse(text);
-    const parsed = performance.now();
-    render(data);
-    const g = window.greenheart;
-    g.updates += 1;
-    g.lastBytes = text.length;
-    g.lastParseMs = parsed - began;
-    g.lastRenderMs = performance.now() - parsed;
-    period = data.monitor.period_ms;
+    period = (await update()).monitor.period_ms;
   } catch (error) {
     window.greenheart.failedFetches += 1;
     setState("unreachable", "the monitor's page does not answer");
@@ -221,6 +283,20 @@ async function poll() {
   setTimeout(poll, Math.min(2000, Math.max(500, period)));
 }
 
+// what a test compares: the rows this page holds, as the monitor would give them whole
+window.greenheart.rows = () => JSON.stringify(Object.fromEntries([...page.hearts].sort()));
+window.greenheart.found = 0;
+window.greenheart.deltas = 0;
+window.greenheart.next = update;
+
 $("grid").addEventListener("mousemove", tooltip);
 $("grid").addEventListener("mouseleave", () => { $("tip").hidden = true; });
+$("grid").addEventListener("click", (event) => {
+  const key = heartAt(event);
+  if (key !== null) { $("find").value = key; find(); }
+});
+$("find").addEventListener("input", () => {
+  clearTimeout(finding);
+  finding = setTimeout(find, 200);
+});
 poll();
