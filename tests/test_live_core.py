@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenheart.core.live import (
-    HeartRow,
-    History,
-    Standing,
-    attention_order,
-    standing,
-)
+from greenheart.core.live import History, Standing, standing
 from greenheart.core.stats import percentile
 from greenheart.core.updates import Updates, apply, diff
 
@@ -31,25 +23,6 @@ def test_a_suspect_comes_before_probation_and_probation_before_a_return():
 
 def test_each_standing_has_its_own_letter():
     assert len({s.code for s in Standing}) == len(Standing)
-
-
-rows = st.builds(
-    HeartRow,
-    heart=st.binary(min_size=1, max_size=4),
-    standing=st.sampled_from(Standing),
-    misses=st.integers(0, 5),
-    mean_rtt=st.one_of(st.none(), st.floats(0, 1)),
-)
-
-
-@given(st.lists(rows, max_size=40))
-def test_what_needs_attention_comes_first(listed):
-    ordered = attention_order(listed)
-    assert sorted(ordered, key=id) == sorted(listed, key=id)
-    for before, after in itertools.pairwise(ordered):
-        assert before.standing <= after.standing
-        if before.standing == after.standing:
-            assert before.misses >= after.misses
 
 
 def test_the_one_percentile_is_the_nearest_rank():

@@ -3,17 +3,16 @@
 :func:`standing` says where a heart stands, from what the ledger knows of it and of the
 latest failures: *failed* (recently, and not heard since), *suspect* (held in a mass silence),
 *on probation* (missed beats), *returned* (failed earlier for its silence, and answering
-again: a false failure), or *answering*. :func:`attention_order` sorts hearts so that what
-needs a look comes first. :class:`History` keeps, at most once a ``resolution``, how many
-hearts answered a beat and the median and 99th percentile of its round trips, over a
-``window`` of seconds. Everything is fed the time by its caller.
+again: a false failure), or *answering*. :class:`History` keeps, at most once a
+``resolution``, how many hearts answered a beat and the median and 99th percentile of its
+round trips, over a ``window`` of seconds. Everything is fed the time by its caller.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -46,26 +45,6 @@ def standing(*, known: bool, suspect: bool, misses: int, returned: bool) -> Stan
     if misses:
         return Standing.ON_PROBATION
     return Standing.RETURNED if returned else Standing.ANSWERING
-
-
-@attrs.frozen
-class HeartRow:
-    """One heart as the page lists it; round trips in seconds, None where unknown."""
-
-    heart: bytes
-    standing: Standing
-    misses: int = 0
-    last_rtt: float | None = None
-    mean_rtt: float | None = None
-
-
-def attention_order(rows: Iterable[HeartRow]) -> list[HeartRow]:
-    """``rows`` with what needs attention first: by standing, then most misses, then the
-    slowest mean round trip, then by identity (a stable order for the eye)."""
-    return sorted(
-        rows,
-        key=lambda row: (row.standing, -row.misses, -(row.mean_rtt or 0.0), row.heart),
-    )
 
 
 @attrs.frozen
