@@ -3,9 +3,10 @@
 A monitor in this process serves its page (:class:`~greenheart.integrations.live.LiveServer`);
 a fleet of ``--hearts`` in a child process answers it; headless Chromium
 (:mod:`greenheart.bench.browser`) keeps the page open. Once every heart is registered, it
-reads, over ``--updates`` updates, the bytes of ``/live.json``, the browser's time to parse and
-draw each, and the monitor's time to write one. ``--screenshot FILE`` saves the page as a PNG
-once ``--kill`` hearts have been killed, so that it shows failures too.
+reads this process's CPU per beat with no viewer, one and five (tabs polling as a person's
+does), the bytes of a full and of a quiet update (``/live.json``), the browser's time to apply
+and draw one, and the monitor's to make a full one from nothing. ``--screenshot FILE`` saves
+the page as a PNG once ``--kill`` hearts have been killed, so that it shows failures too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from greenheart.bench.lines import Killed, Started
 from greenheart.core.errors import UsageError
 from greenheart.core.stats import percentile
 
-HELP = "the live page under a large fleet: JSON per update, browser and monitor time"
+HELP = "the live page under a large fleet: the monitor's CPU per viewer, update sizes, times"
 DESCRIPTION = __doc__.split("\n\n")[0]
 
 
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--period", type=float, default=1000.0, help="ms (1000)")
     parser.add_argument("--updates", type=int, default=10, help="updates measured (10)")
+    parser.add_argument("--beats", type=int, default=10, help="beats per CPU figure (10)")
     parser.add_argument("--kill", type=int, default=0, help="hearts killed before a screenshot")
     parser.add_argument("--screenshot", metavar="FILE", help="save the page as a PNG")
     parser.add_argument("--json", metavar="FILE", help="write the figures here")
@@ -60,10 +62,24 @@ def run(args: argparse.Namespace) -> int:
         started.append(fleet)
         fleet.expect(Started, STARTUP_SECONDS)
         _wait(lambda: len(monitor.hearts) >= args.hearts, STARTUP_SECONDS, "every heart")
+
+        def cpu_per_beat(beats: int = args.beats) -> float:
+            """This process's CPU (the monitor and its page's server) per beat, in ms."""
+            first, began = monitor.ledger.counters.beats, time.process_time()
+            _wait(lambda: monitor.ledger.counters.beats >= first + beats, 60, "the beats")
+            made = monitor.ledger.counters.beats - first
+            return round(1000 * (time.process_time() - began) / made, 1)
+
+        cpu = {"0": cpu_per_beat()}
         browser = Browser(height=1700 if args.screenshot else 900)
         try:
             browser.open(page.url)
             browser.wait_for("window.greenheart && window.greenheart.updates >= 2", timeout=60)
+            cpu["1"] = cpu_per_beat()
+            for _ in range(4):  # four more viewers: tabs of their own, polling as people's do
+                browser.call("Target.createTarget", url=page.url)
+            gevent.sleep(3 * args.period / 1000)  # the new tabs' first (full) updates
+            cpu["5"] = cpu_per_beat()
             samples: list[dict[str, float]] = []
             while len(samples) < args.updates:
                 seen = browser.evaluate("window.greenheart.updates")
@@ -71,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
                     f"window.greenheart.updates > {seen} && window.greenheart", timeout=60
                 )
                 samples.append(stats)
-            writes = []
+            full_bytes = browser.evaluate("window.greenheart.fullBytes")
+            full_apply = browser.evaluate("window.greenheart.fullApplyMs")
+            writes = []  # a full update made from nothing: every row, encoded
             for _ in range(5):
                 began = time.process_time()
-                page.view.updates.version = 0  # every row anew: a full update's cost
-                sum(len(chunk) for chunk in page.view.update())
+                page.view.full()
                 writes.append(1000 * (time.process_time() - began))
             if args.screenshot:
                 for _ in range(args.kill):
@@ -86,21 +103,28 @@ def run(args: argparse.Namespace) -> int:
                 browser.screenshot(Path(args.screenshot))
         finally:
             browser.stop()
+    quiet = [s["lastBytes"] for s in samples if not s["lastFull"]]
     result = {
         "hearts": args.hearts,
         "period_ms": args.period,
         "updates": len(samples),
-        "bytes_per_update": max(s["lastBytes"] for s in samples),
-        "parse_ms_p50": round(percentile([s["lastParseMs"] for s in samples], 0.5) or 0.0, 1),
+        "monitor_cpu_ms_per_beat": cpu,
+        "cpu_ratio_5_viewers": round(cpu["5"] / cpu["0"], 2),
+        "full_update_bytes": full_bytes,
+        "quiet_update_bytes_max": max(quiet) if quiet else None,
+        "full_update_cpu_ms_p50": round(percentile(writes, 0.5) or 0.0, 1),
+        "full_apply_ms": round(full_apply, 1),
+        "apply_ms_p50": round(percentile([s["lastParseMs"] for s in samples], 0.5) or 0.0, 2),
         "render_ms_p50": round(percentile([s["lastRenderMs"] for s in samples], 0.5) or 0.0, 1),
         "render_ms_max": round(max(s["lastRenderMs"] for s in samples), 1),
-        "monitor_cpu_ms_per_update_p50": round(percentile(writes, 0.5) or 0.0, 1),
     }
     print(
-        f"{result['hearts']} hearts: {result['bytes_per_update'] / 1024:.0f} KiB an update;"
-        f" the browser parses it in {result['parse_ms_p50']:.1f} ms and draws it in"
-        f" {result['render_ms_p50']:.1f} ms (p50; at most {result['render_ms_max']:.1f});"
-        f" the monitor writes it in {result['monitor_cpu_ms_per_update_p50']} ms of CPU"
+        f"{result['hearts']} hearts, the monitor's CPU per beat (ms) with 0, 1 and 5 viewers:"
+        f" {cpu['0']}, {cpu['1']}, {cpu['5']} ({result['cpu_ratio_5_viewers']}x with 5);"
+        f" a full update {full_bytes / 1024:.0f} KiB made in {result['full_update_cpu_ms_p50']}"
+        f" ms, a quiet one {result['quiet_update_bytes_max']} bytes; the browser applies a full"
+        f" one in {result['full_apply_ms']} ms, a quiet one in {result['apply_ms_p50']} ms, and"
+        f" draws in {result['render_ms_p50']} ms (p50)"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -266,6 +266,7 @@ async function update() {
   g.deltas += data.full ? 0 : 1;
   g.lastBytes = text.length;
   g.lastFull = data.full;
+  if (data.full) { g.fullBytes = text.length; g.fullApplyMs = parsed - began; }
   g.lastParseMs = parsed - began;
   g.lastRenderMs = performance.now() - parsed;
   return data;
