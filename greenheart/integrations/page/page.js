@@ -94,10 +94,10 @@ function apply(data) {
   for (const key of data.hearts.drop) page.hearts.delete(key);
   if (data.full || set.length || data.hearts.drop.length) {
     // what needs attention first: by standing, then most misses, then by identity
-    page.order = [...page.hearts.keys()].sort((a, b) => {
-      const x = page.hearts.get(a), y = page.hearts.get(b);
-      return RANK[x[1]] - RANK[y[1]] || y[2] - x[2] || (a < b ? -1 : a > b ? 1 : 0);
-    });
+    const keyed = [];
+    for (const [key, row] of page.hearts) keyed.push([RANK[row[1]], -row[2], key]);
+    keyed.sort((x, y) => x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0));
+    page.order = keyed.map((k) => k[2]);
   }
   page.failures = data.failures.concat(page.failures).slice(0, FAILURES_KEPT);
   page.history = page.history.concat(data.history).filter((p) => p[0] > data.time - HISTORY_SECONDS);
