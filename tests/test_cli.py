@@ -91,8 +91,8 @@ def test_monitor_prints_text_lines_by_default(tmp_path):
 
 def test_bad_arguments_are_refused():
     for argv in (
-        ["monitor", "--ping", "x"],
         ["monitor", "--ping", "a", "--pong", "b", "--period", "0"],
+        ["monitor", "--max-misses", "x"],
     ):
         try:
             main(argv)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 import attrs
 from gevent.pywsgi import WSGIServer
 
+from greenheart.core.checks import PORT
 from greenheart.core.errors import UsageError
 from greenheart.core.live import History, Standing, standing
 from greenheart.core.updates import Delta, Row, Updates
@@ -294,7 +295,7 @@ class LiveServer(Service):
     the monitor stopped, and why."""
 
     monitor: HeartMonitor
-    port: int = 0
+    port: int = attrs.field(default=0, validator=PORT)
     host: str = "127.0.0.1"
     names: Callable[[bytes], str | None] | None = None
     view: LiveView = attrs.field(init=False)
