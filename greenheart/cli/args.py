@@ -17,17 +17,22 @@ from greenheart.core.checks import (
 )
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 
+#: where ``greenheart monitor`` binds, and its hearts and fleets connect, unless told otherwise
+PING = "tcp://127.0.0.1:5555"
+PONG = "tcp://127.0.0.1:5556"
+
 
 def add_address_arguments(parser: argparse.ArgumentParser, *, bind: bool) -> None:
-    """``--ping`` and ``--pong``: where a monitor binds, or where a heart connects to it."""
-    side = "bind" if bind else "the monitor's"
-    for option, what in (("--ping", "pings (PUB)"), ("--pong", "pongs (ROUTER)")):
+    """``--ping`` and ``--pong``: where a monitor binds, or where a heart connects to it; on
+    loopback, :data:`PING` and :data:`PONG`, unless told otherwise."""
+    for name, default, kind in (("ping", PING, "PUB"), ("pong", PONG, "ROUTER")):
         parser.add_argument(
-            option,
+            f"--{name}",
             type=bind_address if bind else connect_address,
-            required=True,
+            default=default,
             metavar="ADDR",
-            help=f"{side} {what}",
+            help=(f"bind {name}s ({kind}) here" if bind else f"the monitor's {name} address")
+            + f" (default {default})",
         )
 
 
