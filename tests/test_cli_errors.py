@@ -6,6 +6,7 @@ In this process, with no socket bound: argparse refuses before a command runs.""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -13,7 +14,7 @@ from greenheart import Heart, HeartMonitor, Rules, UsageError
 from greenheart.cli import main
 from greenheart.core.replay import resample
 from greenheart.core.tuning import Setting
-from greenheart.integrations.live import LiveServer
+from greenheart.integrations.live import LiveServer, live_app
 from greenheart.recording import RecordingFile
 from tests import pure
 
@@ -184,3 +185,19 @@ def test_the_library_refuses_what_the_options_refuse(tmp_path):
         Setting(0, Rules())
     with pytest.raises(ValueError, match="a period must be a positive number"):
         resample([], 0)
+
+
+def test_metrics_without_prometheus_client_say_which_extra_brings_them(monkeypatch, make_monitor):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # an import of it fails
+    app = live_app(make_monitor())
+    answers = []
+
+    def get(path: str) -> bytes:
+        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        return b"".join(app(environ, lambda status, headers: answers.append(status)))
+
+    assert get("/metrics") == (
+        b"the metrics need prometheus-client: pip install 'greenheart-zmq[metrics]'\n"
+    )
+    assert get("/nowhere") == b"not found; try /, /live.json, /hearts\n"
+    assert answers == ["501 Not Implemented", "404 Not Found"]
