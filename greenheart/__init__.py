@@ -16,6 +16,7 @@ Underneath, the package is built in layers, each importing only from the layers 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -46,6 +47,11 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+# The greenheart.* loggers say nothing until the program configures logging, as Python asks
+# of libraries: else the last-resort handler would print every warning (a heart failed) on
+# stderr. The greenheart command configures it.
+logging.getLogger("greenheart").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

@@ -283,7 +283,7 @@ def test_bench_refuses_bad_arguments():
     run = bench("--hearts", "0")
     _, stderr = run.communicate(timeout=20)
     assert run.returncode == 2
-    assert "positive" in stderr
+    assert "argument --hearts: must be 1 or more, got 0" in stderr
     run = bench("--monitor", "nginx")
     _, stderr = run.communicate(timeout=20)
     assert run.returncode == 2

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import signal
+import socket
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import gevent
 import pytest
@@ -16,6 +22,7 @@ from gevent import subprocess
 
 import greenheart.cli.heart as heart_command
 from greenheart.cli import main
+from greenheart.cli.args import PING, PONG
 from greenheart.cli.demo import run_demo
 from greenheart.core.errors import UsageError, require_extra
 from greenheart.green.sockets import close_sockets
@@ -89,10 +96,49 @@ def test_monitor_prints_text_lines_by_default(tmp_path):
             interrupt(proc)
 
 
+@contextlib.contextmanager
+def default_ports() -> Iterator[None]:
+    """The default ping and pong ports, this test's alone: another run of it waits its turn (a
+    lock file), and a port another program holds skips it."""
+    with open(Path(tempfile.gettempdir()) / "greenheart-default-ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for addr in (PING, PONG):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds
+                try:
+                    probe.bind(("127.0.0.1", int(addr.rpartition(":")[2])))
+                except OSError:
+                    pytest.skip(f"another program holds {addr}")
+        yield
+
+
+def test_monitor_heart_and_fleet_meet_on_the_default_loopback_addresses():
+    assert PING.startswith("tcp://127.0.0.1:") and PONG.startswith("tcp://127.0.0.1:")
+    with default_ports():
+        monitor = greenheart("monitor", "--period", "100", "--json")
+        fleet = greenheart("fleet", "--size", "3", "--prefix", "defaults")
+        heart = greenheart("heart", "--id", "default-heart")
+        try:
+            wanted = {"defaults-0", "defaults-1", "defaults-2", "default-heart"}
+            seen: set[str] = set()
+            with gevent.Timeout(30, False):
+                while seen != wanted and (line := monitor.stdout.readline()):
+                    event = json.loads(line)
+                    if event["event"] == "new_heart":
+                        seen.add(event["heart"])
+            assert seen == wanted, monitor.stderr.read() if monitor.poll() else seen
+            for proc in (heart, fleet, monitor):
+                assert interrupt(proc) == 0
+        finally:
+            for proc in (monitor, fleet, heart):
+                proc.kill()
+                proc.wait()
+
+
 def test_bad_arguments_are_refused():
     for argv in (
-        ["monitor", "--ping", "x"],
         ["monitor", "--ping", "a", "--pong", "b", "--period", "0"],
+        ["monitor", "--max-misses", "x"],
     ):
         try:
             main(argv)

@@ -62,6 +62,7 @@ def test_every_example_runs_and_prints_what_its_page_says(page, code, printed):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == printed.splitlines()
+    assert result.stderr == ""  # nothing the page does not show: no warning, no log line
 
 
 def prose(page: Path) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import attrs
 
@@ -23,7 +23,10 @@ from greenheart.bench.ramp import (
     unsettled,
 )
 from greenheart.bench.runner import StepRunner, pinned_cpus
+from greenheart.core.checks import count, listed, output_file, positive_count, positive_float
 from greenheart.core.errors import UsageError, require_extra
+
+T = TypeVar("T")
 
 DEFAULT_HEARTS = "1000,2000,4000"
 DEFAULT_PERIODS = "200,133,100,90,80,73,67,60,55,50"
@@ -37,17 +40,16 @@ DESCRIPTION = (
 )
 
 
-def _numbers(kind: type) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        try:
-            values = [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}") from None
-        if not values or any(value <= 0 for value in values):
-            raise argparse.ArgumentTypeError(f"need positive numbers, got {text!r}")
+def _numbers(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
+    parse = listed(kind)
+
+    def numbers(text: str) -> list[T]:
+        values = parse(text)
+        if not values:
+            raise argparse.ArgumentTypeError(f"a comma-separated list, not {text!r}")
         return values
 
-    return parse
+    return numbers
 
 
 def _monitors(text: str) -> list[str]:
@@ -61,20 +63,20 @@ def _monitors(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hearts",
-        type=_numbers(int),
+        type=_numbers(positive_count),
         default=DEFAULT_HEARTS,
         help=f"hearts to ramp through at the longest period (default {DEFAULT_HEARTS})",
     )
     parser.add_argument(
         "--period",
-        type=_numbers(float),
+        type=_numbers(positive_float),
         default=DEFAULT_PERIODS,
         help="periods in ms; the ramp then shortens the period at the most hearts"
         f" (default {DEFAULT_PERIODS})",
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=positive_float,
         default=DEFAULT_DURATION,
         help="seconds of measurement per monitor, shared among the steps (default"
         f" {DEFAULT_DURATION:g}); starting each step's processes comes on top",
@@ -86,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " measures the monitor rather than the scheduler",
     )
     parser.add_argument(
-        "--processes", type=int, default=1, help="fleet processes sharing the hearts (default 1)"
+        "--processes",
+        type=positive_count,
+        default=1,
+        help="fleet processes sharing the hearts (default 1)",
     )
     parser.add_argument(
         "--monitor",
@@ -104,19 +109,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also ramp ipyparallel's HeartMonitor, alternating steps, and print the ratios",
     )
     parser.add_argument(
-        "--max-misses", type=int, default=3, help="the monitors' max_misses (default 3)"
+        "--max-misses", type=count, default=3, help="the monitors' max_misses (default 3)"
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=positive_count,
         default=1,
         metavar="N",
         help="run the whole ramp N times and report each monitor's capacity in every run, and"
         " its median CPU per pong against the bare loop's (raw)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write every figure here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write every figure here")
     parser.add_argument(
-        "--plot", metavar="FILE", help="draw latency and on-time %% against load (PNG)"
+        "--plot",
+        type=output_file,
+        metavar="FILE",
+        help="draw latency and on-time %% against load (PNG)",
     )
 
 

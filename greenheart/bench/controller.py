@@ -35,6 +35,7 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
 from greenheart.bench.lines import EngineStatus, Line, Unregistered
 from greenheart.bench.proc import cpu_seconds, listening_descendant
 from greenheart.bench.report import aligned, cell_text, save_png, two_panels
+from greenheart.core.checks import count, listed, output_file, positive_count, positive_float
 from greenheart.core.errors import UsageError, require_extra
 from greenheart.core.stats import percentile
 
@@ -50,20 +51,26 @@ MAX_MISSES = 10
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
+        type=listed(positive_count),
         default="500,1000,2000,4000",
         help="engines a step (500,1000,2000,4000)",
     )
-    parser.add_argument("--periods", default="1000,3000", help="heart periods, ms (1000,3000)")
+    parser.add_argument(
+        "--periods",
+        type=listed(positive_float),
+        default="1000,3000",
+        help="heart periods, ms (1000,3000)",
+    )
     parser.add_argument(
         "--controllers",
         default=",".join(CONTROLLERS),
         help="stock (ipcontroller) and/or greenheart (greenheart ipcontroller"
         " --fail-on-disconnect)",
     )
-    parser.add_argument("--kills", type=int, default=10, help="engines killed a step")
+    parser.add_argument("--kills", type=count, default=10, help="engines killed a step")
     parser.add_argument(
         "--hold",
-        type=float,
+        type=positive_float,
         default=15.0,
         help="seconds of steady beating (3 periods at least)",
     )
@@ -76,8 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sub-per-engine", dest="ping_per_heart", action="store_true", help=argparse.SUPPRESS
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="write the results here")
-    parser.add_argument("--plot", metavar="FILE", help="plot them here (PNG; needs matplotlib)")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the results here")
+    parser.add_argument(
+        "--plot", type=output_file, metavar="FILE", help="plot them here (PNG; needs matplotlib)"
+    )
 
 
 @attrs.frozen
@@ -91,11 +100,7 @@ class ControllerStep:
 
 
 def steps(args: argparse.Namespace) -> list[ControllerStep]:
-    try:
-        sizes = [int(text) for text in args.engines.split(",") if text.strip()]
-        periods = [float(text) for text in args.periods.split(",") if text.strip()]
-    except ValueError as error:
-        raise UsageError(f"--engines and --periods are lists of numbers: {error}") from None
+    sizes, periods = args.engines, args.periods
     controllers = [name.strip() for name in args.controllers.split(",") if name.strip()]
     unknown = sorted(set(controllers) - set(CONTROLLERS))
     if unknown:

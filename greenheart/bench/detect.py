@@ -31,6 +31,7 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, children
 from greenheart.bench.lines import Failed, Killed, MonitorEvent, Started
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
+from greenheart.core.checks import count, listed, output_file, positive_count, positive_float
 from greenheart.core.errors import UsageError
 from greenheart.core.stats import percentile
 
@@ -56,25 +57,32 @@ class Config:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--periods", default="1000,3000", help="greenheart's periods, in ms (default 1000,3000)"
+        "--periods",
+        type=listed(positive_float),
+        default="1000,3000",
+        help="greenheart's periods, in ms (default 1000,3000)",
     )
     parser.add_argument(
-        "--max-misses", default="1", help="greenheart's miss counts, comma-separated (default 1)"
+        "--max-misses",
+        type=listed(count),
+        default="1",
+        help="greenheart's miss counts, comma-separated (default 1)",
     )
-    parser.add_argument("--processes", type=int, default=12, help="heart processes a run")
-    parser.add_argument("--stopped", type=int, default=2, help="of them, SIGSTOPped")
-    parser.add_argument("--fleet", type=int, default=100, help="fleet hearts a run")
-    parser.add_argument("--fleet-kills", type=int, default=20, help="fleet hearts killed")
+    parser.add_argument(
+        "--processes", type=positive_count, default=12, help="heart processes a run"
+    )
+    parser.add_argument("--stopped", type=count, default=2, help="of them, SIGSTOPped")
+    parser.add_argument("--fleet", type=count, default=100, help="fleet hearts a run")
+    parser.add_argument("--fleet-kills", type=count, default=20, help="fleet hearts killed")
     parser.add_argument("--no-ipyparallel", action="store_true", help="leave ipyparallel out")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="write every latency here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write every latency here")
 
 
 def configs(args: argparse.Namespace) -> list[Config]:
     found = []
-    misses = [int(text) for text in args.max_misses.split(",") if text.strip()]
-    for period in (float(text) for text in args.periods.split(",") if text.strip()):
-        for max_misses in misses:
+    for period in args.periods:
+        for max_misses in args.max_misses:
             for option in (False, True):
                 found.append(Config("greenheart", period, max_misses, option))
     if not args.no_ipyparallel:

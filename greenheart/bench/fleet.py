@@ -31,6 +31,7 @@ from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
 from greenheart.bench.lines import ThreadHearts, ThreadHeartsFailed
 from greenheart.bench.ramp import Step, StepResult
 from greenheart.bench.runner import MonitorChild, NotSettled, StepRunner
+from greenheart.core.checks import output_file, positive_count, positive_float
 from greenheart.core.stats import percentile
 from greenheart.green.limits import raise_open_file_limit
 
@@ -39,15 +40,21 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hearts", type=int, default=9000, help="hearts in the density run")
-    parser.add_argument("--hold", type=float, default=60.0, help="seconds of the density run")
-    parser.add_argument("--pings", type=int, default=100, help="pings of the fidelity run")
-    parser.add_argument("--ipyparallel-step", type=int, default=250, metavar="N")
-    parser.add_argument("--ipyparallel-limit", type=int, default=3000, metavar="N")
+    parser.add_argument(
+        "--hearts", type=positive_count, default=9000, help="hearts in the density run"
+    )
+    parser.add_argument(
+        "--hold", type=positive_float, default=60.0, help="seconds of the density run"
+    )
+    parser.add_argument(
+        "--pings", type=positive_count, default=100, help="pings of the fidelity run"
+    )
+    parser.add_argument("--ipyparallel-step", type=positive_count, default=250, metavar="N")
+    parser.add_argument("--ipyparallel-limit", type=positive_count, default=3000, metavar="N")
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 1,000 hearts, short holds"
     )
-    parser.add_argument("--json", metavar="FILE", help="write every figure here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write every figure here")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ import gevent
 from greenheart.bench.browser import Browser, find_chromium
 from greenheart.bench.child import STARTUP_SECONDS, Child, children
 from greenheart.bench.lines import Killed, Started
+from greenheart.core.checks import count, output_file, positive_count, positive_float
 from greenheart.core.errors import UsageError
 from greenheart.core.stats import percentile
 
@@ -31,16 +32,18 @@ DESCRIPTION = __doc__.split("\n\n")[0]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hearts",
-        type=int,
+        type=positive_count,
         default=9_900,
         help="fleet hearts (9,900: a fleet process fits 9,966 at 20,000 descriptors)",
     )
-    parser.add_argument("--period", type=float, default=1000.0, help="ms (1000)")
-    parser.add_argument("--updates", type=int, default=10, help="updates measured (10)")
-    parser.add_argument("--beats", type=int, default=10, help="beats per CPU figure (10)")
-    parser.add_argument("--kill", type=int, default=0, help="hearts killed before a screenshot")
-    parser.add_argument("--screenshot", metavar="FILE", help="save the page as a PNG")
-    parser.add_argument("--json", metavar="FILE", help="write the figures here")
+    parser.add_argument("--period", type=positive_float, default=1000.0, help="ms (1000)")
+    parser.add_argument("--updates", type=positive_count, default=10, help="updates measured (10)")
+    parser.add_argument("--beats", type=positive_count, default=10, help="beats per CPU figure")
+    parser.add_argument("--kill", type=count, default=0, help="hearts killed before a screenshot")
+    parser.add_argument(
+        "--screenshot", type=output_file, metavar="FILE", help="save the page as a PNG"
+    )
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the figures here")
 
 
 def run(args: argparse.Namespace) -> int:

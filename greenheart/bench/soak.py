@@ -39,6 +39,14 @@ from greenheart.bench.lines import (
 )
 from greenheart.bench.proc import rss_kib
 from greenheart.bench.runner import MonitorChild, failures_by_cause
+from greenheart.core.checks import (
+    count,
+    non_negative_float,
+    output_file,
+    positive_count,
+    positive_float,
+    probability,
+)
 from greenheart.core.stats import percentile
 
 HELP = "minutes of churn and garbage: false failures, late detections, memory growth"
@@ -58,16 +66,20 @@ GROWTH_LIMIT_MIB = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hearts", type=int, default=5000)
-    parser.add_argument("--period", type=float, default=200.0, metavar="MS")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--max-misses", type=int, default=2)
-    parser.add_argument("--churn", type=float, default=0.01, help="share of hearts killed a minute")
-    parser.add_argument("--churn-every", type=float, default=CHURN_EVERY, metavar="SECONDS")
-    parser.add_argument("--garbage", type=float, default=0.01, help="garbage per pong")
+    parser.add_argument("--hearts", type=positive_count, default=5000)
+    parser.add_argument("--period", type=positive_float, default=200.0, metavar="MS")
+    parser.add_argument("--minutes", type=positive_float, default=10.0)
+    parser.add_argument("--max-misses", type=count, default=2)
+    parser.add_argument(
+        "--churn", type=probability, default=0.01, help="share of hearts killed a minute"
+    )
+    parser.add_argument(
+        "--churn-every", type=positive_float, default=CHURN_EVERY, metavar="SECONDS"
+    )
+    parser.add_argument("--garbage", type=probability, default=0.01, help="garbage per pong")
     parser.add_argument(
         "--warmup",
-        type=float,
+        type=non_negative_float,
         default=150.0,
         metavar="SECONDS",
         help="ZeroMQ grows each connection's queue in chunks of 256 messages: the monitor's"
@@ -80,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--revive", action="store_true", help="bring the dead back under their identities"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="also write the result here")
+    parser.add_argument(
+        "--json", type=output_file, metavar="FILE", help="also write the result here"
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 hearts for 2 minutes")
 
 

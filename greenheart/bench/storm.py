@@ -37,6 +37,7 @@ from greenheart.bench.lines import FalselyFailed, Refusing, StormClosed, StormOp
 from greenheart.bench.proc import thread_cpu_seconds
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild, failures_by_cause, start_load
+from greenheart.core.checks import count, output_file, positive_count, positive_float
 
 HELP = "a monitor holding a fleet under a storm of connections that never speak ZeroMQ"
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else None
@@ -64,19 +65,33 @@ class Storm:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hearts", type=int, default=200, help="fleet hearts held (200)")
-    parser.add_argument("--period", type=float, default=200.0, metavar="MS")
-    parser.add_argument("--storms", type=int, default=2, help="processes storming (2)")
-    parser.add_argument("--fast", type=int, default=18_000, help="connections of the fast storm")
-    parser.add_argument("--fast-seconds", type=float, default=3.0, help="opened within (3 s)")
-    parser.add_argument("--past", type=int, default=20_000, help="connections past the limit")
-    parser.add_argument("--past-rate", type=float, default=4_000.0, help="a second, past it")
-    parser.add_argument("--limit", type=int, default=4096, help="the monitor's open-file limit")
-    parser.add_argument("--hold", type=float, default=15.0, help="seconds each storm holds")
-    parser.add_argument("--after", type=int, default=10, help="hearts joining after the storm")
+    parser.add_argument(
+        "--hearts", type=positive_count, default=200, help="fleet hearts held (200)"
+    )
+    parser.add_argument("--period", type=positive_float, default=200.0, metavar="MS")
+    parser.add_argument("--storms", type=positive_count, default=2, help="processes storming (2)")
+    parser.add_argument(
+        "--fast", type=positive_count, default=18_000, help="connections of the fast storm"
+    )
+    parser.add_argument(
+        "--fast-seconds", type=positive_float, default=3.0, help="opened within (3 s)"
+    )
+    parser.add_argument(
+        "--past", type=positive_count, default=20_000, help="connections past the limit"
+    )
+    parser.add_argument(
+        "--past-rate", type=positive_float, default=4_000.0, help="a second, past it"
+    )
+    parser.add_argument(
+        "--limit", type=positive_count, default=4096, help="the monitor's open-file limit"
+    )
+    parser.add_argument(
+        "--hold", type=positive_float, default=15.0, help="seconds each storm holds"
+    )
+    parser.add_argument("--after", type=count, default=10, help="hearts joining after the storm")
     parser.add_argument("--only", choices=("fast", "past-limit"), help="one storm only")
     parser.add_argument("--no-raw", action="store_true", help="leave the bare loop out")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="also write the rows here")
 
 
 def storms(args: argparse.Namespace) -> list[Storm]:

@@ -31,6 +31,7 @@ from typing import Any
 from greenheart.bench.child import STARTUP_SECONDS, Child, ChildFailed, children
 from greenheart.bench.lines import Failed, FalselyFailed
 from greenheart.bench.runner import MonitorChild
+from greenheart.core.checks import argument, output_file, positive_count, positive_float
 from greenheart.core.recording import read
 from greenheart.core.replay import replay
 from greenheart.core.rules import Rules
@@ -56,14 +57,29 @@ PAUSE_SECONDS = 0.3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds a run (180)")
-    parser.add_argument("--period", type=float, default=100.0, help="the recorded period, ms")
-    parser.add_argument("--hearts", type=int, default=100, help="hearts in the misbehaving fleet")
-    parser.add_argument("--paused-hearts", type=int, default=20, help="hearts in the paused one")
-    parser.add_argument("--detect", default="1s", help="the detection target (1s)")
-    parser.add_argument("--false-failures", default="10/day", help="the false-failure target")
+    parser.add_argument(
+        "--duration", type=positive_float, default=180.0, help="seconds a run (180)"
+    )
+    parser.add_argument(
+        "--period", type=positive_float, default=100.0, help="the recorded period, ms"
+    )
+    parser.add_argument(
+        "--hearts", type=positive_count, default=100, help="hearts in the misbehaving fleet"
+    )
+    parser.add_argument(
+        "--paused-hearts", type=positive_count, default=20, help="hearts in the paused one"
+    )
+    parser.add_argument(
+        "--detect", type=argument(parse_duration), default="1s", help="the detection target (1s)"
+    )
+    parser.add_argument(
+        "--false-failures",
+        type=argument(parse_rate),
+        default="10/day",
+        help="the false-failure target",
+    )
     parser.add_argument("--dir", help="where the recordings go (a temporary directory)")
-    parser.add_argument("--json", metavar="FILE", help="write the figures here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the figures here")
 
 
 def live_run(args: argparse.Namespace, rules: Rules, record: Path) -> dict[str, int]:
@@ -144,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"-- 2. its replay under greenheart tune's grid ({recorded})", file=sys.stderr)
     recording = read(recorded.read_bytes())
     results = evaluate_all(recording, settings_for(recording.header))
-    detect, rate = parse_duration(args.detect), parse_rate(args.false_failures)
+    detect, rate = args.detect, args.false_failures
     chosen = choose(results, Targets.of(detect, rate)).chosen
     wanted = (
         f"every death noticed within {detect * 1000:g} ms and at most {rate.text} false failures"

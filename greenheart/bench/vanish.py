@@ -28,6 +28,7 @@ from greenheart.bench.hosts import Network, missing
 from greenheart.bench.proc import established
 from greenheart.bench.report import aligned
 from greenheart.bench.runner import MonitorChild
+from greenheart.core.checks import output_file, positive_count, positive_float
 from greenheart.core.rules import Rules
 from greenheart.core.transport import Keepalive
 from greenheart.green.limits import open_descriptors
@@ -40,8 +41,10 @@ JOIN_SECONDS = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cycles", type=int, default=200, help="hosts, one after another")
-    parser.add_argument("--period", type=float, default=100.0, metavar="MS")
+    parser.add_argument(
+        "--cycles", type=positive_count, default=200, help="hosts, one after another"
+    )
+    parser.add_argument("--period", type=positive_float, default=100.0, metavar="MS")
     parser.add_argument(
         "--transport-timeout",
         type=float,
@@ -50,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the monitor's, for the run with keepalive (default 5: the default 30 only"
         " makes the bench wait longer)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write the results here")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the results here")
 
 
 def run(args: argparse.Namespace) -> int:

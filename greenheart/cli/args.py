@@ -1,4 +1,5 @@
-"""Argument types shared by the commands: each refuses bad input with argparse's own message."""
+"""The options the commands share, and their defaults (the values' types are
+:mod:`greenheart.core.checks`'s, shared with the benches)."""
 
 from __future__ import annotations
 
@@ -6,62 +7,33 @@ import argparse
 from collections.abc import Callable
 
 from greenheart.core.behaviour import Action, Behaviour, Delay, parse_action
+from greenheart.core.checks import (
+    bind_address,
+    connect_address,
+    number,
+    positive_count,
+    probability,
+    share,
+)
 from greenheart.core.silence import HOLD, MIN_HEARTS, SHARE, MassSilence
 
-
-def number(value: float) -> str:
-    """``value`` as an option's text: short (``100``, ``0.5``), and exact."""
-    text = f"{value:g}"
-    return text if float(text) == value else repr(value)
+#: where ``greenheart monitor`` binds, and its hearts and fleets connect, unless told otherwise
+PING = "tcp://127.0.0.1:5555"
+PONG = "tcp://127.0.0.1:5556"
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
-
-
-def count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
-
-
-def positive_count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
-
-
-def at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be 2 or more, got {text}")
-    return value
-
-
-def share(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
-    return value
+def add_address_arguments(parser: argparse.ArgumentParser, *, bind: bool) -> None:
+    """``--ping`` and ``--pong``: where a monitor binds, or where a heart connects to it; on
+    loopback, :data:`PING` and :data:`PONG`, unless told otherwise."""
+    for name, default, kind in (("ping", PING, "PUB"), ("pong", PONG, "ROUTER")):
+        parser.add_argument(
+            f"--{name}",
+            type=bind_address if bind else connect_address,
+            default=default,
+            metavar="ADDR",
+            help=(f"bind {name}s ({kind}) here" if bind else f"the monitor's {name} address")
+            + f" (default {default})",
+        )
 
 
 def add_mass_silence_arguments(parser: argparse.ArgumentParser) -> None:

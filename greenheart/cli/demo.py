@@ -9,7 +9,7 @@ from typing import TextIO
 
 import gevent.event
 
-from greenheart.cli.args import count, positive_float
+from greenheart.core.checks import count, positive_count, positive_float
 from greenheart.core.errors import UsageError
 from greenheart.core.wire import display_id
 from greenheart.green.heart import Heart
@@ -20,7 +20,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="on loopback: a monitor and a few hearts; stop one and watch it detected"
     )
-    demo.add_argument("--hearts", type=int, default=3, metavar="N")
+    demo.add_argument("--hearts", type=positive_count, default=3, metavar="N")
     demo.add_argument("--period", type=positive_float, default=100.0, metavar="MS")
     demo.add_argument("--max-misses", type=count, default=2, metavar="N")
     demo.set_defaults(run=run)

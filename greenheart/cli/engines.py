@@ -8,15 +8,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from greenheart.cli.args import (
-    add_behaviour_arguments,
-    behaviour_from,
-    count,
-    positive_float,
-    scenario_from,
-)
+from greenheart.cli.args import add_behaviour_arguments, behaviour_from, scenario_from
 from greenheart.cli.printer import now_text
 from greenheart.cli.signals import serve
+from greenheart.core.checks import count, non_negative_float, positive_float
 from greenheart.core.errors import require_extra
 
 if TYPE_CHECKING:
@@ -46,7 +41,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     engines.add_argument(
         "--spread",
-        type=positive_float,
+        type=non_negative_float,
         default=0.0,
         metavar="SECONDS",
         help="each engine first waits a random delay up to this (engines slow to boot)",

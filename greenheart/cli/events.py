@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from greenheart.core.checks import connect_address, count
 from greenheart.integrations.events import EventClient
 
 
@@ -13,14 +14,17 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     events = commands.add_parser(
         "events", help="print a monitor's events (greenheart monitor --events) as JSON lines"
     )
-    events.add_argument("addr", metavar="ADDR", help="the stream's address (--events)")
+    events.add_argument(
+        "addr", type=connect_address, metavar="ADDR", help="the stream's address (--events)"
+    )
     events.add_argument(
         "--snapshot",
+        type=connect_address,
         metavar="ADDR",
         help="its snapshot socket (default: the next port, as the monitor binds it)",
     )
     events.add_argument(
-        "--since", type=int, metavar="SEQ", help="start after this event, not from a snapshot"
+        "--since", type=count, metavar="SEQ", help="start after this event, not from a snapshot"
     )
     events.set_defaults(run=run)
 

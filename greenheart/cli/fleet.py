@@ -8,24 +8,22 @@ import json
 import attrs
 
 from greenheart.cli.args import (
+    add_address_arguments,
     add_behaviour_arguments,
     behaviour_from,
-    count,
-    positive_float,
-    probability,
     scenario_from,
 )
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.printer import now_text
 from greenheart.cli.signals import serve
 from greenheart.core.behaviour import Reconnect
+from greenheart.core.checks import count, positive_float, probability
 from greenheart.green.fleet import FleetStatus, HeartFleet
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     fleet = commands.add_parser("fleet", help="run many simulated hearts against a monitor")
-    fleet.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
-    fleet.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
+    add_address_arguments(fleet, bind=False)
     fleet.add_argument("--size", type=count, required=True, metavar="N", help="hearts to run")
     add_behaviour_arguments(fleet)
     fleet.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from greenheart.cli.args import add_address_arguments
 from greenheart.cli.keys import add_client_arguments, client_curve
 from greenheart.cli.signals import serve
 from greenheart.core.pingwatch import Change
@@ -13,8 +14,7 @@ from greenheart.green.heart import Heart
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     heart = commands.add_parser("heart", help="run one heart answering a monitor")
-    heart.add_argument("--ping", required=True, metavar="ADDR", help="the monitor's ping address")
-    heart.add_argument("--pong", required=True, metavar="ADDR", help="the monitor's pong address")
+    add_address_arguments(heart, bind=False)
     heart.add_argument("--id", metavar="NAME", help="identity (0x... for hex); random if omitted")
     add_client_arguments(heart)
     heart.set_defaults(run=run)

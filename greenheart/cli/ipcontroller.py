@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from greenheart.core.checks import output_file, port
 from greenheart.core.errors import UsageError, require_extra
+
+T = TypeVar("T")
 
 NAME = "ipcontroller"
 FAIL_ON_DISCONNECT = "--fail-on-disconnect"
@@ -69,18 +73,23 @@ def main(argv: Sequence[str]) -> int:
     if any(arg in ("-h", "--help", "--help-all") for arg in argv):
         sys.stdout.write(USAGE + "\n")
         sys.stdout.flush()
-    try:
-        port = None if http_port is None else int(http_port)
-    except ValueError:
-        raise UsageError(f"{HTTP_PORT} takes a port number, not {http_port!r}") from None
     launch(
         argv,
         fail_on_disconnect=fail_on_disconnect,
-        http_port=port,
+        http_port=None if http_port is None else _checked(HTTP_PORT, port, http_port),
         http_host=http_host or "127.0.0.1",
-        record=record,
+        record=None if record is None else _checked(RECORD, output_file, record),
     )
     return 0
+
+
+def _checked(option: str, kind: Callable[[str], T], text: str) -> T:
+    """``text`` as ``kind`` (an argparse type) takes it, or a :class:`UsageError` naming
+    ``option``."""
+    try:
+        return kind(text)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"argument {option}: {error}") from None
 
 
 def _take(argv: list[str], option: str) -> tuple[str | None, list[str]]:

@@ -10,18 +10,24 @@ from typing import TYPE_CHECKING
 import attrs
 
 from greenheart.cli.args import (
+    add_address_arguments,
     add_mass_silence_arguments,
-    at_least_two,
-    count,
     mass_silence_from,
     mass_silence_options,
-    non_negative_float,
-    number,
-    positive_float,
 )
 from greenheart.cli.keys import add_server_arguments, server_curve
 from greenheart.cli.printer import EventPrinter
 from greenheart.cli.signals import exit_status, wait_for_signal
+from greenheart.core.checks import (
+    at_least_two,
+    bind_address,
+    count,
+    non_negative_float,
+    number,
+    output_file,
+    port,
+    positive_float,
+)
 from greenheart.core.errors import UsageError
 from greenheart.core.phi import PhiAccrual
 from greenheart.core.rules import Rules
@@ -42,8 +48,7 @@ PHI_DEFAULTS = PhiAccrual()
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     monitor = commands.add_parser("monitor", help="bind a heart monitor and print its events")
-    monitor.add_argument("--ping", required=True, metavar="ADDR", help="bind pings (PUB) here")
-    monitor.add_argument("--pong", required=True, metavar="ADDR", help="bind pongs (ROUTER) here")
+    add_address_arguments(monitor, bind=True)
     monitor.add_argument("--period", type=positive_float, default=3000.0, metavar="MS")
     monitor.add_argument(
         "--max-misses", type=count, default=1, metavar="N", help="misses before a heart fails"
@@ -96,6 +101,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     monitor.add_argument(
         "--state",
+        type=output_file,
         metavar="FILE",
         help="keep the hearts known in FILE (SQLite), and after a restart await them there:"
         " those not back within the grace fail",
@@ -111,12 +117,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     add_server_arguments(monitor)
     monitor.add_argument(
         "--events",
+        type=bind_address,
         metavar="ADDR",
         help="publish the monitor's events here (PUB), and answer snapshots on the next port"
         " (greenheart events ADDR follows them)",
     )
     monitor.add_argument(
-        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
+        "--metrics-port", type=port, metavar="PORT", help="serve Prometheus metrics on this port"
     )
     monitor.add_argument(
         "--metrics-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
@@ -238,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--record",
+        type=output_file,
         metavar="FILE",
         help="record what the monitor's verdicts depend on, for greenheart tune",
     )
@@ -268,7 +276,7 @@ def recording_from(args: argparse.Namespace) -> RecordingFile | None:
 def add_http_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-port",
-        type=int,
+        type=port,
         metavar="PORT",
         help="serve the live page (and /live.json, /hearts, /metrics) on this port; 0 picks one",
     )

@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from greenheart.bench.report import aligned
-from greenheart.cli.args import positive_count
 from greenheart.cli.monitor import options
+from greenheart.core.checks import (
+    argument,
+    count,
+    listed,
+    non_negative_float,
+    positive_count,
+    positive_float,
+    share,
+)
 from greenheart.core.errors import UsageError
 from greenheart.core.recording import Recording, read
 from greenheart.core.stats import percentile
@@ -24,7 +32,6 @@ from greenheart.core.tuning import (
     MAX_MISSES,
     PHI_THRESHOLDS,
     Choice,
-    Rate,
     Result,
     Setting,
     Targets,
@@ -34,32 +41,6 @@ from greenheart.core.tuning import (
     parse_rate,
     settings_for,
 )
-
-
-def _list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
-    def parse(text: str) -> list[Any]:
-        try:
-            return [kind(part) for part in text.split(",") if part]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"a comma-separated list, not {text!r}") from None
-
-    return parse
-
-
-def duration(text: str) -> float:
-    """``5s``, ``500ms``, ``2m``: seconds."""
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def rate(text: str) -> Rate:
-    """``1/day``, ``2/hour`` (for the cluster), ``0.01/heart/day``."""
-    try:
-        return parse_rate(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -74,20 +55,20 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("files", nargs="+", metavar="FILE", help="a recording, or its rotated files")
     tune.add_argument(
         "--period",
-        type=_list(float),
+        type=listed(positive_float),
         metavar="MS,...",
         help="periods to try (default: the recorded one); others are made up from it",
     )
     tune.add_argument(
         "--max-misses",
-        type=_list(int),
+        type=listed(count),
         default=list(MAX_MISSES),
         metavar="N,...",
         help=f"miss counts to try (default {','.join(map(str, MAX_MISSES))})",
     )
     tune.add_argument(
         "--phi",
-        type=_list(float),
+        type=listed(positive_float),
         default=list(PHI_THRESHOLDS),
         metavar="T,...",
         help=f"phi thresholds to try (default {','.join(f'{t:g}' for t in PHI_THRESHOLDS)});"
@@ -95,19 +76,19 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     tune.add_argument(
         "--phi-pause",
-        type=_list(float),
+        type=listed(non_negative_float),
         metavar="MS,...",
         help="phi's acceptable pauses to try (default 0 and one period)",
     )
     tune.add_argument(
         "--mass-silence-share",
-        type=_list(float),
+        type=listed(share),
         metavar="SHARE,...",
         help="mass-silence shares to try (default: the recorded rule's)",
     )
     tune.add_argument(
         "--mass-silence-hold",
-        type=_list(int),
+        type=listed(positive_count),
         metavar="BEATS,...",
         help="mass-silence holds to try (default: the recorded rule's)",
     )
@@ -115,11 +96,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--no-mass-silence", action="store_true", help="try without the mass-silence rule too"
     )
     tune.add_argument(
-        "--detect", type=duration, metavar="TIME", help="target: every death noticed within TIME"
+        "--detect",
+        type=argument(parse_duration),
+        metavar="TIME",
+        help="target: every death noticed within TIME",
     )
     tune.add_argument(
         "--false-failures",
-        type=rate,
+        type=argument(parse_rate),
         metavar="RATE",
         help="target: at most RATE false failures (1/day for the recorded cluster, 0.1/heart/day)",
     )

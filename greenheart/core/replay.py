@@ -29,6 +29,7 @@ is the detection time.
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Iterable, Sequence
 
@@ -174,6 +175,8 @@ _ORDER: dict[type, int] = {
 
 def resample(inputs: Sequence[Input], period: float) -> list[Input]:
     """``inputs`` as they would have been at ``period`` ms (see the module's docstring)."""
+    if not 0 < period < math.inf:
+        raise ValueError(f"a period must be a positive number of ms, not {period!r}")
     out: list[Input] = []
     for segment in _segments(inputs):
         out.extend(_resample_segment(segment, period / 1000.0))

@@ -49,11 +49,16 @@ PHI_THRESHOLDS = (3.0, 5.0, 8.0, 12.0)
 DEATHS = 40
 
 
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a positive number of ms, not {value!r}")
+
+
 @attrs.frozen
 class Setting:
     """A period (ms) and the rules a monitor would judge with."""
 
-    period: float
+    period: float = attrs.field(converter=float, validator=_positive)
     rules: Rules
 
     @property
@@ -310,6 +315,8 @@ def evaluate_all(
     longest = max(map(slowest_detection, settings))
     header = recording.header
     planned = plan_deaths(recording.inputs, deaths, seed, longest, header.period)
+    if not planned:
+        raise UsageError(_no_deaths(recording, settings))
     tapes: dict[float, Tape] = {}
     results = []
     for setting in settings:
@@ -319,6 +326,21 @@ def evaluate_all(
             )
         results.append(evaluate(setting, tapes[setting.period]))
     return results
+
+
+def _no_deaths(recording: Recording, settings: Sequence[Setting]) -> str:
+    """Why no death could be planned: the recording is too short for the slowest setting to
+    notice one, or no heart answered steadily."""
+    slowest = max(settings, key=slowest_detection)
+    needed = slowest_detection(slowest) + min(5.0, recording.duration / 10)
+    if recording.duration > needed:
+        return "no heart answered steadily in the recording: no death to inject"
+    return (
+        f"the recording covers {recording.duration:.0f} s, too short to inject a death: the"
+        f" slowest setting tried ({slowest.rule} at {slowest.period:g} ms) may take"
+        f" {slowest_detection(slowest):.0f} s to notice one; record longer, or try shorter"
+        " periods and fewer misses"
+    )
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}

@@ -18,6 +18,7 @@ from typing import IO
 
 import attrs
 
+from greenheart.core.checks import writable_file
 from greenheart.core.ledger import Ledger
 from greenheart.core.recording import Header, Writer
 
@@ -36,9 +37,10 @@ def _path(value: str | os.PathLike[str]) -> Path:
 
 @attrs.define(eq=False)
 class RecordingFile:
-    """A recording written to ``path``, rotated past ``max_bytes``, ``keep`` old files kept."""
+    """A recording written to ``path``, rotated past ``max_bytes``, ``keep`` old files kept;
+    its directory must exist (it is never made)."""
 
-    path: Path = attrs.field(converter=_path)
+    path: Path = attrs.field(converter=_path, validator=writable_file)
     max_bytes: int = attrs.field(default=MAX_BYTES, validator=attrs.validators.gt(0))
     keep: int = attrs.field(default=KEEP, validator=attrs.validators.ge(0))
     source: str = "greenheart"
@@ -79,7 +81,6 @@ class RecordingFile:
             )
         )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
         except OSError as error:
             self._stopped(error)

@@ -12,6 +12,7 @@ import gevent.socket
 import zmq
 import zmq.green
 
+from greenheart.core.checks import endpoint_problem
 from greenheart.core.connections import listen_address
 from greenheart.core.errors import UsageError
 from greenheart.core.transport import Keepalive
@@ -95,7 +96,11 @@ def close_sockets(*sockets: zmq.Socket | None) -> None:
 
 
 def bind(socket: zmq.Socket, addr: str, role: str) -> None:
-    """Bind ``socket`` to ``addr``; an address ZeroMQ refuses is a :class:`UsageError`."""
+    """Bind ``socket`` to ``addr``; an address ZeroMQ refuses, or would take for another
+    (:func:`~greenheart.core.checks.endpoint_problem`), is a :class:`UsageError`."""
+    problem = endpoint_problem(addr, bind=True)
+    if problem is not None:
+        raise UsageError(f"cannot bind {role} to {addr!r}: {problem}")
     try:
         socket.bind(addr)
     except zmq.ZMQError as error:
@@ -103,7 +108,11 @@ def bind(socket: zmq.Socket, addr: str, role: str) -> None:
 
 
 def connect(socket: zmq.Socket, addr: str, role: str) -> None:
-    """Connect ``socket`` to ``addr``; an address ZeroMQ refuses is a :class:`UsageError`."""
+    """Connect ``socket`` to ``addr``; an address ZeroMQ refuses, or would take for another,
+    is a :class:`UsageError`."""
+    problem = endpoint_problem(addr, bind=False)
+    if problem is not None:
+        raise UsageError(f"cannot connect {role} to {addr!r}: {problem}")
     try:
         socket.connect(addr)
     except zmq.ZMQError as error:

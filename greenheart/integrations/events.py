@@ -55,6 +55,7 @@ from greenheart.green.monitor import HeartMonitor
 from greenheart.green.sockets import (
     bind,
     close_sockets,
+    connect,
     default_context,
     endpoint,
     wait_for_messages,
@@ -262,8 +263,8 @@ class EventClient:
         for socket in (sub, ask):
             socket.linger = 0
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(self.addr)  # first: what comes while the snapshot is made is kept
-        ask.connect(self.snapshot_addr or snapshot_address(self.addr))
+        connect(sub, self.addr, "events")  # first: what comes while the snapshot is made is kept
+        connect(ask, self.snapshot_addr or snapshot_address(self.addr), "snapshots")
         follower = Follower(-1)
         if self.since is None:
             yield from self._ask_for(None, follower, timeout)
@@ -317,7 +318,7 @@ class EventClient:
         ask.close(linger=0)
         ask = context.socket(zmq.DEALER)
         ask.linger = 0
-        ask.connect(self.snapshot_addr or snapshot_address(self.addr))
+        connect(ask, self.snapshot_addr or snapshot_address(self.addr), "snapshots")
         return ask
 
     def _delivered(self, event: dict[str, Any], follower: Follower) -> dict[str, Any]:

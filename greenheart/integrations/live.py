@@ -6,7 +6,8 @@
   which polls ``/live.json`` and redraws without reloading;
 - ``/live.json``: what the page shows (see :meth:`LiveView.snapshot`);
 - ``/hearts``: :func:`greenheart.integrations.wsgi.hearts_app`'s JSON;
-- ``/metrics``: the Prometheus metrics, where prometheus-client is installed.
+- ``/metrics``: the Prometheus metrics, where prometheus-client is installed (elsewhere a
+  501 naming the extra that brings it).
 
 :class:`LiveServer` serves it from greenlets (``greenheart monitor --http-port``); to mount it
 in one's own pywsgi server, hand ``live_app(monitor)`` to it, or route ``/`` and
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs
 import attrs
 from gevent.pywsgi import WSGIServer
 
+from greenheart.core.checks import PORT
 from greenheart.core.errors import UsageError
 from greenheart.core.live import History, Standing, standing
 from greenheart.core.updates import Delta, Row, Updates
@@ -245,6 +247,8 @@ def live_app(
     hearts = hearts_app(monitor, view.names)
     metrics_app = _metrics_app(monitor) if metrics else None
     pages = {path: (_page(name), kind) for path, (name, kind) in PAGE_FILES.items()}
+    found = b"not found; try /, /live.json, /hearts" + (b" or /metrics" if metrics_app else b"")
+    found += b"\n"
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
@@ -263,10 +267,17 @@ def live_app(
             return hearts(environ, start_response)
         if path == "/metrics" and metrics_app is not None:
             return metrics_app(environ, start_response)
+        if path == "/metrics" and metrics:
+            start_response("501 Not Implemented", [("Content-Type", "text/plain")])
+            return [NO_METRICS]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found; try /, /live.json, /hearts or /metrics\n"]
+        return [found]
 
     return app
+
+
+#: what ``/metrics`` answers where prometheus-client is not installed
+NO_METRICS = b"the metrics need prometheus-client: pip install 'greenheart-zmq[metrics]'\n"
 
 
 def _no_store() -> list[tuple[str, str]]:
@@ -298,7 +309,7 @@ class LiveServer(Service):
     the monitor stopped, and why."""
 
     monitor: HeartMonitor
-    port: int = 0
+    port: int = attrs.field(default=0, validator=PORT)
     host: str = "127.0.0.1"
     names: Callable[[bytes], str | None] | None = None
     view: LiveView = attrs.field(init=False)

@@ -34,6 +34,7 @@ import zmq
 import zmq.green
 from locust import User, constant, task
 
+from greenheart.core.checks import endpoint_problem
 from greenheart.green.limits import raise_open_file_limit
 from greenheart.green.sockets import close_sockets
 
@@ -48,6 +49,10 @@ def parse_host(host: str | None) -> tuple[str, str]:
             f"--host must be the monitor's ping and pong addresses, as in"
             f' "tcp://127.0.0.1:5555 tcp://127.0.0.1:5556"; got {host!r}'
         )
+    for addr in parts:
+        problem = endpoint_problem(addr, bind=False)
+        if problem is not None:
+            raise ValueError(f"--host: {addr}: {problem}")
     return parts[0], parts[1]
 
 

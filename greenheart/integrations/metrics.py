@@ -53,6 +53,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from greenheart.core.checks import PORT
 from greenheart.core.errors import UsageError
 from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.values import Beat
@@ -217,7 +218,7 @@ class MetricsServer(Service):
     """
 
     monitor: HeartMonitor
-    port: int = 0
+    port: int = attrs.field(default=0, validator=PORT)
     host: str = "127.0.0.1"
     registry: CollectorRegistry | None = None
     _server: WSGIServer | None = attrs.field(default=None, init=False)
