@@ -79,10 +79,13 @@ def run(args: argparse.Namespace) -> int:
             browser.open(page.url)
             browser.wait_for("window.greenheart && window.greenheart.updates >= 2", timeout=60)
             cpu["1"] = cpu_per_beat()
-            for _ in range(4):  # four more viewers: tabs of their own, polling as people's do
-                browser.call("Target.createTarget", url=page.url)
-            gevent.sleep(3 * args.period / 1000)  # the new tabs' first (full) updates
-            cpu["5"] = cpu_per_beat()
+            # four more viewers, tabs of their own: pushed to (server-sent events), then polling
+            for url in (page.url, page.url + "?poll"):
+                tabs = [browser.call("Target.createTarget", url=url)["targetId"] for _ in range(4)]
+                gevent.sleep(3 * args.period / 1000)  # the new tabs' first (full) updates
+                cpu["5" if url == page.url else "5 polling"] = cpu_per_beat()
+                for tab in tabs:
+                    browser.call("Target.closeTarget", targetId=tab)
             samples: list[dict[str, float]] = []
             while len(samples) < args.updates:
                 seen = browser.evaluate("window.greenheart.updates")
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "updates": len(samples),
         "monitor_cpu_ms_per_beat": cpu,
         "cpu_ratio_5_viewers": round(cpu["5"] / cpu["0"], 2),
+        "cpu_ratio_5_viewers_polling": round(cpu["5 polling"] / cpu["0"], 2),
         "full_update_bytes": full_bytes,
         "quiet_update_bytes_max": max(quiet) if quiet else None,
         "full_update_cpu_ms_p50": round(percentile(writes, 0.5) or 0.0, 1),
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     }
     print(
         f"{result['hearts']} hearts, the monitor's CPU per beat (ms) with 0, 1 and 5 viewers:"
-        f" {cpu['0']}, {cpu['1']}, {cpu['5']} ({result['cpu_ratio_5_viewers']}x with 5);"
+        f" {cpu['0']}, {cpu['1']}, {cpu['5']} ({result['cpu_ratio_5_viewers']}x with 5;"
+        f" {result['cpu_ratio_5_viewers_polling']}x with 5 polling);"
         f" a full update {full_bytes / 1024:.0f} KiB made in {result['full_update_cpu_ms_p50']}"
         f" ms, a quiet one {result['quiet_update_bytes_max']} bytes; the browser applies a full"
         f" one in {result['full_apply_ms']} ms, a quiet one in {result['apply_ms_p50']} ms, and"

@@ -17,6 +17,7 @@ network: the page only ever sets them as text, never as HTML.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
+import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from greenheart.core.checks import PORT
@@ -43,6 +45,9 @@ RECENT_SECONDS = 600.0
 
 #: failure certificates sent to the page, the latest
 FAILURES_SHOWN = 50
+
+#: seconds at most between two updates streamed, when the monitor does not beat
+QUIET_SECONDS = 2.0
 
 #: hearts written between yields to the hub
 HEARTS_PER_CHUNK = 2000
@@ -78,6 +83,9 @@ class LiveView:
     #: the latest version's answers, by the version asked from
     _answers: dict[int | None, list[bytes]] = attrs.field(factory=dict, init=False)
     _keys: dict[bytes, str] = attrs.field(factory=dict, init=False)
+    #: pages streamed to, and what wakes them
+    _streams: int = attrs.field(default=0, init=False)
+    _beaten: gevent.event.Event = attrs.field(factory=gevent.event.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.monitor.add_beat_handler(self._beat)
@@ -85,6 +93,9 @@ class LiveView:
     def _beat(self, beat: Beat) -> None:
         self._lag, self._cpu_share = beat.lag, beat.cpu_share
         self.history.add(beat.at, beat.heart_count, beat.responded_count, beat.rtts)
+        if self._streams:  # wake the pages streamed to; the first makes the rows
+            beaten, self._beaten = self._beaten, gevent.event.Event()
+            beaten.set()
 
     def key(self, heart: bytes) -> str:
         """``heart`` as the page names it (its identity as people read it), remembered."""
@@ -144,12 +155,32 @@ class LiveView:
         self._versions[version] = (self.monitor.ledger.counters.failed_hearts, now)
         self._versions.pop(version - self.updates.kept, None)
 
-    def update(self, since: int | None = None) -> Iterator[bytes]:
+    def stream(self, since: int | None = None) -> Iterator[bytes]:
+        """``/live.events``: the updates of :meth:`update`, pushed as server-sent events, one
+        after each beat (at least every :data:`QUIET_SECONDS`, so that a stopped monitor is
+        seen stopped), each since the one before; ``since``: a reconnecting page's last."""
+        self._streams += 1
+        try:
+            while True:
+                sent: list[int] = []
+                yield b"data: "
+                yield from self.update(since, sent)
+                since = sent[0]  # the version this one brought the page to
+                yield b"\nid: %d\n\n" % since  # where a page that reconnects resumes
+                self._beaten.wait(QUIET_SECONDS)
+        finally:
+            self._streams -= 1
+
+    def update(self, since: int | None = None, sent: list[int] | None = None) -> Iterator[bytes]:
         """``/live.json``: the monitor's health, the hearts counted by standing, and what
         changed since version ``since`` (the rows set and the keys dropped, the failures and
-        the history), or everything when ``since`` is None or too old (``"full": true``)."""
+        the history), or everything when ``since`` is None or too old (``"full": true``);
+        the version it brings a page to goes in ``sent``, and the answer ends without a new
+        line."""
         self._latest()
         updates, now = self.updates, self.clock()
+        if sent is not None:
+            sent.append(updates.version)
         wall = time.time()
         delta = None if since is None else updates.since(since)
         seen = None if delta is None else self._versions.get(since)  # type: ignore[arg-type]
@@ -160,6 +191,7 @@ class LiveView:
         new = self.monitor.ledger.counters.failed_hearts - failed_before
         head = {
             "version": updates.version,
+            "since": since,
             "full": delta is None,
             "time": round(wall, 3),
             "monitor": self._health(),
@@ -187,7 +219,7 @@ class LiveView:
         for chunk in answer:
             yield chunk
             yield_to_others()
-        yield b"}\n"
+        yield b"}"
 
     def full(self) -> bytes:
         """Every row, made and encoded from nothing (what a full update costs)."""
@@ -259,10 +291,17 @@ def live_app(
             body, kind = pages[path]
             start_response("200 OK", [("Content-Type", kind), *_no_store()])
             return [body]
+        if path == "/live.events":
+            start_response(
+                "200 OK", [("Content-Type", "text/event-stream"), ("Connection", "keep-alive"),
+                           *_no_store()],
+            )  # fmt: skip
+            last = environ.get("HTTP_LAST_EVENT_ID", "")
+            return view.stream(int(last) if last.isdigit() else None)
         if path == "/live.json":
             start_response("200 OK", [("Content-Type", "application/json"), *_no_store()])
             since = parse_qs(environ.get("QUERY_STRING", "")).get("since", [""])[0]
-            return view.update(int(since) if since.isdigit() else None)
+            return itertools.chain(view.update(int(since) if since.isdigit() else None), [b"\n"])
         if path.rstrip("/") == "/hearts":
             return hearts(environ, start_response)
         if path == "/metrics" and metrics_app is not None:

@@ -86,8 +86,9 @@ const FAILURES_KEPT = 50;
 const HISTORY_SECONDS = 600;
 
 function apply(data) {
-  // an answer overtaken by a later one (two updates asked at once): nothing new in it
-  if (!data.full && page.version !== null && data.version <= page.version) return false;
+  // an answer to a page that has moved on since it asked (two asked at once): its rows are
+  // not from where the page is
+  if (!data.full && data.since !== page.version) return false;
   if (data.full) { page.hearts.clear(); page.failures = []; page.history = []; }
   const set = Object.entries(data.hearts.set);
   for (const [key, row] of set) page.hearts.set(key, row);
@@ -252,15 +253,13 @@ async function find() {
   window.greenheart.found += 1;
 }
 
-async function update() {
-  const url = page.version === null ? "live.json" : `live.json?since=${page.version}`;
-  const response = await fetch(url, { cache: "no-store" });
-  const text = await response.text();
+function handle(text) {
   const began = performance.now();
   const data = JSON.parse(text);
-  if (!apply(data)) return data;
+  const applied = apply(data);
   const parsed = performance.now();
-  render(data);
+  render(data);  // the monitor's health is news, even in an answer overtaken
+  if (!applied) return data;
   const g = window.greenheart;
   g.updates += 1;
   g.deltas += data.full ? 0 : 1;
@@ -272,16 +271,34 @@ async function update() {
   return data;
 }
 
+async function update() {
+  const url = page.version === null ? "live.json" : `live.json?since=${page.version}`;
+  const response = await fetch(url, { cache: "no-store" });
+  return handle(await response.text());
+}
+
+function unreachable() {
+  window.greenheart.failedFetches += 1;
+  setState("unreachable", "the monitor's page does not answer");
+}
+
 async function poll() {
   let period = 1000;
   try {
     period = (await update()).monitor.period_ms;
   } catch (error) {
-    window.greenheart.failedFetches += 1;
-    setState("unreachable", "the monitor's page does not answer");
+    unreachable();
   }
   // once a period, but at least every 2 s and at most every 0.5 s
   setTimeout(poll, Math.min(2000, Math.max(500, period)));
+}
+
+// The monitor pushes an update after each beat (server-sent events, reconnecting by itself
+// from the last version); ?poll polls instead, as a browser without them does.
+function listen() {
+  const source = new EventSource("live.events");
+  source.onmessage = (event) => handle(event.data);
+  source.onerror = unreachable;
 }
 
 // what a test compares: the rows this page holds, as the monitor would give them whole
@@ -300,4 +317,4 @@ $("find").addEventListener("input", () => {
   clearTimeout(finding);
   finding = setTimeout(find, 200);
 });
-poll();
+if (window.EventSource && !new URLSearchParams(location.search).has("poll")) listen(); else poll();
