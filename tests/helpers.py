@@ -44,6 +44,23 @@ def free_pair() -> int:
             return port
 
 
+def connects(address: str, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to ``address`` (``tcp://host:port``) is taken within
+    ``timeout`` seconds; not if its listener drops SYNs. It blocks the hub meanwhile."""
+    import socket
+
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    probe = socket.socket()
+    probe.settimeout(timeout)
+    try:
+        probe.connect((host, int(port)))
+        return True
+    except OSError:  # timed out: the listener dropped the SYN
+        return False
+    finally:
+        probe.close()
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:
     """Poll ``predicate`` until it is true; fail the test if ``timeout`` seconds pass first,
     saying what was waited for (the lambda's text) and what it last gave."""

@@ -238,7 +238,7 @@ def test_monitor_serves_metrics_and_events(tmp_path):
     ping, pong, events = (f"ipc://{tmp_path}/{name}" for name in ("ping", "pong", "events"))
     monitor = greenheart(
         "monitor", "--ping", ping, "--pong", pong, "--period", "50", "--json",
-        "--events", events, "--metrics-port", "0",
+        "--events", events, "--metrics-port", "0", "--http-port", "0", "--http-connections", "5",
     )  # fmt: skip
     subscriber = zmq.green.Context.instance().socket(zmq.SUB)
     subscriber.linger = 0
@@ -257,6 +257,7 @@ def test_monitor_serves_metrics_and_events(tmp_path):
             assert subscriber.recv_multipart()[:2] == [b"new_heart", b"observed"]
         body = gevent.get_hub().threadpool.apply(lambda: urllib.request.urlopen(url).read())
         assert b"greenheart_hearts 1.0" in body
+        assert b'greenheart_http_connections{server="page"} 0.0' in body  # the page's, reported
     finally:
         close_sockets(subscriber)
         for proc in (monitor, heart):

@@ -17,7 +17,7 @@ from greenheart.core.refusal import HANDSHAKE_SECONDS, HEADROOM, Change, Refusal
 from greenheart.green import refusal as guard_module
 from greenheart.green.limits import open_descriptors
 from greenheart.green.sockets import close_sockets, listener_descriptor
-from tests.helpers import RecordingMonitor, callers_sockets, wait_beats, wait_until
+from tests.helpers import RecordingMonitor, callers_sockets, connects, wait_beats, wait_until
 
 # -- the rule -------------------------------------------------------------------------------
 
@@ -98,19 +98,6 @@ def test_the_headroom_is_a_quarter_of_the_limit_and_never_below_the_least():
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="socket filters and /proc are Linux's"
 )
-
-
-def connects(address: str, timeout: float = 0.5) -> bool:
-    host, port = address.removeprefix("tcp://").rsplit(":", 1)
-    probe = socket.socket()
-    probe.settimeout(timeout)
-    try:
-        probe.connect((host, int(port)))
-        return True
-    except OSError:  # timed out: the listener dropped the SYN
-        return False
-    finally:
-        probe.close()
 
 
 @linux_only

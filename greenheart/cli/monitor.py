@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,10 +26,12 @@ from greenheart.core.checks import (
     number,
     output_file,
     port,
+    positive_count,
     positive_float,
 )
 from greenheart.core.errors import UsageError
 from greenheart.core.phi import PhiAccrual
+from greenheart.core.refusal import CAP_LEAST, CAP_MOST, CAP_SHARE, IDLE_SECONDS, REQUEST_SECONDS
 from greenheart.core.rules import Rules
 from greenheart.core.transport import DEFAULT_TRANSPORT_TIMEOUT, MIN_TRANSPORT_TIMEOUT
 from greenheart.green.lifecycle import Service
@@ -218,9 +220,19 @@ def run(args: argparse.Namespace) -> int:
                 f" {stream.snapshot_address}",
                 file=sys.stderr,
             )
+        limits, pages = http_limits(args), []
+        if args.http_port is not None:
+            page = extras.enter_context(
+                LiveServer(monitor, args.http_port, args.http_host, **limits)
+            )
+            services.append(page)
+            pages.append(page)
+            print(f"greenheart monitor: the live page on {page.url}", file=sys.stderr)
         if args.metrics_port is not None:
             server = extras.enter_context(
-                _metrics_server(monitor, args.metrics_port, args.metrics_host)
+                _metrics_server(
+                    monitor, args.metrics_port, args.metrics_host, servers=pages, **limits
+                )
             )
             services.append(server)
             print(
@@ -228,10 +240,6 @@ def run(args: argparse.Namespace) -> int:
                 f" http://{args.metrics_host}:{server.server_port}/metrics",
                 file=sys.stderr,
             )
-        if args.http_port is not None:
-            page = extras.enter_context(LiveServer(monitor, args.http_port, args.http_host))
-            services.append(page)
-            print(f"greenheart monitor: the live page on {page.url}", file=sys.stderr)
         print(
             f"greenheart monitor: pinging on {monitor.ping_addr} every {args.period:g} ms,"
             f" pongs on {monitor.pong_addr}; Ctrl-C stops",
@@ -283,13 +291,44 @@ def add_http_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-host", default="127.0.0.1", metavar="HOST", help="(default 127.0.0.1)"
     )
+    parser.add_argument(
+        "--http-connections",
+        type=positive_count,
+        metavar="N",
+        help="connections the page and the metrics each hold at most; more are answered 503"
+        f" (default {CAP_SHARE * 100:g}%% of the open-file limit, {CAP_LEAST} to {CAP_MOST})",
+    )
+    parser.add_argument(
+        "--http-timeout",
+        type=positive_float,
+        default=REQUEST_SECONDS,
+        metavar="S",
+        help="close an HTTP connection whose request has not come whole within S seconds"
+        f" (default {REQUEST_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--http-idle",
+        type=positive_float,
+        default=IDLE_SECONDS,
+        metavar="S",
+        help=f"close a kept-alive HTTP connection idle for S seconds (default {IDLE_SECONDS:g})",
+    )
 
 
-def _metrics_server(monitor: HeartMonitor, port: int, host: str) -> MetricsServer:
+def http_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The HTTP servers' settings the options ask for."""
+    return {
+        "connections": args.http_connections,
+        "request_timeout": args.http_timeout,
+        "idle_timeout": args.http_idle,
+    }
+
+
+def _metrics_server(monitor: HeartMonitor, port: int, host: str, **limits: Any) -> MetricsServer:
     try:
         from greenheart.integrations.metrics import MetricsServer
     except ImportError:
         raise UsageError(
             "--metrics-port needs prometheus-client: pip install 'greenheart[metrics]'"
         ) from None
-    return MetricsServer(monitor, port, host)
+    return MetricsServer(monitor, port, host, **limits)

@@ -17,6 +17,11 @@ take them, so they cannot run the process out again; a faster storm stays refuse
 long it lasts, instead of being let in wave after wave. Hearts that tried to connect while
 connections were refused are let in at their next SYN (TCP retries 1, 3 and 7 s after the
 first). :class:`Refusal` is that decision, fed counts and times.
+
+The monitor's other servers (its page, its metrics, its event stream) must never take the
+hearts' descriptors in the first place: each holds at most a small share of the open-file
+limit (:func:`connection_cap`), and refuses the connections beyond it. :class:`ConnectionCap`
+is that rule, fed the connections opened and closed.
 """
 
 from __future__ import annotations
@@ -118,3 +123,75 @@ class Refusal:
             self.since = None
             return Change.ADMIT
         return None
+
+
+# -- a cap on the connections of a server that is not the hearts' --------------------------------
+
+#: the share of the open-file limit each of the monitor's other servers may hold as connections,
+#: by default, and the least and the most: a page's audience is a few browsers (six connections
+#: each at most) and a scraper, so 1,000 is hundreds of viewers; three servers at 5% leave the
+#: hearts 85% of the descriptors, more than the refusal's headroom needs
+CAP_SHARE = 0.05
+CAP_LEAST = 16
+CAP_MOST = 1000
+
+#: seconds a connection has, from its accept, to send a request's head (its request line and
+#: headers) whole: a browser or a scraper sends it in one packet, and on any network within a
+#: second; a peer that holds a connection open with half a request (slowloris) holds it this long
+REQUEST_SECONDS = 10.0
+
+#: seconds a kept-alive connection may wait for its next request: the page polls at least every
+#: 2 s, so it keeps its connection; a scraper at Prometheus' usual 15 s keeps its own too
+IDLE_SECONDS = 30.0
+
+
+def connection_cap(limit: int) -> int:
+    """The connections one of the monitor's other servers holds at most, by default, under an
+    open-file limit of ``limit``."""
+    return min(CAP_MOST, max(CAP_LEAST, int(limit * CAP_SHARE)))
+
+
+@attrs.define
+class ConnectionCap:
+    """At most ``most`` connections at once, from the connections opened and closed.
+
+    An HTTP server asks :meth:`admit` of each connection it accepts, and closes at once the
+    ones it refuses. A ZeroMQ listener cannot refuse one connection: it is told each one
+    :meth:`opened` and :meth:`closed`, and stops taking new ones (:data:`Change.REFUSE`) while
+    the cap is full, until one closes (:data:`Change.ADMIT`); connections that were already
+    queued may take it past ``most``."""
+
+    most: int = attrs.field(validator=[COUNT, attrs.validators.gt(0)])
+    #: connections held now
+    open: int = attrs.field(default=0, init=False)
+    #: connections refused at the cap (by :meth:`admit`)
+    refused: int = attrs.field(default=0, init=False)
+    #: times the cap filled
+    refusals: int = attrs.field(default=0, init=False)
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.most
+
+    def admit(self) -> bool:
+        """A connection came: whether it is held (and counted open) or refused."""
+        if self.full:
+            self.refused += 1
+            return False
+        self.opened()
+        return True
+
+    def opened(self) -> Change | None:
+        """A connection was taken: :data:`Change.REFUSE` if it filled the cap."""
+        self.open += 1
+        if self.open == self.most:
+            self.refusals += 1
+            return Change.REFUSE
+        return None
+
+    def closed(self) -> Change | None:
+        """A connection held closed: :data:`Change.ADMIT` if that made room."""
+        if self.open == 0:
+            return None
+        self.open -= 1
+        return Change.ADMIT if self.open == self.most - 1 else None

@@ -17,6 +17,10 @@ backlog leaves the listener readable; and a descriptor kept in reserve, freed to
 reset a queued connection from Python, is taken by libzmq's spinning ``accept`` before
 Python's can use it. This is Linux only (the filter, and /proc to find the listeners);
 elsewhere the guard still says that the monitor is out of descriptors, and does nothing else.
+
+The same filter keeps the event stream's sockets under their
+:class:`~greenheart.core.refusal.ConnectionCap`: :class:`CappedListeners` counts their
+connections by their socket monitors, and filters their listeners while the cap is full.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 import gevent
 import zmq
 
 from greenheart.core.ratelimit import RateLimitedLog
-from greenheart.core.refusal import Change, Refusal, headroom
+from greenheart.core.refusal import Change, ConnectionCap, Refusal, headroom
+from greenheart.green.connections import ConnectionWatch
 from greenheart.green.sockets import endpoint, listener_descriptor
 
 log = logging.getLogger("greenheart.refusal")
@@ -97,6 +102,61 @@ def _free_descriptors(wanted: int) -> int:
 
 
 @attrs.define(eq=False)
+class Listeners:
+    """The TCP listeners libzmq made for some sockets' endpoints (Linux only: found through
+    /proc), which a drop-all filter closes to new connections and leaves every connection made
+    alone."""
+
+    #: descriptor -> what /proc says it is, for each listener found
+    _found: dict[int, str] = attrs.field(factory=dict, init=False)
+    _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
+
+    def find(self, sockets: Iterable[zmq.Socket]) -> None:
+        if sys.platform.startswith("linux"):
+            for socket_ in sockets:
+                address = endpoint(socket_)
+                # a storm of new connections comes over TCP
+                fd = listener_descriptor(address) if address.startswith("tcp://") else None
+                if fd is not None:
+                    self._found[fd] = _link(str(fd))
+
+    def clear(self) -> None:
+        self._found.clear()
+
+    def dropped(self) -> int:
+        """Packets the listeners dropped so far: SYNs their filter refused, and connections
+        their full accept queues turned away (the kernel's SK_MEMINFO_DROPS)."""
+        dropped = 0
+        for listener in self._borrowed():
+            with contextlib.suppress(OSError, struct.error):  # an older kernel
+                meminfo = listener.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, MEMINFO_BYTES)
+                dropped += struct.unpack_from("I", meminfo, SK_MEMINFO_DROPS * 4)[0]
+        return dropped
+
+    def filter(self, drop: bool) -> None:
+        """Drop every new connection (``drop``), or none."""
+        option, program = (SO_ATTACH_FILTER, _DROP_ALL) if drop else (SO_DETACH_FILTER, 0)
+        for listener in self._borrowed():
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, option, program)
+            except OSError as error:  # no BPF here: say so once in a while, go on
+                self._limited(logging.WARNING, "filter", "cannot filter a listener: %s", error)
+
+    def _borrowed(self) -> Iterator[_socket.socket]:
+        """Each listener still ours, as a socket object over its descriptor, which it leaves
+        open (libzmq owns it); the listeners libzmq closed meanwhile are forgotten."""
+        for fd in list(self._found):
+            if _link(str(fd)) != self._found.get(fd):  # libzmq closed it
+                del self._found[fd]
+                continue
+            listener = _socket.socket(fileno=fd)
+            try:
+                yield listener
+            finally:
+                listener.detach()
+
+
+@attrs.define(eq=False)
 class ConnectionGuard:
     """Refuses new connections to ``sockets``' TCP listeners while the process is out of
     descriptors; its owner runs :meth:`run` in a greenlet, between :meth:`open` and
@@ -106,26 +166,18 @@ class ConnectionGuard:
     refusal: Refusal = attrs.field(
         factory=lambda: Refusal(headroom(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     )
-    #: descriptor -> what /proc says it is, for each listener found
-    _listeners: dict[int, str] = attrs.field(factory=dict, init=False)
-    _limited: RateLimitedLog = attrs.field(factory=lambda: RateLimitedLog(log), init=False)
+    _listeners: Listeners = attrs.field(factory=Listeners, init=False)
 
     @property
     def refusing(self) -> bool:
         return self.refusal.refusing
 
     def open(self) -> None:
-        if sys.platform.startswith("linux"):
-            for socket_ in self.sockets:
-                address = endpoint(socket_)
-                # a storm of new connections comes over TCP
-                fd = listener_descriptor(address) if address.startswith("tcp://") else None
-                if fd is not None:
-                    self._listeners[fd] = _link(str(fd))
+        self._listeners.find(self.sockets)
 
     def close(self) -> None:
         if self.refusing:
-            self._filter(SO_DETACH_FILTER)
+            self._listeners.filter(drop=False)
         self._listeners.clear()
 
     def run(self) -> None:
@@ -137,51 +189,67 @@ class ConnectionGuard:
         """Count the free descriptors, and refuse or admit connections as the rule says."""
         change = self.refusal.look(
             free=_free_descriptors(self.refusal.wanted()),
-            dropped=self._dropped(),
+            dropped=self._listeners.dropped(),
             now=time.monotonic(),
         )
         if change is Change.REFUSE:
-            self._filter(SO_ATTACH_FILTER)
+            self._listeners.filter(drop=True)
             log.warning(
                 "out of file descriptors: refusing new connections until %d are free; the"
                 " connections made, hearts included, are kept",
                 self.refusal.headroom,
             )
         elif change is Change.ADMIT:
-            self._filter(SO_DETACH_FILTER)
+            self._listeners.filter(drop=False)
             log.warning("file descriptors free again and the storm over: admitting new connections")
 
-    def _dropped(self) -> int:
-        """Packets the listeners dropped so far: SYNs their filter refused, and connections
-        their full accept queues turned away (the kernel's SK_MEMINFO_DROPS)."""
-        dropped = 0
-        for listener in self._borrowed():
-            with contextlib.suppress(OSError, struct.error):  # an older kernel
-                meminfo = listener.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, MEMINFO_BYTES)
-                dropped += struct.unpack_from("I", meminfo, SK_MEMINFO_DROPS * 4)[0]
-        return dropped
 
-    def _borrowed(self) -> Iterator[_socket.socket]:
-        """Each listener still ours, as a socket object over its descriptor, which it leaves
-        open (libzmq owns it); the listeners libzmq closed meanwhile are forgotten."""
-        for fd in list(self._listeners):
-            if not self._still_ours(fd):
-                del self._listeners[fd]
-                continue
-            listener = _socket.socket(fileno=fd)
-            try:
-                yield listener
-            finally:
-                listener.detach()
+@attrs.define(eq=False)
+class CappedListeners:
+    """Closes ``sockets``' TCP listeners to new connections while ``cap`` is full, counting
+    their connections by their socket monitors (:class:`ConnectionWatch`); the owner runs each
+    of :attr:`watches`' ``run`` in a greenlet, between :meth:`open` and :meth:`close`. ``role``
+    names the sockets for the log."""
 
-    def _still_ours(self, fd: int) -> bool:
-        """Whether ``fd`` is still the listener it was (libzmq may have closed it)."""
-        return _link(str(fd)) == self._listeners.get(fd)
+    sockets: tuple[zmq.Socket, ...]
+    cap: ConnectionCap
+    role: str
+    watches: list[ConnectionWatch] = attrs.field(factory=list, init=False)
+    #: the descriptors of the connections held
+    _held: set[int] = attrs.field(factory=set, init=False)
+    _listeners: Listeners = attrs.field(factory=Listeners, init=False)
 
-    def _filter(self, option: int) -> None:
-        program = _DROP_ALL if option == SO_ATTACH_FILTER else 0
-        for listener in self._borrowed():
-            try:
-                listener.setsockopt(socket.SOL_SOCKET, option, program)
-            except OSError as error:  # no BPF here: say so once in a while, go on
-                self._limited(logging.WARNING, "filter", "cannot filter a listener: %s", error)
+    def open(self) -> None:
+        self._listeners.find(self.sockets)
+        for socket_ in self.sockets:
+            watch = ConnectionWatch(
+                socket_, self.role, on_accepted=self._accepted, on_closed=self._closed
+            )
+            self.watches.append(watch)
+            watch.open()
+
+    def close(self) -> None:
+        for watch in self.watches:
+            watch.close()
+        self.watches.clear()
+        if self.cap.full:
+            self._listeners.filter(drop=False)
+        self._listeners.clear()
+
+    def _accepted(self, fd: int) -> None:
+        self._held.add(fd)
+        if self.cap.opened() is Change.REFUSE:
+            self._listeners.filter(drop=True)
+            log.warning(
+                "the %s sockets hold %d connections, their cap: refusing new ones until one closes",
+                self.role,
+                self.cap.open,
+            )
+
+    def _closed(self, fd: int) -> None:
+        if fd not in self._held:  # accepted before the watch began
+            return
+        self._held.discard(fd)
+        if self.cap.closed() is Change.ADMIT:
+            self._listeners.filter(drop=False)
+            log.info("the %s sockets are under their cap again: admitting connections", self.role)

@@ -30,6 +30,11 @@ listing every heart known, stamped with the ``seq`` it reflects; ``[b"since", b"
 answers the events after it from the stream's tail, then ``[b"done", b"", json]``, or the
 ``hearts`` snapshot when the tail no longer reaches back. :class:`EventClient` does all this:
 it yields every event once, in order.
+
+Both sockets together hold at most ``connections``
+(:class:`~greenheart.green.refusal.CappedListeners`), and hang up on a peer that has not
+finished ZeroMQ's handshake within :data:`~greenheart.core.refusal.HANDSHAKE_SECONDS`, so
+that they never take the hearts' descriptors.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import resource
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -47,11 +53,13 @@ import zmq.green
 
 from greenheart.core.errors import UsageError
 from greenheart.core.failures import Failure
+from greenheart.core.refusal import HANDSHAKE_SECONDS, ConnectionCap, connection_cap
 from greenheart.core.sequence import Follower, Step, Tail, first_seq
 from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
 from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
+from greenheart.green.refusal import CappedListeners
 from greenheart.green.sockets import (
     bind,
     close_sockets,
@@ -97,6 +105,15 @@ class EventStream(Service):
     addr: str
     context: zmq.green.Context | None = None
     snapshot_addr: str | None = None
+    #: connections held at most by both sockets; None for
+    #: :func:`~greenheart.core.refusal.connection_cap` of the open-file limit when it starts
+    connections: int | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.gt(0)]
+        ),
+    )
     #: events published
     sent: int = attrs.field(default=0, init=False)
     #: the last event's ``seq``
@@ -106,6 +123,8 @@ class EventStream(Service):
     _saved: StateFile | None = attrs.field(default=None, init=False)
     _socket: zmq.green.Socket | None = attrs.field(default=None, init=False)
     _snapshots: zmq.green.Socket | None = attrs.field(default=None, init=False)
+    #: closes the listeners to new connections while the cap is full
+    _capped: CappedListeners | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.seq = first_seq(time.time())
@@ -120,6 +139,11 @@ class EventStream(Service):
     def snapshot_address(self) -> str:
         assert self._snapshots is not None, "start() first"
         return endpoint(self._snapshots)
+
+    @property
+    def cap(self) -> ConnectionCap | None:
+        """The cap on both sockets' connections and its counts, once started."""
+        return None if self._capped is None else self._capped.cap
 
     def _open(self) -> None:
         state = self.monitor.state
@@ -136,6 +160,8 @@ class EventStream(Service):
             self._snapshots = snapshots = context.socket(zmq.ROUTER)
             socket.linger = snapshots.linger = 0
             socket.setsockopt(zmq.SNDHWM, EVENTS_SNDHWM)
+            for each in (socket, snapshots):  # a peer that never speaks ZeroMQ is let go
+                each.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_SECONDS * 1000))
             bind(socket, self.addr, "events")
             try:
                 bind(snapshots, self.snapshot_addr or snapshot_address(self.address), "snapshots")
@@ -152,12 +178,20 @@ class EventStream(Service):
         self.monitor.add_failure_handler(self._heart_failure)
         self.monitor.add_beat_handler(self._beat)
         self._spawn(self._answer, snapshots)
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        cap = ConnectionCap(self.connections or connection_cap(limit))
+        self._capped = CappedListeners((socket, snapshots), cap, "events")
+        self._capped.open()
+        for watch in self._capped.watches:
+            self._spawn(watch.run)
 
     def _close(self) -> None:
         with contextlib.suppress(ValueError):  # never added: the bind failed
             self.monitor.remove_new_heart_handler(self._new_heart)
             self.monitor.remove_failure_handler(self._heart_failure)
             self.monitor.remove_beat_handler(self._beat)
+        if self._capped is not None:
+            self._capped.close()
         close_sockets(self._socket, self._snapshots)
         self._socket = self._snapshots = None
 

@@ -27,16 +27,14 @@ from urllib.parse import parse_qs
 
 import attrs
 import gevent.event
-from gevent.pywsgi import WSGIServer
 
 from greenheart.core.checks import PORT
-from greenheart.core.errors import UsageError
 from greenheart.core.live import History, Standing, standing
 from greenheart.core.updates import Delta, Row, Updates
 from greenheart.core.values import Beat
 from greenheart.core.wire import display_id
+from greenheart.green.http import HttpServer
 from greenheart.green.hub import yield_to_others
-from greenheart.green.lifecycle import Service
 from greenheart.green.monitor import HeartMonitor
 from greenheart.integrations.wsgi import StartResponse, hearts_app
 
@@ -340,44 +338,31 @@ def _metrics_app(monitor: HeartMonitor) -> Callable[..., Iterable[bytes]] | None
 
 
 @attrs.define(eq=False)
-class LiveServer(Service):
+class LiveServer(HttpServer):
     """Serves :func:`live_app` for ``monitor`` at ``http://host:port/`` from greenlets.
 
     It binds 127.0.0.1 unless told otherwise; a port of 0 picks a free one
     (:attr:`server_port`). It keeps serving after the monitor stops, so that the page says
-    the monitor stopped, and why."""
+    the monitor stopped, and why. It holds at most ``connections`` at once, and closes the
+    ones that send nothing whole in time (:class:`~greenheart.green.http.HttpServer`)."""
+
+    role = "page"
 
     monitor: HeartMonitor
     port: int = attrs.field(default=0, validator=PORT)
     host: str = "127.0.0.1"
     names: Callable[[bytes], str | None] | None = None
     view: LiveView = attrs.field(init=False)
-    _server: WSGIServer | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.view = LiveView(self.monitor, names=self.names)
 
     @property
-    def server_port(self) -> int:
-        assert self._server is not None, "start() first"
-        return int(self._server.server_port)
-
-    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.server_port}/"
 
-    def _open(self) -> None:
-        app = live_app(self.monitor, self.view)
-        # requests run in this object's group, killed on stop() but not supervised: pywsgi
-        # answers a failing request itself, and one bad client must not stop the page
-        self._server = WSGIServer((self.host, self.port), app, log=None, spawn=self._group.spawn)
-        try:
-            self._server.start()
-        except OSError as error:
-            raise UsageError(
-                f"cannot serve the page on {self.host}:{self.port}: {error}"
-            ) from error
+    def _app(self) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+        return live_app(self.monitor, self.view)
 
-    def _close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+    def _open(self) -> None:
+        self._serve(self.host, self.port)

@@ -35,16 +35,20 @@ The families (all names as Prometheus conventions have them):
   refuses new connections; ``greenheart_connection_refusals_total`` (counter): times it began;
 - ``greenheart_beat_lag_seconds`` (gauge): how late the last beat came;
 - ``greenheart_period_seconds`` (gauge);
-- ``greenheart_round_trip_seconds`` (histogram): ping sent to pong read, every answer.
+- ``greenheart_round_trip_seconds`` (histogram): ping sent to pong read, every answer;
+- ``greenheart_http_connections{server}`` (gauge), ``greenheart_http_refused_connections_total``
+  and ``greenheart_http_timed_out_connections_total`` (counters): the HTTP connections a
+  :class:`MetricsServer` and the servers it was given (the page) hold, refused at their cap
+  and closed for a request not whole in time (:mod:`greenheart.green.http`).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import attrs
-from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -54,11 +58,10 @@ from prometheus_client.core import (
 )
 
 from greenheart.core.checks import PORT
-from greenheart.core.errors import UsageError
 from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.values import Beat
 from greenheart.green.connections import REASONS
-from greenheart.green.lifecycle import Service
+from greenheart.green.http import HttpServer
 from greenheart.green.monitor import HeartMonitor
 
 #: round-trip buckets, in seconds: loopback is sub-millisecond, a busy LAN tens of ms
@@ -199,6 +202,35 @@ class MonitorCollector:
         )
 
 
+@attrs.define(eq=False)
+class HttpCollector:
+    """A prometheus-client collector for the connections of HTTP servers (``MetricsServer``
+    registers one for itself and the servers it is given)."""
+
+    servers: Sequence[HttpServer]
+
+    def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "greenheart_http_connections", "HTTP connections held, by server", labels=["server"]
+        )
+        refused = CounterMetricFamily(
+            "greenheart_http_refused_connections",
+            "HTTP connections refused at the cap, by server",
+            labels=["server"],
+        )
+        timed_out = CounterMetricFamily(
+            "greenheart_http_timed_out_connections",
+            "HTTP connections closed for a request not whole in time, by server",
+            labels=["server"],
+        )
+        for server in self.servers:
+            if server.cap is not None:
+                held.add_metric([server.role], server.cap.open)
+                refused.add_metric([server.role], server.cap.refused)
+                timed_out.add_metric([server.role], server.timed_out)
+        yield from (held, refused, timed_out)
+
+
 def _bucket_label(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
@@ -211,37 +243,31 @@ def register(monitor: HeartMonitor, registry: CollectorRegistry | None = None) -
 
 
 @attrs.define(eq=False)
-class MetricsServer(Service):
+class MetricsServer(HttpServer):
     """Serves ``monitor``'s metrics at ``http://host:port/metrics`` from greenlets (no thread).
 
-    A port of 0 picks a free one: :attr:`server_port` tells which, once started.
+    A port of 0 picks a free one: :attr:`server_port` tells which, once started. It holds at
+    most ``connections`` at once, and closes the ones that send nothing whole in time
+    (:class:`~greenheart.green.http.HttpServer`).
     """
+
+    role = "metrics"
 
     monitor: HeartMonitor
     port: int = attrs.field(default=0, validator=PORT)
     host: str = "127.0.0.1"
     registry: CollectorRegistry | None = None
-    _server: WSGIServer | None = attrs.field(default=None, init=False)
+    #: other HTTP servers whose connections it reports besides its own (the page's)
+    servers: Sequence[HttpServer] = attrs.field(default=(), kw_only=True)
 
-    @property
-    def server_port(self) -> int:
-        assert self._server is not None, "start() first"
-        return int(self._server.server_port)
+    def _app(self) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+        registry = register(self.monitor, self.registry)
+        registry.register(HttpCollector((self, *self.servers)))
+        app: Callable[[dict[str, Any], Any], Iterable[bytes]] = make_wsgi_app(registry)
+        return app
 
     def _open(self) -> None:
-        app = make_wsgi_app(register(self.monitor, self.registry))
-        # Each request is handled in a greenlet of this object's group, killed on stop() but not
-        # supervised: pywsgi answers a failing request itself, and one bad client must not stop
-        # the metrics of a monitor.
-        self._server = WSGIServer((self.host, self.port), app, log=None, spawn=self._group.spawn)
-        try:
-            self._server.start()
-        except OSError as error:
-            raise UsageError(f"cannot serve metrics on {self.host}:{self.port}: {error}") from error
-
-    def _close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+        self._serve(self.host, self.port)
 
 
 def serve_metrics(
