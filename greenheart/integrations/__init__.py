@@ -2,7 +2,7 @@
 
 - :mod:`~greenheart.integrations.wsgi`: ``GET /hearts`` for a gevent web server
 - :mod:`~greenheart.integrations.metrics`: Prometheus metrics (``greenheart[metrics]``)
-- :mod:`~greenheart.integrations.events`: new-heart and heart-failure events on a ZeroMQ XPUB
+- :mod:`~greenheart.integrations.events`: new-heart and heart-failure events on a ZeroMQ PUB
 - :mod:`~greenheart.integrations.locust_user`: a Locust user that is a heart
   (``greenheart[locust]``)
 - :mod:`~greenheart.integrations.ipyparallel`: greenheart's monitor as a real ipyparallel

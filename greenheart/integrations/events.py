@@ -236,7 +236,7 @@ class EventStream(Service):
         if self._socket is None:
             return
         try:
-            # An XPUB never blocks: a subscriber whose queue is full loses events, not us time.
+            # A PUB never blocks: a subscriber whose queue is full loses events, not us time.
             self._socket.send_multipart(frames, zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:
