@@ -71,6 +71,8 @@ class LiveView:
     history: History = attrs.field(factory=History)
     names: Callable[[bytes], str | None] | None = None
     clock: Callable[[], float] = time.monotonic
+    #: the server it is shown by, whose connections the page counts too
+    server: HttpServer | None = None
     updates: Updates = attrs.field(factory=Updates, init=False)
     _lag: float = attrs.field(default=0.0, init=False)
     _cpu_share: float | None = attrs.field(default=None, init=False)
@@ -248,6 +250,17 @@ class LiveView:
             "failed_hearts": counters.failed_hearts,
             "bad_pongs": counters.bad_pongs,
             "handler_errors": status.handler_errors,
+            **self._connections(),
+        }
+
+    def _connections(self) -> dict[str, int]:
+        server = self.server
+        if server is None or server.cap is None:
+            return {}
+        return {
+            "page_connections": server.cap.open,
+            "page_refused": server.cap.refused,
+            "page_timed_out": server.timed_out,
         }
 
 
@@ -355,7 +368,7 @@ class LiveServer(HttpServer):
     view: LiveView = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.view = LiveView(self.monitor, names=self.names)
+        self.view = LiveView(self.monitor, names=self.names, server=self)
 
     @property
     def url(self) -> str:

@@ -56,6 +56,11 @@ function renderHealth(m) {
     ["bad pongs", m.bad_pongs],
     ["handler errors", m.handler_errors, m.handler_errors > 0],
   ];
+  if (m.page_connections !== undefined) {
+    items.push(["page connections", m.page_connections],
+               ["page connections refused", m.page_refused, m.page_refused > 0],
+               ["page requests timed out", m.page_timed_out]);
+  }
   const fragment = document.createDocumentFragment();
   for (const [name, value, bad] of items) {
     fragment.append(el("dt", name));
