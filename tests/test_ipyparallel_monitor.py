@@ -110,7 +110,8 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
     parsed.parse_command_line(
         ["--HeartMonitor.period=500", "--HeartMonitor.mass_silence_hold=12",
          "--HeartMonitor.mass_silence_share=0.8", "--HeartMonitor.mass_silence_min_hearts=3",
-         "--HeartMonitor.transport_timeout=12.5"]
+         "--HeartMonitor.transport_timeout=12.5", "--HeartMonitor.state_file=hearts.db",
+         "--HeartMonitor.restart_grace=4.5"]
     )  # fmt: skip
     config = Config()
     config.HeartMonitor = parsed.config.HeartMonitor
@@ -119,8 +120,13 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
         "max_misses": 10,  # ipyparallel's own default
         "mass_silence": MassSilence(share=0.8, min_hearts=3, hold=12),
         "transport_timeout": 12.5,
-        "state": None,
+        "state": "hearts.db",
+        "restart_grace": 4.5,
     }
+    assert (monitor_settings(Config())["state"], monitor_settings(Config())["restart_grace"]) == (
+        None,
+        None,  # greenheart.core.restart.grace_for the period
+    )
     assert monitor_settings(Config())["mass_silence"] == MassSilence()
     assert monitor_settings(Config())["transport_timeout"] == 30.0
     off = Config()

@@ -42,7 +42,8 @@ mass-silence rule is set in the same section: --HeartMonitor.mass_silence=False 
 off, --HeartMonitor.mass_silence_share, --HeartMonitor.mass_silence_min_hearts and
 --HeartMonitor.mass_silence_hold set it (see greenheart monitor --help), and
 --HeartMonitor.transport_timeout=S how soon a vanished host's connections close, and
---HeartMonitor.state_file=FILE where its hearts are kept across restarts.
+--HeartMonitor.state_file=FILE where its hearts are kept across restarts (with --restore,
+which it needs: the engines the hub reloads are awaited for --HeartMonitor.restart_grace=S).
 """
 
 
