@@ -9,6 +9,7 @@ not by the ``greenheart`` parser.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -81,6 +82,12 @@ def main(argv: Sequence[str]) -> int:
         http_host=http_host or "127.0.0.1",
         record=record,
     )
+    # The controller has stopped; the process exits next, and CPython's last collections
+    # would walk every object of the ~780 modules loaded (gevent's and greenheart's on top
+    # of ipyparallel's): 80-250 ms, most of the time from SIGINT to exit. Nothing left
+    # needs collecting (children are joined by atexit, files flushed by logging's):
+    # frozen, the heap is skipped.
+    gc.freeze()
     return 0
 
 
