@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,15 +33,20 @@ def terminate_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def controller(
-    profile_dir: Path, *, greenheart: bool = True, args: Sequence[str] = ()
+    profile_dir: Path, *, greenheart: bool = True, args: Sequence[str] = (), run: str = "controller"
 ) -> Iterator[subprocess.Popen]:
     """``greenheart ipcontroller`` (or the stock ``ipcontroller``) on loopback, until the end
-    of the block; it is ready when it has written its connection files."""
+    of the block; it is ready when it has written its connection files, or, started on those
+    of one before (``--reuse``, ``--restore``: it does not write them), when it listens on
+    their ports. It logs to ``PROFILE-RUN.log``."""
     if greenheart:
         command = [sys.executable, "-m", "greenheart", "ipcontroller"]
     else:
         command = [str(BIN / "ipcontroller")]
-    log = open(profile_dir.parent / f"{profile_dir.name}-controller.log", "w")  # noqa: SIM115
+    security = profile_dir / "security"
+    files = [security / name for name in ("ipcontroller-engine.json", "ipcontroller-client.json")]
+    before = [_written(path) for path in files]
+    log = open(profile_dir.parent / f"{profile_dir.name}-{run}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [*command, f"--profile-dir={profile_dir}", "--ip=127.0.0.1", *args],
         stdout=log,
@@ -47,13 +54,12 @@ def controller(
         start_new_session=True,
     )
     try:
-        security = profile_dir / "security"
         deadline = time.monotonic() + START_SECONDS
-        while not all(
-            (security / name).exists()
-            for name in ("ipcontroller-engine.json", "ipcontroller-client.json")
+        while not (
+            all(_written(path) not in (None, old) for path, old in zip(files, before, strict=True))
+            or (None not in before and _listening(files[1]))
         ):
-            assert proc.poll() is None, f"the controller exited: {controller_log(profile_dir)}"
+            assert proc.poll() is None, f"the controller exited: {controller_log(profile_dir, run)}"
             assert time.monotonic() < deadline, "the controller did not start"
             time.sleep(0.1)
         yield proc
@@ -62,8 +68,26 @@ def controller(
         log.close()
 
 
-def controller_log(profile_dir: Path) -> str:
-    return (profile_dir.parent / f"{profile_dir.name}-controller.log").read_text()
+def _written(path: Path) -> int | None:
+    """When ``path`` was last written (ns), or None if it is not there."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _listening(client_file: Path) -> bool:
+    """Whether the hub listens on the registration port of ``client_file``."""
+    try:
+        port = json.loads(client_file.read_text())["registration"]
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def controller_log(profile_dir: Path, run: str = "controller") -> str:
+    return (profile_dir.parent / f"{profile_dir.name}-{run}.log").read_text()
 
 
 @contextlib.contextmanager

@@ -3,9 +3,11 @@ simulated engines, and the stock controller load-tested by simulated engines."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -312,3 +314,89 @@ def test_a_sigkilled_controller_leaves_no_process_behind(tmp_path):
         while any(_alive(child) for child in children):
             assert time.monotonic() < deadline, f"orphans left running: {children}"
             time.sleep(0.1)
+
+
+def remembered_hearts(state: Path) -> int:
+    """How many hearts a monitor's state file holds (0 before it has one)."""
+    if not state.exists():
+        return 0
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM hearts").fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet
+        return 0
+    finally:
+        db.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_restored_controller_lets_go_of_an_engine_that_died_while_it_was_down(tmp_path):
+    """``--restore``: the hub reloads its engines, greenheart's monitor awaits their hearts for
+    the grace; an engine SIGKILLed while the controller was down leaves ``Client.ids`` within
+    it, once, and the others carry on (the stock monitor never lets the dead one go)."""
+    profile, state, period, grace = tmp_path / "profile", tmp_path / "hearts.db", 0.5, 3.0
+    args = ["--restore", f"--HeartMonitor.state_file={state}",
+            f"--HeartMonitor.period={period * 1000:g}",
+            f"--HeartMonitor.restart_grace={grace}"]  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(controller(profile, args=args))
+        procs = stack.enter_context(engines(profile, 3))
+        cluster = client(profile)
+        try:
+            cluster.wait_for_engines(3, timeout=START_SECONDS)
+            pids = dict(zip(cluster.ids, cluster[:].apply_sync(os.getpid), strict=True))
+        finally:
+            cluster.close()
+        wait_until(lambda: remembered_hearts(state) == 3, timeout=10, step=0.05)
+        children = descendants(first.pid)
+        os.kill(first.pid, signal.SIGKILL)  # its schedulers and heart monitor die with it
+        first.wait()
+        wait_until(lambda: not any(_alive(child) for child in children), timeout=10, step=0.05)
+        dead = min(pids)
+        doomed = next(proc for proc in procs if proc.pid == pids[dead])
+        doomed.kill()
+        doomed.wait()
+        stack.enter_context(controller(profile, args=args, run="restored"))
+        restarted = time.monotonic()
+        cluster = client(profile)
+        try:
+            wait_until(lambda: dead not in cluster.ids, timeout=grace + 30, step=0.01)
+            seconds = time.monotonic() - restarted
+            survivors = sorted(set(pids) - {dead})
+            assert cluster.ids == survivors
+            assert cluster[survivors].apply_sync(os.getpid) == [pids[i] for i in survivors]
+            # a few beats past the grace: nobody else leaves
+            settled = restarted + grace + 4 * period
+            while time.monotonic() < settled:
+                assert cluster.ids == survivors
+                time.sleep(0.05)
+        finally:
+            cluster.close()
+        # the state forgets the dead: a next restart does not fail it again
+        wait_until(lambda: remembered_hearts(state) == 2, timeout=10, step=0.05)
+    log = controller_log(profile, "restored")
+    assert "not recognized" not in log  # the controller knows greenheart's traits
+    assert "awaiting the 3 heart(s)" in log
+    assert "2 heart(s) back after the restart" in log and "new heart(s)" not in log
+    failed = re.findall(r"(\d+) heart\(s\) failed: (.*)", log)
+    assert len(failed) == 1 and failed[0][0] == "1", failed  # once, and only the dead one
+    assert "not seen since the monitor restarted" in failed[0][1]
+    assert len(re.findall(r"unregister_engine\((\d+)\)", log)) == 1
+    assert f"unregister_engine({dead})" in log
+    bound = grace + 2 * period + SLACK
+    assert seconds <= bound, f"left after {seconds:.3f} s, bound {bound} s"
+
+
+@pytest.mark.timeout(120)
+def test_a_state_file_without_restore_is_refused_before_the_controller_starts(tmp_path):
+    """Without ``--restore`` the hub starts with no engines: a monitor awaiting their hearts
+    would speak of engines nobody knows, and remember alone the ones registered next."""
+    profile, state = tmp_path / "profile", tmp_path / "hearts.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "greenheart", "ipcontroller", f"--profile-dir={profile}",
+         "--ip=127.0.0.1", f"--HeartMonitor.state_file={state}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"--HeartMonitor.state_file={state} needs --restore" in result.stderr
+    assert not state.exists() and not list((profile / "security").iterdir())  # nothing bound

@@ -110,7 +110,8 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
     parsed.parse_command_line(
         ["--HeartMonitor.period=500", "--HeartMonitor.mass_silence_hold=12",
          "--HeartMonitor.mass_silence_share=0.8", "--HeartMonitor.mass_silence_min_hearts=3",
-         "--HeartMonitor.transport_timeout=12.5"]
+         "--HeartMonitor.transport_timeout=12.5", "--HeartMonitor.state_file=hearts.db",
+         "--HeartMonitor.restart_grace=4.5"]
     )  # fmt: skip
     config = Config()
     config.HeartMonitor = parsed.config.HeartMonitor
@@ -119,8 +120,13 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
         "max_misses": 10,  # ipyparallel's own default
         "mass_silence": MassSilence(share=0.8, min_hearts=3, hold=12),
         "transport_timeout": 12.5,
-        "state": None,
+        "state": "hearts.db",
+        "restart_grace": 4.5,
     }
+    assert (monitor_settings(Config())["state"], monitor_settings(Config())["restart_grace"]) == (
+        None,
+        None,  # greenheart.core.restart.grace_for the period
+    )
     assert monitor_settings(Config())["mass_silence"] == MassSilence()
     assert monitor_settings(Config())["transport_timeout"] == 30.0
     off = Config()
@@ -128,3 +134,49 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
     off.HeartMonitor.transport_timeout = 0
     assert monitor_settings(off)["mass_silence"] is None
     assert monitor_settings(off)["transport_timeout"] is None
+
+
+@pytest.mark.timeout(60)
+def test_a_second_sigterm_does_not_cut_the_monitor_s_stop_short(installed, tmp_path):
+    """ipcontroller terminates its heart monitor twice (at its signal, then again at exit); the
+    stop the first began, which writes the state, finishes: the process exits 0, not killed."""
+    context = zmq.Context()
+    hub = context.socket(zmq.SUB)
+    hub.setsockopt(zmq.SUBSCRIBE, b"")
+    monitor_port = hub.bind_to_random_port("tcp://127.0.0.1")
+    ping_url, pong_url = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    config = Config()
+    config.HeartMonitor.period = 200
+    config.HeartMonitor.state_file = str(tmp_path / "hearts.db")
+    config.Session.key = KEY
+    process = multiprocessing.get_context("fork").Process(
+        target=installed,
+        kwargs=dict(ping_url=ping_url, pong_url=pong_url,
+                    monitor_url=f"tcp://127.0.0.1:{monitor_port}", config=config,
+                    log_level=logging.WARNING),
+        daemon=True,
+    )  # fmt: skip
+    process.start()
+    pings = context.socket(zmq.SUB)
+    pings.setsockopt(zmq.SUBSCRIBE, b"")
+    pings.connect(ping_url)
+    pongs = context.socket(zmq.DEALER)
+    pongs.setsockopt(zmq.IDENTITY, b"engine-1")
+    pongs.connect(pong_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not hub.poll(0):  # a heart the state keeps
+            assert time.monotonic() < deadline and process.is_alive()
+            if pings.poll(50):
+                pongs.send(pings.recv())
+        while process.is_alive():  # SIGTERM, and again, as long as it is stopping
+            assert time.monotonic() < deadline
+            process.terminate()
+            process.join(0.001)
+    finally:
+        process.kill()
+        process.join(10)
+        for socket in (pings, pongs, hub):
+            socket.close(linger=0)
+        context.term()
+    assert process.exitcode == 0

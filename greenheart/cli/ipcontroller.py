@@ -9,6 +9,7 @@ not by the ``greenheart`` parser.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -46,7 +47,8 @@ mass-silence rule is set in the same section: --HeartMonitor.mass_silence=False 
 off, --HeartMonitor.mass_silence_share, --HeartMonitor.mass_silence_min_hearts and
 --HeartMonitor.mass_silence_hold set it (see greenheart monitor --help), and
 --HeartMonitor.transport_timeout=S how soon a vanished host's connections close, and
---HeartMonitor.state_file=FILE where its hearts are kept across restarts.
+--HeartMonitor.state_file=FILE where its hearts are kept across restarts (with --restore,
+which it needs: the engines the hub reloads are awaited for --HeartMonitor.restart_grace=S).
 """
 
 
@@ -80,6 +82,12 @@ def main(argv: Sequence[str]) -> int:
         http_host=http_host or "127.0.0.1",
         record=None if record is None else _checked(RECORD, output_file, record),
     )
+    # The controller has stopped; the process exits next, and CPython's last collections
+    # would walk every object of the ~780 modules loaded (gevent's and greenheart's on top
+    # of ipyparallel's): 80-250 ms, most of the time from SIGINT to exit. Nothing left
+    # needs collecting (children are joined by atexit, files flushed by logging's):
+    # frozen, the heap is skipped.
+    gc.freeze()
     return 0
 
 

@@ -5,6 +5,9 @@ ipyparallel has no setting for its heart monitor: ``IPController`` starts the fu
 greenheart's :func:`~greenheart.integrations.ipyparallel.heartmonitor.start_heartmonitor` in
 its place before the app starts; everything else (profile, config files, command-line traits,
 CURVE, the hub, the schedulers) is ipyparallel's own.
+
+:func:`launch` refuses a ``HeartMonitor.state_file`` without ``--restore``: the hub would forget
+its engines while the monitor awaits their hearts; ipyparallel's restore keeps the two agreed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from typing import Any
 
+from greenheart.core.errors import UsageError
 from greenheart.green.orphans import die_with_parent
 from greenheart.integrations.ipyparallel.heartmonitor import start_heartmonitor
 
@@ -27,6 +32,11 @@ def install(*, fail_on_disconnect: bool = False, http_port: int | None = None,
     """
     import ipyparallel.controller.app as app
 
+    from greenheart.integrations.ipyparallel.traits import GreenheartHeartMonitor
+
+    # the controller reads the HeartMonitor section itself (the period): with greenheart's
+    # traits known, it does not warn of them
+    app.HeartMonitor = GreenheartHeartMonitor
     app.start_heartmonitor = functools.partial(
         start_heartmonitor,
         fail_on_disconnect=fail_on_disconnect,
@@ -60,4 +70,28 @@ def launch(
     )
     from ipyparallel.controller.app import IPController
 
-    IPController.launch_instance(list(argv))
+    app = IPController.instance()  # launch_instance(), checked before the hub binds
+    init_hub = app.init_hub
+
+    def checked_init_hub() -> None:
+        require_restore_for_state(app)
+        init_hub()
+
+    app.init_hub = checked_init_hub
+    app.initialize(list(argv))
+    app.start()
+
+
+def require_restore_for_state(app: Any) -> None:
+    """Refuse a state file to a controller ``app`` that does not restore its engines: its hub
+    starts with none, so the hearts the monitor would await are of engines it does not know
+    (and the failures of those are logged for nothing)."""
+    from greenheart.integrations.ipyparallel.traits import GreenheartHeartMonitor
+
+    state_file = GreenheartHeartMonitor(config=app.config).state_file
+    if state_file and not app.restore_engines:
+        raise UsageError(
+            f"--HeartMonitor.state_file={state_file} needs --restore"
+            " (IPController.restore_engines): the heart monitor awaits the engines the hub"
+            " restores, and without it the hub restores none"
+        )

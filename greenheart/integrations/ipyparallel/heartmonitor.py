@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 from typing import Any
 
 import attrs
@@ -39,6 +40,10 @@ HUB_TOPIC = [b"heartmonitor", b""]
 
 #: seconds between warnings while the hub has not subscribed to the monitor's reports
 SUBSCRIPTION_WARNING_INTERVAL = 10.0
+
+#: seconds the monitor's process may take to stop once a signal asked it to (the state's last
+#: write), before SIGALRM ends it
+STOP_SECONDS = 5.0
 
 
 @attrs.define(eq=False)
@@ -182,6 +187,7 @@ def start_heartmonitor(
     controller's keys and its reports go to the hub encrypted.
     """
     die_with_parent()
+    _shield_stop()
     raise_open_file_limit()  # a descriptor for every engine's connection
     _configure_logging(controller_log_level(log_level))
     config = heart_monitor_kwargs.pop("config", None)
@@ -200,6 +206,21 @@ def start_heartmonitor(
         record=record,
     )
     raise SystemExit(status)
+
+
+def _shield_stop() -> None:
+    """ipcontroller terminates its heart monitor twice: at the signal that stops it, and again
+    as it exits, a few milliseconds later. Without a handler left for the second (the
+    first's are gone once the stop begins) it would kill the process mid-stop, the state's
+    last write lost. These handlers take every SIGINT and SIGTERM of the process's life; the
+    first arms a timer, so that a stop that hangs still ends, by SIGALRM, in STOP_SECONDS."""
+
+    def stopping() -> None:
+        if not signal.getitimer(signal.ITIMER_REAL)[0]:
+            signal.setitimer(signal.ITIMER_REAL, STOP_SECONDS)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stopping)
 
 
 def run_heartmonitor(

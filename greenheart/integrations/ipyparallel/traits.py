@@ -49,17 +49,24 @@ class GreenheartHeartMonitor(HeartMonitor):
     state_file = Unicode(
         "",
         config=True,
-        help="Keep the engines' hearts in this file (SQLite), and after a restart (with"
-        " --restore) await them there: those not back within the grace leave the cluster.",
+        help="Keep the engines' hearts in this file (SQLite), and after a restart await them"
+        " there: those not back within restart_grace leave the cluster. Needs --restore (the"
+        " hub reloads its engines): refused without it.",
+    )
+    restart_grace = Float(
+        0.0,
+        config=True,
+        help="Seconds a restarted monitor awaits the engines its state_file remembers;"
+        " 0 for three periods, at least 10 s.",
     )
 
 
 def monitor_settings(config: Any) -> dict[str, Any]:
     """The settings a controller's config asks of its heart monitor, as
     :class:`~greenheart.green.monitor.HeartMonitor` arguments: ``period`` (ms),
-    ``max_misses``, ``mass_silence``, ``transport_timeout`` and ``state``, read as ipyparallel
-    reads its own (config files, profiles and command-line traits, still unparsed strings in
-    the config)."""
+    ``max_misses``, ``mass_silence``, ``transport_timeout``, ``state`` and ``restart_grace``,
+    read as ipyparallel reads its own (config files, profiles and command-line traits, still
+    unparsed strings in the config)."""
     settings = GreenheartHeartMonitor(config=config)
     rule = None
     if settings.mass_silence:
@@ -74,4 +81,5 @@ def monitor_settings(config: Any) -> dict[str, Any]:
         "mass_silence": rule,
         "transport_timeout": float(settings.transport_timeout) or None,
         "state": settings.state_file or None,
+        "restart_grace": float(settings.restart_grace) or None,
     }
