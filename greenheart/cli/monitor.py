@@ -282,6 +282,6 @@ def _metrics_server(monitor: HeartMonitor, port: int, host: str) -> MetricsServe
         from greenheart.integrations.metrics import MetricsServer
     except ImportError:
         raise UsageError(
-            "--metrics-port needs prometheus-client: pip install 'greenheart[metrics]'"
+            "--metrics-port needs prometheus-client: pip install 'greenheart-zmq[metrics]'"
         ) from None
     return MetricsServer(monitor, port, host)
