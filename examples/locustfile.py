@@ -5,7 +5,9 @@
         --host "tcp://127.0.0.1:5555 tcp://127.0.0.1:5556" --csv hearts
 
 Beyond one machine: ``--master`` here and ``--worker --master-host ...`` on each worker
-machine, or ``--processes N`` for all the cores of this one.
+machine, or ``--processes N`` for all the cores of this one. This file comes with the
+repository and the sdist, not the installed package: there, any ``locustfile.py`` holding the
+import below does the same (docs/integrations.md).
 """
 
 from greenheart.integrations.locust_user import HeartUser

@@ -15,6 +15,9 @@ wanted="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
 stamp="$VENV/.greenheart-installed"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "installing greenheart and its development tools into $VENV" >&2
+    # greenheart was this project's distribution name before greenheart-zmq (and is another
+    # project's, with the same import name): either would shadow the checkout
+    "$VENV/bin/python" -m pip uninstall --quiet --yes greenheart 2>/dev/null || true
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
     echo "$wanted" >"$stamp"
 fi

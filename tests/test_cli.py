@@ -292,6 +292,6 @@ def test_what_a_user_can_fix_is_one_line_with_status_2(monkeypatch, capsys):
 def test_a_missing_optional_dependency_is_a_usage_error_naming_its_extra():
     require_extra("json", "none-needed")  # installed: nothing happens
     with pytest.raises(
-        UsageError, match=r"no_such_module is not installed: pip install 'greenheart\[some\]'"
+        UsageError, match=r"no_such_module is not installed: pip install 'greenheart-zmq\[some\]'"
     ):
         require_extra("no_such_module", "some")

@@ -247,7 +247,7 @@ def two_panels() -> tuple[Any, Any, Any]:
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'greenheart[plot]'") from None
+        raise RuntimeError("--plot needs matplotlib: pip install 'greenheart-zmq[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

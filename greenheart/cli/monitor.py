@@ -329,6 +329,6 @@ def _metrics_server(monitor: HeartMonitor, port: int, host: str, **limits: Any) 
         from greenheart.integrations.metrics import MetricsServer
     except ImportError:
         raise UsageError(
-            "--metrics-port needs prometheus-client: pip install 'greenheart[metrics]'"
+            "--metrics-port needs prometheus-client: pip install 'greenheart-zmq[metrics]'"
         ) from None
     return MetricsServer(monitor, port, host, **limits)

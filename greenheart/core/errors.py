@@ -29,6 +29,6 @@ class SocketClosed(GreenheartError):
 
 def require_extra(module: str, extra: str) -> None:
     """Refuse what needs an optional dependency that is not installed, naming the extra that
-    brings it (``pip install 'greenheart[EXTRA]'``)."""
+    brings it (``pip install 'greenheart-zmq[EXTRA]'``)."""
     if importlib.util.find_spec(module) is None:
-        raise UsageError(f"{module} is not installed: pip install 'greenheart[{extra}]'")
+        raise UsageError(f"{module} is not installed: pip install 'greenheart-zmq[{extra}]'")

@@ -3,9 +3,12 @@
 Locust is gevent-based and already knows how to spawn users at a rate, show them in a
 web UI, write CSV, and spread them over processes and machines (``--processes``,
 ``--master``/``--worker``). :class:`HeartUser` lets it drive a heart fleet: every user
-joins the monitor with its own DEALER socket and identity and answers its pings, so
-``locust -f examples/locustfile.py --headless -u 5000 -r 500 --host "PING PONG"`` puts
-5,000 hearts on a monitor and ramps them at 500 a second.
+joins the monitor with its own DEALER socket and identity and answers its pings. A
+locustfile need only import it: with ``locustfile.py`` holding the line
+``from greenheart.integrations.locust_user import HeartUser`` (the repository's
+``examples/locustfile.py`` is that line and its usage; the package does not install it),
+``locust --headless -u 5000 -r 500 --host "PING PONG"`` puts 5,000 hearts on a monitor
+and ramps them at 500 a second.
 
 ``--host`` names the monitor: its ping address, then its pong address (space or comma
 between). Each ping a user answers is two entries in Locust's statistics:

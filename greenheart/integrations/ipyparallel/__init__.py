@@ -1,4 +1,4 @@
-"""greenheart in a real ipyparallel cluster (``greenheart[ipyparallel]``).
+"""greenheart in a real ipyparallel cluster (``greenheart-zmq[ipyparallel]``).
 
 - :mod:`~greenheart.integrations.ipyparallel.heartmonitor`: ``start_heartmonitor``, with
   ipyparallel's signature, runs greenheart's monitor as the controller's heart monitor and
