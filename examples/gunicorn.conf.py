@@ -14,7 +14,7 @@ a heart that dies of an error stops its worker, so that gunicorn starts one with
 
 With ``--fail-on-disconnect`` the monitor fails a killed worker's heart as ``crashed`` within
 milliseconds, when its connection closes. A heart stopped with its worker (SIGTERM, a reload)
-closes its connection too, and is failed the same way: the monitor cannot tell the two apart.
+says it leaves before it closes: failed at once too, but as ``left``, diagnosed ``stopped``.
 
 GREENHEART_PING and GREENHEART_PONG name the monitor.
 """

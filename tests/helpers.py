@@ -189,8 +189,8 @@ class RecordingMonitor(HeartMonitor):
     registered: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
     failed: dict[bytes, list[float]] = attrs.field(factory=dict, init=False)
 
-    def handle_pong(self, msg, key=None):
-        pong = super().handle_pong(msg, key)
+    def handle_pong(self, msg, key=None, fd=-1):
+        pong = super().handle_pong(msg, key, fd)
         self.first_pong.setdefault(pong.heart, time.monotonic())
         return pong
 

@@ -22,6 +22,7 @@ from greenheart.core.replay import Replayed, replay
 from greenheart.core.rounds import Echo
 from greenheart.core.rules import Rules
 from greenheart.core.values import ANSWERS, Beat, Counters, Pong
+from greenheart.core.wire import LEAVE
 
 #: the examples hypothesis runs by default (its ``max_examples``), which the suite profile keeps
 DEFAULT_EXAMPLES = 100
@@ -72,9 +73,16 @@ def answer(
     return pong
 
 
-def leftover(ledger: Ledger, heart: bytes, now: float) -> Pong:
-    """A message ``heart`` sent before its connection closed, read at ``now``."""
-    return ledger.stale(heart, now)
+def leave(ledger: Ledger, heart: bytes, now: float, fd: int = -1, key: object = None) -> Pong:
+    """``heart`` says it stops cleanly at ``now``, on the connection on ``fd`` (-1: not known),
+    sent with ``key``: the wire's leave, as the monitor's driver hands it in."""
+    return ledger.pong(heart, LEAVE, now, key, fd)
+
+
+def leftover(ledger: Ledger, heart: bytes, now: float, payload: bytes = b"", fd: int = -1) -> Pong:
+    """A message ``heart`` sent before its connection (on ``fd``) closed, read at ``now``: an
+    answer, or ``payload``."""
+    return ledger.stale(heart, now, payload, None, fd)
 
 
 def close(ledger: Ledger, fd: int, now: float) -> tuple[Failure, ...]:

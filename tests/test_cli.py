@@ -76,11 +76,12 @@ def test_monitor_and_heart_commands(tmp_path):
     )
     assert any(event["hearts"] == 1 and event["responded"] == 1 for event in summaries)
     assert "pinging on ipc://" in monitor.stderr.read()
-    # its certificate: it closed its connection, but without --fail-on-disconnect only its
-    # missed beats fail it
+    # its certificate: stopped by Ctrl-C, it said it leaves, and failed at once as left, even
+    # without --fail-on-disconnect
     failed = seen[-1]
-    assert failed["cause"] == "missed" and failed["misses"] == 2 and failed["connected"] is False
-    assert failed["silent_ms"] > 50 and failed["last_rtt_ms"] > 0 and failed["failed_together"] == 1
+    assert (failed["cause"], failed["diagnosis"]) == ("left", "stopped")
+    assert failed["misses"] == 0 and failed["connected"] is True and failed["silent_ms"] < 500
+    assert failed["last_rtt_ms"] > 0 and failed["failed_together"] == 1
 
 
 def test_monitor_prints_text_lines_by_default(tmp_path):

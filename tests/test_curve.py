@@ -83,7 +83,7 @@ def test_an_allowed_heart_cannot_answer_for_another(make_curve_monitor):
         assert monitor.failed == {} and monitor.hearts == {b"alice"}
         # ...and once Alice is gone, Mallory (connecting again) gets her name, but her answers
         # under it are spoofed: Alice is reported failed rather than kept alive by someone else.
-        real.stop()
+        real.kill()  # stopped, it would leave: failed at once
         impostor.stop()
         impostor.start()
         wait_until(lambda: monitor.ledger.counters.spoofed_pongs >= 5)

@@ -1,4 +1,5 @@
-"""fail_on_disconnect: a heart whose connection closes is failed at once, and only that heart."""
+"""fail_on_disconnect: a heart whose connection closes is failed at once, and only that heart;
+and a heart that leaves (stopped cleanly) is failed at once, as left, with or without it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import zmq
 import zmq.green
 
-from greenheart import Heart
+from greenheart import Cause, Heart
+from greenheart.core.failures import Diagnosis
 from greenheart.curve import ClientCurve, KeyPair, ServerCurve
 from tests.helpers import RecordingMonitor, ScriptedHeart, heart_process, wait_beats, wait_until
 
@@ -26,17 +28,20 @@ def registered(monitor: RecordingMonitor, heart: Heart) -> None:
     wait_until(lambda: heart.id in monitor.hearts, timeout=10)
 
 
-def test_a_stopped_heart_is_failed_at_once_not_at_a_beat(monitor):
+def test_a_killed_heart_is_failed_at_once_not_at_a_beat(monitor):
     heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="closing")
     heart.start()
     registered(monitor, heart)
     beats = monitor.ledger.counters.beats
     stopped_at = time.monotonic()
-    heart.stop()  # its DEALER closes, and with it the connection
+    heart.kill()  # its DEALER closes without a word, and with it the connection
     wait_until(lambda: b"closing" in monitor.failed, timeout=2)
     assert monitor.failed[b"closing"][0] - stopped_at < 0.1
     assert monitor.ledger.counters.beats == beats  # no beat came in between
     assert b"closing" not in monitor.hearts
+    assert (monitor.ledger.failures[-1].cause, monitor.ledger.failures[-1].diagnosis) == (
+        Cause.DISCONNECTED, Diagnosis.CRASHED,
+    )  # fmt: skip
 
 
 def test_a_killed_process_is_failed_within_milliseconds(monitor):
@@ -76,7 +81,7 @@ def test_a_descriptor_reused_by_a_new_connection_never_fails_its_new_heart(make_
         old = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=f"old-{round_number}")
         old.start()
         registered(monitor, old)
-        old.stop()
+        old.kill()
         if round_number % 2:
             # once libzmq closed the old connection, the kernel hands its descriptor (the
             # lowest free) to the next one; else the new one races the old one's close
@@ -134,9 +139,10 @@ def test_with_curve_a_stopped_heart_is_failed_at_once(make_monitor):
         heart.start()
         registered(monitor, heart)
         stopped_at = time.monotonic()
-        heart.stop()
+        heart.stop()  # its leave, under its key, on its connection
         wait_until(lambda: b"sealed" in monitor.failed, timeout=2)
         assert monitor.failed[b"sealed"][0] - stopped_at < 0.1
+        assert monitor.ledger.failures[-1].cause is Cause.LEFT
     finally:
         heart.stop()
         monitor.stop()
@@ -147,7 +153,7 @@ def test_a_heart_that_reconnects_between_beats_is_failed_once_and_registered_onc
     heart.start()
     registered(monitor, heart)
     beats = monitor.ledger.counters.beats
-    heart.stop()
+    heart.kill()
     heart.start()  # back under its identity, on a new connection, within the round
     try:
         wait_beats(monitor, 3)
@@ -163,15 +169,29 @@ def test_a_heart_that_reconnects_between_beats_is_failed_once_and_registered_onc
     monitor.assert_events_alternate()
 
 
-def test_without_the_option_a_stopped_heart_waits_for_its_missed_beats(make_monitor):
+def test_without_the_option_a_killed_heart_waits_for_its_missed_beats_a_stopped_one_not(
+    make_monitor,
+):
     monitor = make_monitor(RecordingMonitor, period=200, max_misses=1)
-    heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id="patient")
-    heart.start()
-    registered(monitor, heart)
+    failures = []
+    monitor.add_failure_handler(failures.append)
+    killed, stopped = (
+        Heart(monitor.ping_addr, monitor.pong_addr, heart_id=name) for name in ("patient", "gone")
+    )
+    for heart in (killed, stopped):
+        heart.start()
+        registered(monitor, heart)
     stopped_at = time.monotonic()
-    heart.stop()
+    stopped.stop()
+    wait_until(lambda: b"gone" in monitor.failed, timeout=5)
+    assert monitor.failed[b"gone"][0] - stopped_at < 0.1  # its leave, between beats
+    killed_at = time.monotonic()
+    killed.kill()
     wait_until(lambda: b"patient" in monitor.failed, timeout=5)
-    assert monitor.failed[b"patient"][0] - stopped_at > 0.2  # a miss, then a beat to fail it
+    assert monitor.failed[b"patient"][0] - killed_at > 0.2  # a miss, then a beat to fail it
+    assert [(f.heart, f.cause.value, f.diagnosis.value) for f in failures] == [
+        (b"gone", "left", "stopped"), (b"patient", "missed", "crashed"),
+    ]  # fmt: skip
 
 
 def test_what_a_connection_sent_before_it_closed_registers_nobody(monitor):
@@ -203,3 +223,35 @@ def test_what_a_connection_sent_before_it_closed_registers_nobody(monitor):
         monitor.ledger.counters.stale_pongs == stale + 1
     )  # counted, as an answer too late to count
     plain.term()
+
+
+def test_hearts_whose_processes_stop_cleanly_leave_and_a_sigkilled_one_crashes(monitor):
+    """``greenheart heart`` stops its heart on SIGTERM: each says it leaves before its process
+    ends and its connection closes, and is failed at once as left, diagnosed stopped, however
+    the monitor reads the leave and the close (settled in the order they came); the SIGKILLed
+    one says nothing and crashed."""
+    failures = []
+    monitor.add_failure_handler(failures.append)
+    names = [f"proc-{n}" for n in range(4)]
+    children = [heart_process(monitor, name) for name in names]
+    try:
+        wait_until(lambda: {name.encode() for name in names} <= monitor.hearts, timeout=30)
+        children[0].kill()
+        for child in children[1:]:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=10)
+        wait_until(lambda: len(failures) == 4, timeout=5)
+        verdicts = {f.heart: (f.cause.value, f.diagnosis.value) for f in failures}
+        assert verdicts == {
+            b"proc-0": ("disconnected", "crashed"),
+            **{name.encode(): ("left", "stopped") for name in names[1:]},
+        }
+        # their connections' closes, once read, failed nobody again
+        wait_until(lambda: len(monitor.ledger.connections) == 0, timeout=5)
+        assert len(failures) == 4 and monitor.ledger.counters.stale_pongs == 0
+        monitor.assert_events_alternate()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()

@@ -46,7 +46,7 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes, float]:
 
 
 def test_a_pywsgi_server_serves_hearts_while_they_beat(make_monitor):
-    # web-0 is stopped, and must still be on probation (2 s of it) when /hearts is asked
+    # web-0 is killed, and must still be on probation (2 s of it) when /hearts is asked
     monitor = make_monitor(RecordingMonitor, period=200, max_misses=10)
     server = WSGIServer(("127.0.0.1", 0), make_app(monitor), log=None)
     server.start()
@@ -57,7 +57,7 @@ def test_a_pywsgi_server_serves_hearts_while_they_beat(make_monitor):
                 heart.start()
             wait_until(lambda: len(monitor.hearts) == 1003, timeout=15)
             wait_beats(monitor, 3)
-            hearts[0].stop()
+            hearts[0].kill()  # stopped, it would leave: failed at once
             wait_until(lambda: b"web-0" in monitor.on_probation)
             url = f"http://127.0.0.1:{server.server_port}/hearts"
             listed, after = {}, ""  # a page of 600 at a time, by identity
@@ -91,8 +91,9 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
         for heart in hearts:
             heart.start()
         wait_until(lambda: len(monitor.hearts) == 4)
-        hearts[0].stop()
-        wait_until(lambda: b"m-0" in monitor.failed)
+        hearts[0].kill()
+        hearts[1].stop()
+        wait_until(lambda: b"m-0" in monitor.failed and b"m-1" in monitor.failed)
         junk = zmq.green.Context.instance().socket(zmq.DEALER)
         junk.linger = 0
         junk.connect(monitor.pong_addr)
@@ -126,11 +127,15 @@ def test_metrics_scraped_with_prometheus_parser(make_monitor):
         "greenheart_refusing_connections", "greenheart_connection_refusals",
     }  # fmt: skip
     assert documented <= families.keys()
-    assert value("greenheart_hearts") == 3
+    assert value("greenheart_hearts") == 2
     assert value("greenheart_new_hearts") == 4
-    # its connection closed, but without fail_on_disconnect only its missed beats fail it
+    # m-0's connection closed, but without fail_on_disconnect only its missed beats fail it;
+    # m-1 left
     assert value("greenheart_heart_failures", cause="missed") == 1
+    assert value("greenheart_heart_failures", cause="left") == 1
     assert value("greenheart_heart_failures", cause="disconnected") == 0
+    assert value("greenheart_heart_diagnoses", diagnosis="crashed") == 1
+    assert value("greenheart_heart_diagnoses", diagnosis="stopped") == 1
     assert value("greenheart_suspects") == 0 and value("greenheart_false_failures") == 0
     assert value("greenheart_refusing_connections") == 0
     assert value("greenheart_pongs", kind="on_time") > 10

@@ -107,7 +107,7 @@ def test_a_flood_from_one_peer_neither_starves_the_beat_nor_stops_judging(make_m
         wait_until(lambda: monitor.ledger.counters.bad_pongs > 20_000, timeout=20)
         victim = hearts.pop()
         stopped_at = time.monotonic()
-        victim.stop()
+        victim.kill()
         wait_until(lambda: victim.id in monitor.failed, timeout=5)
         # it was found out in time, though thousands of repeats arrive every period
         assert monitor.failed[victim.id][0] - stopped_at <= 3 * period + 0.1
@@ -160,7 +160,7 @@ def test_round_trips_per_heart(make_monitor):
         heart.stop()
 
 
-def test_phi_accrual_fails_a_stopped_heart_and_spares_the_rest(make_monitor):
+def test_phi_accrual_fails_a_killed_heart_and_spares_the_rest(make_monitor):
     period = 0.05
     # mean interval 50 ms + 100 ms of acceptable pause, spread at least 50 ms: phi passes 8
     # about 0.41 s after the last answer
@@ -172,7 +172,7 @@ def test_phi_accrual_fails_a_stopped_heart_and_spares_the_rest(make_monitor):
         victim = hearts.pop()
         assert monitor.ledger.suspicion(victim.id, monitor.clock()) < 3
         stopped_at = time.monotonic()
-        victim.stop()
+        victim.kill()
         wait_until(lambda: victim.id in monitor.failed, timeout=5)
         assert 0.3 <= monitor.failed[victim.id][0] - stopped_at <= 0.6
         assert set(monitor.failed) == {victim.id}

@@ -131,6 +131,34 @@ def test_stopping_a_2000_heart_fleet_leaves_no_descriptors(make_monitor):
     finally:
         fleet.stop()
     wait_until(lambda: open_descriptors() <= fds, timeout=10)
+    # stopped, every heart said it leaves, and each leave was taken as one
+    counters = monitor.ledger.counters
+    assert (counters.failed_left, counters.failed_hearts, counters.bad_pongs) == (2000, 2000, 0)
+
+
+def test_a_killed_heart_crashes_and_one_that_leaves_or_a_stopped_fleets_is_stopped(make_monitor):
+    monitor = make_monitor(RecordingMonitor, period=200, max_misses=10, fail_on_disconnect=True)
+    failures = []
+    monitor.add_failure_handler(failures.append)
+    fleet = HeartFleet(monitor.ping_addr, monitor.pong_addr, size=6, prefix="end").start()
+    try:
+        wait_until(lambda: monitor.hearts == set(fleet.ids), timeout=10)
+        fleet.kill([b"end-0"])
+        fleet.leave([b"end-1", b"end-2"])
+        assert fleet.dead == (b"end-0", b"end-1", b"end-2")
+        wait_until(lambda: len(failures) == 3)
+        fleet.revive([b"end-1"])  # left, and back as a new heart
+        wait_until(lambda: len(monitor.registered[b"end-1"]) == 2, timeout=5)
+    finally:
+        fleet.stop()
+    wait_until(lambda: len(failures) == 7)
+    verdicts = sorted((f.heart, f.cause.value, f.diagnosis.value) for f in failures)
+    assert verdicts[0] == (b"end-0", "disconnected", "crashed")
+    assert verdicts[1:] == [
+        (heart, "left", "stopped")
+        for heart in (b"end-1", b"end-1", b"end-2", b"end-3", b"end-4", b"end-5")
+    ]
+    monitor.assert_events_alternate()
 
 
 def test_scripted_deaths_revivals_and_flapping(monitor):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import ipyparallel  # noqa: F401  (a dev dependency: missing, these tests must fail, not skip)
@@ -59,8 +60,8 @@ start_heartmonitor(ping, pong, monitor, period=100, max_heartmonitor_misses=2,
 STARTUP = 30
 
 
-def spawn(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.DEVNULL)
+def spawn(code: str, *args: str, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stderr=stderr)
 
 
 @pytest.fixture
@@ -103,11 +104,12 @@ def test_our_heart_registers_with_ipyparallels_monitor_and_is_reported_stopped(t
     events.setsockopt(zmq.SUBSCRIBE, b"")
     events.bind("tcp://127.0.0.1:0")
     ping, pong = f"ipc://{tmp_path}/ping", f"ipc://{tmp_path}/pong"
-    children.append(
-        spawn(
-            IPYPARALLEL_MONITOR, ping, pong, events.getsockopt_string(zmq.LAST_ENDPOINT), "100", "2"
-        )
-    )
+    said = tmp_path / "monitor.log"
+    with said.open("wb") as log:
+        children.append(
+            spawn(IPYPARALLEL_MONITOR, ping, pong, events.getsockopt_string(zmq.LAST_ENDPOINT),
+                  "100", "2", stderr=log)
+        )  # fmt: skip
     heart = Heart(ping, pong, heart_id="greenheart-0")
     heart.start()
     received = heartmonitor_events(events)
@@ -116,9 +118,12 @@ def test_our_heart_registers_with_ipyparallels_monitor_and_is_reported_stopped(t
         with_deadline.register(events, zmq.POLLIN)
         assert with_deadline.poll(STARTUP * 1000), "ipyparallel's monitor said nothing"
         assert next(received) == ("new_heart", ["greenheart-0"])
-        heart.stop()
+        heart.stop()  # its leave is one bad heartbeat to ipyparallel's monitor, which goes on
         assert with_deadline.poll(10_000), "ipyparallel's monitor never noticed the heart stop"
         assert next(received) == ("stopped_heart", ["greenheart-0"])
+        wait_until(lambda: b"got bad heartbeat" in said.read_bytes(), timeout=5)
+        bad = [line for line in said.read_bytes().splitlines() if b"bad heartbeat" in line]
+        assert len(bad) == 1 and b"greenheart:leave" in bad[0], bad
     finally:
         heart.stop()
         close_sockets(events)

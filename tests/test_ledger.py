@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from greenheart.core.failures import Cause
+from greenheart.core.failures import Cause, Diagnosis
 from greenheart.core.ledger import HeartState, Ledger, PongKind, RoundTrips, Rules
 from greenheart.core.phi import Intervals, PhiAccrual
+from greenheart.core.restart import Remembered
 from greenheart.core.silence import MassSilence
-from greenheart.core.wire import encode_ping
+from greenheart.core.wire import LEAVE, encode_ping
 from tests import pure
 
 
@@ -448,6 +449,7 @@ class LedgerMachine(RuleBasedStateMachine):
         #: the next round's ping once published, its lifetime and when it was published
         self.next: tuple[bytes, float, float] | None = None
         self.disconnected: list[bytes] = []
+        self.beats = 0
         self.model = {heart: ModelHeart() for heart in HEARTS}
         self.pongs = {kind: 0 for kind in PongKind}
 
@@ -507,8 +509,32 @@ class LedgerMachine(RuleBasedStateMachine):
         state.registered, state.misses, state.held, state.down = False, 0, None, False
         state.events.append("failed")
         self.causes[cause] += 1
-        if cause is not Cause.DISCONNECTED and state.tied is not None:
+        if cause not in (Cause.DISCONNECTED, Cause.LEFT) and state.tied is not None:
             state.silenced_on = state.tied
+
+    @rule(heart=st.sampled_from(HEARTS), on=st.sampled_from(["own", "own", "unknown", "other"]))
+    def leave(self, heart, on):
+        """``heart`` says it stops cleanly, on its connection, on one the driver could not
+        name, or on another one (as a peer that took its identity would)."""
+        state = self.model[heart]
+        fd = {"own": state.fd, "unknown": -1, "other": 999}[on]
+        fd = -1 if fd is None else fd
+        pong = pure.leave(self.ledger, heart, self.now, fd)
+        if fd >= 0 and state.tied is not None and state.tied != fd:
+            expected = PongKind.SPOOFED  # it changes nothing but a counter
+        elif not state.registered:
+            expected = PongKind.STALE  # and its answers of the round are taken back
+            state.on_time = state.late = state.early = False
+        else:
+            expected = PongKind.LEFT
+            failure = self.ledger.failures[-1]
+            assert (failure.heart, failure.cause, failure.beat) == (heart, Cause.LEFT, self.beats)
+            assert failure.diagnosis.value == "stopped" and failure.at == self.now
+            self._failed(heart, Cause.LEFT)
+            state.on_time = state.late = state.early = False
+            self.disconnected.append(heart)
+        assert pong.kind is expected and pong.heart == heart and pong.rtt is None
+        self.pongs[expected] += 1
 
     def next_ping(self, now: float) -> tuple[bytes, float, float]:
         """The next round's ping as the rules say, opened at ``now``: time moves the ping on,
@@ -649,6 +675,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert beat.failed_hearts == tuple(sorted(failed))
         assert beat.disconnected == tuple(self.disconnected)
         self.disconnected = []
+        self.beats += 1
         self.previous, self.current, self.lifetime = self.current, payload, lifetime
         self.now, self.next = opened, None
         assert beat.ping == self.current == self.ledger.ping
@@ -682,6 +709,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert counters.late_pongs == self.pongs[PongKind.LATE]
         assert counters.repeat_pongs == self.pongs[PongKind.REPEAT]
         assert counters.stale_pongs == self.pongs[PongKind.STALE]
+        assert counters.spoofed_pongs == self.pongs[PongKind.SPOOFED]
         assert counters.refused_hearts == self.refused
         assert counters.malformed_pongs == self.pongs[PongKind.MALFORMED]
         assert counters.false_failures == self.false_failures
@@ -1191,3 +1219,148 @@ def test_an_answer_on_a_closed_connection_is_counted_stale_with_its_heart():
     assert (pong.kind, pong.heart) == (PongKind.STALE, b"late")
     counters = ledger.counters
     assert (counters.stale_pongs, counters.malformed_pongs) == (1, 0)
+
+
+# -- a heart that leaves: it said it stops cleanly ------------------------------------------------
+
+
+def test_a_leave_fails_a_known_heart_at_once_as_stopped_and_its_close_then_fails_nobody():
+    ledger, now = _known(
+        Rules(fail_on_disconnect=True, max_misses=3), [b"a", b"b"], fds={b"a": 7, b"b": 8}
+    )
+    pure.beat(ledger, now + 1.0, lag=0.25)  # both miss one
+    pong = pure.leave(ledger, b"a", now + 1.5, fd=7)
+    assert (pong.kind, pong.heart, pong.rtt) == (PongKind.LEFT, b"a", None)
+    failure = pure.failures(ledger)[-1]
+    assert (failure.heart, failure.cause, failure.diagnosis) == (
+        b"a",
+        Cause.LEFT,
+        Diagnosis.STOPPED,
+    )
+    assert (failure.at, failure.beat, failure.misses, failure.lag) == (now + 1.5, 3, 1, 0.25)
+    assert failure.connected is True and failure.describe().startswith("it left: stopped cleanly;")
+    assert (failure.as_json()["cause"], failure.as_json()["diagnosis"]) == ("left", "stopped")
+    assert ledger.hearts == {b"b"} and b"a" not in ledger.on_probation
+    assert pure.close(ledger, 7, now + 1.6) == ()  # not a second failure
+    beat = pure.beat(ledger, now + 2.0)
+    assert beat.disconnected == (b"a",) and beat.failed_hearts == () and beat.failures == (failure,)
+    counters = pure.counters(ledger)
+    assert (counters.failed_left, counters.stopped_hearts, counters.failed_hearts) == (1, 1, 1)
+    assert counters.crashed_hearts == 0 and counters.bad_pongs == 0
+
+
+def test_a_heart_that_left_and_answers_again_is_new_not_a_false_failure():
+    ledger, now = _known(Rules(max_misses=0), [b"a"], fds={b"a": 7})
+    pure.answer(ledger, b"a", now + 0.01, fd=7)  # its answer of the round is taken back
+    pure.leave(ledger, b"a", now + 0.02, fd=7)
+    assert pure.beat(ledger, now + 1.0).new_hearts == ()
+    pure.answer(ledger, b"a", now + 1.01, fd=7)  # the same identity, restarted, on the same
+    beat = pure.beat(ledger, now + 2.0)
+    assert beat.new_hearts == (b"a",) and beat.false_failures == ()
+    assert pure.counters(ledger).false_failures == 0
+
+
+def test_a_leave_from_a_heart_not_known_is_stale_and_keeps_it_from_registering():
+    ledger = pure.ledger(Rules())
+    pure.connect(ledger, 7, 0.0)
+    pure.answer(ledger, b"brief", 0.01, fd=7)
+    assert pure.leave(ledger, b"brief", 0.02, fd=7).kind is PongKind.STALE
+    beat = pure.beat(ledger, 1.0)
+    assert beat.new_hearts == () and beat.failures == () and beat.bad_pongs == 1
+    counters = pure.counters(ledger)
+    assert (counters.stale_pongs, counters.on_time_pongs, counters.failed_hearts) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("fail_on_disconnect", [False, True])
+def test_a_leave_read_after_its_close_is_taken_unless_the_close_failed_its_heart(
+    fail_on_disconnect,
+):
+    """libzmq hands on what a connection sent before it closed, after its close: a leave among
+    it fails a heart down as left; one failed by the close already, it is stale. A leave on
+    a closed connection for a heart tied to another is spoofed."""
+    ledger, now = _known(
+        Rules(fail_on_disconnect=fail_on_disconnect), [b"a", b"b"], fds={b"a": 7, b"b": 8}
+    )
+    pure.close(ledger, 7, now + 0.5)
+    pong = pure.leftover(ledger, b"a", now + 0.6, LEAVE, fd=7)
+    assert pong.kind is (PongKind.STALE if fail_on_disconnect else PongKind.LEFT)
+    assert [f.cause for f in pure.failures(ledger)] == [
+        Cause.DISCONNECTED if fail_on_disconnect else Cause.LEFT
+    ]
+    assert pure.leftover(ledger, b"b", now + 0.7, LEAVE, fd=7).kind is PongKind.SPOOFED
+    assert pure.leftover(ledger, b"b", now + 0.8, b"1.0", fd=7).kind is PongKind.STALE
+    assert ledger.hearts == {b"b"}
+
+
+def test_a_leave_of_a_resumed_heart_is_its_one_failure():
+    ledger = pure.ledger(Rules())
+    ledger.resume([Remembered(b"back", last_answer=None)], 0.0, grace=5.0)
+    assert pure.leave(ledger, b"back", 0.5).kind is PongKind.LEFT
+    beats = [pure.beat(ledger, float(second)) for second in range(1, 8)]
+    assert [f.cause for beat in beats for f in beat.failures] == [Cause.LEFT]
+
+
+def test_a_held_suspect_that_leaves_fails_as_left_not_held():
+    names = [b"h%d" % n for n in range(4)]
+    rules = Rules(max_misses=0, mass_silence=MassSilence(share=0.5, min_hearts=1, hold=3))
+    ledger, now = _known(rules, names, fds={heart: 10 + n for n, heart in enumerate(names)})
+    assert pure.beat(ledger, now + 1.0).held == tuple(names)
+    assert pure.leave(ledger, b"h0", now + 1.5, fd=10).kind is PongKind.LEFT
+    failure = pure.failures(ledger)[-1]
+    assert b"h0" not in ledger.suspects and (failure.held_since, failure.held_beats) == (now + 1, 0)
+
+
+_STEPS = st.lists(
+    st.sampled_from(["answer", "answer", "beat", "close", "spoof", "unknown"]), max_size=40
+)
+
+
+@settings(max_examples=pure.examples(200), deadline=None)
+@given(_STEPS, st.booleans(), st.sampled_from(["key", "connection"]))
+def test_a_spoofed_leave_changes_nothing_but_a_counter(steps, fail_on_disconnect, how):
+    """Two ledgers fed alike, one also fed leaves for a heart under another key than its
+    identity's, or on another connection than its own, at any point of its life, and leaves
+    from a heart never known: every beat, failure and standing is the same, and those leaves
+    are counted, spoofed or stale."""
+    rules = Rules(max_misses=1, fail_on_disconnect=fail_on_disconnect)
+    plain, spoofed = pure.ledger(rules), pure.ledger(rules)
+    fd, now, spoofs, strays = 7, 0.0, 0, 0
+    for ledger in (plain, spoofed):
+        pure.connect(ledger, fd, now)
+    for step in steps:
+        now += 0.1
+        if step == "spoof":
+            if how == "key":
+                pong = pure.leave(spoofed, b"a", now, fd=fd, key="M")
+                bound = spoofed.key_of(b"a") is not None
+                assert pong.kind is (PongKind.SPOOFED if bound else PongKind.STALE)
+                spoofs, strays = spoofs + bound, strays + (not bound)
+            elif spoofed.connections.serial_of(b"a") is not None:  # tied to a connection
+                assert pure.leave(spoofed, b"a", now, fd=99).kind is PongKind.SPOOFED
+                spoofs += 1
+            continue
+        if step == "unknown":
+            assert pure.leave(spoofed, b"stranger", now, fd=fd).kind is PongKind.STALE
+            strays += 1
+            continue
+        beats = []
+        for ledger in (plain, spoofed):
+            if step == "answer":
+                pure.answer(ledger, b"a", now, fd=fd, key="A")
+            elif step == "close":
+                pure.close(ledger, fd, now)
+                pure.connect(ledger, fd + 1, now)
+            else:
+                beats.append(pure.beat(ledger, now))
+        fd += step == "close"
+        if beats:
+            assert attrs.evolve(beats[0], bad_pongs=0) == attrs.evolve(beats[1], bad_pongs=0)
+    assert spoofed.hearts == plain.hearts and spoofed.on_probation == plain.on_probation
+    assert pure.failures(spoofed) == pure.failures(plain)
+    assert spoofed.states() == plain.states()
+    counters = pure.counters(plain)
+    assert pure.counters(spoofed) == attrs.evolve(
+        counters,
+        spoofed_pongs=counters.spoofed_pongs + spoofs,
+        stale_pongs=counters.stale_pongs + strays,
+    )

@@ -45,7 +45,7 @@ def test_a_heart_is_registered_within_one_period_of_its_first_pong(make_monitor)
 
 
 @pytest.mark.parametrize("max_misses", [1, 3])
-def test_a_stopped_heart_fails_within_max_misses_plus_two_periods(make_monitor, max_misses):
+def test_a_killed_heart_fails_within_max_misses_plus_two_periods(make_monitor, max_misses):
     period = 0.05
     monitor = make_monitor(RecordingMonitor, period=period * 1000, max_misses=max_misses)
     heart = Heart(monitor.ping_addr, monitor.pong_addr, heart_id=b"mortal")
@@ -54,7 +54,7 @@ def test_a_stopped_heart_fails_within_max_misses_plus_two_periods(make_monitor, 
     after_next_beat(monitor)
     gevent.sleep(period / 2)  # stop mid-round, away from either beat
     stopped_at = time.monotonic()
-    heart.stop()
+    heart.kill()  # without a word: a stopped heart would leave, failed at once
     wait_until(lambda: b"mortal" in monitor.failed, timeout=(max_misses + 2) * period + 5)
     detected_after = monitor.failed[b"mortal"][0] - stopped_at
     # the exact bound is test_ledger's; beats run late on a busy machine
@@ -336,10 +336,12 @@ def test_a_callers_green_router_goes_quiet_while_the_monitor_reads_it_and_works_
     ping, pong = callers_sockets()
     try:
         monitor = HeartMonitor(ping, pong, period=30)
-        with monitor, Heart(monitor.ping_addr, monitor.pong_addr, heart_id="a"):
-            wait_until(lambda: monitor.hearts == {b"a"})
-            # the green wrapper's watcher would run a callback at every edge, for nothing
-            assert not pong._state_event.active
+        with monitor:
+            with Heart(monitor.ping_addr, monitor.pong_addr, heart_id="a"):
+                wait_until(lambda: monitor.hearts == {b"a"})
+                # the green wrapper's watcher would run a callback at every edge, for nothing
+                assert not pong._state_event.active
+            wait_until(lambda: monitor.ledger.counters.failed_left == 1)  # its leave, read
         assert pong._state_event.active
         with dealer(monitor.pong_addr, b"caller") as peer:  # the caller's again, green
             peer.send(b"hello")

@@ -16,6 +16,7 @@ from greenheart.core.inputs import (
     ConnectionClosed,
     ConnectionTied,
     Echoed,
+    Left,
     Malformed,
     RoundClosed,
     RoundOpened,
@@ -54,6 +55,8 @@ from greenheart.core.tuning import (
     poisson_upper,
     tape,
 )
+from greenheart.core.values import PongKind
+from greenheart.core.wire import LEAVE
 from tests import pure
 
 HEARTS = [b"h%d" % n for n in range(10)]
@@ -400,8 +403,10 @@ def test_a_replay_counts_each_closed_connections_failure_once():
 
 #: what a heart does in a round: answer the current ping, the previous one (late), the next one
 #: (published before the beat), or nothing; or its connection closes (it answers again on a
-#: new one, when it next answers), after a message that came in on it once closed
-DOINGS = ["answer", "answer", "late", "ahead", "silent", "silent", "close", "leftover"]
+#: new one, when it next answers), after a message that came in on it once closed, or after it
+#: said it leaves (stopped cleanly)
+DOINGS = ["answer", "answer", "late", "ahead", "silent", "silent", "close", "leftover", "leave"]
+DOINGS += ["leave after"]  # its leave read after its connection's close
 #: what the monitor does in a round: beat on time, late, late from a stall (unjudged), or hear
 #: nobody (its own corner of the network gone quiet: a mass silence)
 MONITOR = ["beat", "beat", "beat", "late", "stall", "deaf"]
@@ -472,8 +477,13 @@ def _play(scenario, rules: Rules) -> Live:
                 echo(heart, k, tic + rtt, "current")
             elif what == "late":
                 echo(heart, k - 1, tic + 1 + rtt // 4, "previous")
-            elif what in ("close", "leftover"):
+            elif what in ("close", "leftover", "leave", "leave after"):
+                fd = live.fds.get(heart, -1)
+                if what == "leave":
+                    pure.leave(live.ledger, heart, (tic + 500) / 1000, fd)
                 live.close(heart, (tic + 500) / 1000)
+                if what == "leave after":
+                    pure.leftover(live.ledger, heart, (tic + 501) / 1000, LEAVE, fd)
                 if what == "leftover":
                     pure.leftover(live.ledger, heart, (tic + 501) / 1000)
         pure.publish(live.ledger, due / 1000)
@@ -500,6 +510,7 @@ def test_a_replay_makes_the_recorded_verdicts_again(scenario, rules):
     _some("failures", live.failures)
     _some("false failures", live.false_failures)
     _some("disconnections", [f for f in live.failures if f.cause is Cause.DISCONNECTED])
+    _some("leaves", [f for f in live.failures if f.cause is Cause.LEFT])
     _some("held", pure.counters(live.ledger).held_hearts)
     _some("timed out", [f for f in live.failures if f.timed_out])
     assert outcome.failures == live.failures
@@ -537,6 +548,41 @@ def test_a_replay_keeps_each_answers_key_and_so_tells_a_spoofed_one():
         live.beat(k + 1.0)
     assert [(f.heart, f.at) for f in live.failures] == [(b"h1", 5.0)]
     assert pure.replayed(live.data, Rules()).failures == live.failures
+
+
+def test_a_replay_keeps_each_leaves_connection_and_key_and_so_tells_a_spoofed_one():
+    """A leave is recorded with its connection and key: one under another key than its
+    identity's, or on another connection than its own, is spoofed again in the replay; the
+    others fail their hearts as they did live, and their closes fail nobody."""
+    rules = Rules(fail_on_disconnect=True)
+    live = Live(rules)
+    for heart in (b"h0", b"h1"):
+        live.answer(heart, 0.01, key=heart.decode())
+    live.answer(b"h2", 0.01)
+    live.beat(1.0)
+    fd0, fd1 = live.fds[b"h0"], live.fds[b"h1"]
+    kinds = [
+        pure.leave(live.ledger, b"h0", 1.1, fd0, key="h1").kind,  # another key
+        pure.leave(live.ledger, b"h1", 1.2, fd0, key="h1").kind,  # another connection
+        pure.leave(live.ledger, b"h1", 1.3, fd1, key="h1").kind,
+        pure.leave(live.ledger, b"h2", 1.4).kind,  # on a connection the driver could not name
+    ]
+    assert kinds == [PongKind.SPOOFED, PongKind.SPOOFED, PongKind.LEFT, PongKind.LEFT]
+    for heart in (b"h1", b"h2"):
+        live.close(heart, 1.5)
+    live.beat(2.0)
+    assert [e for e in pure.inputs(live.data) if isinstance(e, Left)] == [
+        Left(1.1, b"h0", fd0, "h1"), Left(1.2, b"h1", fd0, "h1"), Left(1.3, b"h1", fd1, "h1"),
+        Left(1.4, b"h2", -1, None),
+    ]  # fmt: skip
+    assert [(f.heart, f.cause) for f in live.failures] == [(b"h1", Cause.LEFT), (b"h2", Cause.LEFT)]
+    outcome = pure.replayed(live.data, rules)
+    assert outcome.failures == live.failures
+    # and at another period, when they left, as left (h0, silent, fails later)
+    resampled = pure.replayed(resample(pure.inputs(live.data), 500), rules)
+    assert [(f.heart, f.cause, f.at) for f in resampled.failures[:2]] == [
+        (b"h1", Cause.LEFT, 1.3), (b"h2", Cause.LEFT, 1.4),
+    ]  # fmt: skip
 
 
 def test_a_replay_ties_a_heart_to_its_newest_connection_by_when_it_was_accepted():

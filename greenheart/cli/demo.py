@@ -1,4 +1,4 @@
-"""The demo: a monitor and a few hearts on loopback; one heart stops and the monitor notices."""
+"""The demo: a monitor and a few hearts on loopback; one heart dies and the monitor notices."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_demo(*, hearts: int, period: float, max_misses: int, out: TextIO) -> int:
-    """Run the demo, narrating to ``out``; 0 if the stopped heart was detected within its bound:
-    (max_misses + 2) periods after it stopped, plus however late the beats themselves ran."""
+    """Run the demo, narrating to ``out``; 0 if the killed heart was detected within its bound:
+    (max_misses + 2) periods after it died, plus however late the beats themselves ran."""
     if hearts < 1:
         raise UsageError("the demo needs at least one heart")
     seconds = period / 1000
@@ -79,10 +79,10 @@ def run_demo(*, hearts: int, period: float, max_misses: int, out: TextIO) -> int
                 say(f"FAILED: only {len(monitor.hearts)} of {hearts} hearts registered")
                 return 1
             victim = fleet[len(fleet) // 2]
-            say(f"stopping {display_id(victim.id)}")
+            say(f"killing {display_id(victim.id)}")  # stopped, it would leave: failed at once
             stopped_at = time.monotonic()
             del beat_lags[1:]
-            victim.stop()
+            victim.kill()
             if not failure_seen.wait(timeout=bound + 5):
                 say(f"FAILED: {display_id(victim.id)} was never declared failed")
                 return 1

@@ -31,9 +31,10 @@ class KeyBindings:
         return len(self._owners)
 
     def allows(self, heart: bytes, key: object) -> bool:
-        """Whether ``key`` may answer for ``heart``: the identity is free, or bound to it."""
+        """Whether ``key`` may answer for ``heart``: the identity is free, or bound to it (or
+        the transport does not authenticate: ``key`` is None)."""
         owner = self._owners.get(heart)
-        return owner is None or owner == key
+        return key is None or owner is None or owner == key
 
     def bind(self, heart: bytes, key: object) -> None:
         """``key`` answered for ``heart``: bind it, unless the identity is bound already."""

@@ -135,6 +135,12 @@ class ConnectionBook:
         tie = self._tie.get(heart)
         return tie is not None and tie[0] == fd
 
+    def own(self, heart: bytes, fd: int) -> bool:
+        """Whether what ``heart`` sent on descriptor ``fd`` (-1: not known) may be its own: it is
+        tied to that connection, or to none (it never answered on one the book saw)."""
+        tie = self._tie.get(heart)
+        return fd < 0 or tie is None or tie[0] == fd
+
     def answered(self, heart: bytes, fd: int) -> None:
         """``heart`` answered on descriptor ``fd``; every event before the answer has been
         handed in. Ties it to that connection, unless it is tied to a newer one."""

@@ -6,7 +6,7 @@ misses and suspicion, whether its connection was up), with the monitor's own sta
 beat (how late it came, how much of the time its thread computed, how many hearts failed with
 it). A reader can then tell a heart that died from a monitor that could not hear, and, by its
 :class:`Diagnosis`, a crashed heart (restart it) from a hung one (kill it) from one whose host
-is gone (replace it).
+is gone (replace it); and a heart that said it stopped cleanly from all three (nothing to do).
 
 A heart failed for its silence whose identity answers again on the same connection (which
 never closed, so its process never died) was failed by mistake: a :class:`FalseFailure`,
@@ -19,7 +19,7 @@ duration, counted here in production, not only in a benchmark.
 from __future__ import annotations
 
 import enum
-from collections.abc import MutableSequence
+from collections.abc import Callable, Iterable, MutableSequence
 from typing import Any
 
 import attrs
@@ -41,6 +41,8 @@ class Cause(enum.Enum):
     HELD = "held"
     #: a heart the monitor knew before it restarted, not seen within the grace since
     RESTARTED = "restarted"
+    #: it said it stops cleanly (:data:`~greenheart.core.wire.LEAVE`), on its own connection
+    LEFT = "left"
 
 
 class Diagnosis(enum.Enum):
@@ -53,6 +55,8 @@ class Diagnosis(enum.Enum):
     #: silent, and its connection timed out (:mod:`greenheart.core.transport`): its host is
     #: gone, its link cut, or the network between partitioned
     UNREACHABLE = "unreachable"
+    #: it said it stopped cleanly (a deploy, a scale-in, a shutdown): nothing to restart
+    STOPPED = "stopped"
 
 
 #: the causes that are a verdict on silence, which a heart can prove wrong by answering again
@@ -72,7 +76,7 @@ class Failure:
     #: when it was failed
     at: float
     #: the number of the last beat closed when it was failed (the beat that failed it, for
-    #: every cause but a closed connection, which fails a heart between beats)
+    #: every cause but a closed connection and a leave, which fail a heart between beats)
     beat: int
     #: beats missed in a row when it was failed
     misses: int
@@ -102,7 +106,9 @@ class Failure:
 
     @property
     def diagnosis(self) -> Diagnosis:
-        """Crashed, hung or unreachable, by its cause and its connection."""
+        """Stopped, crashed, hung or unreachable, by its cause and its connection."""
+        if self.cause is Cause.LEFT:
+            return Diagnosis.STOPPED
         if self.timed_out or self.cause is Cause.RESTARTED:  # never reached again
             return Diagnosis.UNREACHABLE
         if self.cause is Cause.DISCONNECTED or self.connected is False:
@@ -128,6 +134,8 @@ class Failure:
             what = f"phi {self.phi:.1f} passed the threshold"
         elif self.cause is Cause.RESTARTED:
             what = "not seen since the monitor restarted"
+        elif self.cause is Cause.LEFT:
+            what = "it left: stopped cleanly"
         else:
             what = f"silent through a hold of {self.held_beats} beats in a mass silence"
         parts = [what]
@@ -139,7 +147,7 @@ class Failure:
             )
         if self.timed_out:
             parts.append("connection timed out")
-        elif self.connected is not None and self.cause is not Cause.DISCONNECTED:
+        elif self.connected is not None and self.cause not in (Cause.DISCONNECTED, Cause.LEFT):
             parts.append("connection up" if self.connected else "connection closed")
         monitor = f"monitor lag {self.lag * 1000:.0f} ms"
         if self.cpu_share is not None:
@@ -238,6 +246,24 @@ class Silenced:
         failure = entry[0]
         silence = None if failure.last_answer is None else now - failure.last_answer
         return failure.gone(keepalive is not None and keepalive.timed_out(silence))
+
+    def returns(
+        self,
+        hearts: Iterable[bytes],
+        serial_of: Callable[[bytes], int | None],
+        arrival: Callable[[bytes], float | None],
+    ) -> tuple[FalseFailure, ...]:
+        """The false failures among ``hearts``, new at a beat: each tied to the connection
+        ``serial_of`` numbers, its answer arrived when ``arrival`` says."""
+        if not self._failures:
+            return ()
+        mistakes = []
+        for heart in hearts:
+            at = arrival(heart) if heart in self._failures else None
+            mistake = None if at is None else self.returned(heart, serial_of(heart), at)
+            if mistake is not None:
+                mistakes.append(mistake)
+        return tuple(mistakes)
 
     def returned(self, heart: bytes, serial: int | None, at: float) -> FalseFailure | None:
         """``heart`` answered again at ``at``, tied to the connection numbered ``serial``: the

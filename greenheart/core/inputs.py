@@ -12,11 +12,12 @@ same pings, and an answer means the same thing. Times are on the monitor's clock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeAlias
 
 import attrs
 
-from greenheart.core.rounds import Echo
+from greenheart.core.rounds import Echo, Rounds
 
 
 @attrs.frozen
@@ -65,6 +66,16 @@ class Stale:
 
 
 @attrs.frozen
+class Left:
+    """``heart`` said it stops cleanly, on descriptor ``fd`` (-1: not known), with ``key``."""
+
+    at: float
+    heart: bytes
+    fd: int = -1
+    key: object = None
+
+
+@attrs.frozen
 class Malformed:
     """A message that was not a pong at all."""
 
@@ -102,8 +113,21 @@ Input: TypeAlias = (
     | RoundClosed
     | Echoed
     | Stale
+    | Left
     | Malformed
     | ConnectionAccepted
     | ConnectionTied
     | ConnectionClosed
 )
+
+
+def opening(rounds: Rounds, key_of: Callable[[bytes], object]) -> list[Input]:
+    """What brings a new ledger to ``rounds``, right after a beat: a :class:`Started`, then the
+    answers already read (each with the key ``key_of`` its heart)."""
+    if rounds.published or rounds.late or rounds.bad:
+        raise RuntimeError("a ledger is observed from a round's start, right after a beat")
+    answers = rounds.on_time.items()
+    return [
+        Started(rounds.tic),
+        *(Echoed(rounds.tic + rtt, heart, Echo.CURRENT, key_of(heart)) for heart, rtt in answers),
+    ]

@@ -18,6 +18,8 @@ A heart's life, beat by beat:
 - a known heart whose connection **closes** fails at once with ``fail_on_disconnect``, and
   otherwise is *down* (:mod:`~greenheart.core.connections`): failed by its misses, never held;
   one whose connection **timed out** is down and unreachable (:mod:`~greenheart.core.transport`);
+- a known heart that **leaves** (:data:`~greenheart.core.wire.LEAVE`, under its identity's key
+  and on its connection) fails at once, as left; its connection's close then fails nobody;
 - a heart failed for its silence that answers again on the same connection was failed by
   mistake: a **false failure** (:mod:`~greenheart.core.failures`).
 
@@ -51,6 +53,7 @@ from greenheart.core.rounds import Echo, Rounds
 from greenheart.core.rules import Rules
 from greenheart.core.silence import Outcome, Suspect, Suspects
 from greenheart.core.values import ANSWERS, Beat, Counters, HeartState, Pong, PongKind, RoundTrips
+from greenheart.core.wire import LEAVE
 
 #: failures and false failures the ledger remembers, the newest
 RECENT = 1000
@@ -88,7 +91,7 @@ class Ledger:
     _suspects: Suspects | None = attrs.field(default=None, init=False)
     #: totals of the rounds already closed, stale and malformed pongs included
     _totals: Counters = attrs.field(factory=Counters, init=False)
-    #: hearts failed since the last beat because their connection closed
+    #: hearts failed since the last beat, between beats (a closed connection, a leave)
     _disconnected: list[Failure] = attrs.field(factory=list, init=False)
     #: certificates amended since the last beat: their connection closed
     _amended: list[Failure] = attrs.field(factory=list, init=False)
@@ -133,12 +136,9 @@ class Ledger:
     @property
     def counters(self) -> Counters:
         """Totals since the ledger was made, the current round included (a copy)."""
-        totals, rounds = self._totals, self._rounds
-        return attrs.evolve(
-            totals,
-            on_time_pongs=totals.on_time_pongs + len(rounds.on_time) + rounds.early_count,
-            late_pongs=totals.late_pongs + len(rounds.late),
-        )
+        counters, rounds = attrs.evolve(self._totals), self._rounds
+        counters.count_answers(len(rounds.on_time) + rounds.early_count, len(rounds.late))
+        return counters
 
     @property
     def suspects(self) -> dict[bytes, Suspect]:
@@ -180,12 +180,8 @@ class Ledger:
         self._observer = observer
         if observer is None:
             return
-        rounds = self._rounds
-        if rounds.published or rounds.late or rounds.bad:
-            raise RuntimeError("a ledger is observed from a round's start, right after a beat")
-        observer(inputs.Started(rounds.tic))
-        for heart, rtt in rounds.on_time.items():
-            observer(inputs.Echoed(rounds.tic + rtt, heart, Echo.CURRENT, self.key_of(heart)))
+        for given in inputs.opening(self._rounds, self.key_of):
+            observer(given)
 
     def resume(self, remembered: Sequence[Remembered], now: float, grace: float) -> None:
         """Know ``remembered``, a stopped monitor's hearts, each awaited for ``grace`` s."""
@@ -199,10 +195,30 @@ class Ledger:
             self._note(inputs.RoundOpened, now)
         return self._rounds.publish(now)
 
-    def pong(self, heart: bytes, payload: bytes, now: float, key: object = None) -> Pong:
+    def pong(
+        self, heart: bytes, payload: bytes, now: float, key: object = None, fd: int = -1
+    ) -> Pong:
         """Account for ``payload`` echoed by ``heart`` at ``now``, sent with ``key`` (None when
-        the transport does not authenticate)."""
-        return self.echoed(heart, self._rounds.echo_of(payload), now, key)
+        the transport does not authenticate) on descriptor ``fd`` (-1: not known); or its leave."""
+        echo = self._rounds.echo_of(payload)
+        if echo is Echo.OTHER and payload == LEAVE:
+            return self.left(heart, now, key, fd)
+        return self.echoed(heart, echo, now, key)
+
+    def left(self, heart: bytes, now: float, key: object = None, fd: int = -1) -> Pong:
+        """``heart`` said at ``now`` it stops, with ``key`` on descriptor ``fd`` (-1: not known).
+        Known, it fails at once as left (its certificate the newest of :attr:`failures`); not
+        known, it is stale, its answers of the round taken back."""
+        self._note(inputs.Left, now, heart, fd, key)
+        if not heart:
+            return self._bad(PongKind.MALFORMED, heart)
+        if not self._bindings.allows(heart, key) or not self._book.own(heart, fd):
+            return self._bad(PongKind.SPOOFED, heart)
+        if heart not in self.hearts:
+            self._totals.count_answers(*self._rounds.drop(heart))
+            return self._bad(PongKind.STALE, heart)
+        self._fail_now([heart], Cause.LEFT, now)
+        return Pong(PongKind.LEFT, heart, None)
 
     def echoed(self, heart: bytes, echo: Echo, now: float, key: object = None) -> Pong:
         """:meth:`pong`, for a pong known by which ping it echoes (a replay's input)."""
@@ -238,8 +254,13 @@ class Ledger:
             if answer.kind not in ANSWERS
         ]
 
-    def stale(self, heart: bytes, now: float) -> Pong:
-        """Account for an answer sent on a connection before it closed: too late to count."""
+    def stale(
+        self, heart: bytes, now: float, payload: bytes = b"", key: object = None, fd: int = -1
+    ) -> Pong:
+        """Account for what ``heart`` sent on ``fd`` before it closed: an answer, too late to
+        count; its leave, taken (:meth:`left`)."""
+        if payload == LEAVE:
+            return self.left(heart, now, key, fd)
         self._note(inputs.Stale, now, heart)
         return self._bad(PongKind.STALE, heart)
 
@@ -264,8 +285,7 @@ class Ledger:
         are down and unreachable, none failed: the link lost may be the monitor's."""
         self._note(inputs.ConnectionClosed, now, fd)
         failing = []
-        suspects, totals, book = self._suspects, self._totals, self._book
-        keepalive = self.rules.keepalive
+        suspects, book, keepalive = self._suspects, self._book, self.rules.keepalive
         for heart in book.closed(fd, self.hearts):
             amended = self._silenced.closed(heart, now, keepalive)
             if amended is not None:
@@ -273,27 +293,12 @@ class Ledger:
                 self._amended.append(amended)
             if heart not in self.hearts:
                 continue
-            if keepalive is not None and keepalive.timed_out(self._silence(heart, now)):
+            silence = self._records.silence(heart, now, self._rounds.arrival(heart))
+            if keepalive is not None and keepalive.timed_out(silence):
                 book.time_out(heart)
             elif self.rules.fail_on_disconnect or (suspects is not None and heart in suspects):
                 failing.append(heart)
-        failures = []
-        for heart in failing:
-            on_time, late = self._rounds.drop(heart)
-            # its answers were made, and stay counted; they only no longer make it a live heart
-            totals.on_time_pongs += on_time
-            totals.late_pongs += late
-            held = suspects.drop(heart) if suspects is not None else None
-            misses = self.on_probation.get(heart, 0)
-            failure = self._certify(
-                heart, Cause.DISCONNECTED, now, misses, len(failing), totals.beats, held
-            )
-            self._forget(heart)
-            totals.count_failure(failure)
-            self._disconnected.append(failure)
-            self.failures.append(failure)
-            failures.append(failure)
-        return tuple(failures)
+        return self._fail_now(failing, Cause.DISCONNECTED, now)
 
     def beat(
         self, now: float, judge: bool = True, lag: float = 0.0, cpu_share: float | None = None
@@ -327,14 +332,13 @@ class Ledger:
             self.failures.append(failure)
         self.on_probation = on_probation
 
-        new_hearts = sorted(responses - self.hearts)
-        refused = 0
-        if self.rules.max_hearts is not None:
-            room = max(0, self.rules.max_hearts - len(self.hearts))
-            refused = max(0, len(new_hearts) - room)
-            del new_hearts[room:]
+        candidates = sorted(responses - self.hearts)
+        new_hearts = candidates[: self.rules.room(len(self.hearts))]
+        refused = len(candidates) - len(new_hearts)
         self.hearts.update(new_hearts)
-        false_failures = self._returned(new_hearts) if self._silenced else ()
+        # before the round closes: when each answered
+        false_failures = self._silenced.returns(new_hearts, self._book.serial_of, rounds.arrival)
+        self.false_failures.extend(false_failures)
         self._records.add(rounds, self.hearts, now, judged=judge)
         self._bindings.trim(self.hearts)
         # a late pong's trip began one ping earlier than the round it came in
@@ -429,6 +433,20 @@ class Ledger:
             failed.append((heart, Cause.HELD, on_probation.pop(heart), suspect))
         return failed, on_probation, outcome
 
+    def _fail_now(self, hearts: list[bytes], cause: Cause, now: float) -> tuple[Failure, ...]:
+        """Fail ``hearts`` together at ``now``, between beats: the next beat's ``disconnected``."""
+        suspects, totals, start = self._suspects, self._totals, len(self._disconnected)
+        for heart in hearts:
+            totals.count_answers(*self._rounds.drop(heart))
+            held = suspects.drop(heart) if suspects is not None else None
+            misses = self.on_probation.get(heart, 0)
+            failure = self._certify(heart, cause, now, misses, len(hearts), totals.beats, held)
+            self._forget(heart)
+            totals.count_failure(failure)
+            self._disconnected.append(failure)
+            self.failures.append(failure)
+        return tuple(self._disconnected[start:])
+
     def _certify(
         self,
         heart: bytes,
@@ -461,32 +479,14 @@ class Ledger:
             timed_out=self._book.timed_out(heart),
         )
 
-    def _silence(self, heart: bytes, now: float) -> float | None:
-        """Seconds since ``heart``'s last answer; None if it never answered."""
-        last = self._rounds.arrival(heart)
-        last = self._records.answered_at(heart) if last is None else last
-        return None if last is None else now - last
-
     def _forget(self, heart: bytes) -> None:
         """``heart`` failed: it is no longer known."""
         self.hearts.discard(heart)
         self.on_probation.pop(heart, None)
         self._book.failed(heart)
         self._records.drop(heart)
-
-    def _returned(self, new_hearts: list[bytes]) -> tuple[FalseFailure, ...]:
-        """The false failures among ``new_hearts``; and remembered. Before the round closes."""
-        mistakes = []
-        for heart in new_hearts:
-            if heart not in self._silenced:
-                continue
-            at = self._rounds.arrival(heart)
-            assert at is not None  # a new heart answered in this round
-            mistake = self._silenced.returned(heart, self._book.serial_of(heart), at)
-            if mistake is not None:
-                mistakes.append(mistake)
-                self.false_failures.append(mistake)
-        return tuple(mistakes)
+        if self._awaiting is not None:
+            self._awaiting.discard(heart)
 
     def _note(self, kind: Callable[..., inputs.Input], *fields: object) -> None:
         """Hand the observer, if there is one, the input ``kind(*fields)``."""

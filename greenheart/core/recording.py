@@ -29,6 +29,7 @@ from greenheart.core.inputs import (
     ConnectionTied,
     Echoed,
     Input,
+    Left,
     Malformed,
     RoundClosed,
     RoundOpened,
@@ -51,6 +52,8 @@ class Op(enum.IntEnum):
     PONG = 0x10
     MALFORMED = 0x20
     STALE = 0x21
+    #: a heart's leave; the operation's key bit says whether a key follows
+    LEFT = 0x40
     ACCEPTED = 0x30
     TIED = 0x31
     CLOSED = 0x32
@@ -154,6 +157,14 @@ class Writer:
             buf.append(Op.STALE)
             self._time(given.at)
             self._heart(given.heart)
+        elif isinstance(given, Left):
+            keyed = given.key is not None
+            buf.append(Op.LEFT + (_KEYED if keyed else 0))
+            self._time(given.at)
+            self._heart(given.heart)
+            _varint(buf, given.fd + 1)
+            if keyed:
+                self._key(given.key)
         elif isinstance(given, (ConnectionAccepted, ConnectionClosed)):
             buf.append(Op.ACCEPTED if isinstance(given, ConnectionAccepted) else Op.CLOSED)
             self._time(given.at)
@@ -364,6 +375,10 @@ def _decode(raw: bytes) -> Iterator[Input | Header | None]:
             elif op == Op.STALE:
                 at = time()
                 yield Stale(at, interned(hearts, False))
+            elif op & ~_KEYED == Op.LEFT:
+                at = time()
+                heart, fd = interned(hearts, False), varint() - 1
+                yield Left(at, heart, fd, interned(keys, True) if op & _KEYED else None)
             elif op == Op.ACCEPTED:
                 at = time()
                 yield ConnectionAccepted(at, varint())

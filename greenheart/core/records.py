@@ -97,6 +97,12 @@ class Records:
         record = self._records.get(heart)
         return None if record is None else record.answered_at
 
+    def silence(self, heart: bytes, now: float, arrival: float | None) -> float | None:
+        """Seconds from ``heart``'s last answer (``arrival``, if it answered in the round) to
+        ``now``; None if it never answered."""
+        last = self.answered_at(heart) if arrival is None else arrival
+        return None if last is None else now - last
+
     def suspicion(self, heart: bytes, now: float) -> float | None:
         """The phi-accrual suspicion of ``heart`` at ``now``; None without phi or a record."""
         record = self._records.get(heart)

@@ -10,13 +10,14 @@ before (their misses, connections, holds) is not in it.
 
 **Other periods** (:func:`resample`). A period changes when pings go out, so the answers must
 be made up: each heart answers a ping sent at ``t`` after the delay with which it answered the
-recorded ping before ``t``, or not at all if it did not answer that one, or its connection
-was closed then. Silences and pauses so keep their length in seconds, and the monitor's own
-stalls (beats that came late) keep theirs: a beat due inside a recorded stall comes at its
-end, judged as the recorded one was. The limits: a silence shorter than the recorded period
-cannot be seen (a recording at 1 s says nothing of a 300 ms hiccup), a heart's delay is taken
-as it was whatever the ping rate (a heart or network loaded by pinging more often would answer
-slower), and a monitor's own busy beats are not made up for a period that would load it more.
+recorded ping before ``t``, or not at all if it did not answer that one, or its connection was
+closed then, or it had left. Silences and pauses so keep their length in seconds, and the
+monitor's own stalls (beats that came late) keep theirs: a beat due inside a recorded stall
+comes at its end, judged as the recorded one was. The limits: a silence shorter than the
+recorded period cannot be seen (a recording at 1 s says nothing of a 300 ms hiccup), a heart's
+delay is taken as it was whatever the ping rate (a heart or network loaded by pinging more
+often would answer slower), and a monitor's own busy beats are not made up for a period that
+would load it more.
 
 **Deaths** (:func:`inject`). To measure how long a setting takes to notice a death, a plan of
 :class:`Injection`\\ s kills hearts at chosen moments: from then on, the heart's identity is
@@ -42,6 +43,7 @@ from greenheart.core.inputs import (
     ConnectionTied,
     Echoed,
     Input,
+    Left,
     Malformed,
     RoundClosed,
     RoundOpened,
@@ -52,6 +54,7 @@ from greenheart.core.ledger import Ledger
 from greenheart.core.rounds import Echo
 from greenheart.core.rules import Rules
 from greenheart.core.stats import percentile
+from greenheart.core.values import PongKind
 
 #: descriptors for the connections of injected restarts: above any real one
 _FAKE_FD = 1 << 30
@@ -126,6 +129,9 @@ def replay(inputs: Iterable[Input], rules: Rules) -> Replayed:
                     amend(failures, amended)
             case Stale(at, heart):
                 ledger.stale(heart, at)
+            case Left(at, heart, fd, key):
+                if ledger.left(heart, at, key, fd).kind is PongKind.LEFT:
+                    failures.append(ledger.failures[-1])
             case Malformed(at):
                 ledger.malformed(b"", at)
     return replayed
@@ -141,9 +147,14 @@ class _Heart:
     #: recorded ping index -> arrival of its answer
     answers: dict[int, float] = attrs.field(factory=dict)
     key: object = None
-    #: (closed at, answered again at) for each time its connection closed under it
+    #: (closed at, answered again at) for each time its connection closed under it, or it left
     down: list[tuple[float, float]] = attrs.field(factory=list)
     fd: int | None = None
+
+    def went_down(self, at: float) -> None:
+        """Its connection closed, or it left, at ``at``: silent until it is tied again."""
+        if not self.down or self.down[-1][1] != float("inf"):
+            self.down.append((at, float("inf")))
 
 
 @attrs.frozen
@@ -162,11 +173,13 @@ def _segments(inputs: Sequence[Input]) -> list[Sequence[Input]]:
     return [inputs[bounds[i] : bounds[i + 1]] for i in range(len(starts))]
 
 
-# inputs at one instant: connections first, answers before the beat they count for
+# inputs at one instant: connections first, answers before the beat they count for; leaves
+# and closes in the order recorded (the sort is stable)
 _ORDER: dict[type, int] = {
     ConnectionAccepted: 0,
     ConnectionTied: 1,
     _MadeUp: 2,
+    Left: 3,
     ConnectionClosed: 3,
     RoundOpened: 4,
     RoundClosed: 5,
@@ -221,8 +234,13 @@ def _resample_segment(inputs: Sequence[Input], step: float) -> list[Input]:
             kept.append(event)
         elif isinstance(event, ConnectionClosed):
             for name in tied.pop(event.fd, ()):
-                hearts[name].down.append((event.at, float("inf")))
+                hearts[name].went_down(event.at)
                 hearts[name].fd = None
+            kept.append(event)
+        elif isinstance(event, Left):
+            record = hearts.setdefault(event.heart, _Heart())
+            if event.fd < 0 or record.fd in (None, event.fd):  # its own: silent from now on
+                record.went_down(event.at)
             kept.append(event)
         elif isinstance(event, ConnectionAccepted):
             kept.append(event)
@@ -369,7 +387,7 @@ def inject(
                 if fd == event.fd:  # the restart dies with the connection it stands for
                     out.append(ConnectionClosed(event.at, fake))
                     del moved[recorded]
-        if isinstance(event, (Echoed, Stale, ConnectionTied)) and event.heart in names:
+        if isinstance(event, (Echoed, Stale, Left, ConnectionTied)) and event.heart in names:
             event = attrs.evolve(event, heart=names[event.heart])
         out.append(event)
     return out, made

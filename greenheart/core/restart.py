@@ -57,6 +57,10 @@ class Awaiting:
     def __len__(self) -> int:
         return len(self._hearts)
 
+    def discard(self, heart: bytes) -> None:
+        """``heart`` failed before it was heard: no longer awaited."""
+        self._hearts.pop(heart, None)
+
     def beat(
         self, answered: Iterable[bytes], now: float
     ) -> tuple[tuple[bytes, ...], list[Remembered]]:

@@ -58,6 +58,10 @@ class Rules:
         """The kernel's watch that ``transport_timeout`` asks for."""
         return keepalive_for(self.transport_timeout)
 
+    def room(self, known: int) -> int | None:
+        """New hearts a beat admits with ``known`` hearts known; None for any number."""
+        return None if self.max_hearts is None else max(0, self.max_hearts - known)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "max_misses": self.max_misses,

@@ -22,13 +22,16 @@ class PongKind(enum.Enum):
     LATE = "late"
     #: an answer this heart already gave in this round
     REPEAT = "repeat"
-    #: sent under an identity bound to another key
+    #: sent under an identity bound to another key; or a leave on a connection not its identity's
     SPOOFED = "spoofed"
     #: well formed, but echoes none of the pings in flight (the current one, the previous one,
-    #: the next one published ahead of the beat), or came in on a connection already closed
+    #: the next one published ahead of the beat), or came in on a connection already closed; or
+    #: a leave from a heart not known
     STALE = "stale"
     #: not a pong at all: wrong number of frames, no identity, oversized payload
     MALFORMED = "malformed"
+    #: a known heart's leave (:data:`~greenheart.core.wire.LEAVE`): it failed, as left
+    LEFT = "left"
 
 
 #: Kinds of pong that show the heart is alive.
@@ -86,8 +89,8 @@ class Beat:
     refused_count: int = 0
     #: seconds the beat ran behind its schedule, as the driver measured it
     lag: float = 0.0
-    #: hearts failed since the beat before because their connection closed (their failure
-    #: handlers were called then); not in ``failed_hearts``
+    #: hearts failed since the beat before because their connection closed or they left
+    #: (their failure handlers were called then); not in ``failed_hearts``
     disconnected: tuple[bytes, ...] = ()
     #: the certificate of every heart in ``failed_hearts``, then in ``disconnected``, in order
     failures: tuple[Failure, ...] = attrs.field(default=(), repr=False)
@@ -139,6 +142,7 @@ class Counters:
     failed_phi: int = 0
     failed_held: int = 0
     failed_restarted: int = 0
+    failed_left: int = 0
     #: mass silences begun, hearts held as suspects in them, and suspects that answered again
     mass_silences: int = 0
     held_hearts: int = 0
@@ -151,6 +155,7 @@ class Counters:
     crashed_hearts: int = 0
     hung_hearts: int = 0
     unreachable_hearts: int = 0
+    stopped_hearts: int = 0
     #: hearts failed as hung whose connection timed out afterwards: unreachable after all
     found_unreachable: int = 0
 
@@ -164,7 +169,7 @@ class Counters:
 
     def add(self, beat: Beat) -> None:
         """Fold ``beat`` in. Answers are counted per round on the hot path, and folded into
-        the totals here; failures by a closed connection were counted when they happened."""
+        the totals here; failures between beats were counted when they happened."""
         self.beats += 1
         self.unjudged_beats += not beat.judged
         self.on_time_pongs += beat.on_time_pongs
@@ -179,6 +184,12 @@ class Counters:
         self.false_failures += len(beat.false_failures)
         self.false_failure_seconds += sum(mistake.gone for mistake in beat.false_failures)
         self.found_unreachable += len(beat.unreachable)
+
+    def count_answers(self, on_time: int, late: int) -> None:
+        """Answers of a round not closed (or taken back from it: they were made, and stay
+        counted)."""
+        self.on_time_pongs += on_time
+        self.late_pongs += late
 
     def count_bad(self, kind: PongKind) -> None:
         """One more pong of ``kind`` that was not an answer: what a flood sends, so plainly."""

@@ -2,7 +2,8 @@
 
 A ping is ``str(lifetime)`` as ASCII bytes, published as a single frame. A heart
 echoes it from a DEALER socket, so the monitor's ROUTER receives two frames: the
-heart's identity, then the payload it echoed.
+heart's identity, then the payload it echoed. A heart that stops cleanly sends :data:`LEAVE`
+the same way, once, before it closes its DEALER.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ MAX_PAYLOAD_BYTES = 64
 
 #: ZeroMQ routing identities are 1 to 255 bytes.
 MAX_IDENTITY_BYTES = 255
+
+#: what a heart that stops cleanly sends where an echo goes, once: no ``str(float)``, so no ping.
+#: ipyparallel's monitor logs it as a "bad heartbeat" and ignores it; a greenheart monitor older
+#: than the leave counts it a stale pong.
+LEAVE = b"greenheart:leave"
 
 _PRINTABLE = frozenset(string.printable.encode("ascii")) - frozenset(b"\t\n\r\x0b\x0c")
 

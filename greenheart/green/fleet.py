@@ -1,15 +1,14 @@
 """HeartFleet: many simulated hearts in one process, each a real ZeroMQ peer.
 
-Every heart has its own DEALER socket, identity and connection, so on the pong side
-it is indistinguishable from a :class:`~greenheart.green.heart.Heart`. What the hearts
-share is the ping side: one SUB socket receives each ping once and a greenlet fans
-it out to every heart. That halves the cost of a heart to 2 file descriptors (the
-DEALER's mailbox and its connection) instead of 4.
+Every heart has its own DEALER socket, identity and connection, so on the pong side it is
+indistinguishable from a :class:`~greenheart.green.heart.Heart`. What the hearts share is the
+ping side: one SUB socket receives each ping once and a greenlet fans it out to every heart.
+That halves the cost of a heart to 2 file descriptors (the DEALER's mailbox and its connection)
+instead of 4.
 
-The DEALERs are plain (not green) sockets that only ever send with ``NOBLOCK``, so
-they can never block the hub, and they skip the green wrapper's cost on the
-hottest loop. Delayed pongs wait in one :class:`~greenheart.green.delays.DelayQueue`, not
-a greenlet each.
+The DEALERs are plain (not green) sockets that only ever send with ``NOBLOCK``, so they can
+never block the hub, and they skip the green wrapper's cost on the hottest loop. Delayed pongs
+wait in one :class:`~greenheart.green.delays.DelayQueue`, not a greenlet each.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import attrs
 import gevent
@@ -39,6 +38,7 @@ from greenheart.core.timeline import Timeline
 from greenheart.green.curve import ClientCurve
 from greenheart.green.delays import DelayQueue
 from greenheart.green.heart import heard_ping, listen
+from greenheart.green.heart import leave as say_leave
 from greenheart.green.hub import yield_to_others
 from greenheart.green.lifecycle import Service
 from greenheart.green.limits import check_room
@@ -122,12 +122,8 @@ def descriptors_per_heart(ping_per_heart: bool) -> int:
     return DESCRIPTORS_PER_HEART_WITH_SUB if ping_per_heart else DESCRIPTORS_PER_HEART
 
 
-def _counts(hearts: Iterable[_SimHeart]) -> dict[str, int]:
-    totals = dict.fromkeys(_COUNTS, 0)
-    for heart in hearts:
-        for name in _COUNTS:
-            totals[name] += getattr(heart, name)
-    return totals
+def _counts(hearts: Collection[_SimHeart]) -> dict[str, int]:
+    return {name: sum(getattr(heart, name) for heart in hearts) for name in _COUNTS}
 
 
 @attrs.define(eq=False)
@@ -197,9 +193,7 @@ class HeartFleet(Service):
 
     def start(self) -> HeartFleet:
         """Open every heart's socket and start answering; returns once the sockets are open.
-
-        A size that cannot fit under the open-file limit is refused before anything opens.
-        """
+        A size that cannot fit under the open-file limit is refused before anything opens."""
         if not self.running:  # Service.start refuses the rest, each with its own reason
             check_room(self.size, self.descriptors_per_heart, "a fleet")
         return super().start()
@@ -228,7 +222,7 @@ class HeartFleet(Service):
     def _close(self) -> None:
         self._delays.clear()
         for heart in self._hearts.values():
-            self._disconnect(heart)
+            self._disconnect(heart, leave=self.exception is None)  # stopped: each heart leaves
         close_sockets(self._sub)
         if self._context is not None:
             self._context.term()
@@ -272,17 +266,16 @@ class HeartFleet(Service):
         return self._remove(list(self._hearts)[-count:] if count > 0 else [])
 
     def kill(self, ids: Iterable[bytes]) -> None:
-        """Close these hearts' connections, as if their processes died."""
-        self._require_running()
-        hearts = self._lookup(ids)
-        for heart in hearts:
-            if heart.socket is not None:
-                self._disconnect(heart)
-                self._dead.append(heart.id)
-        self._refresh_live()
+        """Close these hearts' connections, as if their processes died: a crash."""
+        self._end(ids, leave=False)
+
+    def leave(self, ids: Iterable[bytes]) -> None:
+        """Stop these hearts cleanly, as a :class:`~greenheart.green.heart.Heart` stops: each
+        says it leaves, then closes its connection. Left or killed, a heart may be revived."""
+        self._end(ids, leave=True)
 
     def revive(self, ids: Iterable[bytes]) -> None:
-        """Bring killed hearts back, under the same identities."""
+        """Bring killed (or left) hearts back, under the same identities."""
         self._require_running()
         hearts = self._lookup(ids)
         check_room(len(hearts), self.descriptors_per_heart, "reviving hearts")
@@ -380,11 +373,21 @@ class HeartFleet(Service):
             raise
         return sub
 
-    def _disconnect(self, heart: _SimHeart) -> None:
-        """Close the heart's sockets, as its process's death would."""
+    def _end(self, ids: Iterable[bytes], leave: bool) -> None:
+        self._require_running()
+        for heart in self._lookup(ids):
+            if heart.socket is not None:
+                self._disconnect(heart, leave)
+                self._dead.append(heart.id)
+        self._refresh_live()
+
+    def _disconnect(self, heart: _SimHeart, leave: bool = False) -> None:
+        """Close the heart's sockets, as its process's death would, or its clean stop."""
         if heart.listener is not None:
             heart.listener.kill(block=False)  # before its socket closes under it
             heart.listener = None
+        if leave and heart.socket is not None:
+            say_leave(heart.socket)
         close_sockets(heart.socket, heart.sub)
         heart.socket = heart.sub = None
 
@@ -483,13 +486,9 @@ class HeartFleet(Service):
                 self._answer(heart, heart.socket, payload, heart.pings + 1, self.clock())
 
     def _newest_ping(self, sub: zmq.green.Socket, payload: bytes) -> bytes:
-        """The newest of the pings queued, counting the older ones skipped.
-
-        A real heart answers within a moment of each ping. A fleet that fell behind (thousands
-        of connections opening, a stolen core) and then answered every queued ping would send
-        only answers already stale, and never catch up: the load generator would collapse
-        and a benchmark would blame the monitor. So by default it answers the newest.
-        """
+        """The newest of the pings queued, counting the older ones skipped: a fleet that fell
+        behind (connections opening, a stolen core) and answered every queued ping would send
+        only stale answers, never catch up, and a benchmark would blame the monitor."""
         while True:
             try:
                 newer = sub.recv(zmq.NOBLOCK)

@@ -8,10 +8,15 @@ serves nobody, and its heart should stop answering too.
 A heart that hears no ping for a few of its monitor's periods (or none in its first seconds)
 says its monitor is lost, and says so again when pings come back
 (:mod:`greenheart.core.pingwatch`): a log line, and :meth:`Heart.add_hearing_handler`.
+
+A heart stopped (:meth:`Heart.stop`) tells its monitor that it leaves (:func:`leave`), which
+fails it at once as left, diagnosed stopped: a deploy is not taken for a crash. A heart that
+dies of an error, is killed (:meth:`Heart.kill`), or whose process is, says nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -24,7 +29,7 @@ import zmq.green
 
 from greenheart.core.errors import UsageError
 from greenheart.core.pingwatch import FIRST_WAIT, MISSES, Change, Hearing
-from greenheart.core.wire import MAX_IDENTITY_BYTES, display_id
+from greenheart.core.wire import LEAVE, MAX_IDENTITY_BYTES, display_id
 from greenheart.green.curve import ClientCurve
 from greenheart.green.lifecycle import Service
 from greenheart.green.sockets import close_sockets, connect, default_context, socket_type_in
@@ -50,6 +55,19 @@ def heard_ping(hearing: Hearing, heard: Callable[[Change, float], object]) -> No
     silence = hearing.silence(now)
     if hearing.ping(now) is Change.FOUND:
         heard(Change.FOUND, silence)
+
+
+#: ms a stopping heart's leave has to go out: at once on a live connection, and never waited
+#: for but by a context's termination (at most this); nothing is queued without a connection
+LEAVE_LINGER_MS = 250
+
+
+def leave(socket: zmq.Socket) -> None:
+    """Say that the heart whose DEALER is ``socket`` stops cleanly, and close it."""
+    # no connection up (IMMEDIATE), or its queue full: no monitor to tell, nothing to wait for
+    with contextlib.suppress(zmq.ZMQError):
+        socket.send(LEAVE, zmq.NOBLOCK)
+    socket.close(linger=LEAVE_LINGER_MS)
 
 
 def _identity(heart_id: bytes | str | None) -> bytes:
@@ -109,6 +127,8 @@ class Heart(Service):
     _sockets: tuple[zmq.green.Socket | None, zmq.green.Socket | None] = attrs.field(
         default=(None, None), init=False
     )
+    #: stopping without a word (:meth:`kill`)
+    _killed: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.id = _identity(self.heart_id)
@@ -122,7 +142,14 @@ class Heart(Service):
     # :meth:`start` connects and starts answering pings, returning at once; :meth:`stop`
     # stops answering and closes the sockets (see Service).
 
+    def kill(self) -> None:
+        """Stop without telling the monitor, as a killed process does: it is failed as a crash
+        (for tests and drills). :meth:`stop` says the heart leaves."""
+        self._killed = True
+        self.stop()
+
     def _open(self) -> None:
+        self._killed = False
         context = self.context or default_context()
         inbound = context.socket(self.in_type)
         self._sockets = (inbound, None)
@@ -146,6 +173,9 @@ class Heart(Service):
         self._spawn(listen, self.hearing, self._heard)
 
     def _close(self) -> None:
+        outbound = self._sockets[1]
+        if outbound is not None and self.exception is None and not self._killed:  # a clean stop
+            leave(outbound)
         close_sockets(*self._sockets)
         self._sockets = (None, None)
 

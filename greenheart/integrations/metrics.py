@@ -12,10 +12,11 @@ The families (all names as Prometheus conventions have them):
 - ``greenheart_new_hearts_total``, ``greenheart_refused_hearts_total`` (counters): hearts
   registered, refused;
 - ``greenheart_heart_failures_total{cause}`` (counter): hearts failed, by cause:
-  ``disconnected``, ``missed``, ``phi`` or ``held`` (a suspect of a mass silence, silent
-  through its hold);
+  ``disconnected``, ``missed``, ``phi``, ``held`` (a suspect of a mass silence, silent
+  through its hold), ``restarted`` or ``left`` (it said it stopped cleanly);
 - ``greenheart_heart_diagnoses_total{diagnosis}`` (counter): hearts failed, by what their
-  connection said when they failed: ``crashed``, ``hung`` or ``unreachable``;
+  connection said when they failed: ``crashed``, ``hung`` or ``unreachable``; or ``stopped``,
+  those that left (a deploy, not a crash: page on the others);
   ``greenheart_found_unreachable_total`` (counter): hearts failed as hung whose connection
   timed out afterwards;
 - ``greenheart_false_failures_total``, ``greenheart_false_failure_seconds_total``
@@ -121,7 +122,8 @@ class MonitorCollector:
         yield failures
         diagnoses = CounterMetricFamily(
             "greenheart_heart_diagnoses",
-            "Hearts failed, by what their connection said: crashed, hung or unreachable",
+            "Hearts failed, by what their connection said: crashed, hung or unreachable;"
+            " or stopped, those that said they stopped cleanly",
             labels=["diagnosis"],
         )
         for diagnosis in Diagnosis:

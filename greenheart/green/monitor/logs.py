@@ -133,6 +133,10 @@ class MonitorLog:
         """Hearts failed, by a beat or by their connections closing."""
         self.log.warning("%d heart(s) failed: %s", len(failures), certified(failures))
 
+    def left(self, failure: Failure) -> None:
+        """A heart said it stopped cleanly: failed, as nothing to worry about."""
+        self.log.info("heart left: %s", certified([failure]))
+
     def late_beat(self, slot: Slot, lateness: Lateness) -> None:
         if lateness is Lateness.STALLED:
             self._limited(

@@ -465,23 +465,27 @@ class HeartMonitor(Service):
 
     # -- pongs and connections ------------------------------------------------------------------
 
-    def handle_pong(self, msg: Sequence[bytes], key: str | None = None) -> Pong:
+    def handle_pong(self, msg: Sequence[bytes], key: str | None = None, fd: int = -1) -> Pong:
         """Account for one message received on the ROUTER: ``[identity, payload]``, sent
-        with the CURVE public ``key`` (Z85) if the socket authenticates."""
+        with the CURVE public ``key`` (Z85) if the socket authenticates, on descriptor ``fd``
+        (-1: not known)."""
         parts = split_pong(msg)
         if parts is None:
             pong = self._ledger.malformed(msg[0][:MAX_IDENTITY_BYTES] if msg else b"", self.clock())
         else:
-            pong = self._ledger.pong(parts[0], parts[1], self.clock(), key)
-        if pong.kind not in ANSWERS:
-            self._lines.bad_pong(pong, msg)
+            pong = self._ledger.pong(parts[0], parts[1], self.clock(), key, fd)
+        if pong.kind not in ANSWERS:  # a leave fails its heart; anything else is logged
+            self._reader.not_an_answer(pong, msg)
         return pong
 
     def _accepted(self, fd: int) -> None:
         self._ledger.accepted(fd, self.clock())
 
     def _closed(self, fd: int) -> None:
-        """The connection on ``fd`` closed: fail the hearts the ledger says it fails."""
+        """The connection on ``fd`` closed: take what it sent before it closed first (a leave,
+        last answers), then fail the hearts the ledger says it fails."""
+        if self._reader.settle():
+            self._spawn(self._reader.drain, 0)  # what it held, once the events are read
         failures = self._ledger.closed(fd, self.clock())
         if failures:
             self._lines.failed(failures)
