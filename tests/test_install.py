@@ -40,7 +40,7 @@ import greenheart
 from tests.helpers import free_port
 from tests.test_readme import PAGES, ROOT, TRACKED, prose
 
-# the first test that needs the installed wheel builds it and installs it with four extras
+# the first test that needs the installed wheel builds it and installs it with the README's extras
 pytestmark = pytest.mark.timeout(300)
 
 _setup = configparser.ConfigParser()
