@@ -469,6 +469,7 @@ def _play(scenario, rules: Rules) -> Live:
     for k, doing in enumerate(monitor):  # round k closes ping k
         due = tic + 1000
         lag = {"late": 300, "stall": 2500}.get(doing, 0)
+        after = []  # what arrives after every heart's close of the round: time runs forward
         for heart, (rtt, doings) in hearts.items():
             if doing == "deaf":
                 continue
@@ -483,9 +484,11 @@ def _play(scenario, rules: Rules) -> Live:
                     pure.leave(live.ledger, heart, (tic + 500) / 1000, fd)
                 live.close(heart, (tic + 500) / 1000)
                 if what == "leave after":
-                    pure.leftover(live.ledger, heart, (tic + 501) / 1000, LEAVE, fd)
+                    after.append((heart, (LEAVE, fd)))
                 if what == "leftover":
-                    pure.leftover(live.ledger, heart, (tic + 501) / 1000)
+                    after.append((heart, ()))
+        for heart, leftover in after:
+            pure.leftover(live.ledger, heart, (tic + 501) / 1000, *leftover)
         pure.publish(live.ledger, due / 1000)
         for heart, (_, doings) in hearts.items():
             if doings[k] == "ahead" and doing != "deaf":
