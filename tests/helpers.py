@@ -7,6 +7,8 @@ import inspect
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 import attrs
@@ -59,6 +61,20 @@ def connects(address: str, timeout: float = 0.5) -> bool:
         return False
     finally:
         probe.close()
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url`` from a thread, while the hub serves: its status and body."""
+
+    def fetch() -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    status, body = gevent.get_hub().threadpool.apply(fetch)
+    return status, body
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.005) -> None:

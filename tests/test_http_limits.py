@@ -9,8 +9,6 @@ import http.client
 import json
 import resource
 import time
-import urllib.error
-import urllib.request
 
 import gevent
 import gevent.socket
@@ -33,7 +31,7 @@ from greenheart.green.limits import raise_open_file_limit
 from greenheart.integrations.events import EventStream
 from greenheart.integrations.live import LiveServer
 from greenheart.integrations.metrics import MetricsServer
-from tests.helpers import connects, wait_until
+from tests.helpers import connects, http_get, wait_until
 
 # -- the rule -----------------------------------------------------------------------------------
 
@@ -125,20 +123,6 @@ def half_requests(port: int, count: int) -> list[gevent.socket.socket]:
     return held
 
 
-def get(url: str) -> tuple[int, bytes]:
-    """GET ``url`` from a thread, while the hub serves: its status and body."""
-
-    def fetch() -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    status, body = gevent.get_hub().threadpool.apply(fetch)
-    return status, body
-
-
 @pytest.mark.timeout(120)
 def test_thousands_of_idle_connections_to_the_page_leave_new_hearts_room(budget):
     """Half the descriptor budget in idle half-requests to the page: without a cap the page's
@@ -164,12 +148,12 @@ def test_thousands_of_idle_connections_to_the_page_leave_new_hearts_room(budget)
         cap = page.cap
         assert cap.most == connection_cap(budget) and cap.open == cap.most
         assert cap.refused + cap.open + page.timed_out == idle  # every one held or let go
-        status, body = get(page.url + "live.json")
+        status, body = http_get(page.url + "live.json")
         assert status == 503 and body == b"too many connections\r\n"
         for peer in held:
             peer.close()
         wait_until(lambda: page.cap.open == 0)
-        status, body = get(page.url + "live.json")
+        status, body = http_get(page.url + "live.json")
         assert status == 200 and len(json.loads(body)["hearts"]["set"]) == NEW_HEARTS
     finally:
         for peer in held:
@@ -236,7 +220,7 @@ def test_the_metrics_say_how_many_http_connections_were_held_refused_and_timed_o
     try:
         held = half_requests(page.server_port, 2)  # one held, then timed out; one refused
         wait_until(lambda: page.timed_out == 1)
-        status, body = get(f"http://127.0.0.1:{metrics.server_port}/metrics")
+        status, body = http_get(f"http://127.0.0.1:{metrics.server_port}/metrics")
         assert status == 200
         text = body.decode()
         for line in (

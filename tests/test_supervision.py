@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.request
 
 import attrs
 import gevent
@@ -24,7 +23,7 @@ from greenheart.fleet import Behaviour, HeartFleet
 from greenheart.green.lifecycle import Service
 from greenheart.integrations.metrics import serve_metrics
 from greenheart.integrations.wsgi import hearts_app
-from tests.helpers import settled_descriptors, wait_until
+from tests.helpers import http_get, settled_descriptors, wait_until
 
 
 @attrs.define(eq=False)
@@ -186,17 +185,6 @@ def test_a_fleet_whose_greenlet_dies_stops_and_closes_its_sockets(make_monitor):
     wait_until(lambda: settled_descriptors() <= fds)
 
 
-def get(url: str) -> tuple[int, bytes]:
-    def fetch() -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    return gevent.get_hub().threadpool.apply(fetch)
-
-
 def test_a_stopped_monitor_shows_as_down_on_hearts_and_in_its_metrics():
 
     monitor, stopped, heart = watched_monitor()
@@ -204,15 +192,15 @@ def test_a_stopped_monitor_shows_as_down_on_hearts_and_in_its_metrics():
     web.start()
     metrics = serve_metrics(monitor, port=0)
     try:
-        status, body = get(f"http://127.0.0.1:{web.server_port}/hearts")
+        status, body = http_get(f"http://127.0.0.1:{web.server_port}/hearts")
         assert status == 200 and json.loads(body)["running"] is True
         monitor.pongstream.close(linger=0)
         assert_stopped_by(monitor, stopped, SocketClosed)
-        status, body = get(f"http://127.0.0.1:{web.server_port}/hearts")
+        status, body = http_get(f"http://127.0.0.1:{web.server_port}/hearts")
         assert status == 503
         report = json.loads(body)
         assert report["running"] is False and "SocketClosed" in report["stopped_by"]
-        _, body = get(f"http://127.0.0.1:{metrics.server_port}/metrics")
+        _, body = http_get(f"http://127.0.0.1:{metrics.server_port}/metrics")
         families = {family.name: family for family in text_string_to_metric_families(body.decode())}
         assert families["greenheart_up"].samples[0].value == 0
     finally:
