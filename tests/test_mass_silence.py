@@ -153,7 +153,7 @@ def test_during_a_hold_a_killed_process_is_failed_at_once(make_monitor, fail_on_
     fleet, lone = fleet_process(monitor, 20, "held"), heart_process(monitor, "lone")
     hearts = names("held", 20)
     with running(fleet, lone):
-        wait_until(lambda: hearts | {b"lone"} <= monitor.hearts, timeout=15)
+        wait_until(lambda: beating(monitor, hearts) and b"lone" in monitor.hearts, timeout=15)
         os.kill(fleet.pid, signal.SIGSTOP)
         wait_until(lambda: len(monitor.ledger.suspects) == 20, timeout=5)
         killed_at = time.monotonic()
