@@ -131,7 +131,9 @@ def test_stopping_a_2000_heart_fleet_leaves_no_descriptors(make_monitor):
     finally:
         fleet.stop()
     wait_until(lambda: open_descriptors() <= fds, timeout=10)
-    # stopped, every heart said it leaves, and each leave was taken as one
+    # stopped, every heart said it leaves, and each leave was taken as one (counted by the
+    # beat after it was read)
+    wait_until(lambda: monitor.ledger.counters.failed_hearts == 2000, timeout=5)
     counters = monitor.ledger.counters
     assert (counters.failed_left, counters.failed_hearts, counters.bad_pongs) == (2000, 2000, 0)
 
