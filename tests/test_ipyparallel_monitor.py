@@ -3,9 +3,11 @@ telling a hub (here a bare SUB) of new and stopped hearts in the hub's own signe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import time
+from collections.abc import Callable, Iterator
 
 import ipyparallel.controller.app as app
 import pytest
@@ -39,34 +41,26 @@ def installed():
     app.start_heartmonitor = original
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-# IPController forks its heart monitor from a process whose ZeroMQ threads are running, as this
-# test does on purpose: Python 3.12+ warns of it, and the test is what shows the child works
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_the_installed_monitor_reports_to_the_hub_under_every_start_method(installed, method):
+@contextlib.contextmanager
+def monitor_child(
+    installed: Callable[..., None], method: str, config: Config
+) -> Iterator[tuple[multiprocessing.process.BaseProcess, zmq.Socket, zmq.Socket]]:
+    """The installed heart monitor in a child process started by ``method``, reporting to a
+    hub's SUB, and a heart (a DEALER, ``engine-1``) echoing its pings until the hub hears of it:
+    the process, the hub's socket and the heart's. Stopped (SIGTERM) and closed after."""
     context = zmq.Context()
     hub = context.socket(zmq.SUB)
     hub.setsockopt(zmq.SUBSCRIBE, b"")
     monitor_port = hub.bind_to_random_port("tcp://127.0.0.1")
     ping_url, pong_url = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
-    config = Config()
-    config.HeartMonitor.period = 1000
-    config.HeartMonitor.max_heartmonitor_misses = 3
     config.Session.key = KEY
     process = multiprocessing.get_context(method).Process(
         target=installed,
-        kwargs=dict(
-            ping_url=ping_url,
-            pong_url=pong_url,
-            monitor_url=f"tcp://127.0.0.1:{monitor_port}",
-            config=config,
-            log_level=logging.WARNING,
-            curve_publickey=None,
-            curve_secretkey=None,
-        ),
+        kwargs=dict(ping_url=ping_url, pong_url=pong_url,
+                    monitor_url=f"tcp://127.0.0.1:{monitor_port}", config=config,
+                    log_level=logging.WARNING),
         daemon=True,
-    )
+    )  # fmt: skip
     process.start()
     pings = context.socket(zmq.SUB)
     pings.setsockopt(zmq.SUBSCRIBE, b"")
@@ -74,25 +68,40 @@ def test_the_installed_monitor_reports_to_the_hub_under_every_start_method(insta
     pongs = context.socket(zmq.DEALER)
     pongs.setsockopt(zmq.IDENTITY, b"engine-1")
     pongs.connect(pong_url)
-    session = Session(key=KEY)
     try:
         deadline = time.monotonic() + 30
         while not hub.poll(0):  # echo pings, as an engine's heart does, until reported
             assert time.monotonic() < deadline and process.is_alive()
             if pings.poll(50):
                 pongs.send(pings.recv())
+        yield process, hub, pongs
+    finally:
+        process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+        for socket in (pings, pongs, hub):
+            socket.close(linger=0)
+        context.term()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+# IPController forks its heart monitor from a process whose ZeroMQ threads are running, as this
+# test does on purpose: Python 3.12+ warns of it, and the test is what shows the child works
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_the_installed_monitor_reports_to_the_hub_under_every_start_method(installed, method):
+    config = Config()
+    config.HeartMonitor.period = 1000
+    config.HeartMonitor.max_heartmonitor_misses = 3
+    with monitor_child(installed, method, config) as (process, hub, pongs):
+        session = Session(key=KEY)
         assert next_report(hub, session, 1) == ("new_heart", ["engine-1"])
         pongs.close(linger=0)  # the engine's process died: fail_on_disconnect was installed
         started = time.monotonic()
         assert next_report(hub, session, 5) == ("stopped_heart", ["engine-1"])
         assert time.monotonic() - started < 1.0  # misses would have taken 4 periods
-    finally:
-        process.terminate()
-        process.join(10)
-        pings.close(linger=0)
-        pongs.close(linger=0)
-        hub.close(linger=0)
-        context.term()
     assert process.exitcode == 0  # SIGTERM is a clean stop
 
 
@@ -143,43 +152,13 @@ def test_the_mass_silence_rule_is_set_by_traits_of_the_heart_monitor_section():
 def test_a_second_sigterm_does_not_cut_the_monitor_s_stop_short(installed, tmp_path):
     """ipcontroller terminates its heart monitor twice (at its signal, then again at exit); the
     stop the first began, which writes the state, finishes: the process exits 0, not killed."""
-    context = zmq.Context()
-    hub = context.socket(zmq.SUB)
-    hub.setsockopt(zmq.SUBSCRIBE, b"")
-    monitor_port = hub.bind_to_random_port("tcp://127.0.0.1")
-    ping_url, pong_url = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     config = Config()
     config.HeartMonitor.period = 200
     config.HeartMonitor.state_file = str(tmp_path / "hearts.db")
-    config.Session.key = KEY
-    process = multiprocessing.get_context("fork").Process(
-        target=installed,
-        kwargs=dict(ping_url=ping_url, pong_url=pong_url,
-                    monitor_url=f"tcp://127.0.0.1:{monitor_port}", config=config,
-                    log_level=logging.WARNING),
-        daemon=True,
-    )  # fmt: skip
-    process.start()
-    pings = context.socket(zmq.SUB)
-    pings.setsockopt(zmq.SUBSCRIBE, b"")
-    pings.connect(ping_url)
-    pongs = context.socket(zmq.DEALER)
-    pongs.setsockopt(zmq.IDENTITY, b"engine-1")
-    pongs.connect(pong_url)
-    try:
+    with monitor_child(installed, "fork", config) as (process, _, _):  # a heart the state keeps
         deadline = time.monotonic() + 30
-        while not hub.poll(0):  # a heart the state keeps
-            assert time.monotonic() < deadline and process.is_alive()
-            if pings.poll(50):
-                pongs.send(pings.recv())
         while process.is_alive():  # SIGTERM, and again, as long as it is stopping
             assert time.monotonic() < deadline
             process.terminate()
             process.join(0.001)
-    finally:
-        process.kill()
-        process.join(10)
-        for socket in (pings, pongs, hub):
-            socket.close(linger=0)
-        context.term()
     assert process.exitcode == 0
